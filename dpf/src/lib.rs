@@ -1,0 +1,4 @@
+//! Dynamic Packet Filter: untrusted filter descriptions are verified, merged into one trie and run
+//! by an interpreter (the reference) or x86_64 code generated at bind time.
+#![no_std]
+extern crate alloc;

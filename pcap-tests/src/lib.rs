@@ -1,0 +1,3 @@
+//! Hosted tooling around dpf: reading traces, replaying them through both engines, comparing
+//! verdicts with tcpdump, and benchmarks.
+#![forbid(unsafe_code)]
