@@ -2,8 +2,14 @@
 //! by an interpreter (the reference) or x86_64 code generated at bind time.
 #![no_std]
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
+pub mod frontend;
+pub mod interp;
 pub mod ir;
+pub mod jit;
+pub mod trie;
 
 pub use ir::{
     Atom, CmpOp, Field, Filter, FilterId, Packet, Shift, Step, UnverifiedFilter, VerifyError, Width,

@@ -1,0 +1,1 @@
+//! The interpreter: the reference engine, walking the trie's compact node array.

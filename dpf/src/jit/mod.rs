@@ -1,0 +1,1 @@
+//! The JIT: the whole trie compiled into one block of x86_64 code with `dynasm!`.

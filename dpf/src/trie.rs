@@ -1,0 +1,1 @@
+//! The merged trie: every bound filter in one structure, shared prefixes shared, equal fields dispatched together.
