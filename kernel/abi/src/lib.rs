@@ -1,3 +1,16 @@
 //! The contract between the exo kernel and user code: syscall numbers, error codes, shared layouts.
-#![no_std]
+//!
+//! Everything here is plain data and pure functions, so the kernel, libnet, the apps and the
+//! host tooling (xtask) all agree on one definition, and the encodings are tested on the host.
+#![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+
+pub mod error;
+pub mod exit;
+pub mod layout;
+pub mod pack;
+pub mod syscall;
+
+pub use error::Error;
+pub use exit::KernelExit;
+pub use syscall::Syscall;
