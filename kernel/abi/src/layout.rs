@@ -23,6 +23,11 @@ pub const USER_STACK_TOP: u64 = 0x0000_7fff_ffff_0000;
 /// Size of the initial user stack the kernel maps.
 pub const USER_STACK_SIZE_BYTES: u64 = 64 * 1024;
 
+// The layout is ordered: image above the base, stack above the image, all below the end.
+const _: () = assert!(USER_BASE < APP_IMAGE_BASE);
+const _: () = assert!(APP_IMAGE_BASE < USER_STACK_TOP - USER_STACK_SIZE_BYTES);
+const _: () = assert!(USER_STACK_TOP < USER_END);
+
 /// Whether `[address, address + length_bytes)` lies entirely inside the user half. A zero-length
 /// range is inside when its address is.
 pub const fn range_is_user(address: u64, length_bytes: u64) -> bool {
@@ -37,13 +42,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layout_is_page_aligned_and_ordered() {
+    fn layout_is_page_aligned() {
         for address in [USER_BASE, USER_END, APP_IMAGE_BASE, USER_STACK_TOP] {
             assert_eq!(address % PAGE_SIZE_BYTES, 0);
         }
-        assert!(USER_BASE < APP_IMAGE_BASE);
-        assert!(APP_IMAGE_BASE < USER_STACK_TOP - USER_STACK_SIZE_BYTES);
-        assert!(USER_STACK_TOP < USER_END);
     }
 
     #[test]
