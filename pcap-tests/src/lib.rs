@@ -1,3 +1,5 @@
 //! Hosted tooling around dpf: reading traces, replaying them through both engines, comparing
 //! verdicts with tcpdump, and benchmarks.
 #![forbid(unsafe_code)]
+
+pub mod trace;
