@@ -1,1 +1,72 @@
 //! The JIT: the whole trie compiled into one block of x86_64 code with `dynasm!`.
+//!
+//! [`compile`] is no_std: it produces the bytes and the entry offset, which the kernel maps on
+//! its own W^X pages. With the `std` feature, [`ExecutableTrie`] maps them on a Linux host and
+//! calls them. The generated function follows the System V ABI:
+//!
+//! ```text
+//! extern "sysv64" fn(data: *const u8, captured_len: usize, wire_len: u32) -> u64
+//! ```
+//!
+//! and returns the winning [`crate::trie::Score`]: 0 when nothing matches, otherwise
+//! `(atoms + 1) << 32 | (u32::MAX - id)` ([`crate::trie::Score::id`] decodes it). `captured_len`
+//! must be below 2^32 for `CapturedFromBase` atoms to agree with the reference (which measures
+//! it as a `u32`).
+
+pub mod coalesce;
+pub mod codegen;
+pub mod emitter;
+#[cfg(feature = "std")]
+pub mod exec;
+pub mod hash_table;
+
+use alloc::vec::Vec;
+
+pub use codegen::CodegenStats;
+pub use emitter::EmitError;
+#[cfg(feature = "std")]
+pub use exec::ExecutableTrie;
+
+use crate::trie::Trie;
+
+/// Generated code for one trie, not yet executable.
+#[derive(Clone, Debug)]
+pub struct CompiledTrie {
+    code: Vec<u8>,
+    entry: usize,
+    instructions_end: usize,
+    stats: CodegenStats,
+}
+
+impl CompiledTrie {
+    /// Code followed by its hash tables.
+    pub fn code(&self) -> &[u8] {
+        &self.code
+    }
+
+    /// Offset of the function's first instruction in [`CompiledTrie::code`].
+    pub fn entry_offset(&self) -> usize {
+        self.entry
+    }
+
+    /// Where the instructions end and the hash tables begin (for disassemblers).
+    pub fn instructions_end(&self) -> usize {
+        self.instructions_end
+    }
+
+    /// What the generator did.
+    pub fn stats(&self) -> CodegenStats {
+        self.stats
+    }
+}
+
+/// Compiles every filter bound in `trie` into one function.
+pub fn compile(trie: &Trie) -> Result<CompiledTrie, EmitError> {
+    let generated = codegen::generate(trie)?;
+    Ok(CompiledTrie {
+        code: generated.code,
+        entry: generated.entry,
+        instructions_end: generated.instructions_end,
+        stats: generated.stats,
+    })
+}

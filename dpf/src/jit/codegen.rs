@@ -1,0 +1,540 @@
+//! Code generation: the trie walked once, each node turned into x86_64 with `dynasm!`.
+//!
+//! Register use inside the generated function (System V, no callee-saved register touched):
+//! - `r9`  = address of the current base (`data + base`)
+//! - `r10` = captured bytes from the base on (`captured_len - base`, signed: a shift may move
+//!   the base past the end)
+//! - `r11d` = wire length
+//! - `r8`  = best [`Score`] so far (0 = none); returned in `rax`
+//! - `rax`, `rcx`, `rdx`, `rsi` = scratch
+//!
+//! The code has the trie's shape: a node's test jumps to `next` (its continuation: the next
+//! alternative of its parent) when it fails, and falls into its own alternatives when it holds.
+//! A shift saves `r9`/`r10` on the stack around its subtree, so backtracking to an alternative
+//! finds its base again. Before the second and later alternatives a node compares the best score
+//! held with the alternative's bound and skips the rest of the list when nothing there can win.
+//!
+//! Bounds checks: for every node, `need` is the fewest bytes from the current base that *every*
+//! filter through it loads (up to its next shift). At the first load not covered by the bytes
+//! already checked, one `cmp r10, need` covers it and everything below that needs no more; a
+//! failing check skips the subtree, which is exact because each filter in it would fail anyway.
+#![forbid(unsafe_code)]
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use dynasm::dynasm;
+
+use super::coalesce::{self, Compare, EqAtom};
+use super::emitter::{DynamicLabel, EmitError, Emitter};
+use super::hash_table::HashLayout;
+use crate::ir::{CmpOp, Field, Width};
+use crate::trie::{NodeIndex, NodeKind, Trie};
+
+/// A disjunction with at most this many keys is a compare chain; more get a hash table.
+pub const MAX_COMPARE_CHAIN: usize = 3;
+
+/// A hash table to lay out after the code, once every target is placed.
+#[derive(Debug)]
+struct PendingTable {
+    label: DynamicLabel,
+    layout: HashLayout,
+    keys: Vec<u32>,
+    targets: Vec<DynamicLabel>,
+}
+
+/// Counts of what the generator did, for tests and `--disasm`-style reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CodegenStats {
+    /// Bounds checks emitted.
+    pub bounds_checks: usize,
+    /// Equality atoms that went through coalescing.
+    pub coalesced_atoms: usize,
+    /// Compares those atoms became.
+    pub coalesced_compares: usize,
+    /// Hash tables emitted.
+    pub hash_tables: usize,
+    /// Compare chains emitted (disjunctions of 2..=MAX_COMPARE_CHAIN keys).
+    pub compare_chains: usize,
+}
+
+/// Machine code for a trie: the function starts at `entry`, hash tables follow the code.
+#[derive(Debug)]
+pub struct GeneratedCode {
+    /// Code and data.
+    pub code: Vec<u8>,
+    /// Offset of the function's first instruction.
+    pub entry: usize,
+    /// Where the instructions end and the hash tables begin.
+    pub instructions_end: usize,
+    /// What was generated.
+    pub stats: CodegenStats,
+}
+
+struct Codegen<'t> {
+    trie: &'t Trie,
+    ops: Emitter,
+    /// Per node slot: bytes every filter through the node loads from the current base.
+    need: Vec<u32>,
+    tables: Vec<PendingTable>,
+    stats: CodegenStats,
+}
+
+/// Bytes past the base that loading `field` touches (0 for fields that are not loads).
+fn field_end(field: Field) -> u32 {
+    match field {
+        Field::Packet { offset, width } => offset as u32 + width.bytes() as u32,
+        Field::WireLen | Field::CapturedFromBase => 0,
+    }
+}
+
+/// Computes `need` for every node below `index` (post-order, iteratively: kernel stacks are
+/// small and a trie can be 130 nodes deep).
+fn compute_need(trie: &Trie) -> Vec<u32> {
+    let mut need = vec![0u32; trie.node_slots()];
+    // (node, children done?)
+    let mut stack = vec![(Trie::ROOT, false)];
+    while let Some((index, done)) = stack.pop() {
+        let node = trie.node(index);
+        if !done {
+            stack.push((index, true));
+            stack.extend(node.alternatives().iter().map(|&a| (a, false)));
+            continue;
+        }
+        let below = || {
+            node.alternatives()
+                .iter()
+                .map(|a| need[a.0 as usize])
+                .min()
+                .unwrap_or(0)
+        };
+        need[index.0 as usize] = match node.kind() {
+            NodeKind::Accept { .. } | NodeKind::Vacant => 0,
+            // What follows a shift is on another base.
+            NodeKind::Shift(shift) => shift.offset as u32 + shift.width.bytes() as u32,
+            NodeKind::Test(atom) => field_end(atom.field).max(below()),
+            NodeKind::Dispatch { field, .. } => field_end(*field).max(below()),
+            NodeKind::Key { .. } | NodeKind::Root => below(),
+        };
+    }
+    need
+}
+
+/// Generates the code for `trie`.
+pub fn generate(trie: &Trie) -> Result<GeneratedCode, EmitError> {
+    let mut generator = Codegen {
+        trie,
+        ops: Emitter::new(),
+        need: compute_need(trie),
+        tables: Vec::new(),
+        stats: CodegenStats::default(),
+    };
+    let entry = generator.ops.offset();
+    dynasm!(generator.ops
+        ; .arch x64
+        ; mov r9, rdi
+        ; mov r10, rsi
+        ; mov r11d, edx
+        ; xor r8d, r8d
+    );
+    generator.alternatives(Trie::ROOT, 0);
+    dynasm!(generator.ops
+        ; .arch x64
+        ; mov rax, r8
+        ; ret
+    );
+    let instructions_end = generator.ops.offset();
+    generator.emit_tables()?;
+    let stats = generator.stats;
+    Ok(GeneratedCode {
+        code: generator.ops.finish()?,
+        entry,
+        instructions_end,
+        stats,
+    })
+}
+
+impl Codegen<'_> {
+    fn need(&self, index: NodeIndex) -> u32 {
+        self.need[index.0 as usize]
+    }
+
+    /// Tries `parent`'s alternatives in order; `checked` bytes from the base are known captured.
+    fn alternatives(&mut self, parent: NodeIndex, checked: u32) {
+        let trie = self.trie;
+        let alternatives = trie.node(parent).alternatives();
+        let end = self.ops.new_dynamic_label();
+        for (i, &alternative) in alternatives.iter().enumerate() {
+            if i > 0 {
+                // Sorted best bound first: once the best held reaches this bound, stop.
+                let bound = trie.node(alternative).bound().0 as i64;
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov rax, QWORD bound
+                    ; cmp r8, rax
+                    ; jae =>end
+                );
+            }
+            let next = self.ops.new_dynamic_label();
+            self.node(alternative, checked, next);
+            dynasm!(self.ops ; .arch x64 ; =>next);
+        }
+        dynasm!(self.ops ; .arch x64 ; =>end);
+    }
+
+    /// Code for one node: on failure (or once its subtree is explored) control reaches `next`.
+    fn node(&mut self, index: NodeIndex, checked: u32, next: DynamicLabel) {
+        let trie = self.trie;
+        match trie.node(index).kind() {
+            NodeKind::Accept { score, .. } => {
+                let score = score.0 as i64;
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov rax, QWORD score
+                    ; cmp rax, r8
+                    ; cmova r8, rax
+                );
+            }
+            NodeKind::Test(atom) => {
+                let checked = self.ensure(field_end(atom.field), index, checked, next);
+                self.load_value(atom.field, atom.mask);
+                let value = atom.value as i32;
+                dynasm!(self.ops ; .arch x64 ; cmp eax, DWORD value);
+                // Jump away when the comparison does not hold (unsigned conditions).
+                match atom.op {
+                    CmpOp::Eq => dynasm!(self.ops ; .arch x64 ; jne =>next),
+                    CmpOp::Ne => dynasm!(self.ops ; .arch x64 ; je =>next),
+                    CmpOp::Lt => dynasm!(self.ops ; .arch x64 ; jae =>next),
+                    CmpOp::Le => dynasm!(self.ops ; .arch x64 ; ja =>next),
+                    CmpOp::Gt => dynasm!(self.ops ; .arch x64 ; jbe =>next),
+                    CmpOp::Ge => dynasm!(self.ops ; .arch x64 ; jb =>next),
+                }
+                self.alternatives(index, checked);
+            }
+            NodeKind::Shift(shift) => {
+                let field = Field::Packet {
+                    offset: shift.offset,
+                    width: shift.width,
+                };
+                self.ensure(field_end(field), index, checked, next);
+                self.load_value(field, shift.mask);
+                if shift.shift >= 0 {
+                    let bits = shift.shift;
+                    dynasm!(self.ops ; .arch x64 ; shl eax, BYTE bits);
+                } else {
+                    let bits = -shift.shift;
+                    dynasm!(self.ops ; .arch x64 ; shr eax, BYTE bits);
+                }
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; push r9
+                    ; push r10
+                    ; add r9, rax
+                    ; sub r10, rax
+                );
+                self.alternatives(index, 0);
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; pop r10
+                    ; pop r9
+                );
+            }
+            NodeKind::Dispatch { field, mask, keys } => {
+                if keys.len() == 1 && matches!(field, Field::Packet { .. }) {
+                    self.equality_run(index, checked, next);
+                } else {
+                    let checked = self.ensure(field_end(*field), index, checked, next);
+                    self.load_value(*field, *mask);
+                    self.dispatch(index, checked, next);
+                }
+            }
+            // Never an alternative: keys are reached through their dispatch.
+            NodeKind::Key { .. } | NodeKind::Root | NodeKind::Vacant => {}
+        }
+    }
+
+    /// Makes sure `end` bytes from the base are captured before a load: when `checked` does not
+    /// cover it, checks `need(index)` (which is at least `end`) and skips to `next` if short.
+    fn ensure(&mut self, end: u32, index: NodeIndex, checked: u32, next: DynamicLabel) -> u32 {
+        if end <= checked {
+            return checked;
+        }
+        let need = self.need(index).max(end);
+        self.stats.bounds_checks += 1;
+        let need_imm = need as i32;
+        dynasm!(self.ops
+            ; .arch x64
+            ; cmp r10, DWORD need_imm
+            ; jl =>next
+        );
+        need
+    }
+
+    /// `eax = field & mask` in natural (big-endian-decoded) order. Bounds already checked.
+    fn load_value(&mut self, field: Field, mask: u32) {
+        let full = match field {
+            Field::Packet { offset, width } => {
+                let offset = offset as i32;
+                match width {
+                    Width::B1 => dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [r9 + offset]),
+                    Width::B2 => dynasm!(self.ops
+                        ; .arch x64
+                        ; movzx eax, WORD [r9 + offset]
+                        ; rol ax, 8
+                    ),
+                    Width::B4 => dynasm!(self.ops
+                        ; .arch x64
+                        ; mov eax, DWORD [r9 + offset]
+                        ; bswap eax
+                    ),
+                }
+                width.max_value()
+            }
+            Field::WireLen => {
+                dynasm!(self.ops ; .arch x64 ; mov eax, r11d);
+                u32::MAX
+            }
+            Field::CapturedFromBase => {
+                // max(captured - base, 0): the base may lie past the end.
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; xor eax, eax
+                    ; test r10, r10
+                    ; cmovg eax, r10d
+                );
+                u32::MAX
+            }
+        };
+        if mask != full {
+            let mask = mask as i32;
+            dynasm!(self.ops ; .arch x64 ; and eax, DWORD mask);
+        }
+    }
+
+    /// A chain of single-key equality dispatches on packet bytes, coalesced into wide compares.
+    fn equality_run(&mut self, first: NodeIndex, checked: u32, next: DynamicLabel) {
+        let trie = self.trie;
+        let mut atoms = Vec::new();
+        let mut dispatch = first;
+        let last_key = loop {
+            let NodeKind::Dispatch {
+                field: Field::Packet { offset, width },
+                mask,
+                ..
+            } = *trie.node(dispatch).kind()
+            else {
+                unreachable_run();
+                return;
+            };
+            let key = trie.node(dispatch).alternatives()[0];
+            let NodeKind::Key { value } = *trie.node(key).kind() else {
+                unreachable_run();
+                return;
+            };
+            atoms.push(EqAtom {
+                offset,
+                width,
+                mask,
+                value,
+            });
+            let following = trie.node(key).alternatives();
+            let continues = following.len() == 1
+                && matches!(trie.node(following[0]).kind(),
+                    NodeKind::Dispatch { field: Field::Packet { .. }, keys, .. } if keys.len() == 1);
+            if !continues {
+                break key;
+            }
+            dispatch = following[0];
+        };
+        let end = atoms
+            .iter()
+            .map(|a| a.offset as u32 + a.width.bytes() as u32)
+            .max()
+            .unwrap_or(0);
+        let checked = self.ensure(end, first, checked, next);
+        match coalesce::plan(&atoms, checked) {
+            Ok(compares) => {
+                self.stats.coalesced_atoms += atoms.len();
+                self.stats.coalesced_compares += compares.len();
+                for compare in compares {
+                    self.compare(compare, next);
+                }
+                self.alternatives(last_key, checked);
+            }
+            // The atoms ask one bit to be 0 and 1: nothing below can match.
+            Err(coalesce::Contradiction) => dynasm!(self.ops ; .arch x64 ; jmp =>next),
+        }
+    }
+
+    /// `little_endian_load & mask == value`, else to `next`.
+    fn compare(&mut self, compare: Compare, next: DynamicLabel) {
+        let offset = compare.offset as i32;
+        let full = compare.full_mask();
+        match (compare.bytes, full) {
+            (1, true) => {
+                let value = compare.value as i8;
+                dynasm!(self.ops ; .arch x64 ; cmp BYTE [r9 + offset], BYTE value);
+            }
+            (2, true) => {
+                let value = compare.value as i16;
+                dynasm!(self.ops ; .arch x64 ; cmp WORD [r9 + offset], WORD value);
+            }
+            (4, true) => {
+                let value = compare.value as i32;
+                dynasm!(self.ops ; .arch x64 ; cmp DWORD [r9 + offset], DWORD value);
+            }
+            (1 | 2 | 4, false) => {
+                match compare.bytes {
+                    1 => dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [r9 + offset]),
+                    2 => dynasm!(self.ops ; .arch x64 ; movzx eax, WORD [r9 + offset]),
+                    _ => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [r9 + offset]),
+                }
+                let mask = compare.mask as i32;
+                let value = compare.value as i32;
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; and eax, DWORD mask
+                    ; cmp eax, DWORD value
+                );
+            }
+            _ => {
+                let mask = compare.mask as i64;
+                let value = compare.value as i64;
+                dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [r9 + offset]);
+                if !full {
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; mov rcx, QWORD mask
+                        ; and rax, rcx
+                    );
+                }
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov rcx, QWORD value
+                    ; cmp rax, rcx
+                );
+            }
+        }
+        dynasm!(self.ops ; .arch x64 ; jne =>next);
+    }
+
+    /// `eax` holds the masked value: jump to the key's subtree, or to `next` if none.
+    fn dispatch(&mut self, index: NodeIndex, checked: u32, next: DynamicLabel) {
+        let trie = self.trie;
+        let mut keys = Vec::new();
+        let mut key_nodes = Vec::new();
+        let mut targets = Vec::new();
+        for &key_node in trie.node(index).alternatives() {
+            if let NodeKind::Key { value } = *trie.node(key_node).kind() {
+                keys.push(value);
+                key_nodes.push(key_node);
+                targets.push(self.ops.new_dynamic_label());
+            }
+        }
+        if keys.len() <= MAX_COMPARE_CHAIN {
+            if keys.len() > 1 {
+                self.stats.compare_chains += 1;
+            }
+            for (&key, &target) in keys.iter().zip(&targets) {
+                let key = key as i32;
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; cmp eax, DWORD key
+                    ; je =>target
+                );
+            }
+            dynasm!(self.ops ; .arch x64 ; jmp =>next);
+        } else {
+            self.hash_lookup(&keys, &targets, next);
+        }
+        for (&key_node, &target) in key_nodes.iter().zip(&targets) {
+            dynasm!(self.ops ; .arch x64 ; =>target);
+            self.alternatives(key_node, checked);
+            dynasm!(self.ops ; .arch x64 ; jmp =>next);
+        }
+    }
+
+    /// Probes a generated table for `eax`; jumps to the matching target or to `next`.
+    fn hash_lookup(&mut self, keys: &[u32], targets: &[DynamicLabel], next: DynamicLabel) {
+        self.stats.hash_tables += 1;
+        let layout = HashLayout::new(keys);
+        let table = self.ops.new_dynamic_label();
+        let multiplier = layout.multiplier as i32;
+        let shift = (32 - layout.bits) as i8;
+        let slot_mask = ((1u32 << layout.bits) - 1) as i32;
+        let hit = self.ops.new_dynamic_label();
+        let probe = self.ops.new_dynamic_label();
+        dynasm!(self.ops
+            ; .arch x64
+            ; lea rcx, [=>table]
+            ; imul edx, eax, DWORD multiplier
+            ; shr edx, BYTE shift
+            ; =>probe
+            ; movsxd rsi, DWORD [rcx + rdx * 8 + 4]
+            ; test rsi, rsi
+            ; jz =>next
+            ; cmp eax, DWORD [rcx + rdx * 8]
+            ; je =>hit
+        );
+        if layout.longest_probe == 0 {
+            // Every key is in its home slot: a mismatch there is a miss.
+            dynasm!(self.ops ; .arch x64 ; jmp =>next);
+        } else {
+            dynasm!(self.ops
+                ; .arch x64
+                ; add edx, 1
+                ; and edx, DWORD slot_mask
+                ; jmp =>probe
+            );
+        }
+        dynasm!(self.ops
+            ; .arch x64
+            ; =>hit
+            ; add rsi, rcx
+            ; jmp rsi
+        );
+        self.tables.push(PendingTable {
+            label: table,
+            layout,
+            keys: keys.to_vec(),
+            targets: targets.to_vec(),
+        });
+    }
+
+    /// Lays out every hash table after the code; every target label is placed by now.
+    fn emit_tables(&mut self) -> Result<(), EmitError> {
+        for table in core::mem::take(&mut self.tables) {
+            dynasm!(self.ops ; .arch x64 ; .align 8 ; =>table.label);
+            let start = self.ops.offset();
+            for slot in &table.layout.slots {
+                match *slot {
+                    Some(index) => {
+                        let target = self
+                            .ops
+                            .label_offset(table.targets[index])
+                            .ok_or(EmitError::UndefinedLabel)?;
+                        let relative = i32::try_from(target as i64 - start as i64)
+                            .map_err(|_| EmitError::RelocationOutOfRange)?;
+                        self.ops.push_u32(table.keys[index]);
+                        self.ops.push_i32(relative);
+                    }
+                    None => {
+                        self.ops.push_u32(0);
+                        self.ops.push_i32(0);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `equality_run` is only entered for a single-key packet dispatch whose key node is a `Key`;
+/// the trie guarantees both, so this is never reached (and emits nothing if it were: the
+/// subtree is then simply not matched, which a property test would catch).
+fn unreachable_run() {
+    debug_assert!(
+        false,
+        "equality run over a node that is not a packet dispatch"
+    );
+}

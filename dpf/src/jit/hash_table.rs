@@ -1,0 +1,122 @@
+//! Layout of the hash tables the generated code probes for a disjunction with many keys.
+//!
+//! The table lives in the code block after the function: `2^bits` slots of 8 bytes, each the
+//! key (`u32`) and the target as an `i32` offset from the table's start, 0 for an empty slot
+//! (code precedes the table, so a real target is never 0). The code hashes with
+//! `(key * multiplier) >> (32 - bits)` and probes linearly; the table is at most half full, so
+//! a miss meets an empty slot. The multiplier is the one, among a few fixed odd constants, with
+//! the shortest longest probe for these keys; when every key sits in its home slot the code
+//! needs no probe loop at all.
+#![forbid(unsafe_code)]
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+/// Odd multipliers tried in turn; the first is Knuth's golden-ratio constant.
+const MULTIPLIERS: [u32; 6] = [
+    0x9e37_79b1,
+    0x85eb_ca6b,
+    0xc2b2_ae35,
+    0x27d4_eb2f,
+    0x1656_67b1,
+    0x7feb_352d,
+];
+
+/// Where each key goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashLayout {
+    /// log2 of the slot count.
+    pub bits: u32,
+    /// The hash multiplier.
+    pub multiplier: u32,
+    /// For each slot, the index of the key stored there.
+    pub slots: Vec<Option<usize>>,
+    /// Longest distance of a key from its home slot (0: no collision at all).
+    pub longest_probe: usize,
+}
+
+impl HashLayout {
+    /// Home slot of `key`.
+    pub fn home(bits: u32, multiplier: u32, key: u32) -> usize {
+        (key.wrapping_mul(multiplier) >> (32 - bits)) as usize
+    }
+
+    /// A layout for distinct `keys`.
+    pub fn new(keys: &[u32]) -> HashLayout {
+        let bits = (keys.len() * 2).next_power_of_two().max(8).trailing_zeros();
+        let mut best: Option<HashLayout> = None;
+        for multiplier in MULTIPLIERS {
+            let layout = Self::with_multiplier(keys, bits, multiplier);
+            let better = best
+                .as_ref()
+                .is_none_or(|b| layout.longest_probe < b.longest_probe);
+            if better {
+                best = Some(layout);
+            }
+            if best.as_ref().is_some_and(|b| b.longest_probe == 0) {
+                break;
+            }
+        }
+        // MULTIPLIERS is not empty, so the loop ran.
+        best.unwrap_or_else(|| Self::with_multiplier(keys, bits, MULTIPLIERS[0]))
+    }
+
+    fn with_multiplier(keys: &[u32], bits: u32, multiplier: u32) -> HashLayout {
+        let size = 1usize << bits;
+        let mut slots = vec![None; size];
+        let mut longest_probe = 0;
+        for (index, &key) in keys.iter().enumerate() {
+            let mut slot = Self::home(bits, multiplier, key);
+            let mut probe = 0;
+            while slots[slot].is_some() {
+                slot = (slot + 1) & (size - 1);
+                probe += 1;
+            }
+            slots[slot] = Some(index);
+            longest_probe = longest_probe.max(probe);
+        }
+        HashLayout {
+            bits,
+            multiplier,
+            slots,
+            longest_probe,
+        }
+    }
+
+    /// The key index a lookup of `key` finds, probing as the generated code does.
+    pub fn lookup(&self, keys: &[u32], key: u32) -> Option<usize> {
+        let mask = self.slots.len() - 1;
+        let mut slot = Self::home(self.bits, self.multiplier, key);
+        loop {
+            match self.slots[slot] {
+                None => return None,
+                Some(index) if keys[index] == key => return Some(index),
+                Some(_) => slot = (slot + 1) & mask,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_found_and_absent_keys_are_not() {
+        let keys: Vec<u32> = (0..10_000u32).map(|i| 0x0a00_0000 + i * 7).collect();
+        let layout = HashLayout::new(&keys);
+        assert!(layout.slots.len() >= 2 * keys.len());
+        for (i, &k) in keys.iter().enumerate() {
+            assert_eq!(layout.lookup(&keys, k), Some(i));
+        }
+        assert_eq!(layout.lookup(&keys, 0x0a00_0001), None);
+        assert!(layout.longest_probe < 64, "{}", layout.longest_probe);
+    }
+
+    #[test]
+    fn few_spread_keys_need_no_probe_loop() {
+        let keys = [80, 443, 22, 53];
+        let layout = HashLayout::new(&keys);
+        assert_eq!(layout.longest_probe, 0);
+    }
+}

@@ -1,1 +1,0 @@
-//! The merged trie: every bound filter in one structure, shared prefixes shared, equal fields dispatched together.

@@ -1,0 +1,533 @@
+//! The JIT, the interpreter and the reference agree on every packet, for random filter sets,
+//! realistic flow sets and hostile filter descriptions.
+
+use dpf::interp;
+use dpf::ir::{
+    Atom, CmpOp, Field, Filter, FilterId, Packet, Shift, Step, UnverifiedFilter, Width,
+    reference_classify, reference_matches,
+};
+use dpf::jit::{self, ExecutableTrie};
+use dpf::trie::Trie;
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+// ---------- engines ----------
+
+fn executable(trie: &Trie) -> ExecutableTrie {
+    let compiled = jit::compile(trie).expect("code generation");
+    ExecutableTrie::new(&compiled).expect("mapping")
+}
+
+/// Asserts the three engines agree on `packet`; returns the verdict.
+fn assert_agree(
+    filters: &[Filter],
+    trie: &Trie,
+    code: &ExecutableTrie,
+    packet: &Packet<'_>,
+) -> Result<Option<FilterId>, TestCaseError> {
+    let expected = reference_classify(filters, packet);
+    let interpreted = interp::classify(trie, packet);
+    let jitted = code.classify(packet);
+    prop_assert_eq!(
+        interpreted,
+        expected,
+        "interpreter vs reference on {:?}",
+        packet
+    );
+    prop_assert_eq!(jitted, expected, "JIT vs reference on {:?}", packet);
+    Ok(expected)
+}
+
+/// Binds `filters`, skipping those with steps identical to one already bound (refused by
+/// design); returns the filters actually bound.
+fn bind_all(filters: Vec<Filter>) -> (Vec<Filter>, Trie) {
+    let mut trie = Trie::new();
+    let mut bound = Vec::new();
+    for filter in filters {
+        if trie.insert(filter.clone()).is_ok() {
+            bound.push(filter);
+        }
+    }
+    (bound, trie)
+}
+
+// ---------- filters ----------
+
+fn width() -> impl Strategy<Value = Width> {
+    prop_oneof![Just(Width::B1), Just(Width::B2), Just(Width::B4)]
+}
+
+fn op() -> impl Strategy<Value = CmpOp> {
+    prop_oneof![
+        4 => Just(CmpOp::Eq),
+        1 => Just(CmpOp::Ne),
+        1 => Just(CmpOp::Lt),
+        1 => Just(CmpOp::Le),
+        1 => Just(CmpOp::Gt),
+        1 => Just(CmpOp::Ge),
+    ]
+}
+
+/// Values from a small alphabet, so random packets built from the same alphabet match often.
+fn small_value() -> impl Strategy<Value = u32> {
+    prop_oneof![
+        Just(0u32),
+        Just(1),
+        Just(6),
+        Just(0x45),
+        Just(0x0800),
+        Just(0xff),
+        Just(0x0101),
+        Just(0x0606_0606),
+        any::<u32>(),
+    ]
+}
+
+fn atom() -> impl Strategy<Value = Step> {
+    let field = prop_oneof![
+        8 => (0u16..48, width()).prop_map(|(offset, width)| Field::Packet { offset, width }),
+        1 => Just(Field::WireLen),
+        1 => Just(Field::CapturedFromBase),
+    ];
+    (field, any::<u32>(), prop::bool::ANY, op(), small_value()).prop_map(
+        |(field, mask_bits, full_mask, op, value)| {
+            let field_max = match field {
+                Field::Packet { width, .. } => width.max_value(),
+                _ => u32::MAX,
+            };
+            let mask = if full_mask {
+                field_max
+            } else {
+                mask_bits & field_max
+            };
+            let value = match op {
+                CmpOp::Eq => value & mask,
+                _ => value & field_max,
+            };
+            Step::Test(Atom {
+                field,
+                mask,
+                op,
+                value,
+            })
+        },
+    )
+}
+
+fn shift() -> impl Strategy<Value = Step> {
+    (
+        0u16..40,
+        prop_oneof![Just(Width::B1), Just(Width::B2)],
+        prop_oneof![Just(0x0fu32), Just(0xf0), Just(0x3f), Just(0x07)],
+        -4i8..=2,
+    )
+        .prop_map(|(offset, width, mask, shift)| {
+            Step::Shift(Shift {
+                offset,
+                width,
+                mask,
+                shift,
+            })
+        })
+}
+
+fn random_filter() -> impl Strategy<Value = Filter> {
+    (
+        0u32..12,
+        prop::collection::vec(prop_oneof![5 => atom(), 1 => shift()], 1..7),
+    )
+        .prop_map(|(id, steps)| {
+            UnverifiedFilter {
+                id: FilterId(id),
+                steps,
+            }
+            .verify()
+            .expect("generated filters are valid")
+        })
+}
+
+fn eq(offset: u16, width: Width, value: u32) -> Step {
+    Step::Test(Atom {
+        field: Field::Packet { offset, width },
+        mask: width.max_value(),
+        op: CmpOp::Eq,
+        value,
+    })
+}
+
+const IHL: Step = Step::Shift(Shift {
+    offset: 14,
+    width: Width::B1,
+    mask: 0x0f,
+    shift: 2,
+});
+
+/// One realistic flow filter: IPv4 TCP/UDP by source host and destination port (with the
+/// non-first-fragment test and the header-length shift, as the front end emits them), or IPv6
+/// with the same shape.
+#[derive(Clone, Copy, Debug)]
+struct Flow {
+    ipv6: bool,
+    protocol: u8,
+    host: u32,
+    port: u16,
+    with_source_port: Option<u16>,
+}
+
+impl Flow {
+    fn filter(&self, id: u32) -> Filter {
+        let mut steps = Vec::new();
+        if self.ipv6 {
+            steps.push(eq(12, Width::B2, 0x86dd));
+            steps.push(eq(20, Width::B1, self.protocol as u32));
+            // Source address 2001:db8::<host> at 22..38.
+            steps.push(eq(22, Width::B4, 0x2001_0db8));
+            steps.push(eq(26, Width::B4, 0));
+            steps.push(eq(30, Width::B4, 0));
+            steps.push(eq(34, Width::B4, self.host));
+            if let Some(port) = self.with_source_port {
+                steps.push(eq(54, Width::B2, port as u32));
+            }
+            steps.push(eq(56, Width::B2, self.port as u32));
+        } else {
+            steps.push(eq(12, Width::B2, 0x0800));
+            steps.push(eq(23, Width::B1, self.protocol as u32));
+            steps.push(Step::Test(Atom {
+                field: Field::Packet {
+                    offset: 20,
+                    width: Width::B2,
+                },
+                mask: 0x1fff,
+                op: CmpOp::Eq,
+                value: 0,
+            }));
+            steps.push(eq(26, Width::B4, self.host));
+            steps.push(IHL);
+            if let Some(port) = self.with_source_port {
+                steps.push(eq(14, Width::B2, port as u32));
+            }
+            steps.push(eq(16, Width::B2, self.port as u32));
+        }
+        UnverifiedFilter {
+            id: FilterId(id),
+            steps,
+        }
+        .verify()
+        .expect("flow filters are valid")
+    }
+
+    /// A packet of this flow, with `options` 4-byte words of IPv4 options.
+    fn packet(&self, options: u8, source_port: u16) -> Vec<u8> {
+        let mut p = vec![0u8; 14];
+        if self.ipv6 {
+            p[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+            let mut ip = vec![0u8; 40];
+            ip[0] = 0x60;
+            ip[6] = self.protocol;
+            ip[8..12].copy_from_slice(&0x2001_0db8u32.to_be_bytes());
+            ip[20..24].copy_from_slice(&self.host.to_be_bytes());
+            p.extend_from_slice(&ip);
+        } else {
+            p[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+            let mut ip = vec![0u8; 20 + 4 * options as usize];
+            ip[0] = 0x45 + options;
+            ip[9] = self.protocol;
+            ip[12..16].copy_from_slice(&self.host.to_be_bytes());
+            p.extend_from_slice(&ip);
+        }
+        let mut transport = vec![0u8; 20];
+        transport[0..2].copy_from_slice(&source_port.to_be_bytes());
+        transport[2..4].copy_from_slice(&self.port.to_be_bytes());
+        p.extend_from_slice(&transport);
+        p
+    }
+}
+
+fn flow() -> impl Strategy<Value = Flow> {
+    (
+        prop::bool::weighted(0.3),
+        prop_oneof![Just(6u8), Just(17)],
+        0u32..40,
+        prop_oneof![Just(80u16), Just(443), Just(53), 1000u16..1010],
+        prop::option::weighted(0.2, prop_oneof![Just(1234u16), Just(5555)]),
+    )
+        .prop_map(|(ipv6, protocol, host, port, with_source_port)| Flow {
+            ipv6,
+            protocol,
+            host: 0x0a00_0000 + host,
+            port,
+            with_source_port,
+        })
+}
+
+// ---------- packets ----------
+
+/// Bytes from the same small alphabet as the filter values.
+fn random_packet() -> impl Strategy<Value = (Vec<u8>, u32)> {
+    let byte = prop_oneof![
+        Just(0u8),
+        Just(1),
+        Just(6),
+        Just(8),
+        Just(0x45),
+        Just(0xff),
+        any::<u8>()
+    ];
+    (prop::collection::vec(byte, 0..96), 0u32..200)
+}
+
+/// Stores `value`'s bits under `mask` big-endian at `at`, growing the packet as needed.
+fn write_masked(packet: &mut Vec<u8>, at: usize, width: Width, mask: u32, value: u32) {
+    let bytes = width.bytes() as usize;
+    if packet.len() < at + bytes {
+        packet.resize(at + bytes, 0);
+    }
+    for i in 0..bytes {
+        let shift = 8 * (bytes - 1 - i);
+        let m = (mask >> shift) as u8;
+        let v = (value >> shift) as u8;
+        packet[at + i] = (packet[at + i] & !m) | (v & m);
+    }
+}
+
+/// Rewrites `packet` so that `filter` probably matches: each atom's bytes are set to satisfy it
+/// (later steps may undo earlier ones; that is fine, it only has to match often).
+fn satisfy(filter: &Filter, packet: &mut Vec<u8>) {
+    let mut base = 0usize;
+    for step in filter.steps() {
+        match *step {
+            Step::Test(atom) => {
+                let Field::Packet { offset, width } = atom.field else {
+                    continue;
+                };
+                let want = match atom.op {
+                    CmpOp::Eq | CmpOp::Le | CmpOp::Ge => atom.value,
+                    CmpOp::Ne | CmpOp::Gt => atom.value.wrapping_add(1),
+                    CmpOp::Lt => atom.value.wrapping_sub(1),
+                };
+                write_masked(packet, base + offset as usize, width, atom.mask, want);
+            }
+            Step::Shift(shift) => {
+                let at = base + shift.offset as usize;
+                if packet.len() < at + shift.width.bytes() as usize {
+                    packet.resize(at + shift.width.bytes() as usize, 0);
+                }
+                let loaded = Packet::whole(packet)
+                    .load(at as u32, shift.width)
+                    .unwrap_or(0);
+                base += shift.amount(loaded) as usize;
+            }
+        }
+    }
+}
+
+/// Packets for a filter set: random ones, ones rewritten to hit a filter, and their truncations.
+fn packets_for(filters: Vec<Filter>) -> impl Strategy<Value = (Vec<Filter>, Vec<(Vec<u8>, u32)>)> {
+    let count = filters.len().max(1);
+    let packet = (random_packet(), 0..count, 0usize..4, 0usize..120).prop_map({
+        let filters = filters.clone();
+        move |((mut data, extra_wire), target, mode, cut)| {
+            if mode != 0 && !filters.is_empty() {
+                satisfy(&filters[target], &mut data);
+            }
+            let wire_len = data.len() as u32 + extra_wire;
+            if mode == 3 {
+                data.truncate(cut.min(data.len()));
+            }
+            (data, wire_len)
+        }
+    });
+    (Just(filters), prop::collection::vec(packet, 1..24))
+}
+
+fn check_set(filters: Vec<Filter>, packets: &[(Vec<u8>, u32)]) -> Result<usize, TestCaseError> {
+    let (filters, trie) = bind_all(filters);
+    let code = executable(&trie);
+    let mut matches = 0;
+    for (data, wire_len) in packets {
+        let packet = Packet {
+            data,
+            wire_len: *wire_len,
+        };
+        if assert_agree(&filters, &trie, &code, &packet)?.is_some() {
+            matches += 1;
+        }
+    }
+    Ok(matches)
+}
+
+fn config(cases: u32) -> Config {
+    Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn random_filter_sets_agree(
+        (filters, packets) in prop::collection::vec(random_filter(), 1..24).prop_flat_map(packets_for)
+    ) {
+        check_set(filters, &packets)?;
+    }
+
+    #[test]
+    fn flow_sets_agree(
+        flows in prop::collection::vec(flow(), 1..60),
+        random in prop::collection::vec(random_packet(), 0..8),
+        picks in prop::collection::vec((0usize..60, 0u8..3, prop_oneof![Just(1234u16), Just(9)], 0usize..80), 1..24),
+    ) {
+        let filters: Vec<Filter> =
+            flows.iter().enumerate().map(|(id, f)| f.filter(id as u32 % 17)).collect();
+        let mut packets: Vec<(Vec<u8>, u32)> = random;
+        for (pick, options, source_port, cut) in picks {
+            let mut data = flows[pick % flows.len()].packet(options, source_port);
+            let wire_len = data.len() as u32;
+            if cut < data.len() && cut % 3 == 0 {
+                data.truncate(cut);
+            }
+            packets.push((data, wire_len));
+        }
+        check_set(filters, &packets)?;
+    }
+
+    #[test]
+    fn merged_equals_each_filter_alone(
+        (filters, packets) in prop::collection::vec(random_filter(), 1..8).prop_flat_map(packets_for)
+    ) {
+        for filter in &filters {
+            let alone = Trie::from_filters([filter.clone()]).unwrap();
+            let code = executable(&alone);
+            for (data, wire_len) in &packets {
+                let packet = Packet { data, wire_len: *wire_len };
+                let expected = reference_matches(filter, &packet).then_some(filter.id());
+                prop_assert_eq!(interp::classify(&alone, &packet), expected);
+                prop_assert_eq!(code.classify(&packet), expected);
+            }
+        }
+        check_set(filters, &packets)?;
+    }
+
+    #[test]
+    fn insert_then_remove_restores_verdicts(
+        (filters, packets) in prop::collection::vec(random_filter(), 2..20).prop_flat_map(packets_for),
+        split in 1usize..19,
+    ) {
+        let split = split.min(filters.len() - 1);
+        let (kept, mut trie) = bind_all(filters[..split].to_vec());
+        let before = executable(&trie);
+        let verdicts: Vec<_> = packets
+            .iter()
+            .map(|(data, wire_len)| before.classify(&Packet { data, wire_len: *wire_len }))
+            .collect();
+        let mut handles = Vec::new();
+        let mut all = kept.clone();
+        for filter in &filters[split..] {
+            if let Ok(handle) = trie.insert(filter.clone()) {
+                handles.push(handle);
+                all.push(filter.clone());
+            }
+        }
+        let during = executable(&trie);
+        for (data, wire_len) in &packets {
+            assert_agree(&all, &trie, &during, &Packet { data, wire_len: *wire_len })?;
+        }
+        // Remove in a scrambled order: reference counts, not insertion order, decide.
+        handles.reverse();
+        let half = handles.len() / 2;
+        handles.rotate_left(half);
+        for handle in handles {
+            trie.remove(handle).unwrap();
+        }
+        let after = executable(&trie);
+        for ((data, wire_len), verdict) in packets.iter().zip(verdicts) {
+            let packet = Packet { data, wire_len: *wire_len };
+            prop_assert_eq!(after.classify(&packet), verdict);
+            prop_assert_eq!(interp::classify(&trie, &packet), verdict);
+        }
+        prop_assert_eq!(trie.len(), kept.len());
+    }
+
+    #[test]
+    fn hostile_descriptions_never_panic(
+        raw in prop::collection::vec(
+            (any::<u32>(), prop::collection::vec(
+                prop_oneof![
+                    (any::<u16>(), 0u8..6, any::<u32>(), op(), any::<u32>()).prop_map(|(offset, w, mask, op, value)| {
+                        let field = match w {
+                            0 => Field::WireLen,
+                            1 => Field::CapturedFromBase,
+                            _ => Field::Packet { offset, width: Width::from_bytes(1 << (w - 2)).unwrap_or(Width::B4) },
+                        };
+                        Step::Test(Atom { field, mask, op, value })
+                    }),
+                    (any::<u16>(), 0u8..3, any::<u32>(), any::<i8>()).prop_map(|(offset, w, mask, shift)| {
+                        Step::Shift(Shift { offset, width: Width::from_bytes(1 << w).unwrap_or(Width::B4), mask, shift })
+                    }),
+                ],
+                0..80,
+            )),
+            1..8,
+        ),
+        packets in prop::collection::vec(random_packet(), 1..8),
+    ) {
+        let verified: Vec<Filter> = raw
+            .into_iter()
+            .filter_map(|(id, steps)| UnverifiedFilter { id: FilterId(id), steps }.verify().ok())
+            .collect();
+        check_set(verified, &packets)?;
+    }
+}
+
+/// The generators above must actually produce matches, or the agreement tests prove little.
+#[test]
+fn generated_packets_match_often() {
+    let mut runner = TestRunner::new_with_rng(
+        config(1),
+        TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
+    );
+    let strategy = prop::collection::vec(random_filter(), 1..24).prop_flat_map(packets_for);
+    let (mut total, mut matched) = (0, 0);
+    for _ in 0..200 {
+        let (filters, packets) = strategy.new_tree(&mut runner).unwrap().current();
+        total += packets.len();
+        matched += check_set(filters, &packets).unwrap();
+    }
+    let fraction = matched as f64 / total as f64;
+    assert!(fraction > 0.25, "only {matched} of {total} packets matched");
+}
+
+#[test]
+fn ten_thousand_flows_share_one_dispatch_and_classify_exactly() {
+    let mut filters = Vec::new();
+    for i in 0..10_000u32 {
+        let flow = Flow {
+            ipv6: i % 10 == 9,
+            protocol: if i % 7 == 0 { 17 } else { 6 },
+            host: 0x0a00_0000 + i / 4,
+            port: 1000 + (i % 4) as u16,
+            with_source_port: None,
+        };
+        filters.push((flow, flow.filter(i)));
+    }
+    let (bound, trie) = bind_all(filters.iter().map(|(_, f)| f.clone()).collect());
+    assert_eq!(bound.len(), 10_000);
+    let compiled = jit::compile(&trie).unwrap();
+    assert!(compiled.stats().hash_tables >= 2, "{:?}", compiled.stats());
+    let code = ExecutableTrie::new(&compiled).unwrap();
+    for (i, (flow, _)) in filters.iter().enumerate().step_by(97) {
+        let data = flow.packet((i % 3) as u8, 4000);
+        let packet = Packet::whole(&data);
+        assert_eq!(code.classify(&packet), Some(FilterId(i as u32)));
+        assert_eq!(interp::classify(&trie, &packet), Some(FilterId(i as u32)));
+        let mut other = data.clone();
+        let port_at = other.len() - 18;
+        other[port_at] ^= 0x40;
+        assert_eq!(code.classify(&Packet::whole(&other)), None);
+        assert_eq!(reference_classify(&bound, &Packet::whole(&other)), None);
+    }
+}
