@@ -2,4 +2,6 @@
 //! verdicts with tcpdump, and benchmarks.
 #![forbid(unsafe_code)]
 
+pub mod describe;
+pub mod synth;
 pub mod trace;
