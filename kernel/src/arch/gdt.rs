@@ -1,0 +1,87 @@
+//! The GDT and TSS: segments for ring 0 and ring 3, the stack the CPU switches to on an
+//! interrupt from user mode (RSP0), and a known-good stack for double faults (IST1).
+//!
+//! Order matters: kernel code, kernel data, user data, user code is what `STAR` expects.
+use super::stack::Stack;
+use spin::Lazy;
+use x86_64::{
+    instructions::{
+        segmentation::{CS, DS, ES, SS, Segment},
+        tables::load_tss,
+    },
+    structures::{
+        gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector},
+        tss::TaskStateSegment,
+    },
+};
+
+/// IST slot (1-based in hardware, 0-based here) used by the double-fault handler.
+pub const DOUBLE_FAULT_IST_INDEX: u16 = 0;
+
+/// Stack for entries from ring 3: interrupts (via TSS.RSP0) and `syscall` (via per-CPU data).
+static ENTRY_STACK: Stack<{ 64 * 1024 }> = Stack::new();
+static DOUBLE_FAULT_STACK: Stack<{ 16 * 1024 }> = Stack::new();
+
+static TSS: Lazy<TaskStateSegment> = Lazy::new(|| {
+    let mut tss = TaskStateSegment::new();
+    tss.privilege_stack_table[0] = ENTRY_STACK.top();
+    tss.interrupt_stack_table[usize::from(DOUBLE_FAULT_IST_INDEX)] = DOUBLE_FAULT_STACK.top();
+    tss
+});
+
+/// Segment selectors, with the requested privilege level already in the low bits.
+#[derive(Clone, Copy, Debug)]
+pub struct Selectors {
+    /// Ring-0 code.
+    pub kernel_code: SegmentSelector,
+    /// Ring-0 data.
+    pub kernel_data: SegmentSelector,
+    /// Ring-3 data (also the stack segment for `sysretq`/`iretq`).
+    pub user_data: SegmentSelector,
+    /// Ring-3 64-bit code.
+    pub user_code: SegmentSelector,
+    tss: SegmentSelector,
+}
+
+static GDT: Lazy<(GlobalDescriptorTable, Selectors)> = Lazy::new(|| {
+    let mut gdt = GlobalDescriptorTable::new();
+    let kernel_code = gdt.append(Descriptor::kernel_code_segment());
+    let kernel_data = gdt.append(Descriptor::kernel_data_segment());
+    let user_data = gdt.append(Descriptor::user_data_segment());
+    let user_code = gdt.append(Descriptor::user_code_segment());
+    let tss = gdt.append(Descriptor::tss_segment(&TSS));
+    let selectors = Selectors {
+        kernel_code,
+        kernel_data,
+        user_data,
+        user_code,
+        tss,
+    };
+    (gdt, selectors)
+});
+
+/// The selectors of the loaded GDT.
+pub fn selectors() -> Selectors {
+    GDT.1
+}
+
+/// Top of the stack entries from ring 3 run on.
+pub fn entry_stack_top() -> x86_64::VirtAddr {
+    ENTRY_STACK.top()
+}
+
+/// Loads the GDT and TSS and reloads every segment register.
+pub fn init() {
+    let (gdt, selectors) = &*GDT;
+    gdt.load();
+    // SAFETY: the selectors come from the GDT just loaded (a 64-bit code segment and a data
+    // segment at ring 0), so the CPU keeps running the same code with the same stack, and the
+    // TSS descriptor points at a static TSS that lives forever.
+    unsafe {
+        CS::set_reg(selectors.kernel_code);
+        SS::set_reg(selectors.kernel_data);
+        DS::set_reg(selectors.kernel_data);
+        ES::set_reg(selectors.kernel_data);
+        load_tss(selectors.tss);
+    }
+}

@@ -1,0 +1,326 @@
+//! The IDT and the trap entry path: one naked stub per vector pushes a uniform frame, a common
+//! stub saves the registers, and `trap_dispatch` decides what happens.
+//!
+//! A CPU exception in user mode ends the environment with a report; one in kernel mode is a
+//! kernel bug and panics with the registers.
+use super::{gdt, timer};
+use core::arch::naked_asm;
+use core::fmt;
+use spin::Lazy;
+use x86_64::{
+    VirtAddr,
+    registers::control::Cr2,
+    structures::idt::{EntryOptions, InterruptDescriptorTable},
+};
+
+/// Registers saved on every trap, lowest address first (the order the stubs push in reverse).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    /// Pushed by the per-vector stub.
+    pub vector: u64,
+    /// Pushed by the CPU for some exceptions, 0 (pushed by the stub) for the rest.
+    pub error_code: u64,
+    // Pushed by the CPU.
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+impl TrapFrame {
+    /// Whether the trap interrupted ring 3.
+    pub fn interrupted_user(&self) -> bool {
+        self.cs & 3 == 3
+    }
+}
+
+impl fmt::Display for TrapFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rows = [
+            [("rax", self.rax), ("rbx", self.rbx), ("rcx", self.rcx)],
+            [("rdx", self.rdx), ("rsi", self.rsi), ("rdi", self.rdi)],
+            [("rbp", self.rbp), ("rsp", self.rsp), ("r8 ", self.r8)],
+            [("r9 ", self.r9), ("r10", self.r10), ("r11", self.r11)],
+            [("r12", self.r12), ("r13", self.r13), ("r14", self.r14)],
+            [("r15", self.r15), ("rip", self.rip), ("rfl", self.rflags)],
+        ];
+        for row in rows {
+            for (name, value) in row {
+                write!(f, "  {name} {value:#018x}")?;
+            }
+            writeln!(f)?;
+        }
+        write!(
+            f,
+            "  cs {:#x} ss {:#x} error {:#x}",
+            self.cs, self.ss, self.error_code
+        )
+    }
+}
+
+/// A CPU exception, decoded for reports.
+#[derive(Clone, Copy, Debug)]
+pub struct Exception {
+    /// Vector 0..32.
+    pub vector: u8,
+    /// The address that faulted (CR2), for page faults.
+    pub fault_address: Option<u64>,
+    /// The registers at the time.
+    pub frame: TrapFrame,
+}
+
+impl Exception {
+    /// The architectural name of the exception.
+    pub fn name(&self) -> &'static str {
+        match self.vector {
+            0 => "divide error",
+            1 => "debug",
+            2 => "non-maskable interrupt",
+            3 => "breakpoint",
+            4 => "overflow",
+            5 => "bound range exceeded",
+            6 => "invalid opcode",
+            7 => "device not available",
+            8 => "double fault",
+            10 => "invalid TSS",
+            11 => "segment not present",
+            12 => "stack-segment fault",
+            13 => "general protection fault",
+            14 => "page fault",
+            16 => "x87 floating-point error",
+            17 => "alignment check",
+            18 => "machine check",
+            19 => "SIMD floating-point error",
+            20 => "virtualization exception",
+            21 => "control protection exception",
+            28 => "hypervisor injection",
+            29 => "VMM communication",
+            30 => "security exception",
+            _ => "reserved exception",
+        }
+    }
+}
+
+impl fmt::Display for Exception {
+    /// One line a test can match (`page fault at address 0x... rip 0x...`), then registers.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.name())?;
+        if let Some(address) = self.fault_address {
+            write!(f, " at address {address:#x}")?;
+        }
+        write!(
+            f,
+            " rip {:#x} error {:#x}",
+            self.frame.rip, self.frame.error_code
+        )?;
+        if self.vector == 14 {
+            let error = self.frame.error_code;
+            write!(
+                f,
+                " ({} {}, {})",
+                if error & 4 != 0 { "user" } else { "kernel" },
+                if error & 0x10 != 0 {
+                    "fetch"
+                } else if error & 2 != 0 {
+                    "write"
+                } else {
+                    "read"
+                },
+                if error & 1 != 0 {
+                    "protection violation"
+                } else {
+                    "not present"
+                },
+            )?;
+        }
+        write!(f, "\n{}", self.frame)
+    }
+}
+
+/// Saves the general registers, calls `trap_dispatch`, restores them and returns with
+/// `iretq`. Entered from a per-vector stub with the vector and an error code pushed.
+#[unsafe(naked)]
+extern "C" fn trap_common() {
+    naked_asm!(
+        // From ring 3, GS still holds the user's base: switch to the kernel's (see percpu).
+        "test qword ptr [rsp + 24], 3",
+        "jz 2f",
+        "swapgs",
+        "2:",
+        "push rax",
+        "push rbx",
+        "push rcx",
+        "push rdx",
+        "push rsi",
+        "push rdi",
+        "push rbp",
+        "push r8",
+        "push r9",
+        "push r10",
+        "push r11",
+        "push r12",
+        "push r13",
+        "push r14",
+        "push r15",
+        // 22 quadwords on a 16-byte aligned stack: RSP is aligned at the call.
+        "mov rdi, rsp",
+        "cld",
+        "call {dispatch}",
+        "pop r15",
+        "pop r14",
+        "pop r13",
+        "pop r12",
+        "pop r11",
+        "pop r10",
+        "pop r9",
+        "pop r8",
+        "pop rbp",
+        "pop rdi",
+        "pop rsi",
+        "pop rdx",
+        "pop rcx",
+        "pop rbx",
+        "pop rax",
+        "test qword ptr [rsp + 24], 3",
+        "jz 3f",
+        "swapgs",
+        "3:",
+        "add rsp, 16",
+        "iretq",
+        dispatch = sym trap_dispatch,
+    )
+}
+
+macro_rules! trap_stubs {
+    ($($name:ident = $vector:literal $kind:ident),* $(,)?) => {
+        $( trap_stubs!(@stub $name $vector $kind); )*
+        /// Every installed vector and its stub.
+        const STUBS: &[(u8, extern "C" fn())] = &[$(($vector, $name)),*];
+    };
+    (@stub $name:ident $vector:literal no_error_code) => {
+        #[unsafe(naked)]
+        extern "C" fn $name() {
+            naked_asm!("push 0", "push {v}", "jmp {common}", v = const $vector, common = sym trap_common)
+        }
+    };
+    (@stub $name:ident $vector:literal error_code) => {
+        #[unsafe(naked)]
+        extern "C" fn $name() {
+            naked_asm!("push {v}", "jmp {common}", v = const $vector, common = sym trap_common)
+        }
+    };
+}
+
+trap_stubs! {
+    vector_0 = 0 no_error_code,
+    vector_1 = 1 no_error_code,
+    vector_2 = 2 no_error_code,
+    vector_3 = 3 no_error_code,
+    vector_4 = 4 no_error_code,
+    vector_5 = 5 no_error_code,
+    vector_6 = 6 no_error_code,
+    vector_7 = 7 no_error_code,
+    vector_8 = 8 error_code,
+    vector_9 = 9 no_error_code,
+    vector_10 = 10 error_code,
+    vector_11 = 11 error_code,
+    vector_12 = 12 error_code,
+    vector_13 = 13 error_code,
+    vector_14 = 14 error_code,
+    vector_16 = 16 no_error_code,
+    vector_17 = 17 error_code,
+    vector_18 = 18 no_error_code,
+    vector_19 = 19 no_error_code,
+    vector_20 = 20 no_error_code,
+    vector_21 = 21 error_code,
+    vector_28 = 28 no_error_code,
+    vector_29 = 29 error_code,
+    vector_30 = 30 error_code,
+    vector_32 = 32 no_error_code,
+    vector_39 = 39 no_error_code,
+    vector_47 = 47 no_error_code,
+}
+
+/// # Safety
+/// `handler` must be the address of a trap stub above.
+unsafe fn install(
+    idt: &mut InterruptDescriptorTable,
+    vector: u8,
+    handler: VirtAddr,
+) -> &mut EntryOptions {
+    // SAFETY: the caller passes a stub that saves state and returns with iretq, which is
+    // what every IDT entry needs; the exception fields are the ones the CPU uses for them.
+    unsafe {
+        match vector {
+            8 => idt.double_fault.set_handler_addr(handler),
+            10 => idt.invalid_tss.set_handler_addr(handler),
+            11 => idt.segment_not_present.set_handler_addr(handler),
+            12 => idt.stack_segment_fault.set_handler_addr(handler),
+            13 => idt.general_protection_fault.set_handler_addr(handler),
+            14 => idt.page_fault.set_handler_addr(handler),
+            17 => idt.alignment_check.set_handler_addr(handler),
+            18 => idt.machine_check.set_handler_addr(handler),
+            21 => idt.cp_protection_exception.set_handler_addr(handler),
+            29 => idt.vmm_communication_exception.set_handler_addr(handler),
+            30 => idt.security_exception.set_handler_addr(handler),
+            _ => idt[vector].set_handler_addr(handler),
+        }
+    }
+}
+
+static IDT: Lazy<InterruptDescriptorTable> = Lazy::new(|| {
+    let mut idt = InterruptDescriptorTable::new();
+    for &(vector, stub) in STUBS {
+        let address = VirtAddr::new(stub as usize as u64);
+        // SAFETY: `stub` is one of the trap stubs generated above.
+        let options = unsafe { install(&mut idt, vector, address) };
+        if vector == 8 {
+            // SAFETY: the IST slot is set up in the TSS by gdt::init, and nothing else uses
+            // it, so a double fault caused by a bad kernel stack still has a stack.
+            unsafe { options.set_stack_index(gdt::DOUBLE_FAULT_IST_INDEX) };
+        }
+    }
+    idt
+});
+
+/// Loads the IDT (after `gdt::init`, whose code selector the entries capture).
+pub fn init() {
+    IDT.load();
+}
+
+extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    let vector = frame.vector as u8;
+    match vector {
+        timer::TIMER_VECTOR => timer::on_tick(),
+        vector if timer::SPURIOUS_VECTORS.contains(&vector) => {}
+        0..32 => {
+            let exception = Exception {
+                vector,
+                fault_address: (vector == 14).then(Cr2::read_raw),
+                frame: *frame,
+            };
+            if frame.interrupted_user() {
+                crate::env::on_user_exception(&exception);
+            }
+            panic!("kernel {exception}");
+        }
+        _ => panic!("unexpected interrupt vector {vector}\n{frame}"),
+    }
+}

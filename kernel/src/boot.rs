@@ -1,0 +1,128 @@
+//! Bring-up order and the boot policy: what runs, in which order, and how the run ends.
+#![forbid(unsafe_code)]
+use crate::arch::{self, gdt, percpu, timer};
+use crate::env::{self, Environment, ExitReason};
+use crate::mm::{frames, heap, paging};
+use exo_abi::{KernelExit, pack::Pack};
+use exo_kernel::cmdline::{self, SelfTest};
+use exo_kernel::pvh::MemoryKind;
+
+/// Low memory the frame allocator never hands out (real-mode structures, BIOS, boot data).
+const LOW_MEMORY_END: u64 = 1 << 20;
+/// Timer ticks to wait for at boot, proving interrupts arrive.
+const BOOT_TICKS: u64 = 2;
+
+/// The Rust entry, called by the PVH trampoline in long mode on the boot stack.
+pub extern "C" fn kernel_main(start_info_address: u64) -> ! {
+    crate::log::init();
+    log!("exo booting");
+    let boot = arch::boot::collect(start_info_address)
+        .unwrap_or_else(|error| panic!("not booted through PVH: {error:?}"));
+
+    let image = paging::kernel_image();
+    let free = frames::init(
+        boot.memory_map(),
+        &[(0, LOW_MEMORY_END), (image.start, image.end)],
+    );
+    let ram_end = boot
+        .memory_map()
+        .iter()
+        .filter(|region| matches!(region.kind, MemoryKind::Ram | MemoryKind::AcpiReclaimable))
+        .map(|region| region.end())
+        .max()
+        .unwrap_or(0);
+    log!(
+        "PVH start info v{}: {} memory regions, RAM up to {ram_end:#x}, {} KiB free, kernel {:#x}..{:#x}",
+        boot.start_info.version,
+        boot.memory_map().len(),
+        free * 4,
+        image.start,
+        image.end
+    );
+
+    gdt::init();
+    arch::trap::init();
+    percpu::init(gdt::entry_stack_top());
+    arch::syscall::init();
+    paging::init(ram_end);
+    heap::init();
+    log!(
+        "paging: kernel page tables active (W^X image), heap {} KiB",
+        heap::HEAP_SIZE_BYTES / 1024
+    );
+
+    timer::init();
+    arch::interrupts_enable();
+    while timer::ticks() < BOOT_TICKS {
+        arch::wait_for_interrupt();
+    }
+    log!(
+        "timer: {} Hz, {} ticks",
+        timer::TICKS_PER_SECOND,
+        timer::ticks()
+    );
+
+    let Ok(line) = core::str::from_utf8(boot.cmdline()) else {
+        log!("command line is not UTF-8");
+        arch::exit_qemu(KernelExit::BadCommandLine);
+    };
+    let command = match cmdline::parse(line) {
+        Ok(command) => command,
+        Err(error) => {
+            log!("bad command line {line:?}: {error:?}");
+            arch::exit_qemu(KernelExit::BadCommandLine);
+        }
+    };
+    log!("command line {line:?}: apps {:?}", command.apps);
+    match command.self_test {
+        Some(SelfTest::Panic) => panic!("self-test: test=panic asked the kernel to panic"),
+        Some(SelfTest::Hang) => {
+            log!("self-test: test=hang, spinning with the timer on");
+            loop {
+                arch::wait_for_interrupt();
+            }
+        }
+        None => {}
+    }
+
+    let pack = Pack::parse(crate::BOOT_PACK)
+        .unwrap_or_else(|error| panic!("embedded boot pack is corrupt: {error:?}"));
+    log!("boot pack: {} apps", pack.len());
+    let frames_before = frames::free_count();
+    for &name in &command.apps {
+        let Some(image) = pack.find(name) else {
+            log!("app {name}: not in the boot pack");
+            arch::exit_qemu(KernelExit::AppMissing);
+        };
+        let env = match Environment::load(name, image) {
+            Ok(env) => env,
+            Err(error) => {
+                log!("app {name}: cannot load: {error:?}");
+                arch::exit_qemu(KernelExit::AppInvalid);
+            }
+        };
+        log!(
+            "app {name}: env {} entering ring 3 at {:#x}",
+            env.id(),
+            env.entry()
+        );
+        match env::run(env) {
+            ExitReason::Exited { status: 0 } => {}
+            ExitReason::Exited { status } => arch::exit_qemu(KernelExit::from_app_status(status)),
+            ExitReason::Faulted => arch::exit_qemu(KernelExit::AppFaulted),
+        }
+        // Every frame an environment used must come back when it ends.
+        let frames_after = frames::free_count();
+        assert_eq!(
+            frames_before,
+            frames_after,
+            "app {name} leaked {} frames",
+            frames_before.abs_diff(frames_after)
+        );
+    }
+    log!(
+        "all apps exited with status 0; {} frames free",
+        frames::free_count()
+    );
+    arch::exit_qemu(KernelExit::Exited(0))
+}

@@ -1,0 +1,20 @@
+//! The pure core of the exo kernel: the policy and bookkeeping that need no hardware, kept here
+//! so every line of it runs under `cargo test` on the host.
+//!
+//! Principles the kernel is built on:
+//! - Protect, do not manage. The kernel multiplexes frames, the CPU and the NIC and checks
+//!   every binding; what to do with a resource is the library OS's business.
+//! - An argument from user space is an allegation until checked: pointers are checked against
+//!   the environment's mappings ([`user_mappings`]), images against the user half ([`elf`]).
+//! - `unsafe` lives only in the binary's named hardware modules (`arch`, `mm`, `usermem`);
+//!   this library forbids it.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod cmdline;
+pub mod elf;
+pub mod frames;
+pub mod pvh;
+pub mod user_mappings;

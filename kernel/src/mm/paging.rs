@@ -1,0 +1,366 @@
+//! Page tables under the kernel's control: the kernel's own map (replacing the boot
+//! trampoline's), and one address space per environment.
+//!
+//! Layout of every address space:
+//! - PML4 slot 0: identity map of RAM for the kernel (supervisor only). Text is read-execute,
+//!   read-only data read-only, everything else no-execute, so the kernel itself is W^X.
+//! - PML4 slots 1..=255: the environment's user pages (`exo_abi::layout`), 4 KiB only.
+//! - PML4 slots 256..=511: kernel half (the heap), shared by every address space.
+//!
+//! The identity map is how the kernel reaches any frame, including page tables and user
+//! pages; all raw memory access of `mm` goes through it.
+use super::{frames, heap};
+use exo_abi::{Error, layout};
+use exo_kernel::elf::Access;
+use spin::Once;
+use x86_64::{
+    PhysAddr, VirtAddr,
+    registers::control::{Cr0, Cr0Flags, Cr3, Cr3Flags},
+    structures::paging::{
+        Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as Flags, PhysFrame, Size2MiB,
+        Size4KiB, mapper::MapToError,
+    },
+};
+
+unsafe extern "C" {
+    // Defined by kernel.ld; only their addresses are meaningful.
+    static __kernel_start: u8;
+    static __text_end: u8;
+    static __rodata_end: u8;
+    static __kernel_end: u8;
+}
+
+const PAGE_BYTES: u64 = 4096;
+const TWO_MIB: u64 = 2 << 20;
+const KERNEL_TABLE_FLAGS: Flags = Flags::PRESENT.union(Flags::WRITABLE);
+const USER_TABLE_FLAGS: Flags = KERNEL_TABLE_FLAGS.union(Flags::USER_ACCESSIBLE);
+
+/// Where the kernel image lies (physical = virtual), from the linker script.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelImage {
+    /// First byte (text starts here).
+    pub start: u64,
+    /// End of text, start of read-only data (page-aligned).
+    pub text_end: u64,
+    /// End of read-only data, start of writable data (page-aligned).
+    pub rodata_end: u64,
+    /// One past the image, including .bss (page-aligned).
+    pub end: u64,
+}
+
+/// The kernel image's bounds.
+pub fn kernel_image() -> KernelImage {
+    KernelImage {
+        start: (&raw const __kernel_start) as u64,
+        text_end: (&raw const __text_end) as u64,
+        rodata_end: (&raw const __rodata_end) as u64,
+        end: (&raw const __kernel_end) as u64,
+    }
+}
+
+static KERNEL_PML4: Once<PhysFrame> = Once::new();
+
+/// The page table in `frame`, through the identity map.
+///
+/// # Safety
+/// `frame` must hold a page table, and no other reference to it may be live while the result
+/// is (the kernel is single-threaded during these operations).
+unsafe fn table_mut<'a>(frame: PhysFrame) -> &'a mut PageTable {
+    // SAFETY: RAM is identity-mapped (boot tables, then ours); exclusivity is the caller's.
+    unsafe { &mut *(frame.start_address().as_u64() as *mut PageTable) }
+}
+
+/// Builds the kernel's page tables (identity map of RAM below `ram_end`, W^X for the image,
+/// the heap) and switches to them.
+pub fn init(ram_end: u64) {
+    let image = kernel_image();
+    let pml4 = frames::allocate().expect("a frame for the kernel PML4");
+    // SAFETY: the frame was just allocated, so nothing else refers to it.
+    let table = unsafe { table_mut(pml4) };
+    table.zero();
+    // SAFETY: physical memory is identity-mapped (offset 0) by the boot tables, which stay
+    // active until the CR3 write below.
+    let mut mapper = unsafe { OffsetPageTable::new(table, VirtAddr::zero()) };
+
+    // Page 0 stays unmapped so a null dereference faults.
+    let low_end = image.end.next_multiple_of(TWO_MIB);
+    for address in (PAGE_BYTES..low_end).step_by(PAGE_BYTES as usize) {
+        let flags = if (image.start..image.text_end).contains(&address) {
+            Flags::PRESENT
+        } else if (image.text_end..image.rodata_end).contains(&address) {
+            Flags::PRESENT | Flags::NO_EXECUTE
+        } else {
+            Flags::PRESENT | Flags::WRITABLE | Flags::NO_EXECUTE
+        };
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(address));
+        let frame = PhysFrame::containing_address(PhysAddr::new(address));
+        // SAFETY: an identity mapping in tables that are not active yet; it gives every
+        // address the meaning it already has.
+        unsafe {
+            mapper
+                .map_to_with_table_flags(
+                    page,
+                    frame,
+                    flags,
+                    KERNEL_TABLE_FLAGS,
+                    &mut frames::TableFrames,
+                )
+                .expect("identity map of low memory")
+                .ignore();
+        }
+    }
+    let ram_end = ram_end.min(frames::MANAGED_BYTES).next_multiple_of(TWO_MIB);
+    for address in (low_end..ram_end).step_by(TWO_MIB as usize) {
+        let page = Page::<Size2MiB>::containing_address(VirtAddr::new(address));
+        let frame = PhysFrame::<Size2MiB>::containing_address(PhysAddr::new(address));
+        let flags = Flags::PRESENT | Flags::WRITABLE | Flags::NO_EXECUTE;
+        // SAFETY: as above, an identity mapping in inactive tables.
+        unsafe {
+            mapper
+                .map_to_with_table_flags(
+                    page,
+                    frame,
+                    flags,
+                    KERNEL_TABLE_FLAGS,
+                    &mut frames::TableFrames,
+                )
+                .expect("identity map of RAM")
+                .ignore();
+        }
+    }
+    for offset in (0..heap::HEAP_SIZE_BYTES).step_by(PAGE_BYTES as usize) {
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(heap::HEAP_START + offset));
+        let frame = frames::allocate().expect("frames for the kernel heap");
+        let flags = Flags::PRESENT | Flags::WRITABLE | Flags::NO_EXECUTE;
+        // SAFETY: a fresh frame mapped once, in the heap range nothing else uses.
+        unsafe {
+            mapper
+                .map_to_with_table_flags(
+                    page,
+                    frame,
+                    flags,
+                    KERNEL_TABLE_FLAGS,
+                    &mut frames::TableFrames,
+                )
+                .expect("heap mapping")
+                .ignore();
+        }
+    }
+
+    // SAFETY: the new tables map the kernel image, its stacks and all RAM at the addresses
+    // the boot tables used, so execution continues unchanged.
+    unsafe { Cr3::write(pml4, Cr3Flags::empty()) };
+    // SAFETY: write-protect makes ring 0 honour read-only pages; the kernel never writes its
+    // text or read-only data, so only bugs are affected.
+    unsafe { Cr0::update(|flags| flags.insert(Cr0Flags::WRITE_PROTECT)) };
+    KERNEL_PML4.call_once(|| pml4);
+}
+
+/// Switches back to the kernel's own address space (no user mappings).
+pub fn activate_kernel() {
+    let pml4 = *KERNEL_PML4.get().expect("paging::init ran");
+    // SAFETY: the kernel tables map everything the kernel uses, identically to every
+    // environment's kernel half.
+    unsafe { Cr3::write(pml4, Cr3Flags::empty()) };
+}
+
+/// Why a user page could not be mapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// No frame for the page or its tables.
+    OutOfMemory,
+    /// Not a page-aligned address in the user half.
+    NotUserPage,
+    /// The page is mapped already.
+    AlreadyMapped,
+}
+
+/// An environment's address space: its own PML4 with the kernel half shared.
+#[derive(Debug)]
+pub struct AddressSpace {
+    pml4: PhysFrame,
+}
+
+impl AddressSpace {
+    /// An address space with no user mappings, or `None` when out of memory.
+    pub fn new() -> Option<AddressSpace> {
+        let kernel = *KERNEL_PML4.get().expect("paging::init ran");
+        let pml4 = frames::allocate()?;
+        // SAFETY: `pml4` is fresh; the kernel PML4 is only read, and only changes in init.
+        let (table, kernel) = unsafe { (table_mut(pml4), &*table_mut(kernel)) };
+        table.zero();
+        table[0] = kernel[0].clone();
+        for index in 256..512 {
+            table[index] = kernel[index].clone();
+        }
+        Some(AddressSpace { pml4 })
+    }
+
+    /// Maps a fresh zeroed frame at user page `address` with `access`.
+    pub fn map_user_page(&mut self, address: u64, access: Access) -> Result<(), MapError> {
+        if !address.is_multiple_of(PAGE_BYTES) || !layout::range_is_user(address, PAGE_BYTES) {
+            return Err(MapError::NotUserPage);
+        }
+        let frame = frames::allocate().ok_or(MapError::OutOfMemory)?;
+        // SAFETY: the frame is fresh (no other owner) and identity-mapped.
+        unsafe {
+            core::ptr::write_bytes(
+                frame.start_address().as_u64() as *mut u8,
+                0,
+                PAGE_BYTES as usize,
+            );
+        }
+        let mut flags = Flags::PRESENT | Flags::USER_ACCESSIBLE;
+        if access.write {
+            flags |= Flags::WRITABLE;
+        }
+        if !access.execute {
+            flags |= Flags::NO_EXECUTE;
+        }
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(address));
+        // SAFETY: this space owns its tables exclusively (`&mut self`); identity offset 0.
+        let mut mapper = unsafe { OffsetPageTable::new(table_mut(self.pml4), VirtAddr::zero()) };
+        // SAFETY: a fresh frame mapped once, at a user-half page where no kernel data lives;
+        // the user-half tables it creates are this space's own.
+        let result = unsafe {
+            mapper.map_to_with_table_flags(
+                page,
+                frame,
+                flags,
+                USER_TABLE_FLAGS,
+                &mut frames::TableFrames,
+            )
+        };
+        match result {
+            Ok(flush) => {
+                flush.flush();
+                Ok(())
+            }
+            Err(error) => {
+                frames::free(frame);
+                Err(match error {
+                    MapToError::FrameAllocationFailed => MapError::OutOfMemory,
+                    MapToError::PageAlreadyMapped(_) => MapError::AlreadyMapped,
+                    MapToError::ParentEntryHugePage => MapError::NotUserPage,
+                })
+            }
+        }
+    }
+
+    /// Physical address behind user address `address`, if it is mapped user-accessible.
+    fn user_physical_address(&self, address: u64) -> Option<u64> {
+        if !layout::range_is_user(address, 1) {
+            return None;
+        }
+        let virt = VirtAddr::new(address);
+        let mut frame = self.pml4;
+        for index in [
+            virt.p4_index(),
+            virt.p3_index(),
+            virt.p2_index(),
+            virt.p1_index(),
+        ] {
+            // SAFETY: `frame` is one of this space's tables, read while `&self` is held.
+            let entry = &unsafe { &*table_mut(frame) }[index];
+            let flags = entry.flags();
+            if !flags.contains(Flags::PRESENT | Flags::USER_ACCESSIBLE)
+                || flags.contains(Flags::HUGE_PAGE)
+            {
+                return None;
+            }
+            frame = PhysFrame::containing_address(entry.addr());
+        }
+        Some(frame.start_address().as_u64() + (address % PAGE_BYTES))
+    }
+
+    /// Copies `bytes` into this space's user pages at `address` (the kernel may write pages
+    /// user code may only read: that is how images are loaded).
+    pub fn write_user(&mut self, address: u64, bytes: &[u8]) -> Result<(), Error> {
+        let mut done = 0;
+        while done < bytes.len() {
+            let target = address + done as u64;
+            let physical = self
+                .user_physical_address(target)
+                .ok_or(Error::BadAddress)?;
+            let chunk =
+                (PAGE_BYTES - target % PAGE_BYTES).min((bytes.len() - done) as u64) as usize;
+            // SAFETY: `physical..physical + chunk` lies in one user frame of this space (never
+            // kernel memory), identity-mapped; the source is a kernel slice, so no overlap.
+            unsafe {
+                core::ptr::copy_nonoverlapping(bytes[done..].as_ptr(), physical as *mut u8, chunk);
+            }
+            done += chunk;
+        }
+        Ok(())
+    }
+
+    /// Copies user bytes at `address` into `buffer`.
+    pub fn read_user(&self, address: u64, buffer: &mut [u8]) -> Result<(), Error> {
+        let mut done = 0;
+        while done < buffer.len() {
+            let source = address + done as u64;
+            let physical = self
+                .user_physical_address(source)
+                .ok_or(Error::BadAddress)?;
+            let chunk =
+                (PAGE_BYTES - source % PAGE_BYTES).min((buffer.len() - done) as u64) as usize;
+            // SAFETY: the source lies in one user frame of this space, identity-mapped; the
+            // environment is not running while the kernel copies (one CPU), so nothing writes
+            // it concurrently; the destination is a kernel buffer.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    physical as *const u8,
+                    buffer[done..].as_mut_ptr(),
+                    chunk,
+                );
+            }
+            done += chunk;
+        }
+        Ok(())
+    }
+
+    /// Makes this the active address space.
+    pub fn activate(&self) {
+        // SAFETY: the kernel half (and slot 0) are copies of the kernel's entries, so the
+        // kernel's code, stacks and data stay mapped at the same addresses.
+        unsafe { Cr3::write(self.pml4, Cr3Flags::empty()) };
+    }
+}
+
+/// Frees a user-half table at `level` (3 = PDPT, 2 = PD, 1 = PT), the tables below it and
+/// the frames its leaves map.
+fn free_user_table(frame: PhysFrame, level: u8) {
+    // SAFETY: a table of an address space being dropped, reached only from its parent.
+    let table = unsafe { &*table_mut(frame) };
+    for entry in table
+        .iter()
+        .filter(|entry| entry.flags().contains(Flags::PRESENT))
+    {
+        let child = PhysFrame::containing_address(entry.addr());
+        if level == 1 {
+            frames::free(child);
+        } else {
+            free_user_table(child, level - 1);
+        }
+    }
+    frames::free(frame);
+}
+
+impl Drop for AddressSpace {
+    /// Returns every user frame and user-half table; the shared kernel half is left alone.
+    fn drop(&mut self) {
+        assert_ne!(
+            Cr3::read().0,
+            self.pml4,
+            "dropping the active address space"
+        );
+        // SAFETY: the space is not active and is being dropped, so nothing else uses it.
+        let pml4 = unsafe { &*table_mut(self.pml4) };
+        for entry in pml4.iter().take(256).skip(1) {
+            if entry.flags().contains(Flags::PRESENT) {
+                free_user_table(PhysFrame::containing_address(entry.addr()), 3);
+            }
+        }
+        frames::free(self.pml4);
+    }
+}

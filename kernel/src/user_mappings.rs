@@ -1,0 +1,156 @@
+//! What an environment has mapped in the user half, so the kernel can judge user pointers.
+//!
+//! A pointer passed to a system call is an allegation; [`UserMappings::check`] turns it into a
+//! fact (the whole range is mapped with the access the call needs) or a `BadAddress` error.
+
+use crate::elf::Access;
+use alloc::vec::Vec;
+use exo_abi::Error;
+
+/// A contiguous, page-aligned user mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserRegion {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+    /// What user code may do there.
+    pub access: Access,
+}
+
+/// The regions one environment has mapped, sorted by address and disjoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserMappings {
+    regions: Vec<UserRegion>,
+}
+
+/// A region could not be recorded because it overlaps one already mapped (or is empty).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverlapError;
+
+impl UserMappings {
+    /// No mappings.
+    pub const fn new() -> UserMappings {
+        UserMappings {
+            regions: Vec::new(),
+        }
+    }
+
+    /// Records a new region; refuses empty regions and overlaps.
+    pub fn insert(&mut self, region: UserRegion) -> Result<(), OverlapError> {
+        if region.start >= region.end {
+            return Err(OverlapError);
+        }
+        let index = self.regions.partition_point(|r| r.start < region.start);
+        let overlaps_before = index > 0 && self.regions[index - 1].end > region.start;
+        let overlaps_after = self
+            .regions
+            .get(index)
+            .is_some_and(|next| next.start < region.end);
+        if overlaps_before || overlaps_after {
+            return Err(OverlapError);
+        }
+        self.regions.insert(index, region);
+        Ok(())
+    }
+
+    /// The regions, in address order.
+    pub fn regions(&self) -> &[UserRegion] {
+        &self.regions
+    }
+
+    /// Checks that `[address, address + length_bytes)` is entirely mapped with `needed`
+    /// access (it may span adjacent regions). An empty range is always acceptable: nothing
+    /// will be touched.
+    pub fn check(&self, address: u64, length_bytes: u64, needed: Access) -> Result<(), Error> {
+        if length_bytes == 0 {
+            return Ok(());
+        }
+        let end = address.checked_add(length_bytes).ok_or(Error::BadAddress)?;
+        let mut cursor = address;
+        let first = self.regions.partition_point(|r| r.end <= address);
+        for region in &self.regions[first..] {
+            if region.start > cursor || !region.access.covers(needed) {
+                return Err(Error::BadAddress);
+            }
+            cursor = region.end;
+            if cursor >= end {
+                return Ok(());
+            }
+        }
+        Err(Error::BadAddress)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CODE: Access = Access {
+        read: true,
+        write: false,
+        execute: true,
+    };
+
+    fn mappings() -> UserMappings {
+        let mut mappings = UserMappings::new();
+        for (start, end, access) in [
+            (0x1000, 0x3000, CODE),
+            (0x3000, 0x4000, Access::READ),
+            (0x8000, 0x9000, Access::READ_WRITE),
+        ] {
+            mappings.insert(UserRegion { start, end, access }).unwrap();
+        }
+        mappings
+    }
+
+    #[test]
+    fn ranges_inside_mappings_pass() {
+        let m = mappings();
+        assert_eq!(m.check(0x1000, 0x1000, Access::READ), Ok(()));
+        assert_eq!(
+            m.check(0x2ff0, 0x20, Access::READ),
+            Ok(()),
+            "spans two adjacent regions"
+        );
+        assert_eq!(m.check(0x8000, 0x1000, Access::READ_WRITE), Ok(()));
+        assert_eq!(m.check(0xdead_0000, 0, Access::READ), Ok(()));
+    }
+
+    #[test]
+    fn ranges_touching_unmapped_memory_fail() {
+        let m = mappings();
+        assert_eq!(m.check(0x0fff, 2, Access::READ), Err(Error::BadAddress));
+        assert_eq!(m.check(0x3ff0, 0x20, Access::READ), Err(Error::BadAddress));
+        assert_eq!(m.check(0x4000, 1, Access::READ), Err(Error::BadAddress));
+        assert_eq!(m.check(0x8fff, 2, Access::READ), Err(Error::BadAddress));
+        assert_eq!(m.check(u64::MAX, 2, Access::READ), Err(Error::BadAddress));
+        assert_eq!(m.check(0, u64::MAX, Access::READ), Err(Error::BadAddress));
+    }
+
+    #[test]
+    fn access_is_checked() {
+        let m = mappings();
+        assert_eq!(
+            m.check(0x1000, 8, Access::READ_WRITE),
+            Err(Error::BadAddress)
+        );
+        assert_eq!(m.check(0x2ff0, 0x20, CODE), Err(Error::BadAddress));
+    }
+
+    #[test]
+    fn overlaps_are_refused() {
+        let mut m = mappings();
+        let region = |start, end| UserRegion {
+            start,
+            end,
+            access: Access::READ,
+        };
+        assert_eq!(m.insert(region(0x2000, 0x5000)), Err(OverlapError));
+        assert_eq!(m.insert(region(0x7000, 0x8001)), Err(OverlapError));
+        assert_eq!(m.insert(region(0x5000, 0x5000)), Err(OverlapError));
+        assert_eq!(m.insert(region(0x4000, 0x8000)), Ok(()));
+        assert_eq!(m.regions().len(), 4);
+        assert_eq!(m.check(0x1000, 0x8000, Access::READ), Ok(()));
+    }
+}

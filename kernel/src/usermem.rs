@@ -1,0 +1,67 @@
+//! User memory: a pointer from user space is an allegation until checked.
+//!
+//! A [`UserSlice`] is what user code claims; [`read_chunks`] checks the claim against the
+//! environment's mappings before one byte is copied, then copies through the environment's
+//! own page table, never through whatever address space happens to be active.
+#![forbid(unsafe_code)]
+use crate::env::Environment;
+use exo_abi::Error;
+use exo_kernel::elf::Access;
+
+/// A user-supplied `(pointer, length)` pair, not yet checked.
+#[derive(Clone, Copy, Debug)]
+pub struct UserSlice {
+    address: u64,
+    length_bytes: u64,
+}
+
+impl UserSlice {
+    /// Records the claim; nothing is checked yet.
+    pub const fn new(address: u64, length_bytes: u64) -> UserSlice {
+        UserSlice {
+            address,
+            length_bytes,
+        }
+    }
+
+    /// The claimed length.
+    pub const fn length_bytes(&self) -> u64 {
+        self.length_bytes
+    }
+
+    /// The first `length_bytes` of the claim (or all of it, if shorter).
+    pub const fn truncate(self, length_bytes: u64) -> UserSlice {
+        UserSlice {
+            address: self.address,
+            length_bytes: if length_bytes < self.length_bytes {
+                length_bytes
+            } else {
+                self.length_bytes
+            },
+        }
+    }
+}
+
+/// Size of the kernel buffer user bytes pass through.
+const CHUNK_BYTES: usize = 256;
+
+/// Checks that `slice` is readable user memory of `env`, then hands its bytes to `sink` in
+/// chunks. Fails with `BadAddress` before anything is copied if any byte is not readable.
+pub fn read_chunks(
+    env: &Environment,
+    slice: UserSlice,
+    mut sink: impl FnMut(&[u8]),
+) -> Result<(), Error> {
+    env.mappings()
+        .check(slice.address, slice.length_bytes, Access::READ)?;
+    let mut buffer = [0u8; CHUNK_BYTES];
+    let mut done = 0u64;
+    while done < slice.length_bytes {
+        let chunk = (slice.length_bytes - done).min(CHUNK_BYTES as u64) as usize;
+        env.space()
+            .read_user(slice.address + done, &mut buffer[..chunk])?;
+        sink(&buffer[..chunk]);
+        done += chunk as u64;
+    }
+    Ok(())
+}
