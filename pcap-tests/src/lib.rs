@@ -3,5 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod describe;
+pub mod dump;
 pub mod synth;
 pub mod trace;
