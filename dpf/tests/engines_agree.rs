@@ -377,10 +377,19 @@ proptest! {
 
     #[test]
     fn flow_sets_agree(
+        uniform in prop::bool::ANY,
         flows in prop::collection::vec(flow(), 1..60),
         random in prop::collection::vec(random_packet(), 0..8),
         picks in prop::collection::vec((0usize..60, 0u8..3, prop_oneof![Just(1234u16), Just(9)], 0usize..80), 1..24),
     ) {
+        let mut flows = flows;
+        if uniform {
+            // One linear chain per host and one shape: the dispatches become templated tables.
+            for (i, flow) in flows.iter_mut().enumerate() {
+                flow.host = 0x0a00_0000 + i as u32;
+                flow.with_source_port = None;
+            }
+        }
         let filters: Vec<Filter> =
             flows.iter().enumerate().map(|(id, f)| f.filter(id as u32 % 17)).collect();
         let mut packets: Vec<(Vec<u8>, u32)> = random;
@@ -501,33 +510,49 @@ fn generated_packets_match_often() {
     assert!(fraction > 0.25, "only {matched} of {total} packets matched");
 }
 
+/// 10,000 flows (IPv4 TCP/UDP and IPv6) with one shape per dispatch (templated tables), and
+/// with every fifth flow also naming a source port (shapes differ: per-key code).
 #[test]
-fn ten_thousand_flows_share_one_dispatch_and_classify_exactly() {
-    let mut filters = Vec::new();
-    for i in 0..10_000u32 {
-        let flow = Flow {
-            ipv6: i % 10 == 9,
-            protocol: if i % 7 == 0 { 17 } else { 6 },
-            host: 0x0a00_0000 + i / 4,
-            port: 1000 + (i % 4) as u16,
-            with_source_port: None,
-        };
-        filters.push((flow, flow.filter(i)));
-    }
-    let (bound, trie) = bind_all(filters.iter().map(|(_, f)| f.clone()).collect());
-    assert_eq!(bound.len(), 10_000);
-    let compiled = jit::compile(&trie).unwrap();
-    assert!(compiled.stats().hash_tables >= 2, "{:?}", compiled.stats());
-    let code = ExecutableTrie::new(&compiled).unwrap();
-    for (i, (flow, _)) in filters.iter().enumerate().step_by(97) {
-        let data = flow.packet((i % 3) as u8, 4000);
-        let packet = Packet::whole(&data);
-        assert_eq!(code.classify(&packet), Some(FilterId(i as u32)));
-        assert_eq!(interp::classify(&trie, &packet), Some(FilterId(i as u32)));
-        let mut other = data.clone();
-        let port_at = other.len() - 18;
-        other[port_at] ^= 0x40;
-        assert_eq!(code.classify(&Packet::whole(&other)), None);
-        assert_eq!(reference_classify(&bound, &Packet::whole(&other)), None);
+fn ten_thousand_flows_classify_exactly() {
+    for mixed_shapes in [false, true] {
+        let mut filters = Vec::new();
+        for i in 0..10_000u32 {
+            let flow = Flow {
+                ipv6: i % 10 == 9,
+                protocol: if i % 7 == 0 { 17 } else { 6 },
+                host: 0x0a00_0000 + i / 4,
+                port: 1000 + (i % 4) as u16,
+                with_source_port: (mixed_shapes && i % 5 == 0).then_some(4000),
+            };
+            filters.push((flow, flow.filter(i)));
+        }
+        let (bound, trie) = bind_all(filters.iter().map(|(_, f)| f.clone()).collect());
+        assert_eq!(bound.len(), 10_000);
+        let compiled = jit::compile(&trie).unwrap();
+        let stats = compiled.stats();
+        if mixed_shapes {
+            assert!(stats.hash_tables >= 2, "{stats:?}");
+        } else {
+            assert!(stats.templated_tables >= 3, "{stats:?}");
+        }
+        let code = ExecutableTrie::new(&compiled).unwrap();
+        for (i, (flow, _)) in filters.iter().enumerate().step_by(37) {
+            let data = flow.packet((i % 3) as u8, 4000);
+            let packet = Packet::whole(&data);
+            assert_eq!(code.classify(&packet), Some(FilterId(i as u32)));
+            assert_eq!(interp::classify(&trie, &packet), Some(FilterId(i as u32)));
+            let mut other = data.clone();
+            let port_at = other.len() - 18;
+            other[port_at] ^= 0x40;
+            assert_eq!(code.classify(&Packet::whole(&other)), None);
+            assert_eq!(reference_classify(&bound, &Packet::whole(&other)), None);
+            for cut in [13, 30, data.len() - 17] {
+                let short = Packet {
+                    data: &data[..cut],
+                    wire_len: data.len() as u32,
+                };
+                assert_eq!(code.classify(&short), reference_classify(&bound, &short));
+            }
+        }
     }
 }

@@ -28,7 +28,8 @@ use dynasm::dynasm;
 use super::coalesce::{self, Compare, EqAtom};
 use super::emitter::{DynamicLabel, EmitError, Emitter};
 use super::hash_table::HashLayout;
-use crate::ir::{CmpOp, Field, Width};
+use super::template::{self, Chain, EntryLayout, ShapeStep};
+use crate::ir::{CmpOp, Field, Shift, Width};
 use crate::trie::{NodeIndex, NodeKind, Trie};
 
 /// A disjunction with at most this many keys is a compare chain; more get a hash table.
@@ -40,7 +41,16 @@ struct PendingTable {
     label: DynamicLabel,
     layout: HashLayout,
     keys: Vec<u32>,
-    targets: Vec<DynamicLabel>,
+    entries: TableEntries,
+}
+
+/// What a table's entries carry besides the key.
+#[derive(Debug)]
+enum TableEntries {
+    /// `i32` offset of the key's code from the table (0 = empty slot).
+    Jumps(Vec<DynamicLabel>),
+    /// The key's chain constants and score, for one shared body of code.
+    Templates(EntryLayout, Vec<Chain>),
 }
 
 /// Counts of what the generator did, for tests and `--disasm`-style reports.
@@ -52,8 +62,10 @@ pub struct CodegenStats {
     pub coalesced_atoms: usize,
     /// Compares those atoms became.
     pub coalesced_compares: usize,
-    /// Hash tables emitted.
+    /// Hash tables emitted whose entries jump to per-key code.
     pub hash_tables: usize,
+    /// Hash tables emitted whose keys share one templated body.
+    pub templated_tables: usize,
     /// Compare chains emitted (disjunctions of 2..=MAX_COMPARE_CHAIN keys).
     pub compare_chains: usize,
 }
@@ -200,38 +212,11 @@ impl Codegen<'_> {
                 self.load_value(atom.field, atom.mask);
                 let value = atom.value as i32;
                 dynasm!(self.ops ; .arch x64 ; cmp eax, DWORD value);
-                // Jump away when the comparison does not hold (unsigned conditions).
-                match atom.op {
-                    CmpOp::Eq => dynasm!(self.ops ; .arch x64 ; jne =>next),
-                    CmpOp::Ne => dynasm!(self.ops ; .arch x64 ; je =>next),
-                    CmpOp::Lt => dynasm!(self.ops ; .arch x64 ; jae =>next),
-                    CmpOp::Le => dynasm!(self.ops ; .arch x64 ; ja =>next),
-                    CmpOp::Gt => dynasm!(self.ops ; .arch x64 ; jbe =>next),
-                    CmpOp::Ge => dynasm!(self.ops ; .arch x64 ; jb =>next),
-                }
+                self.branch_unless(atom.op, next);
                 self.alternatives(index, checked);
             }
             NodeKind::Shift(shift) => {
-                let field = Field::Packet {
-                    offset: shift.offset,
-                    width: shift.width,
-                };
-                self.ensure(field_end(field), index, checked, next);
-                self.load_value(field, shift.mask);
-                if shift.shift >= 0 {
-                    let bits = shift.shift;
-                    dynasm!(self.ops ; .arch x64 ; shl eax, BYTE bits);
-                } else {
-                    let bits = -shift.shift;
-                    dynasm!(self.ops ; .arch x64 ; shr eax, BYTE bits);
-                }
-                dynasm!(self.ops
-                    ; .arch x64
-                    ; push r9
-                    ; push r10
-                    ; add r9, rax
-                    ; sub r10, rax
-                );
+                self.shift_load(*shift, index, checked, next);
                 self.alternatives(index, 0);
                 dynasm!(self.ops
                     ; .arch x64
@@ -251,6 +236,44 @@ impl Codegen<'_> {
             // Never an alternative: keys are reached through their dispatch.
             NodeKind::Key { .. } | NodeKind::Root | NodeKind::Vacant => {}
         }
+    }
+
+    /// After `cmp eax, value`: jump to `next` unless `op` holds (unsigned conditions).
+    fn branch_unless(&mut self, op: CmpOp, next: DynamicLabel) {
+        match op {
+            CmpOp::Eq => dynasm!(self.ops ; .arch x64 ; jne =>next),
+            CmpOp::Ne => dynasm!(self.ops ; .arch x64 ; je =>next),
+            CmpOp::Lt => dynasm!(self.ops ; .arch x64 ; jae =>next),
+            CmpOp::Le => dynasm!(self.ops ; .arch x64 ; ja =>next),
+            CmpOp::Gt => dynasm!(self.ops ; .arch x64 ; jbe =>next),
+            CmpOp::Ge => dynasm!(self.ops ; .arch x64 ; jb =>next),
+        }
+    }
+
+    /// Loads a shift's amount and moves the base, saving the old one on the stack; the caller
+    /// emits the subtree and then `pop r10; pop r9`. A failing load goes to `next` before the
+    /// push.
+    fn shift_load(&mut self, shift: Shift, node: NodeIndex, checked: u32, next: DynamicLabel) {
+        let field = Field::Packet {
+            offset: shift.offset,
+            width: shift.width,
+        };
+        self.ensure(field_end(field), node, checked, next);
+        self.load_value(field, shift.mask);
+        if shift.shift >= 0 {
+            let bits = shift.shift;
+            dynasm!(self.ops ; .arch x64 ; shl eax, BYTE bits);
+        } else {
+            let bits = -shift.shift;
+            dynasm!(self.ops ; .arch x64 ; shr eax, BYTE bits);
+        }
+        dynasm!(self.ops
+            ; .arch x64
+            ; push r9
+            ; push r10
+            ; add r9, rax
+            ; sub r10, rax
+        );
     }
 
     /// Makes sure `end` bytes from the base are captured before a load: when `checked` does not
@@ -431,6 +454,12 @@ impl Codegen<'_> {
                 targets.push(self.ops.new_dynamic_label());
             }
         }
+        if keys.len() > MAX_COMPARE_CHAIN
+            && let Some(chains) = template::common_chains(trie, &key_nodes)
+        {
+            self.templated_lookup(keys, chains, checked, next);
+            return;
+        }
         if keys.len() <= MAX_COMPARE_CHAIN {
             if keys.len() > 1 {
                 self.stats.compare_chains += 1;
@@ -451,6 +480,116 @@ impl Codegen<'_> {
             dynasm!(self.ops ; .arch x64 ; =>target);
             self.alternatives(key_node, checked);
             dynasm!(self.ops ; .arch x64 ; jmp =>next);
+        }
+    }
+
+    /// Probes a templated table for `eax`: on a hit `rsi` points at the entry and one shared body
+    /// runs the chain with the entry's constants.
+    fn templated_lookup(
+        &mut self,
+        keys: Vec<u32>,
+        chains: Vec<Chain>,
+        checked: u32,
+        next: DynamicLabel,
+    ) {
+        self.stats.templated_tables += 1;
+        let layout = HashLayout::new(&keys);
+        let entry = EntryLayout::new(chains[0].parameters.len());
+        let table = self.ops.new_dynamic_label();
+        let multiplier = layout.multiplier as i32;
+        let shift = (32 - layout.bits) as i8;
+        let slot_mask = ((1u32 << layout.bits) - 1) as i32;
+        let entry_shift = entry.size.trailing_zeros() as i8;
+        let score_offset = entry.score_offset as i32;
+        let probe = self.ops.new_dynamic_label();
+        let hit = self.ops.new_dynamic_label();
+        dynasm!(self.ops
+            ; .arch x64
+            ; lea rcx, [=>table]
+            ; imul edx, eax, DWORD multiplier
+            ; shr edx, BYTE shift
+            ; =>probe
+            ; mov esi, edx
+            ; shl rsi, BYTE entry_shift
+            ; add rsi, rcx
+            ; cmp QWORD [rsi + score_offset], BYTE 0
+            ; je =>next
+            ; cmp eax, DWORD [rsi]
+            ; je =>hit
+        );
+        if layout.longest_probe == 0 {
+            dynasm!(self.ops ; .arch x64 ; jmp =>next);
+        } else {
+            dynasm!(self.ops
+                ; .arch x64
+                ; add edx, 1
+                ; and edx, DWORD slot_mask
+                ; jmp =>probe
+            );
+        }
+        dynasm!(self.ops ; .arch x64 ; =>hit);
+        let shape = chains[0].shape.clone();
+        let nodes = chains[0].nodes.clone();
+        self.template_steps(&shape, &nodes, entry, 0, checked, next);
+        dynasm!(self.ops ; .arch x64 ; jmp =>next);
+        self.tables.push(PendingTable {
+            label: table,
+            layout,
+            keys,
+            entries: TableEntries::Templates(entry, chains),
+        });
+    }
+
+    /// The shared body of a templated chain; `rsi` points at the entry, `parameter` counts the
+    /// compares emitted so far.
+    fn template_steps(
+        &mut self,
+        shape: &[ShapeStep],
+        nodes: &[NodeIndex],
+        entry: EntryLayout,
+        parameter: usize,
+        checked: u32,
+        next: DynamicLabel,
+    ) {
+        let (Some(step), Some(&node)) = (shape.first(), nodes.first()) else {
+            return;
+        };
+        match *step {
+            ShapeStep::Compare { field, mask, op } => {
+                let checked = self.ensure(field_end(field), node, checked, next);
+                self.load_value(field, mask);
+                let offset = entry.parameter_offset(parameter) as i32;
+                dynasm!(self.ops ; .arch x64 ; cmp eax, DWORD [rsi + offset]);
+                self.branch_unless(op, next);
+                self.template_steps(
+                    &shape[1..],
+                    &nodes[1..],
+                    entry,
+                    parameter + 1,
+                    checked,
+                    next,
+                );
+            }
+            ShapeStep::Shift(shift) => {
+                self.shift_load(shift, node, checked, next);
+                let inner = self.ops.new_dynamic_label();
+                self.template_steps(&shape[1..], &nodes[1..], entry, parameter, 0, inner);
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; =>inner
+                    ; pop r10
+                    ; pop r9
+                );
+            }
+            ShapeStep::Accept => {
+                let score_offset = entry.score_offset as i32;
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov rax, QWORD [rsi + score_offset]
+                    ; cmp rax, r8
+                    ; cmova r8, rax
+                );
+            }
         }
     }
 
@@ -497,30 +636,48 @@ impl Codegen<'_> {
             label: table,
             layout,
             keys: keys.to_vec(),
-            targets: targets.to_vec(),
+            entries: TableEntries::Jumps(targets.to_vec()),
         });
     }
 
     /// Lays out every hash table after the code; every target label is placed by now.
     fn emit_tables(&mut self) -> Result<(), EmitError> {
         for table in core::mem::take(&mut self.tables) {
-            dynasm!(self.ops ; .arch x64 ; .align 8 ; =>table.label);
+            dynasm!(self.ops ; .arch x64 ; .align 16 ; =>table.label);
             let start = self.ops.offset();
-            for slot in &table.layout.slots {
-                match *slot {
-                    Some(index) => {
+            match &table.entries {
+                TableEntries::Jumps(targets) => {
+                    for slot in &table.layout.slots {
+                        let Some(index) = *slot else {
+                            self.ops.push_u64(0);
+                            continue;
+                        };
                         let target = self
                             .ops
-                            .label_offset(table.targets[index])
+                            .label_offset(targets[index])
                             .ok_or(EmitError::UndefinedLabel)?;
                         let relative = i32::try_from(target as i64 - start as i64)
                             .map_err(|_| EmitError::RelocationOutOfRange)?;
                         self.ops.push_u32(table.keys[index]);
                         self.ops.push_i32(relative);
                     }
-                    None => {
-                        self.ops.push_u32(0);
-                        self.ops.push_i32(0);
+                }
+                TableEntries::Templates(entry, chains) => {
+                    for slot in &table.layout.slots {
+                        let at = self.ops.offset();
+                        if let Some(index) = *slot {
+                            self.ops.push_u32(table.keys[index]);
+                            for &parameter in &chains[index].parameters {
+                                self.ops.push_u32(parameter);
+                            }
+                            self.ops.align(8, 0);
+                            self.ops.push_u64(chains[index].score);
+                        }
+                        // Empty slots are all zero: score 0 marks them.
+                        let end = at + entry.size;
+                        while self.ops.offset() < end {
+                            self.ops.push(0);
+                        }
                     }
                 }
             }

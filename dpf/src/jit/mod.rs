@@ -19,6 +19,7 @@ pub mod emitter;
 #[cfg(feature = "std")]
 pub mod exec;
 pub mod hash_table;
+pub mod template;
 
 use alloc::vec::Vec;
 

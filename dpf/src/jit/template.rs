@@ -1,0 +1,210 @@
+//! Templated dispatch: when every key of a large disjunction leads to a chain of the same shape
+//! (the same fields, masks, comparisons and shifts, only the compared values and the final
+//! score differ), one shared body of code serves them all and reads each key's constants from
+//! its hash table entry.
+//!
+//! This is what keeps 10,000 `src host A and dst port P` flows as fast as one: a hash probe and
+//! a handful of compares, with no per-flow code, no indirect jump to mispredict and a table that
+//! is data, not instructions.
+#![forbid(unsafe_code)]
+
+use alloc::vec::Vec;
+
+use crate::ir::{CmpOp, Field, Shift};
+use crate::trie::{NodeIndex, NodeKind, Trie};
+
+/// One step of a chain, without its constant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShapeStep {
+    /// `field & mask op parameter`: an ordered test, or a single-key dispatch (`op` Eq).
+    Compare {
+        /// What is loaded.
+        field: Field,
+        /// Bits kept.
+        mask: u32,
+        /// The comparison.
+        op: CmpOp,
+    },
+    /// A shift (identical in every chain).
+    Shift(Shift),
+    /// The end: accept with the entry's score.
+    Accept,
+}
+
+/// A key's chain: its shape, the node each step comes from (the first key's nodes stand for all
+/// when computing bounds checks), its parameters in order and its final score.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chain {
+    /// Steps in order, ending with [`ShapeStep::Accept`].
+    pub shape: Vec<ShapeStep>,
+    /// The node each step was read from.
+    pub nodes: Vec<NodeIndex>,
+    /// One value per [`ShapeStep::Compare`], in order.
+    pub parameters: Vec<u32>,
+    /// Score of the accept at the end.
+    pub score: u64,
+}
+
+/// The chain below `key` (a [`NodeKind::Key`] node), if it is linear: every node on it has
+/// exactly one alternative, down to an accept.
+pub fn chain_below(trie: &Trie, key: NodeIndex) -> Option<Chain> {
+    let mut chain = Chain {
+        shape: Vec::new(),
+        nodes: Vec::new(),
+        parameters: Vec::new(),
+        score: 0,
+    };
+    let mut at = key;
+    loop {
+        let &[next] = trie.node(at).alternatives() else {
+            return None;
+        };
+        chain.nodes.push(next);
+        match trie.node(next).kind() {
+            NodeKind::Test(atom) => {
+                chain.shape.push(ShapeStep::Compare {
+                    field: atom.field,
+                    mask: atom.mask,
+                    op: atom.op,
+                });
+                chain.parameters.push(atom.value);
+                at = next;
+            }
+            NodeKind::Dispatch { field, mask, .. } => {
+                let &[only_key] = trie.node(next).alternatives() else {
+                    return None;
+                };
+                let NodeKind::Key { value } = *trie.node(only_key).kind() else {
+                    return None;
+                };
+                chain.shape.push(ShapeStep::Compare {
+                    field: *field,
+                    mask: *mask,
+                    op: CmpOp::Eq,
+                });
+                chain.parameters.push(value);
+                at = only_key;
+            }
+            NodeKind::Shift(shift) => {
+                chain.shape.push(ShapeStep::Shift(*shift));
+                at = next;
+            }
+            NodeKind::Accept { score, .. } => {
+                chain.shape.push(ShapeStep::Accept);
+                chain.score = score.0;
+                return Some(chain);
+            }
+            NodeKind::Key { .. } | NodeKind::Root | NodeKind::Vacant => return None,
+        }
+    }
+}
+
+/// Chains for all `keys` when they share one shape.
+pub fn common_chains(trie: &Trie, keys: &[NodeIndex]) -> Option<Vec<Chain>> {
+    let mut chains: Vec<Chain> = Vec::with_capacity(keys.len());
+    for &key in keys {
+        let chain = chain_below(trie, key)?;
+        if chains
+            .first()
+            .is_some_and(|first| first.shape != chain.shape)
+        {
+            return None;
+        }
+        chains.push(chain);
+    }
+    Some(chains)
+}
+
+/// Byte layout of one templated table entry: key, parameters, score.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryLayout {
+    /// Number of `u32` parameters after the key.
+    pub parameters: usize,
+    /// Offset of the `u64` score (8-aligned); 0 there marks an empty slot.
+    pub score_offset: usize,
+    /// Entry size, a power of two so the slot address is a shift away.
+    pub size: usize,
+}
+
+impl EntryLayout {
+    /// Layout for `parameters` parameters.
+    pub fn new(parameters: usize) -> EntryLayout {
+        let score_offset = (4 + 4 * parameters).next_multiple_of(8);
+        EntryLayout {
+            parameters,
+            score_offset,
+            size: (score_offset + 8).next_power_of_two(),
+        }
+    }
+
+    /// Offset of parameter `index`.
+    pub fn parameter_offset(&self, index: usize) -> usize {
+        4 + 4 * index
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Atom, Filter, FilterId, Step, UnverifiedFilter, Width};
+    use alloc::vec;
+
+    fn eq(offset: u16, width: Width, value: u32) -> Step {
+        Step::Test(Atom {
+            field: Field::Packet { offset, width },
+            mask: width.max_value(),
+            op: CmpOp::Eq,
+            value,
+        })
+    }
+
+    fn filter(id: u32, steps: Vec<Step>) -> Filter {
+        UnverifiedFilter {
+            id: FilterId(id),
+            steps,
+        }
+        .verify()
+        .unwrap()
+    }
+
+    #[test]
+    fn flows_share_a_shape_and_a_branch_breaks_it() {
+        let mut trie = Trie::new();
+        for host in 0..5u32 {
+            trie.insert(filter(
+                host,
+                vec![eq(26, Width::B4, host), eq(36, Width::B2, 80 + host)],
+            ))
+            .unwrap();
+        }
+        let dispatch = trie.node(Trie::ROOT).alternatives()[0];
+        let keys = trie.node(dispatch).alternatives().to_vec();
+        let chains = common_chains(&trie, &keys).unwrap();
+        assert_eq!(chains.len(), 5);
+        assert_eq!(chains[0].shape.len(), 2);
+        assert!(chains.iter().any(|c| c.parameters == [83]));
+        // A second filter below one host makes its chain branch: no common shape any more.
+        trie.insert(filter(
+            9,
+            vec![eq(26, Width::B4, 3), eq(36, Width::B2, 443)],
+        ))
+        .unwrap();
+        let keys = trie.node(dispatch).alternatives().to_vec();
+        assert_eq!(common_chains(&trie, &keys), None);
+    }
+
+    #[test]
+    fn entry_layouts_are_aligned_powers_of_two() {
+        assert_eq!(
+            EntryLayout::new(1),
+            EntryLayout {
+                parameters: 1,
+                score_offset: 8,
+                size: 16
+            }
+        );
+        let three = EntryLayout::new(3);
+        assert_eq!((three.score_offset, three.size), (16, 32));
+        assert_eq!(three.parameter_offset(2), 12);
+    }
+}
