@@ -1,3 +1,36 @@
 //! The library operating system each exo application links: entry, system calls, upcalls, heap,
 //! and its own TCP/IP stack over the packet rings the kernel exports.
+//!
+//! Today: the entry point (`_start` calls the app's `main` registered with [`entry!`] and
+//! exits with its status), safe system-call wrappers ([`sys`]), console output
+//! ([`print!`], [`println!`]) and a panic handler that reports and exits.
 #![no_std]
+#![deny(unsafe_code)]
+
+pub mod console;
+#[cfg(target_os = "none")]
+mod rt;
+pub mod sys;
+
+pub use exo_abi as abi;
+pub use exo_abi::Error;
+
+/// Status an app exits with when it panics.
+pub const PANIC_EXIT_STATUS: u8 = 60;
+
+/// Registers `main` (a `fn() -> u8` returning the exit status) as the app's entry point.
+///
+/// ```ignore
+/// libnet::entry!(main);
+/// fn main() -> u8 { libnet::println!("hi"); 0 }
+/// ```
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[unsafe(export_name = "__exo_app_main")]
+        fn __exo_app_main() -> u8 {
+            let main: fn() -> u8 = $main;
+            main()
+        }
+    };
+}

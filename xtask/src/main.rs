@@ -1,2 +1,134 @@
 //! The orchestrator: builds apps, packs them, builds the kernel, runs QEMU, reads the exit code.
-fn main() {}
+//!
+//! `cargo xtask run` boots the default image with serial on the terminal and exits with the
+//! kernel's status; `cargo xtask test` runs the host tests and every QEMU scenario in
+//! [`scenarios::SCENARIOS`]. New subcommands (`bench demux`, `bench kernel`, `replay`) are new
+//! variants of [`Command`] with their own module, reusing [`image`] and [`qemu`].
+#![forbid(unsafe_code)]
+
+mod image;
+mod qemu;
+mod scenarios;
+mod setup;
+mod test;
+
+use clap::{Args, Parser, Subcommand};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Errors are reported once, at the top, as text.
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+#[derive(Debug, Parser)]
+#[command(about = "Build, boot and test the exo exokernel")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build apps, pack them, build the kernel and boot it, with serial on this terminal.
+    /// Exits with the kernel's status (0 when every app exited with 0).
+    Run(RunArgs),
+    /// Host tests (`cargo test --workspace`), then every QEMU scenario; one summary line.
+    Test(TestArgs),
+    /// Build the boot image only and print the kernel's path.
+    Build(BuildArgs),
+}
+
+/// Options every subcommand that builds shares.
+#[derive(Debug, Args)]
+struct BuildArgs {
+    /// Build the kernel and apps with the release profile.
+    #[arg(long)]
+    release: bool,
+}
+
+/// Options for subcommands that boot QEMU.
+#[derive(Debug, Args)]
+struct BootArgs {
+    /// QEMU accelerator. `kvm` is used only when asked for and the CPU shows vmx or svm.
+    #[arg(long, value_enum, default_value_t = qemu::Accel::Tcg)]
+    accel: qemu::Accel,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    build: BuildArgs,
+    #[command(flatten)]
+    boot: BootArgs,
+    /// Kernel command line (`apps=a,b`, see kernel/src/cmdline.rs).
+    #[arg(long, default_value = "apps=hello")]
+    append: String,
+    /// Stop QEMU after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout_secs: u64,
+}
+
+#[derive(Debug, Args)]
+struct TestArgs {
+    #[command(flatten)]
+    build: BuildArgs,
+    #[command(flatten)]
+    boot: BootArgs,
+    /// Skip `cargo test --workspace` (QEMU scenarios only).
+    #[arg(long)]
+    no_host: bool,
+    /// Run only the scenarios whose name contains this text.
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Print every scenario's serial output, not only failures'.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(&args),
+        Command::Test(args) => test::run(&args),
+        Command::Build(args) => build(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("xtask: error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn build(args: &BuildArgs) -> Result<ExitCode> {
+    setup::ensure_target()?;
+    let image = image::build(image::Profile::from_release(args.release))?;
+    println!("{}", image.kernel.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(args: &RunArgs) -> Result<ExitCode> {
+    setup::ensure_target()?;
+    setup::ensure_qemu()?;
+    let image = image::build(image::Profile::from_release(args.build.release))?;
+    let accel = setup::usable_accel(args.boot.accel);
+    eprintln!(
+        "xtask: booting {} with `{}` ({accel})",
+        image.kernel.display(),
+        args.append
+    );
+    let run = qemu::Qemu {
+        kernel: &image.kernel,
+        append: &args.append,
+        accel,
+        timeout: Duration::from_secs(args.timeout_secs),
+        echo: qemu::Echo::Terminal,
+    }
+    .run()?;
+    eprintln!(
+        "xtask: {} after {:.2} s",
+        run.outcome,
+        run.elapsed.as_secs_f64()
+    );
+    Ok(ExitCode::from(run.outcome.host_status()))
+}

@@ -1,0 +1,273 @@
+//! The QEMU scenarios `cargo xtask test` runs: a typed table, and how a run is judged.
+//!
+//! To add one, append a [`Scenario`] to [`SCENARIOS`]: the kernel command line (which apps,
+//! which self-test), the kernel exit expected, and text the serial output must contain. A
+//! scenario whose point is to prove the harness catches a broken kernel says so with
+//! [`Expect::HarnessFailure`]: it passes only if the run is judged failed for that reason.
+use crate::qemu::{Outcome, Run};
+use exo_abi::KernelExit;
+use std::fmt;
+use std::time::Duration;
+
+/// Time allowed by default. A boot takes well under a second under TCG; the margin is for
+/// loaded CI machines.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the harness expects of its own verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// The run meets the expectations below.
+    Pass,
+    /// The run fails, for this reason: a self-test of the harness.
+    HarnessFailure(FailureKind),
+}
+
+/// Why a run failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The kernel panicked.
+    KernelPanic,
+    /// The machine did not stop in time.
+    Timeout,
+    /// QEMU stopped without the kernel choosing an exit code.
+    NoDebugExit,
+    /// The kernel exited with another code than expected.
+    WrongExit,
+    /// Expected serial text is missing.
+    MissingSerial,
+}
+
+/// A failed run: the kind, and a human explanation.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub detail: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.detail)
+    }
+}
+
+/// One boot of the kernel and what it must show.
+#[derive(Clone, Copy, Debug)]
+pub struct Scenario {
+    pub name: &'static str,
+    /// Kernel command line (`-append`).
+    pub cmdline: &'static str,
+    /// The kernel exit expected.
+    pub exit: KernelExit,
+    /// Substrings the serial output must contain.
+    pub serial: &'static [&'static str],
+    pub timeout: Duration,
+    pub expect: Expect,
+}
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "hello",
+        cmdline: "apps=hello",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "timer: 100 Hz",
+            "hello from ring 3",
+            "bad pointers: kernel Err(BadAddress), unmapped Err(BadAddress); unknown call: Err(UnknownSyscall)",
+            "app hello (env 1) exited with status 0",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
+        // Two environments in a row: the first one's frames come back and are reused
+        // (the kernel asserts no frame leaked).
+        name: "hello-twice",
+        cmdline: "apps=hello,hello",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "app hello (env 2) exited with status 0",
+            "all apps exited with status 0",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
+        name: "fault",
+        cmdline: "apps=fault",
+        exit: KernelExit::AppFaulted,
+        serial: &[
+            "fault: reading unmapped address 0x5555dead0000",
+            "app fault (env 1) fault: page fault at address 0x5555dead0000 rip 0x80002",
+            "(user read, not present)",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
+        name: "missing-app",
+        cmdline: "apps=nosuch",
+        exit: KernelExit::AppMissing,
+        serial: &["app nosuch: not in the boot pack"],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
+        // The kernel panics before running hello: the expectations of a good run are not met,
+        // and the harness must say so because of the panic.
+        name: "harness-detects-panic",
+        cmdline: "apps=hello test=panic",
+        exit: KernelExit::Exited(0),
+        serial: &["hello from ring 3"],
+        timeout: TIMEOUT,
+        expect: Expect::HarnessFailure(FailureKind::KernelPanic),
+    },
+    Scenario {
+        name: "harness-detects-hang",
+        cmdline: "apps=hello test=hang",
+        exit: KernelExit::Exited(0),
+        serial: &["hello from ring 3"],
+        timeout: Duration::from_secs(3),
+        expect: Expect::HarnessFailure(FailureKind::Timeout),
+    },
+];
+
+/// Judges a run against the scenario's expectations of a good run.
+pub fn judge(scenario: &Scenario, run: &Run) -> Result<(), Failure> {
+    let failure = |kind, detail: String| Err(Failure { kind, detail });
+    match run.outcome {
+        Outcome::Timeout(_) => return failure(FailureKind::Timeout, run.outcome.to_string()),
+        Outcome::NoDebugExit(_) | Outcome::UnknownCode(_) => {
+            return failure(FailureKind::NoDebugExit, run.outcome.to_string());
+        }
+        Outcome::Kernel(KernelExit::KernelPanic) if scenario.exit != KernelExit::KernelPanic => {
+            let message = run
+                .serial
+                .lines()
+                .find(|line| line.contains("kernel panic"))
+                .unwrap_or("(no panic message on serial)");
+            return failure(FailureKind::KernelPanic, message.trim().to_string());
+        }
+        Outcome::Kernel(exit) if exit != scenario.exit => {
+            return failure(
+                FailureKind::WrongExit,
+                format!("expected {:?}, got {exit:?}", scenario.exit),
+            );
+        }
+        Outcome::Kernel(_) => {}
+    }
+    for expected in scenario.serial {
+        if !run.serial.contains(expected) {
+            return failure(
+                FailureKind::MissingSerial,
+                format!("no {expected:?} in serial output"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether the verdict is the one the scenario expects, with a line to print.
+pub fn assess(scenario: &Scenario, verdict: &Result<(), Failure>) -> (bool, String) {
+    match (scenario.expect, verdict) {
+        (Expect::Pass, Ok(())) => (true, "ok".into()),
+        (Expect::Pass, Err(failure)) => (false, format!("FAILED: {failure}")),
+        (Expect::HarnessFailure(kind), Err(failure)) if failure.kind == kind => {
+            (true, format!("ok (failed as expected: {failure})"))
+        }
+        (Expect::HarnessFailure(kind), Err(failure)) => (
+            false,
+            format!("FAILED: expected the harness to report {kind:?}, it reported {failure}"),
+        ),
+        (Expect::HarnessFailure(kind), Ok(())) => (
+            false,
+            format!("FAILED: expected the harness to report {kind:?}, the run passed"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(outcome: Outcome, serial: &str) -> Run {
+        Run {
+            outcome,
+            serial: serial.into(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    const GOOD: Scenario = Scenario {
+        name: "t",
+        cmdline: "",
+        exit: KernelExit::Exited(0),
+        serial: &["hello"],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    };
+
+    fn kind(verdict: Result<(), Failure>) -> Option<FailureKind> {
+        verdict.err().map(|failure| failure.kind)
+    }
+
+    #[test]
+    fn judges_each_way_a_run_can_end() {
+        let ok = Outcome::Kernel(KernelExit::Exited(0));
+        assert_eq!(kind(judge(&GOOD, &run(ok, "x hello y"))), None);
+        assert_eq!(
+            kind(judge(&GOOD, &run(ok, "x"))),
+            Some(FailureKind::MissingSerial)
+        );
+        let panic = Outcome::Kernel(KernelExit::KernelPanic);
+        assert_eq!(
+            kind(judge(&GOOD, &run(panic, "hello"))),
+            Some(FailureKind::KernelPanic)
+        );
+        let wrong = Outcome::Kernel(KernelExit::Exited(3));
+        assert_eq!(
+            kind(judge(&GOOD, &run(wrong, "hello"))),
+            Some(FailureKind::WrongExit)
+        );
+        let timeout = Outcome::Timeout(TIMEOUT);
+        assert_eq!(
+            kind(judge(&GOOD, &run(timeout, "hello"))),
+            Some(FailureKind::Timeout)
+        );
+        let triple_fault = Outcome::NoDebugExit(Some(0));
+        assert_eq!(
+            kind(judge(&GOOD, &run(triple_fault, "hello"))),
+            Some(FailureKind::NoDebugExit)
+        );
+    }
+
+    #[test]
+    fn expected_failures_pass_only_for_their_reason() {
+        let panic_test = Scenario {
+            expect: Expect::HarnessFailure(FailureKind::KernelPanic),
+            ..GOOD
+        };
+        let panicked = judge(
+            &panic_test,
+            &run(Outcome::Kernel(KernelExit::KernelPanic), ""),
+        );
+        assert!(assess(&panic_test, &panicked).0);
+        let passed = judge(
+            &panic_test,
+            &run(Outcome::Kernel(KernelExit::Exited(0)), "hello"),
+        );
+        assert!(!assess(&panic_test, &passed).0);
+        let hung = judge(&panic_test, &run(Outcome::Timeout(TIMEOUT), ""));
+        assert!(!assess(&panic_test, &hung).0);
+    }
+
+    #[test]
+    fn scenario_names_are_unique() {
+        for (index, scenario) in SCENARIOS.iter().enumerate() {
+            assert!(
+                SCENARIOS[..index]
+                    .iter()
+                    .all(|other| other.name != scenario.name)
+            );
+        }
+    }
+}

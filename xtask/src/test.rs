@@ -1,0 +1,127 @@
+//! `cargo xtask test`: host tests, then every QEMU scenario, then one summary line
+//! (`N passed, N failed`) counting host test cases and scenarios together.
+use crate::qemu::{Echo, Qemu};
+use crate::scenarios::{self, SCENARIOS};
+use crate::{Result, TestArgs, image, setup};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitCode, Stdio};
+
+#[derive(Debug, Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+}
+
+pub fn run(args: &TestArgs) -> Result<ExitCode> {
+    setup::ensure_target()?;
+    setup::ensure_qemu()?;
+    let mut tally = Tally::default();
+    if !args.no_host {
+        host_tests(&mut tally)?;
+    }
+    let accel = setup::usable_accel(args.boot.accel);
+    // A build failure fails the run, but still ends with the summary line.
+    match image::build(image::Profile::from_release(args.build.release)) {
+        Ok(image) => {
+            for scenario in SCENARIOS {
+                if args
+                    .scenario
+                    .as_deref()
+                    .is_some_and(|filter| !scenario.name.contains(filter))
+                {
+                    continue;
+                }
+                let run = Qemu {
+                    kernel: &image.kernel,
+                    append: scenario.cmdline,
+                    accel,
+                    timeout: scenario.timeout,
+                    echo: Echo::Quiet,
+                }
+                .run()?;
+                let verdict = scenarios::judge(scenario, &run);
+                let (passed, line) = scenarios::assess(scenario, &verdict);
+                println!(
+                    "scenario {} ({:.2} s, `{}`): {line}",
+                    scenario.name,
+                    run.elapsed.as_secs_f64(),
+                    scenario.cmdline
+                );
+                if !passed || args.verbose {
+                    for line in run.serial.lines() {
+                        println!("    | {line}");
+                    }
+                }
+                if passed {
+                    tally.passed += 1;
+                } else {
+                    tally.failed += 1;
+                }
+            }
+        }
+        Err(error) => {
+            println!("building the boot image failed: {error}");
+            tally.failed += 1;
+        }
+    }
+    println!("{} passed, {} failed", tally.passed, tally.failed);
+    Ok(if tally.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs `cargo test --workspace`, passing its output through, and adds its counts.
+fn host_tests(tally: &mut Tally) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut child = Command::new(cargo)
+        .current_dir(image::workspace_root())
+        .args(["test", "--workspace"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some((p, f)) = parse_test_result(&line) {
+            passed += p;
+            failed += f;
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() && failed == 0 {
+        // It failed without a failing test: a build error. Count it, or it would vanish.
+        println!("cargo test --workspace failed ({status}) before reporting a failing test");
+        failed = 1;
+    }
+    tally.passed += passed;
+    tally.failed += failed;
+    Ok(())
+}
+
+/// Reads `test result: ok. 12 passed; 0 failed; ...` into (passed, failed).
+fn parse_test_result(line: &str) -> Option<(u64, u64)> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let count = |label: &str| -> Option<u64> {
+        rest.split(';')
+            .find_map(|part| part.trim().strip_suffix(label))
+            .and_then(|number| number.trim().rsplit(' ').next()?.parse().ok())
+    };
+    Some((count(" passed")?, count(" failed")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_test_result;
+
+    #[test]
+    fn reads_cargo_test_summaries() {
+        let line = "test result: ok. 17 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s";
+        assert_eq!(parse_test_result(line), Some((17, 0)));
+        let failing =
+            "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out";
+        assert_eq!(parse_test_result(failing), Some((3, 2)));
+        assert_eq!(parse_test_result("running 3 tests"), None);
+    }
+}
