@@ -121,6 +121,7 @@ impl Environment {
 /// Runs `env` until it exits or faults, then frees it.
 pub fn run(env: Environment) -> ExitReason {
     let entry = env.entry;
+    let user_ticks_before = arch::timer::user_ticks();
     env.space.activate();
     *CURRENT.lock() = Some(env);
     // SAFETY: the active address space is the environment's: `entry` lies in a segment
@@ -131,6 +132,14 @@ pub fn run(env: Environment) -> ExitReason {
     crate::mm::paging::activate_kernel();
     let env = CURRENT.lock().take().expect("the environment that ran");
     arch::interrupts_enable();
+    let user_ticks = arch::timer::user_ticks() - user_ticks_before;
+    if user_ticks > 0 {
+        log!(
+            "app {} (env {}): the timer interrupted ring 3 {user_ticks} times",
+            env.name,
+            env.id
+        );
+    }
     env.exit
         .expect("an environment leaves only through end_current")
 }

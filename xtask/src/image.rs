@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Every app packed into the boot image, by package (and binary) name.
-pub const APPS: &[&str] = &["hello", "fault"];
+pub const APPS: &[&str] = &["hello", "fault", "busy"];
 
 /// Cargo profile for the bare-metal builds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -104,6 +104,18 @@ pub const SCENARIOS: &[Scenario] = &[
         expect: Expect::Pass,
     },
     Scenario {
+        // Timer interrupts taken in ring 3 return to user code intact.
+        name: "ring3-timer",
+        cmdline: "apps=busy",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "busy: 2000000 rounds twice, results agree: true",
+            "app busy (env 1): the timer interrupted ring 3",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
         name: "missing-app",
         cmdline: "apps=nosuch",
         exit: KernelExit::AppMissing,

@@ -308,7 +308,7 @@ pub fn init() {
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector as u8;
     match vector {
-        timer::TIMER_VECTOR => timer::on_tick(),
+        timer::TIMER_VECTOR => timer::on_tick(frame.interrupted_user()),
         vector if timer::SPURIOUS_VECTORS.contains(&vector) => {}
         0..32 => {
             let exception = Exception {
