@@ -49,8 +49,9 @@ struct PendingTable {
 enum TableEntries {
     /// `i32` offset of the key's code from the table (0 = empty slot).
     Jumps(Vec<DynamicLabel>),
-    /// The key's chain constants and score, for one shared body of code.
-    Templates(EntryLayout, Vec<Chain>),
+    /// The key's chain constants and score, for one shared body of code; the index of its
+    /// [`TemplateTable`] record.
+    Templates(EntryLayout, Vec<Chain>, usize),
 }
 
 /// Counts of what the generator did, for tests and `--disasm`-style reports.
@@ -70,6 +71,28 @@ pub struct CodegenStats {
     pub compare_chains: usize,
 }
 
+/// Where a templated table sits in the code and how it is probed, so a key can be added or
+/// removed by rewriting its bytes instead of regenerating.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateTable {
+    /// The dispatch node the table implements.
+    pub dispatch: NodeIndex,
+    /// Offset of slot 0 in the code.
+    pub offset: usize,
+    /// log2 of the slot count.
+    pub bits: u32,
+    /// Hash multiplier.
+    pub multiplier: u32,
+    /// False when the code has no probe loop (every key must sit in its home slot).
+    pub probes: bool,
+    /// Entry layout.
+    pub entry: EntryLayout,
+    /// The chain every key leads to.
+    pub shape: Vec<ShapeStep>,
+    /// Keys present.
+    pub keys: usize,
+}
+
 /// Machine code for a trie: the function starts at `entry`, hash tables follow the code.
 #[derive(Debug)]
 pub struct GeneratedCode {
@@ -81,6 +104,8 @@ pub struct GeneratedCode {
     pub instructions_end: usize,
     /// What was generated.
     pub stats: CodegenStats,
+    /// The templated tables, for patching.
+    pub templates: Vec<TemplateTable>,
 }
 
 struct Codegen<'t> {
@@ -89,6 +114,7 @@ struct Codegen<'t> {
     /// Per node slot: bytes every filter through the node loads from the current base.
     need: Vec<u32>,
     tables: Vec<PendingTable>,
+    templates: Vec<TemplateTable>,
     stats: CodegenStats,
 }
 
@@ -139,6 +165,7 @@ pub fn generate(trie: &Trie) -> Result<GeneratedCode, EmitError> {
         ops: Emitter::new(),
         need: compute_need(trie),
         tables: Vec::new(),
+        templates: Vec::new(),
         stats: CodegenStats::default(),
     };
     let entry = generator.ops.offset();
@@ -158,11 +185,13 @@ pub fn generate(trie: &Trie) -> Result<GeneratedCode, EmitError> {
     let instructions_end = generator.ops.offset();
     generator.emit_tables()?;
     let stats = generator.stats;
+    let templates = core::mem::take(&mut generator.templates);
     Ok(GeneratedCode {
         code: generator.ops.finish()?,
         entry,
         instructions_end,
         stats,
+        templates,
     })
 }
 
@@ -457,7 +486,7 @@ impl Codegen<'_> {
         if keys.len() > MAX_COMPARE_CHAIN
             && let Some(chains) = template::common_chains(trie, &key_nodes)
         {
-            self.templated_lookup(keys, chains, checked, next);
+            self.templated_lookup(index, keys, chains, checked, next);
             return;
         }
         if keys.len() <= MAX_COMPARE_CHAIN {
@@ -487,6 +516,7 @@ impl Codegen<'_> {
     /// runs the chain with the entry's constants.
     fn templated_lookup(
         &mut self,
+        dispatch: NodeIndex,
         keys: Vec<u32>,
         chains: Vec<Chain>,
         checked: u32,
@@ -532,11 +562,21 @@ impl Codegen<'_> {
         let nodes = chains[0].nodes.clone();
         self.template_steps(&shape, &nodes, entry, 0, checked, next);
         dynasm!(self.ops ; .arch x64 ; jmp =>next);
+        self.templates.push(TemplateTable {
+            dispatch,
+            offset: 0,
+            bits: layout.bits,
+            multiplier: layout.multiplier,
+            probes: layout.longest_probe != 0,
+            entry,
+            shape,
+            keys: keys.len(),
+        });
         self.tables.push(PendingTable {
             label: table,
             layout,
             keys,
-            entries: TableEntries::Templates(entry, chains),
+            entries: TableEntries::Templates(entry, chains, self.templates.len() - 1),
         });
     }
 
@@ -662,7 +702,8 @@ impl Codegen<'_> {
                         self.ops.push_i32(relative);
                     }
                 }
-                TableEntries::Templates(entry, chains) => {
+                TableEntries::Templates(entry, chains, record) => {
+                    self.templates[*record].offset = start;
                     for slot in &table.layout.slots {
                         let at = self.ops.offset();
                         if let Some(index) = *slot {

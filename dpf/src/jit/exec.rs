@@ -6,7 +6,7 @@
 
 use std::io;
 
-use memmap2::{Mmap, MmapMut};
+use memmap2::{Mmap, MmapOptions};
 
 use super::CompiledTrie;
 use crate::ir::{FilterId, Packet};
@@ -35,7 +35,9 @@ impl ExecutableTrie {
                 "entry offset outside the code",
             ));
         }
-        let mut writable = MmapMut::map_anon(code.len())?;
+        // Populated up front: faulting in a large table page by page would dominate the cost of
+        // a bind that only patched one entry.
+        let mut writable = MmapOptions::new().len(code.len()).populate().map_anon()?;
         writable.copy_from_slice(code);
         let mapping = writable.make_exec()?;
         Ok(ExecutableTrie { mapping, entry })

@@ -15,6 +15,7 @@
 
 pub mod coalesce;
 pub mod codegen;
+pub mod demux;
 pub mod emitter;
 #[cfg(feature = "std")]
 pub mod exec;
@@ -24,6 +25,7 @@ pub mod template;
 use alloc::vec::Vec;
 
 pub use codegen::CodegenStats;
+pub use demux::{Demux, DemuxError, Update};
 pub use emitter::EmitError;
 #[cfg(feature = "std")]
 pub use exec::ExecutableTrie;
@@ -37,6 +39,8 @@ pub struct CompiledTrie {
     entry: usize,
     instructions_end: usize,
     stats: CodegenStats,
+    /// Templated tables, which [`Demux`] patches in place.
+    templates: Vec<codegen::TemplateTable>,
 }
 
 impl CompiledTrie {
@@ -69,5 +73,6 @@ pub fn compile(trie: &Trie) -> Result<CompiledTrie, EmitError> {
         entry: generated.entry,
         instructions_end: generated.instructions_end,
         stats: generated.stats,
+        templates: generated.templates,
     })
 }

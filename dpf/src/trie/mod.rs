@@ -310,6 +310,36 @@ impl Trie {
         }
     }
 
+    /// Follows `steps` from the root as far as the trie has them: the deepest node reached and
+    /// how many steps led there.
+    pub fn longest_prefix(&self, steps: &[Step]) -> (NodeIndex, usize) {
+        let mut at = Self::ROOT;
+        for (taken, step) in steps.iter().enumerate() {
+            match self.find_step(at, step) {
+                Some(next) => at = next,
+                None => return (at, taken),
+            }
+        }
+        (at, steps.len())
+    }
+
+    /// The dispatch alternative of `at` on `(field, mask)`, if there is one.
+    pub fn dispatch_of(&self, at: NodeIndex, field: Field, mask: u32) -> Option<NodeIndex> {
+        self.node(at).alternatives.iter().copied().find(|&alt| {
+            matches!(&self.node(alt).kind,
+                NodeKind::Dispatch { field: f, mask: m, .. } if *f == field && *m == mask)
+        })
+    }
+
+    /// The accept node of the filter `handle` names.
+    pub fn accept_of(&self, handle: FilterHandle) -> Option<NodeIndex> {
+        self.filters
+            .get(handle.slot as usize)
+            .filter(|s| s.generation == handle.generation)
+            .and_then(|s| s.bound.as_ref())
+            .map(|(_, accept)| *accept)
+    }
+
     fn find_accept(&self, at: NodeIndex) -> Option<(NodeIndex, FilterId)> {
         self.node(at)
             .alternatives
