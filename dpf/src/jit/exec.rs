@@ -3,6 +3,7 @@
 //! The only module of the crate with `unsafe`. The code is copied into an anonymous writable
 //! mapping which is then turned read+execute (`make_exec`), so a page is never writable and
 //! executable at once. The kernel does the same with its own W^X pages.
+#![allow(unsafe_code)]
 
 use std::io;
 

@@ -12,6 +12,9 @@
 //! `(atoms + 1) << 32 | (u32::MAX - id)` ([`crate::trie::Score::id`] decodes it). `captured_len`
 //! must be below 2^32 for `CapturedFromBase` atoms to agree with the reference (which measures
 //! it as a `u32`).
+// `deny`, not `forbid`: `exec` is the one module allowed unsafe (mapping and calling the code);
+// every other module below says `forbid` itself.
+#![deny(unsafe_code)]
 
 pub mod coalesce;
 pub mod codegen;
