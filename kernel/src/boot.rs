@@ -82,6 +82,10 @@ pub extern "C" fn kernel_main(start_info_address: u64) -> ! {
                 arch::wait_for_interrupt();
             }
         }
+        Some(SelfTest::KernelFault) => {
+            arch::read_unmapped_kernel_address();
+            panic!("self-test: reading an unmapped kernel address did not fault");
+        }
         None => {}
     }
 

@@ -1,7 +1,7 @@
 //! The boot command line (QEMU `-append`): which apps start, and kernel self-tests.
 //!
 //! Grammar: space-separated `key=value` words. `apps=a,b` names apps from the boot pack, run
-//! in order; `test=panic` and `test=hang` make the kernel misbehave on purpose so the harness
+//! in order; `test=panic`, `test=hang` and `test=kernel-fault` make the kernel misbehave on purpose so the harness
 //! can prove it notices. Unknown words are an error: a typo must not silently boot defaults.
 
 use alloc::vec::Vec;
@@ -16,6 +16,9 @@ pub enum SelfTest {
     Panic,
     /// Spin forever with interrupts on (the harness's timeout must catch it).
     Hang,
+    /// Read an unmapped kernel address: the kernel's own page fault must be reported and
+    /// end in a panic.
+    KernelFault,
 }
 
 /// What the command line asked for.
@@ -56,6 +59,7 @@ pub fn parse(cmdline: &str) -> Result<BootCommand<'_>, CmdlineError<'_>> {
             }
             Some(("test", "panic")) => command.self_test = Some(SelfTest::Panic),
             Some(("test", "hang")) => command.self_test = Some(SelfTest::Hang),
+            Some(("test", "kernel-fault")) => command.self_test = Some(SelfTest::KernelFault),
             Some(("test", other)) => return Err(CmdlineError::UnknownSelfTest(other)),
             _ => return Err(CmdlineError::UnknownWord(word)),
         }

@@ -116,6 +116,19 @@ pub const SCENARIOS: &[Scenario] = &[
         expect: Expect::Pass,
     },
     Scenario {
+        // The kernel's own page fault is reported with its registers, then panics.
+        name: "kernel-fault",
+        cmdline: "test=kernel-fault",
+        exit: KernelExit::KernelPanic,
+        serial: &[
+            "kernel panic at",
+            "kernel page fault at address 0x10 rip 0x",
+            "(kernel read, not present)",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
         name: "missing-app",
         cmdline: "apps=nosuch",
         exit: KernelExit::AppMissing,

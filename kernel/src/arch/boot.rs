@@ -185,14 +185,19 @@ pub fn collect(start_info_address: u64) -> Result<BootInfo, StartInfoError> {
         info.regions[index] = pvh::parse_memmap_entry(&entry);
     }
     if start_info.cmdline_address != 0 {
-        // SAFETY: the command line lies in low RAM; reading up to the maximum stays within
-        // the boot loader's pages below 4 GiB even if the string is shorter.
-        unsafe { read_physical(start_info.cmdline_address, &mut info.cmdline) };
-        info.cmdline_length = info
-            .cmdline
-            .iter()
-            .position(|&byte| byte == 0)
-            .unwrap_or(CMDLINE_MAX_BYTES);
+        // Byte by byte up to the NUL, so nothing past the string is touched.
+        while info.cmdline_length < CMDLINE_MAX_BYTES {
+            let mut byte = [0u8; 1];
+            let address = start_info.cmdline_address + info.cmdline_length as u64;
+            // SAFETY: the command line is a NUL-terminated string the PVH loader put in low
+            // RAM; the loop stops at its NUL.
+            unsafe { read_physical(address, &mut byte) };
+            if byte[0] == 0 {
+                break;
+            }
+            info.cmdline[info.cmdline_length] = byte[0];
+            info.cmdline_length += 1;
+        }
     }
     Ok(info)
 }

@@ -31,6 +31,16 @@ pub fn wait_for_interrupt() {
     hlt();
 }
 
+/// Reads virtual address 0x10, which the kernel never maps (page 0 stays unmapped to catch
+/// null dereferences): a self-test of the kernel's own page-fault report. Does not return.
+pub fn read_unmapped_kernel_address() {
+    // SAFETY: the read faults before it completes and the fault handler panics, so no value
+    // is produced and no Rust-visible memory is involved (asm, not a null pointer deref).
+    unsafe {
+        core::arch::asm!("mov rax, qword ptr [0x10]", out("rax") _, options(nostack, readonly))
+    };
+}
+
 /// Stops the machine with `exit` as QEMU's status (`isa-debug-exit`); halts forever if the
 /// device is absent (real hardware, or QEMU started without it).
 pub fn exit_qemu(exit: KernelExit) -> ! {

@@ -70,6 +70,15 @@ unsafe fn table_mut<'a>(frame: PhysFrame) -> &'a mut PageTable {
     unsafe { &mut *(frame.start_address().as_u64() as *mut PageTable) }
 }
 
+/// The page table in `frame`, through the identity map, for reading.
+///
+/// # Safety
+/// `frame` must hold a page table that nothing modifies while the result is live.
+unsafe fn table_ref<'a>(frame: PhysFrame) -> &'a PageTable {
+    // SAFETY: RAM is identity-mapped; the absence of writers is the caller's.
+    unsafe { &*(frame.start_address().as_u64() as *const PageTable) }
+}
+
 /// Builds the kernel's page tables (identity map of RAM below `ram_end`, W^X for the image,
 /// the heap) and switches to them.
 pub fn init(ram_end: u64) {
@@ -187,7 +196,7 @@ impl AddressSpace {
         let kernel = *KERNEL_PML4.get().expect("paging::init ran");
         let pml4 = frames::allocate()?;
         // SAFETY: `pml4` is fresh; the kernel PML4 is only read, and only changes in init.
-        let (table, kernel) = unsafe { (table_mut(pml4), &*table_mut(kernel)) };
+        let (table, kernel) = unsafe { (table_mut(pml4), table_ref(kernel)) };
         table.zero();
         table[0] = kernel[0].clone();
         for index in 256..512 {
@@ -261,7 +270,7 @@ impl AddressSpace {
             virt.p1_index(),
         ] {
             // SAFETY: `frame` is one of this space's tables, read while `&self` is held.
-            let entry = &unsafe { &*table_mut(frame) }[index];
+            let entry = &unsafe { table_ref(frame) }[index];
             let flags = entry.flags();
             if !flags.contains(Flags::PRESENT | Flags::USER_ACCESSIBLE)
                 || flags.contains(Flags::HUGE_PAGE)
@@ -331,7 +340,7 @@ impl AddressSpace {
 /// the frames its leaves map.
 fn free_user_table(frame: PhysFrame, level: u8) {
     // SAFETY: a table of an address space being dropped, reached only from its parent.
-    let table = unsafe { &*table_mut(frame) };
+    let table = unsafe { table_ref(frame) };
     for entry in table
         .iter()
         .filter(|entry| entry.flags().contains(Flags::PRESENT))
@@ -355,7 +364,7 @@ impl Drop for AddressSpace {
             "dropping the active address space"
         );
         // SAFETY: the space is not active and is being dropped, so nothing else uses it.
-        let pml4 = unsafe { &*table_mut(self.pml4) };
+        let pml4 = unsafe { table_ref(self.pml4) };
         for entry in pml4.iter().take(256).skip(1) {
             if entry.flags().contains(Flags::PRESENT) {
                 free_user_table(PhysFrame::containing_address(entry.addr()), 3);
