@@ -1,0 +1,338 @@
+//! Turns each primitive into the tests libpcap 1.10 generates for it, in the same order, so
+//! that verdicts (including on truncated frames) agree with `tcpdump`. The comment on each
+//! function names the libpcap generator it follows; `tcpdump -d EXPR` shows the code.
+
+use alloc::format;
+
+use super::CompileError;
+use super::ast::{Direction, Expr, HostLayer, Link, Primitive, ProtoLayer, Transport};
+use super::cond::{Cond, Lit, Path};
+use super::lexer::Span;
+use super::protocols::{self as p};
+use super::relation;
+use crate::ir::{CmpOp, Shift, Width};
+
+/// Lowers a whole expression.
+pub fn lower(expr: &Expr) -> Result<Cond, CompileError> {
+    Ok(match expr {
+        Expr::And(a, b) => lower(a)?.and(lower(b)?),
+        Expr::Or(a, b) => lower(a)?.or(lower(b)?),
+        Expr::Not(a) => lower(a)?.not(),
+        Expr::Primitive(prim, span) => primitive(prim, *span)?,
+    })
+}
+
+/// `(bytes at offset & mask) op value`, from the frame start.
+pub fn cmp(offset: u16, width: Width, mask: u32, op: CmpOp, value: u32) -> Cond {
+    Cond::Lit(Lit::packet(Path::new(), offset, width, mask, op, value))
+}
+
+/// `bytes at offset == value`, from the frame start.
+pub fn eq(offset: u16, width: Width, value: u32) -> Cond {
+    cmp(offset, width, width.max_value(), CmpOp::Eq, value)
+}
+
+/// The IPv4 header length shift: moves the base by `4 * (ip[0] & 0xf)` (BPF's
+/// `ldxb 4*([14]&0xf)`), so `payload + n` afterwards is byte `n` of the transport header.
+pub fn ipv4_header_length(link: Link) -> Shift {
+    Shift {
+        offset: link.payload,
+        width: Width::B1,
+        mask: 0x0f,
+        shift: 2,
+    }
+}
+
+/// Non-first IPv4 fragments have no transport header: `(ip[6:2] & 0x1fff) == 0` (gen_ipfrag).
+pub fn first_fragment(link: Link) -> Cond {
+    cmp(link.payload + 6, Width::B2, 0x1fff, CmpOp::Eq, 0)
+}
+
+/// gen_linktype on Ethernet: the type field, or for values up to 1500 an 802.3 length field
+/// followed by the 802.2 DSAP (and SSAP for the SAPs libpcap treats as always 802.2).
+pub fn linktype(link: Link, value: u16, span: Span) -> Result<Cond, CompileError> {
+    if value > p::ETHERMTU {
+        if matches!(value, 0x809b | 0x80f3) {
+            return Err(CompileError::new(
+                span.start,
+                span.end,
+                "AppleTalk needs SNAP encapsulation checks, which dpf does not implement",
+            ));
+        }
+        return Ok(eq(link.linktype, Width::B2, u32::from(value)));
+    }
+    let is_8023 = cmp(
+        link.linktype,
+        Width::B2,
+        0xffff,
+        CmpOp::Gt,
+        u32::from(p::ETHERMTU),
+    )
+    .not();
+    let sap = match value {
+        // LLCSAP_IP, LLCSAP_ISONS, LLCSAP_NETBEUI: DSAP and SSAP both.
+        0x06 | 0xfe | 0xf0 => eq(
+            link.payload,
+            Width::B2,
+            u32::from(value) << 8 | u32::from(value),
+        ),
+        0xe0 => {
+            return Err(CompileError::new(
+                span.start,
+                span.end,
+                "IPX needs three encapsulation checks, which dpf does not implement",
+            ));
+        }
+        _ => eq(link.payload, Width::B1, u32::from(value)),
+    };
+    Ok(is_8023.and(sap))
+}
+
+fn directed(dir: Direction, src: Cond, dst: Cond) -> Cond {
+    match dir {
+        Direction::Src => src,
+        Direction::Dst => dst,
+        Direction::SrcOrDst => src.or(dst),
+        Direction::SrcAndDst => src.and(dst),
+    }
+}
+
+/// gen_mcmp: a masked 32-bit compare; a zero mask compares nothing (libpcap's optimiser drops
+/// the load, so it is not made here either).
+fn masked_word(offset: u16, addr: u32, mask: u32) -> Cond {
+    if mask == 0 {
+        Cond::True
+    } else {
+        cmp(offset, Width::B4, mask, CmpOp::Eq, addr & mask)
+    }
+}
+
+/// gen_hostop: type check and address compare, for each direction.
+fn hostop(
+    link: Link,
+    ethertype: u16,
+    (src, dst): (u16, u16),
+    dir: Direction,
+    (addr, mask): (u32, u32),
+    span: Span,
+) -> Result<Cond, CompileError> {
+    let one = |offset: u16| -> Result<Cond, CompileError> {
+        Ok(linktype(link, ethertype, span)?.and(masked_word(link.payload + offset, addr, mask)))
+    };
+    Ok(directed(dir, one(src)?, one(dst)?))
+}
+
+/// gen_hostop6: type check, then the four words of the address in order.
+fn hostop6(
+    link: Link,
+    offset: u16,
+    addr: &[u8; 16],
+    mask: &[u8; 16],
+    span: Span,
+) -> Result<Cond, CompileError> {
+    let mut cond = linktype(link, p::ETHERTYPE_IPV6, span)?;
+    for word in 0..4 {
+        let a = u32::from_be_bytes([
+            addr[4 * word],
+            addr[4 * word + 1],
+            addr[4 * word + 2],
+            addr[4 * word + 3],
+        ]);
+        let m = u32::from_be_bytes([
+            mask[4 * word],
+            mask[4 * word + 1],
+            mask[4 * word + 2],
+            mask[4 * word + 3],
+        ]);
+        cond = cond.and(masked_word(link.payload + offset + 4 * word as u16, a, m));
+    }
+    Ok(cond)
+}
+
+/// gen_bcmp over a MAC address: the last four bytes first, then the first two.
+fn mac_at(offset: u16, mac: &[u8; 6]) -> Cond {
+    eq(
+        offset + 2,
+        Width::B4,
+        u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]),
+    )
+    .and(eq(
+        offset,
+        Width::B2,
+        u32::from(u16::from_be_bytes([mac[0], mac[1]])),
+    ))
+}
+
+/// gen_proto for IPv4 and IPv6 (the latter also after one fragment header).
+fn ip_proto(link: Link, layer: ProtoLayer, value: u8, span: Span) -> Result<Cond, CompileError> {
+    let v = u32::from(value);
+    let ip = || -> Result<Cond, CompileError> {
+        Ok(linktype(link, p::ETHERTYPE_IP, span)?.and(eq(link.payload + 9, Width::B1, v)))
+    };
+    let ip6 =
+        || -> Result<Cond, CompileError> {
+            let direct = eq(link.payload + 6, Width::B1, v);
+            let fragmented = eq(link.payload + 6, Width::B1, u32::from(p::IPPROTO_FRAGMENT))
+                .and(eq(link.payload + 40, Width::B1, v));
+            Ok(linktype(link, p::ETHERTYPE_IPV6, span)?.and(direct.or(fragmented)))
+        };
+    Ok(match layer {
+        ProtoLayer::Ip => ip()?,
+        ProtoLayer::Ip6 => ip6()?,
+        ProtoLayer::Both => ip()?.or(ip6()?),
+    })
+}
+
+/// One port test (gen_portatom / gen_portrangeatom) at `offset` under `path`.
+fn port_atom(path: &Path, offset: u16, low: u16, high: u16) -> Cond {
+    let at = |op, value: u16| {
+        Cond::Lit(Lit::packet(
+            path.clone(),
+            offset,
+            Width::B2,
+            0xffff,
+            op,
+            u32::from(value),
+        ))
+    };
+    if low == high {
+        at(CmpOp::Eq, low)
+    } else {
+        at(CmpOp::Ge, low).and(at(CmpOp::Le, high))
+    }
+}
+
+fn transports(transport: Option<Transport>, mut each: impl FnMut(u8) -> Cond) -> Cond {
+    match transport {
+        Some(Transport::Tcp) => each(p::IPPROTO_TCP),
+        Some(Transport::Udp) => each(p::IPPROTO_UDP),
+        Some(Transport::Sctp) => each(p::IPPROTO_SCTP),
+        // gen_port: tcp or udp, then sctp in front of both.
+        None => {
+            let tcp_or_udp = each(p::IPPROTO_TCP).or(each(p::IPPROTO_UDP));
+            each(p::IPPROTO_SCTP).or(tcp_or_udp)
+        }
+    }
+}
+
+/// gen_port / gen_port6, IPv6 first as libpcap ors them.
+fn ports(
+    link: Link,
+    transport: Option<Transport>,
+    dir: Direction,
+    low: u16,
+    high: u16,
+    span: Span,
+) -> Result<Cond, CompileError> {
+    let v6_path = Path::new();
+    let v6 = transports(transport, |proto| {
+        let ports = directed(
+            dir,
+            port_atom(&v6_path, link.payload + 40, low, high),
+            port_atom(&v6_path, link.payload + 42, low, high),
+        );
+        eq(link.payload + 6, Width::B1, u32::from(proto)).and(ports)
+    });
+    let v4_path: Path = alloc::vec![ipv4_header_length(link)];
+    let v4 = transports(transport, |proto| {
+        let ports = directed(
+            dir,
+            port_atom(&v4_path, link.payload, low, high),
+            port_atom(&v4_path, link.payload + 2, low, high),
+        );
+        eq(link.payload + 9, Width::B1, u32::from(proto))
+            .and(first_fragment(link))
+            .and(ports)
+    });
+    let v6 = linktype(link, p::ETHERTYPE_IPV6, span)?.and(v6);
+    let v4 = linktype(link, p::ETHERTYPE_IP, span)?.and(v4);
+    Ok(v6.or(v4))
+}
+
+fn primitive(prim: &Primitive, span: Span) -> Result<Cond, CompileError> {
+    Ok(match *prim {
+        Primitive::EtherHost { dir, ref mac } => directed(dir, mac_at(6, mac), mac_at(0, mac)),
+        Primitive::EtherBroadcast => mac_at(0, &[0xff; 6]),
+        Primitive::EtherMulticast => cmp(0, Width::B1, 1, CmpOp::Ne, 0),
+        Primitive::EtherProto { link, value } | Primitive::EtherType { link, value } => {
+            linktype(link, value, span)?
+        }
+        Primitive::Host4 {
+            link,
+            layer,
+            dir,
+            addr,
+            mask,
+        } => {
+            let ip = || hostop(link, p::ETHERTYPE_IP, (12, 16), dir, (addr, mask), span);
+            let arp = || hostop(link, p::ETHERTYPE_ARP, (14, 24), dir, (addr, mask), span);
+            let rarp = || hostop(link, p::ETHERTYPE_REVARP, (14, 24), dir, (addr, mask), span);
+            match layer {
+                HostLayer::Ip => ip()?,
+                HostLayer::Arp => arp()?,
+                HostLayer::Rarp => rarp()?,
+                HostLayer::Any => ip()?.or(arp()?).or(rarp()?),
+            }
+        }
+        Primitive::Host6 {
+            link,
+            dir,
+            ref addr,
+            ref mask,
+        } => directed(
+            dir,
+            hostop6(link, 8, addr, mask, span)?,
+            hostop6(link, 24, addr, mask, span)?,
+        ),
+        Primitive::Proto { link, layer, value } => ip_proto(link, layer, value, span)?,
+        Primitive::Port {
+            link,
+            transport,
+            dir,
+            low,
+            high,
+        } => ports(link, transport, dir, low, high, span)?,
+        Primitive::IpMulticast { link } => linktype(link, p::ETHERTYPE_IP, span)?.and(cmp(
+            link.payload + 16,
+            Width::B1,
+            0xff,
+            CmpOp::Ge,
+            224,
+        )),
+        Primitive::Ip6Multicast { link } => {
+            linktype(link, p::ETHERTYPE_IPV6, span)?.and(eq(link.payload + 24, Width::B1, 0xff))
+        }
+        Primitive::IpBroadcast { link } => {
+            let dst = link.payload + 16;
+            linktype(link, p::ETHERTYPE_IP, span)?.and(eq(dst, Width::B4, 0).or(eq(
+                dst,
+                Width::B4,
+                u32::MAX,
+            )))
+        }
+        Primitive::Vlan { link, vid } => {
+            let [a, b, c] = p::VLAN_TPIDS.map(|tpid| eq(link.linktype, Width::B2, u32::from(tpid)));
+            let tagged = a.or(b).or(c);
+            match vid {
+                Some(id) => tagged.and(cmp(
+                    link.payload,
+                    Width::B2,
+                    0x0fff,
+                    CmpOp::Eq,
+                    u32::from(id),
+                )),
+                None => tagged,
+            }
+        }
+        Primitive::Relation {
+            ref left,
+            op,
+            ref right,
+        } => relation::lower_relation(left, op, right, span)?,
+    })
+}
+
+/// An unsupported-construct error over `span`.
+pub fn unsupported(span: Span, what: &str) -> CompileError {
+    CompileError::new(span.start, span.end, format!("unsupported: {what}"))
+}
