@@ -20,8 +20,8 @@ pub fn timestamp(ts_sec: u32, ts_nsec: u32) -> String {
     )
 }
 
-/// A one-line summary of an Ethernet frame in tcpdump's quiet style, e.g.
-/// `IP 10.0.0.1.4000 > 10.0.0.2.80: tcp 120`. Frames it cannot parse are still described
+/// A one-line summary of an Ethernet frame in the style of `tcpdump -q -n`, e.g.
+/// `IP 10.0.0.1.4000 > 10.0.0.2.80: tcp 120` (VLAN tags, as there, are not shown). Frames it cannot parse are still described
 /// (never an error): `ethertype 0x1234, length 60` or `truncated frame, length 10`.
 pub fn summary(data: &[u8], wire_len: u32) -> String {
     let sliced = match SlicedPacket::from_ethernet(data) {
@@ -29,10 +29,6 @@ pub fn summary(data: &[u8], wire_len: u32) -> String {
         Err(_) => return lenient_summary(data, wire_len),
     };
     let mut line = String::new();
-    let vlans = vlan_ids(&sliced);
-    if !vlans.is_empty() {
-        let _ = write!(line, "vlan {}, ", vlans.join(", vlan "));
-    }
     match &sliced.net {
         Some(NetSlice::Ipv4(ip)) => {
             let header = ip.header();
@@ -51,15 +47,6 @@ pub fn summary(data: &[u8], wire_len: u32) -> String {
                 header.protocol().0,
                 ip.payload().payload.len(),
             ));
-            if fragment {
-                let _ = write!(
-                    line,
-                    " (frag {}:{}@{})",
-                    header.identification(),
-                    ip.payload().payload.len(),
-                    header.fragments_offset().value() as u32 * 8
-                );
-            }
         }
         Some(NetSlice::Ipv6(ip)) => {
             let header = ip.header();
@@ -111,20 +98,18 @@ pub fn summary(data: &[u8], wire_len: u32) -> String {
             let _ = write!(line, "ethertype {:#06x}", ether_type.0);
         }
     }
-    let _ = write!(line, ", length {wire_len}");
-    line
-}
-
-fn vlan_ids(sliced: &SlicedPacket<'_>) -> Vec<String> {
-    use etherparse::VlanSlice;
-    match sliced.vlan() {
-        Some(VlanSlice::SingleVlan(v)) => vec![v.vlan_identifier().value().to_string()],
-        Some(VlanSlice::DoubleVlan(d)) => vec![
-            d.outer.vlan_identifier().value().to_string(),
-            d.inner.vlan_identifier().value().to_string(),
-        ],
-        None => Vec::new(),
+    // tcpdump -q prints the frame length only where no protocol length was printed.
+    match &sliced.net {
+        Some(NetSlice::Ipv4(_) | NetSlice::Ipv6(_)) => {}
+        Some(NetSlice::Arp(arp)) => {
+            let arp_len = 8 + 2 * (arp.sender_hw_addr().len() + arp.sender_protocol_addr().len());
+            let _ = write!(line, ", length {arp_len}");
+        }
+        None => {
+            let _ = write!(line, ", length {wire_len}");
+        }
     }
+    line
 }
 
 fn transport_summary(
@@ -157,7 +142,7 @@ fn transport_summary(
                 Icmpv4Type::TimeExceeded(_) => "ICMP time exceeded in-transit".to_string(),
                 _ => format!("ICMP type {}", icmp.type_u8()),
             };
-            format!("{src} > {dst}: {what}")
+            format!("{src} > {dst}: {what}, length {payload_len}")
         }
         Some(TransportSlice::Icmpv6(icmp)) => {
             let what = match icmp.icmp_type() {
@@ -169,10 +154,10 @@ fn transport_summary(
                 }
                 _ => format!("ICMP6, type {}", icmp.type_u8()),
             };
-            format!("{src} > {dst}: {what}")
+            format!("{src} > {dst}: {what}, length {payload_len}")
         }
         Some(TransportSlice::Igmp(_)) => format!("{src} > {dst}: igmp {payload_len}"),
-        None => format!("{src} > {dst}: ip-proto-{protocol} {payload_len}"),
+        None => format!("{src} > {dst}: ip-proto-{protocol}"),
     }
 }
 
@@ -218,8 +203,13 @@ mod tests {
         });
         for p in &trace.packets {
             let line = summary(&p.data, p.wire_len);
-            assert!(line.starts_with("IP") || line.starts_with("vlan"), "{line}");
-            assert!(line.ends_with(&format!("length {}", p.wire_len)), "{line}");
+            assert!(line.starts_with("IP"), "{line}");
+            assert!(
+                line.contains(": tcp ")
+                    || line.contains(": UDP, length ")
+                    || line.contains("ip-proto-"),
+                "{line}"
+            );
         }
         assert!(summary(&[1, 2, 3], 3).starts_with("truncated frame"));
     }
