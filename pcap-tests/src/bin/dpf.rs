@@ -51,6 +51,11 @@ struct Args {
     #[arg(long)]
     disasm: bool,
 
+    /// Also time the engine over the whole trace in memory (after a warm-up, median of several
+    /// passes) and print ns/packet to stderr.
+    #[arg(long)]
+    time: bool,
+
     /// The filter expression; several arguments are joined with spaces, as tcpdump does.
     /// An empty expression matches every packet.
     #[arg(
@@ -190,7 +195,11 @@ fn select(
             if args.disasm {
                 let _ = writeln!(out, "(the interpreter generates no code; use -e jit)");
             }
-            Ok(frames_where(&|p| dpf::interp::classify(trie, p).is_some()))
+            let classify = |p: &Packet<'_>| dpf::interp::classify(trie, p).is_some();
+            if args.time {
+                report_time("interp", packets, &classify);
+            }
+            Ok(frames_where(&classify))
         }
         Engine::Jit => {
             let compiled = dpf::jit::compile(trie).map_err(|e| format!("code generation: {e}"))?;
@@ -199,9 +208,45 @@ fn select(
             }
             let executable = ExecutableTrie::new(&compiled)
                 .map_err(|e| format!("cannot map generated code: {e}"))?;
-            Ok(frames_where(&|p| executable.classify(p).is_some()))
+            let classify = |p: &Packet<'_>| executable.classify(p).is_some();
+            if args.time {
+                report_time("jit", packets, &classify);
+            }
+            Ok(frames_where(&classify))
         }
     }
+}
+
+/// Times `classify` over every packet: one warm-up pass, then passes of at least 200 ms each,
+/// median of five, printed to stderr so it never mixes with the packet output.
+fn report_time(engine: &str, packets: &[TracePacket], classify: &dyn Fn(&Packet<'_>) -> bool) {
+    use std::time::{Duration, Instant};
+    if packets.is_empty() {
+        eprintln!("dpf: {engine}: no packets to time");
+        return;
+    }
+    let views: Vec<Packet<'_>> = packets.iter().map(packet_view).collect();
+    let pass = || views.iter().filter(|p| classify(p)).count();
+    let matches = pass();
+    let mut per_packet_ns = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let mut passes = 0u64;
+        while started.elapsed() < Duration::from_millis(200) {
+            std::hint::black_box(pass());
+            passes += 1;
+        }
+        let elapsed = started.elapsed().as_nanos() as f64;
+        per_packet_ns.push(elapsed / (passes as f64 * views.len() as f64));
+    }
+    per_packet_ns.sort_by(f64::total_cmp);
+    eprintln!(
+        "dpf: {engine}: {} packets, {matches} match, {:.2} ns/packet (median of 5; min {:.2}, max {:.2})",
+        views.len(),
+        per_packet_ns[2],
+        per_packet_ns[0],
+        per_packet_ns[4]
+    );
 }
 
 fn packet_view(p: &TracePacket) -> Packet<'_> {
