@@ -242,7 +242,16 @@ fn binary(op: ArithOp, a: Value, b: Value, span: Span) -> Result<Value, CompileE
             return err("arithmetic between two packet fields");
         }
         (Value::Field(t), Value::Const(c)) => (t, c, false),
-        (Value::Const(c), Value::Field(t)) => (t, c, true),
+        // libpcap's gen_arth keeps only the left operand's protocol checks: in
+        // `4 * (ip[0] & 0xf)` the `ip` check is lost and the byte is read from any frame.
+        (Value::Const(c), Value::Field(t)) => (
+            Term {
+                cond: Cond::True,
+                ..t
+            },
+            c,
+            true,
+        ),
     };
     let commutative = matches!(
         op,
