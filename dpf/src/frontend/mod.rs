@@ -26,7 +26,7 @@ use crate::ir::{
 };
 use cond::Lit;
 pub use normalize::{MAX_CONJUNCTIONS, MAX_PRODUCT_PAIRS};
-pub use parser::MAX_NESTING;
+pub use parser::{MAX_NESTING, MAX_OPERATORS};
 
 /// Why an expression did not compile, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]

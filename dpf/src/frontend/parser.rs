@@ -22,6 +22,9 @@ use crate::ir::{CmpOp, Width};
 /// Deepest nesting of parentheses and `not`s accepted; deeper input is refused before it can
 /// exhaust the stack.
 pub const MAX_NESTING: usize = 64;
+/// Most `and`/`or` operators accepted: each adds a level to the trees built from the
+/// expression, and no sensible filter needs this many.
+pub const MAX_OPERATORS: usize = 200;
 
 /// Protocol qualifier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +102,7 @@ pub fn parse(tokens: &[Token], text: &str) -> Result<Option<Expr>, CompileError>
         pos: 0,
         link: Link::ETHERNET,
         depth: 0,
+        operators: 0,
     };
     if parser.peek() == &TokenKind::End {
         return Ok(None);
@@ -117,6 +121,8 @@ struct Parser<'a> {
     /// Current link-layer offsets: each `vlan` parsed moves them by 4.
     link: Link,
     depth: usize,
+    /// `and`/`or` operators seen so far.
+    operators: usize,
 }
 
 fn pname_of(kind: &TokenKind) -> Option<QProto> {
@@ -245,6 +251,18 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
+    /// Counts one `and`/`or` at the cursor, refusing past [`MAX_OPERATORS`].
+    fn count_operator(&mut self) -> Result<(), CompileError> {
+        self.operators += 1;
+        if self.operators > MAX_OPERATORS {
+            return Err(self.error(
+                self.span(),
+                format!("expression too complex: more than {MAX_OPERATORS} 'and'/'or' operators"),
+            ));
+        }
+        Ok(())
+    }
+
     fn leave(&mut self) {
         self.depth -= 1;
     }
@@ -265,6 +283,7 @@ impl<'a> Parser<'a> {
                 Some(Keyword::Or) => false,
                 _ => break,
             };
+            self.count_operator()?;
             self.bump();
             let (right, q) = if self.starts_id(0) {
                 self.id(quals)?
@@ -331,6 +350,7 @@ impl<'a> Parser<'a> {
                         Some(Keyword::Or) => false,
                         _ => break,
                     };
+                    self.count_operator()?;
                     self.bump();
                     let (right, q2) = self.id(q)?;
                     q = q2;
@@ -701,7 +721,7 @@ impl<'a> Parser<'a> {
         match self.peek() {
             TokenKind::LParen => {
                 if self.could_start_arith() {
-                    let save = (self.pos, self.link, self.depth);
+                    let save = (self.pos, self.link, self.depth, self.operators);
                     match self.relation() {
                         Ok(prim) => {
                             return Ok((
@@ -710,7 +730,7 @@ impl<'a> Parser<'a> {
                             ));
                         }
                         Err(arith_error) => {
-                            (self.pos, self.link, self.depth) = save;
+                            (self.pos, self.link, self.depth, self.operators) = save;
                             self.bump();
                             self.enter()?;
                             match self.expr(inherited) {

@@ -263,3 +263,158 @@ fn hostile_expressions_are_refused_not_exploded() {
     let e = compile(&expr, FilterId(1)).unwrap_err();
     assert!(e.message.starts_with("expression too complex"), "{e}");
 }
+
+mod hostile {
+    //! Whatever the text, `compile` returns: filters that verify, or an error that points inside
+    //! the text.
+    use super::*;
+    use alloc::string::String;
+    use proptest::prelude::*;
+
+    const VOCABULARY: &[&str] = &[
+        "ip",
+        "ip6",
+        "arp",
+        "rarp",
+        "tcp",
+        "udp",
+        "icmp",
+        "icmp6",
+        "sctp",
+        "igmp",
+        "ether",
+        "vlan",
+        "host",
+        "net",
+        "port",
+        "portrange",
+        "src",
+        "dst",
+        "proto",
+        "mask",
+        "and",
+        "or",
+        "not",
+        "!",
+        "&&",
+        "||",
+        "(",
+        ")",
+        "[",
+        "]",
+        ":",
+        "=",
+        "==",
+        "!=",
+        "<",
+        "<=",
+        ">",
+        ">=",
+        "&",
+        "|",
+        "^",
+        "+",
+        "-",
+        "*",
+        "/",
+        "%",
+        "<<",
+        ">>",
+        "len",
+        "less",
+        "greater",
+        "broadcast",
+        "multicast",
+        "0",
+        "1",
+        "4",
+        "13",
+        "80",
+        "0x800",
+        "010",
+        "65535",
+        "70000",
+        "4096",
+        "10.9.0.1",
+        "10.9",
+        "10.0.0.0/8",
+        "fe80::1",
+        "::",
+        "02:00:00:00:00:0a",
+        "1000-2000",
+        "\\tcp",
+        "tcpflags",
+        "tcp-syn",
+        "icmp-echo",
+        "icmp6type",
+        "foo",
+        "mpls",
+        "gateway",
+        "é",
+    ];
+
+    fn check(expr: &str) {
+        match compile(expr, FilterId(3)) {
+            Ok(filters) => {
+                assert!(!filters.is_empty());
+                for f in &filters {
+                    assert_eq!(f.id(), FilterId(3));
+                }
+                let frame = [0x45u8; 80];
+                let _ = matches_any(&filters, &Packet::whole(&frame));
+                let _ = matches_any(&filters, &Packet::whole(&frame[..17]));
+            }
+            Err(e) => {
+                assert!(e.position <= expr.len(), "{expr:?}: {e:?}");
+                assert!(e.end <= expr.len(), "{expr:?}: {e:?}");
+                assert!(e.position <= e.end);
+                assert!(expr.is_char_boundary(e.position), "{expr:?}: {e:?}");
+                assert!(!e.message.is_empty());
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn random_text_never_panics(expr in "\\PC{0,60}") {
+            check(&expr);
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            check(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn token_soup_never_panics(
+            picks in proptest::collection::vec(0..VOCABULARY.len(), 0..24),
+            glue in proptest::collection::vec(prop_oneof![Just(" "), Just("")], 24),
+        ) {
+            let mut expr = String::new();
+            for (i, &p) in picks.iter().enumerate() {
+                expr.push_str(VOCABULARY[p]);
+                expr.push_str(glue[i]);
+            }
+            check(&expr);
+        }
+    }
+
+    #[test]
+    fn deep_and_long_inputs_are_refused_quickly() {
+        for expr in [
+            "(".repeat(100_000),
+            "not ".repeat(10_000) + "ip",
+            "ip and ".repeat(2_000) + "ip",
+            alloc::format!("{}ip{}", "(".repeat(60), ")".repeat(60)),
+            "port 1 or ".repeat(300) + "port 2",
+            "port 1 or ".repeat(150) + "port 2",
+            "host 10.0.0.1 or ".repeat(150) + "host 10.0.0.2",
+            "not (tcp[0] = 1 or udp[1] = 2 or ip6[2] = 3 or ether[3] = 4) and ".repeat(40) + "ip",
+            "-".repeat(10_000) + "1 = 1",
+        ] {
+            check(&expr);
+        }
+    }
+}
