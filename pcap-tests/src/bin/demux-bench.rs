@@ -37,8 +37,8 @@ use pcap_tests::bench::run::{self, Options};
 #[derive(Debug, Parser)]
 #[command(name = "demux-bench", verbatim_doc_comment)]
 struct Args {
-    /// Smaller synthetic trace (50,000 packets), 5 trials, tight caps for sequential engines:
-    /// finishes in a few minutes on 2 cores. Without it: 100,000 packets, 11 trials.
+    /// 7 trials, sequential peers capped at ~250 ms of packets per trial, 51 bind pairs:
+    /// about a minute on 2 cores. Without it: 11 trials, 1 s caps, 101 bind pairs.
     #[arg(long)]
     quick: bool,
     /// Also replay this capture (pcap or pcapng, Ethernet); filters are drawn from its own
@@ -56,6 +56,14 @@ struct Args {
         default_value = "1,10,100,1000,10000"
     )]
     filters: Vec<usize>,
+    /// Synthetic packets to replay (default 25,000: about 8.5 MB of records, inside the L3, so
+    /// headers are in cache as a NIC writing into the cache would leave them).
+    #[arg(long, value_name = "N")]
+    packets: Option<usize>,
+    /// Only these engines (comma-separated names as in the table, `bind` for the bind cost);
+    /// dpf-interp's verdicts are still computed as the reference. For profiling one engine.
+    #[arg(long, value_name = "ENGINE,...", value_delimiter = ',')]
+    engines: Vec<String>,
     /// Exit 2 when any of the targets is missed (by default they are only reported).
     #[arg(long)]
     strict: bool,
@@ -68,6 +76,8 @@ fn main() -> ExitCode {
         pcaps: args.pcaps,
         out: args.out,
         filter_counts: args.filters,
+        engines: args.engines,
+        synth_packets: args.packets,
     };
     println!(
         "demux-bench{}: {} on {}",
