@@ -1,4 +1,5 @@
-//! Installs what a fresh machine lacks, saying so: the bare-metal Rust target and QEMU.
+//! Installs what a fresh machine lacks, saying so: the bare-metal Rust target, QEMU and the
+//! Debian packages the host tests link against.
 use crate::{Result, qemu::Accel};
 use std::process::Command;
 
@@ -34,9 +35,32 @@ pub fn ensure_target() -> Result<()> {
     Ok(())
 }
 
+/// Debian packages the host tests need: libpcap to link the libpcap peer and read its programs,
+/// tcpdump to re-check the stored verdicts.
+pub const HOST_TEST_PACKAGES: &[&str] = &["libpcap-dev", "tcpdump"];
+
 /// Installs Debian's `qemu-system-x86` if `qemu-system-x86_64` is missing.
 pub fn ensure_qemu() -> Result<()> {
     if Command::new(QEMU).arg("--version").output().is_ok() {
+        return Ok(());
+    }
+    ensure_packages(&["qemu-system-x86"])?;
+    Command::new(QEMU)
+        .arg("--version")
+        .output()
+        .map_err(|error| format!("{QEMU} still not runnable after installing: {error}"))?;
+    Ok(())
+}
+
+/// Installs whichever of `packages` dpkg does not list as installed, in one `apt-get` run, and
+/// says so. Uses sudo when not root.
+pub fn ensure_packages(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|package| !package_installed(package))
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
     let is_root = Command::new("id")
@@ -62,16 +86,22 @@ pub fn ensure_qemu() -> Result<()> {
         Ok(())
     };
     let sudo = if is_root { "" } else { "sudo " };
+    let list = missing.join(" ");
     eprintln!(
-        "xtask: {QEMU} not found; installing it: {sudo}apt-get update && {sudo}apt-get install -y qemu-system-x86"
+        "xtask: missing Debian packages; installing them: {sudo}apt-get update && {sudo}apt-get install -y {list}"
     );
     apt(&["update"])?;
-    apt(&["install", "-y", "qemu-system-x86"])?;
-    Command::new(QEMU)
-        .arg("--version")
+    let mut install = vec!["install", "-y"];
+    install.extend(&missing);
+    apt(&install)
+}
+
+fn package_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
         .output()
-        .map_err(|error| format!("{QEMU} still not runnable after installing: {error}"))?;
-    Ok(())
+        .map(|output| String::from_utf8_lossy(&output.stdout).contains("install ok installed"))
+        .unwrap_or(false)
 }
 
 /// The accelerator to use: KVM only when asked for *and* the CPU advertises hardware

@@ -15,6 +15,7 @@ struct Tally {
 pub fn run(args: &TestArgs) -> Result<ExitCode> {
     setup::ensure_target()?;
     setup::ensure_qemu()?;
+    setup::ensure_packages(setup::HOST_TEST_PACKAGES)?;
     let mut tally = Tally::default();
     if !args.no_host {
         host_tests(&mut tally)?;
