@@ -528,6 +528,8 @@ fn run_changes(
         })
         .collect();
     let mut demux = Demux::from_filters(start).unwrap();
+    // One mapping for the whole run, kept in step by `sync` (patches written in place).
+    let mut code = ExecutableTrie::new(demux.compiled()).unwrap();
     let mut handles = Vec::new();
     let mut flows = Vec::new();
     let mut patched = 0;
@@ -550,7 +552,7 @@ fn run_changes(
             Change::Unbind(_) => {}
         }
         let bound: Vec<Filter> = demux.trie().filters().map(|(_, f)| f.clone()).collect();
-        let code = ExecutableTrie::new(demux.compiled()).unwrap();
+        demux.sync(&mut code).unwrap();
         let mut packets: Vec<Vec<u8>> = flows.iter().map(|f| f.packet(1, 7)).collect();
         for &port in probe_ports {
             let mut other = Flow {

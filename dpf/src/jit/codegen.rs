@@ -106,6 +106,11 @@ pub struct GeneratedCode {
     pub stats: CodegenStats,
     /// The templated tables, for patching.
     pub templates: Vec<TemplateTable>,
+    /// Offset of the data-base slot (a `u64`: tables start minus the slot's address), when
+    /// there are tables.
+    pub base_slot: Option<usize>,
+    /// Where the tables start (page-aligned; the code length when there are none).
+    pub data_offset: usize,
 }
 
 struct Codegen<'t> {
@@ -116,7 +121,16 @@ struct Codegen<'t> {
     tables: Vec<PendingTable>,
     templates: Vec<TemplateTable>,
     stats: CodegenStats,
+    /// The data-base slot after the instructions: a `u64` holding the distance from the slot
+    /// to the start of the tables (the loader rewrites it when it maps the tables elsewhere).
+    base_slot: DynamicLabel,
+    /// `add rcx, imm32` instructions (their offsets) to fill with a table's data offset.
+    pending_offsets: Vec<(usize, DynamicLabel)>,
 }
+
+/// Tables start on a page of their own, so a loader can map them read+write apart from the
+/// read+execute code.
+pub const DATA_ALIGN: usize = 4096;
 
 /// Bytes past the base that loading `field` touches (0 for fields that are not loads).
 fn field_end(field: Field) -> u32 {
@@ -160,13 +174,17 @@ fn compute_need(trie: &Trie) -> Vec<u32> {
 
 /// Generates the code for `trie`.
 pub fn generate(trie: &Trie) -> Result<GeneratedCode, EmitError> {
+    let mut ops = Emitter::new();
+    let base_slot = ops.new_dynamic_label();
     let mut generator = Codegen {
         trie,
-        ops: Emitter::new(),
+        ops,
         need: compute_need(trie),
         tables: Vec::new(),
         templates: Vec::new(),
         stats: CodegenStats::default(),
+        base_slot,
+        pending_offsets: Vec::new(),
     };
     let entry = generator.ops.offset();
     dynasm!(generator.ops
@@ -183,7 +201,7 @@ pub fn generate(trie: &Trie) -> Result<GeneratedCode, EmitError> {
         ; ret
     );
     let instructions_end = generator.ops.offset();
-    generator.emit_tables()?;
+    let (base_slot, data_offset) = generator.emit_tables()?;
     let stats = generator.stats;
     let templates = core::mem::take(&mut generator.templates);
     Ok(GeneratedCode {
@@ -192,6 +210,8 @@ pub fn generate(trie: &Trie) -> Result<GeneratedCode, EmitError> {
         instructions_end,
         stats,
         templates,
+        base_slot,
+        data_offset,
     })
 }
 
@@ -523,7 +543,8 @@ impl Codegen<'_> {
         next: DynamicLabel,
     ) {
         self.stats.templated_tables += 1;
-        let layout = HashLayout::new(&keys);
+        // Room to grow: generated at most a third full, patched up to half full.
+        let layout = HashLayout::with_headroom(&keys, 3);
         let entry = EntryLayout::new(chains[0].parameters.len());
         let table = self.ops.new_dynamic_label();
         let multiplier = layout.multiplier as i32;
@@ -533,9 +554,9 @@ impl Codegen<'_> {
         let score_offset = entry.score_offset as i32;
         let probe = self.ops.new_dynamic_label();
         let hit = self.ops.new_dynamic_label();
+        self.table_address(table);
         dynasm!(self.ops
             ; .arch x64
-            ; lea rcx, [=>table]
             ; imul edx, eax, DWORD multiplier
             ; shr edx, BYTE shift
             ; =>probe
@@ -546,18 +567,13 @@ impl Codegen<'_> {
             ; je =>next
             ; cmp eax, DWORD [rsi]
             ; je =>hit
+            // Always a probe loop (it only runs on a collision), so a patch may put a key in
+            // any free slot.
+            ; add edx, 1
+            ; and edx, DWORD slot_mask
+            ; jmp =>probe
+            ; =>hit
         );
-        if layout.longest_probe == 0 {
-            dynasm!(self.ops ; .arch x64 ; jmp =>next);
-        } else {
-            dynasm!(self.ops
-                ; .arch x64
-                ; add edx, 1
-                ; and edx, DWORD slot_mask
-                ; jmp =>probe
-            );
-        }
-        dynasm!(self.ops ; .arch x64 ; =>hit);
         let shape = chains[0].shape.clone();
         let nodes = chains[0].nodes.clone();
         self.template_steps(&shape, &nodes, entry, 0, checked, next);
@@ -567,7 +583,7 @@ impl Codegen<'_> {
             offset: 0,
             bits: layout.bits,
             multiplier: layout.multiplier,
-            probes: layout.longest_probe != 0,
+            probes: true,
             entry,
             shape,
             keys: keys.len(),
@@ -643,9 +659,9 @@ impl Codegen<'_> {
         let slot_mask = ((1u32 << layout.bits) - 1) as i32;
         let hit = self.ops.new_dynamic_label();
         let probe = self.ops.new_dynamic_label();
+        self.table_address(table);
         dynasm!(self.ops
             ; .arch x64
-            ; lea rcx, [=>table]
             ; imul edx, eax, DWORD multiplier
             ; shr edx, BYTE shift
             ; =>probe
@@ -669,7 +685,7 @@ impl Codegen<'_> {
         dynasm!(self.ops
             ; .arch x64
             ; =>hit
-            ; add rsi, rcx
+            ; add rsi, rdi
             ; jmp rsi
         );
         self.tables.push(PendingTable {
@@ -680,8 +696,36 @@ impl Codegen<'_> {
         });
     }
 
-    /// Lays out every hash table after the code; every target label is placed by now.
-    fn emit_tables(&mut self) -> Result<(), EmitError> {
+    /// `rcx` = address of `table` (in the data), `rdi` = address of the base slot (in the
+    /// code; jump-table targets are relative to it). `rdi` is free: `r9` holds the packet.
+    fn table_address(&mut self, table: DynamicLabel) {
+        let slot = self.base_slot;
+        dynasm!(self.ops
+            ; .arch x64
+            ; lea rdi, [=>slot]
+            ; mov rcx, QWORD [rdi]
+            ; add rcx, rdi
+        );
+        // Offset of the table within the data, filled in by `emit_tables`.
+        dynasm!(self.ops ; .arch x64 ; add rcx, DWORD 0x7fff_ffff);
+        self.pending_offsets.push((self.ops.offset() - 4, table));
+    }
+
+    /// Lays out the base slot and every hash table after the code; every target label is
+    /// placed by now. Returns the slot's offset and where the data starts.
+    fn emit_tables(&mut self) -> Result<(Option<usize>, usize), EmitError> {
+        if self.tables.is_empty() {
+            let end = self.ops.offset();
+            return Ok((None, end));
+        }
+        let slot = self.base_slot;
+        dynasm!(self.ops ; .arch x64 ; .align 8 ; =>slot);
+        let slot_offset = self.ops.offset();
+        self.ops.push_u64(0);
+        self.ops.align(DATA_ALIGN, 0);
+        let data_offset = self.ops.offset();
+        self.ops
+            .patch_u64(slot_offset, (data_offset - slot_offset) as u64);
         for table in core::mem::take(&mut self.tables) {
             dynasm!(self.ops ; .arch x64 ; .align 16 ; =>table.label);
             let start = self.ops.offset();
@@ -696,7 +740,7 @@ impl Codegen<'_> {
                             .ops
                             .label_offset(targets[index])
                             .ok_or(EmitError::UndefinedLabel)?;
-                        let relative = i32::try_from(target as i64 - start as i64)
+                        let relative = i32::try_from(target as i64 - slot_offset as i64)
                             .map_err(|_| EmitError::RelocationOutOfRange)?;
                         self.ops.push_u32(table.keys[index]);
                         self.ops.push_i32(relative);
@@ -723,7 +767,16 @@ impl Codegen<'_> {
                 }
             }
         }
-        Ok(())
+        for (at, table) in core::mem::take(&mut self.pending_offsets) {
+            let start = self
+                .ops
+                .label_offset(table)
+                .ok_or(EmitError::UndefinedLabel)?;
+            let relative =
+                i32::try_from(start - data_offset).map_err(|_| EmitError::RelocationOutOfRange)?;
+            self.ops.patch_u32(at, relative as u32);
+        }
+        Ok((Some(slot_offset), data_offset))
     }
 }
 

@@ -2,16 +2,17 @@
 //!
 //! Most binds in a busy system add one more flow to a large disjunction whose keys share one
 //! templated body (see [`super::template`]). Then nothing in the code changes but one table
-//! entry, so the entry is written into the code buffer and the buffer is mapped again, as the
-//! paper does ("adding a hash-table key needs no regeneration"). Anything else regenerates the
+//! entry, so the entry is written into the tables (and, by [`Demux::sync`], into the mapped
+//! read+write data, with no remapping), as the paper does ("adding a hash-table key needs no regeneration"). Anything else regenerates the
 //! whole function. The fast path applies only when it provably yields the code a regeneration
 //! would be equivalent to:
 //! - the new filter reaches an existing templated dispatch and its remaining steps have the
 //!   dispatch's shape (so bounds checks, computed from the shape, are unchanged);
 //! - its score does not raise the dispatch's bound (so no pruning constant or alternative order
 //!   above it changes);
-//! - the table stays at most half full, and a table whose code has no probe loop receives the
-//!   key only in its home slot.
+//! - the table stays at most half full (tables are generated at most a third full, so growth
+//!   regenerates rarely), and a table whose code has no probe loop receives the key only in its
+//!   home slot.
 //!
 //! Removing a key from a templated table is a table edit too: bounds can only fall, and a
 //! pruning constant higher than the true bound only prunes less, which is still exact.
@@ -62,6 +63,10 @@ impl fmt::Display for DemuxError {
 pub struct Demux {
     trie: Trie,
     compiled: CompiledTrie,
+    /// Table bytes (`start..end` in the code) patched since the last [`Demux::sync`].
+    dirty: Vec<(usize, usize)>,
+    /// Regenerated since the last [`Demux::sync`]: a mapping must be made afresh.
+    stale: bool,
 }
 
 /// Where a new key goes in a templated table.
@@ -78,14 +83,24 @@ impl Demux {
     pub fn new() -> Result<Demux, DemuxError> {
         let trie = Trie::new();
         let compiled = compile(&trie).map_err(DemuxError::Emit)?;
-        Ok(Demux { trie, compiled })
+        Ok(Demux {
+            trie,
+            compiled,
+            dirty: Vec::new(),
+            stale: true,
+        })
     }
 
     /// `filters` bound at once (one code generation).
     pub fn from_filters(filters: impl IntoIterator<Item = Filter>) -> Result<Demux, DemuxError> {
         let trie = Trie::from_filters(filters).map_err(DemuxError::Insert)?;
         let compiled = compile(&trie).map_err(DemuxError::Emit)?;
-        Ok(Demux { trie, compiled })
+        Ok(Demux {
+            trie,
+            compiled,
+            dirty: Vec::new(),
+            stale: true,
+        })
     }
 
     /// The merged filters.
@@ -93,9 +108,35 @@ impl Demux {
         &self.trie
     }
 
-    /// The current code (map it with `ExecutableTrie::new` after each change).
+    /// The current code (map it with `ExecutableTrie::new`, then keep that mapping in step
+    /// with [`Demux::sync`]).
     pub fn compiled(&self) -> &CompiledTrie {
         &self.compiled
+    }
+
+    fn regenerated(&mut self) {
+        self.stale = true;
+        self.dirty.clear();
+    }
+
+    fn touched(&mut self, start: usize, len: usize) {
+        self.dirty.push((start, start + len));
+    }
+
+    /// Brings `mapped` (mapped from this demux's code) up to date: patched table entries are
+    /// written into its data in place, a regenerated function is mapped afresh.
+    #[cfg(feature = "std")]
+    pub fn sync(&mut self, mapped: &mut super::ExecutableTrie) -> std::io::Result<()> {
+        if self.stale {
+            *mapped = super::ExecutableTrie::new(&self.compiled)?;
+            self.stale = false;
+        } else {
+            for &(start, end) in &self.dirty {
+                mapped.write_data(start, &self.compiled.code[start..end])?;
+            }
+        }
+        self.dirty.clear();
+        Ok(())
     }
 
     /// Binds `filter`, patching the code when possible.
@@ -111,6 +152,7 @@ impl Demux {
             None => match compile(&self.trie) {
                 Ok(compiled) => {
                     self.compiled = compiled;
+                    self.regenerated();
                     Ok((handle, Update::Regenerated))
                 }
                 Err(e) => {
@@ -139,6 +181,7 @@ impl Demux {
             None => match compile(&self.trie) {
                 Ok(compiled) => {
                     self.compiled = compiled;
+                    self.regenerated();
                     Ok((filter, Update::Regenerated))
                 }
                 Err(e) => {
@@ -270,6 +313,7 @@ impl Demux {
         }
         let at = start + entry.score_offset;
         code[at..at + 8].copy_from_slice(&patch.score.to_le_bytes());
+        self.touched(start, entry.size);
     }
 
     /// Empties `slot` and moves later entries of its probe run back (the same backward-shift
@@ -283,6 +327,7 @@ impl Demux {
             code[start..start + size].fill(0);
         };
         clear(&mut self.compiled.code, slot);
+        self.touched(Self::entry_start(&table, slot), size);
         let mut hole = slot;
         let mut next = (slot + 1) & mask;
         while !self.slot_is_empty(&table, next) {
@@ -295,6 +340,8 @@ impl Demux {
                 let to = Self::entry_start(&table, hole);
                 self.compiled.code.copy_within(from..from + size, to);
                 clear(&mut self.compiled.code, next);
+                self.touched(to, size);
+                self.touched(from, size);
                 hole = next;
             }
             next = (next + 1) & mask;

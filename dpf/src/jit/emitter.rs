@@ -130,6 +130,16 @@ impl Emitter {
         self.code.extend_from_slice(&value.to_le_bytes());
     }
 
+    /// Overwrites the little-endian `u32` at `at` (already emitted).
+    pub fn patch_u32(&mut self, at: usize, value: u32) {
+        self.code[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    }
+
+    /// Overwrites the little-endian `u64` at `at` (already emitted).
+    pub fn patch_u64(&mut self, at: usize, value: u64) {
+        self.code[at..at + 8].copy_from_slice(&value.to_le_bytes());
+    }
+
     /// Bytes the macro folded at compile time.
     pub fn extend(&mut self, bytes: &[u8]) {
         self.code.extend_from_slice(bytes);

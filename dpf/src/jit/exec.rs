@@ -1,13 +1,17 @@
 //! Executable mapping of generated code on a std host (Linux): write, then read+execute.
 //!
-//! The only module of the crate with `unsafe`. The code is copied into an anonymous writable
-//! mapping which is then turned read+execute (`make_exec`), so a page is never writable and
-//! executable at once. The kernel does the same with its own W^X pages.
+//! The only module of the crate with `unsafe`. The instructions are copied into an anonymous
+//! writable mapping which is then turned read+execute (`make_exec`), so a page is never writable
+//! and executable at once. The hash tables go to a second mapping, read+write and never
+//! executable, which the code finds through its base slot (rewritten here before `make_exec`);
+//! adding or removing a templated key then writes a few bytes of that data in place
+//! ([`ExecutableTrie::write_data`]), with no new code and no remapping. The kernel does the same
+//! with its own W^X pages.
 #![allow(unsafe_code)]
 
 use std::io;
 
-use memmap2::{Mmap, MmapOptions};
+use memmap2::{Mmap, MmapMut, MmapOptions};
 
 use super::CompiledTrie;
 use crate::ir::{FilterId, Packet};
@@ -22,6 +26,10 @@ pub type DemuxFn =
 #[derive(Debug)]
 pub struct ExecutableTrie {
     mapping: Mmap,
+    /// The tables (read+write, not executable); `None` when there are none.
+    data: Option<MmapMut>,
+    /// Offset of the data in [`CompiledTrie::code`].
+    data_offset: usize,
     entry: usize,
 }
 
@@ -36,17 +44,70 @@ impl ExecutableTrie {
                 "entry offset outside the code",
             ));
         }
-        // Populated up front: faulting in a large table page by page would dominate the cost of
-        // a bind that only patched one entry.
-        let mut writable = MmapOptions::new().len(code.len()).populate().map_anon()?;
-        writable.copy_from_slice(code);
+        let data_offset = compiled.data_offset();
+        if entry >= data_offset || data_offset > code.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "entry offset outside the instructions",
+            ));
+        }
+        let (instructions, tables) = code.split_at(data_offset);
+        let mut writable = MmapOptions::new().len(instructions.len()).map_anon()?;
+        writable.copy_from_slice(instructions);
+        let data = match compiled.base_slot() {
+            Some(slot) if !tables.is_empty() => {
+                if slot + 8 > instructions.len() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "base slot outside the instructions",
+                    ));
+                }
+                // Populated up front: the probes would otherwise fault pages in one by one.
+                let mut data = MmapOptions::new().len(tables.len()).populate().map_anon()?;
+                data.copy_from_slice(tables);
+                let distance = (data.as_ptr() as u64)
+                    .wrapping_sub(writable.as_ptr() as u64)
+                    .wrapping_sub(slot as u64);
+                writable[slot..slot + 8].copy_from_slice(&distance.to_le_bytes());
+                Some(data)
+            }
+            _ => None,
+        };
         let mapping = writable.make_exec()?;
-        Ok(ExecutableTrie { mapping, entry })
+        Ok(ExecutableTrie {
+            mapping,
+            data,
+            data_offset,
+            entry,
+        })
     }
 
-    /// The mapped bytes (as generated), for disassembly.
+    /// Writes `bytes` at `offset` of [`CompiledTrie::code`] (which must lie in the tables) into
+    /// the mapped tables, as [`super::Demux`] does after a patched change. No other thread can
+    /// be running the code meanwhile: this takes `&mut self` and classifying takes `&self`.
+    pub fn write_data(&mut self, offset: usize, bytes: &[u8]) -> io::Result<()> {
+        let out_of_range =
+            || io::Error::new(io::ErrorKind::InvalidInput, "write outside the tables");
+        let data = self.data.as_mut().ok_or_else(out_of_range)?;
+        let start = offset
+            .checked_sub(self.data_offset)
+            .ok_or_else(out_of_range)?;
+        let end = start.checked_add(bytes.len()).ok_or_else(out_of_range)?;
+        data.get_mut(start..end)
+            .ok_or_else(out_of_range)?
+            .copy_from_slice(bytes);
+        Ok(())
+    }
+
+    /// The mapped instructions (with the base slot pointing at the mapped tables), for
+    /// disassembly.
     pub fn code(&self) -> &[u8] {
         &self.mapping
+    }
+
+    /// The mapped tables.
+    pub fn data(&self) -> &[u8] {
+        self.data.as_deref().unwrap_or(&[])
     }
 
     /// Offset of the entry point in [`ExecutableTrie::code`].
@@ -64,13 +125,17 @@ impl ExecutableTrie {
     #[inline]
     pub fn classify_score(&self, packet: &Packet<'_>) -> Score {
         // SAFETY: (1) `entry` is inside the mapping (checked in `new`) and the mapping is
-        // read+execute and lives as long as `self`. (2) The bytes are a function produced by
+        // read+execute and lives as long as `self`; so does the data mapping, and the base slot
+        // was set in `new` to the distance from the slot to it, so every table address the
+        // code forms lies inside it (table offsets within the data come from the generator,
+        // and `write_data` only changes bytes inside the data, never its size). (2) The bytes are a function produced by
         // `codegen::generate` with the `DemuxFn` signature: it only reads `data[0..captured_len]`
         // (every load sits behind a `cmp r10, need` bounds check against `captured_len` minus
         // the base, shifts only move the base forward by verified amounts), reads its own hash
         // tables, writes nothing but its own stack (balanced push/pop), uses only caller-saved
         // registers, and terminates (forward jumps only, except the hash probe loop, which stops
-        // at an empty slot of a table at most half full). (3) `packet.data` is a live slice, so
+        // at an empty slot of a table at most half full: generation and `Demux` patches both keep
+        // that bound, and `write_data` writes only what `Demux` computed). (3) `packet.data` is a live slice, so
         // its pointer and length describe readable memory for the duration of the call.
         unsafe {
             let function: DemuxFn =

@@ -41,9 +41,17 @@ impl HashLayout {
         (key.wrapping_mul(multiplier) >> (32 - bits)) as usize
     }
 
-    /// A layout for distinct `keys`.
+    /// A layout for distinct `keys`, at most half full.
     pub fn new(keys: &[u32]) -> HashLayout {
-        let bits = (keys.len() * 2).next_power_of_two().max(8).trailing_zeros();
+        Self::with_headroom(keys, 2)
+    }
+
+    /// A layout for distinct `keys` with at least `factor` slots per key (a power of two).
+    pub fn with_headroom(keys: &[u32], factor: usize) -> HashLayout {
+        let bits = (keys.len() * factor)
+            .next_power_of_two()
+            .max(8)
+            .trailing_zeros();
         let mut best: Option<HashLayout> = None;
         for multiplier in MULTIPLIERS {
             let layout = Self::with_multiplier(keys, bits, multiplier);

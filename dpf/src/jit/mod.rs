@@ -44,6 +44,8 @@ pub struct CompiledTrie {
     stats: CodegenStats,
     /// Templated tables, which [`Demux`] patches in place.
     templates: Vec<codegen::TemplateTable>,
+    base_slot: Option<usize>,
+    data_offset: usize,
 }
 
 impl CompiledTrie {
@@ -62,6 +64,20 @@ impl CompiledTrie {
         self.instructions_end
     }
 
+    /// Offset of the data-base slot, a `u64` in the code holding the distance from the slot's
+    /// own address to the start of the tables. As generated it points at the tables in
+    /// [`CompiledTrie::code`]; a loader that maps the tables elsewhere (read+write, apart from
+    /// the read+execute code) rewrites it. `None` when there are no tables.
+    pub fn base_slot(&self) -> Option<usize> {
+        self.base_slot
+    }
+
+    /// Where the tables (the data) start in [`CompiledTrie::code`]: page-aligned, or the code
+    /// length when there are none. Bytes before it are instructions and the base slot.
+    pub fn data_offset(&self) -> usize {
+        self.data_offset
+    }
+
     /// What the generator did.
     pub fn stats(&self) -> CodegenStats {
         self.stats
@@ -77,5 +93,7 @@ pub fn compile(trie: &Trie) -> Result<CompiledTrie, EmitError> {
         instructions_end: generated.instructions_end,
         stats: generated.stats,
         templates: generated.templates,
+        base_slot: generated.base_slot,
+        data_offset: generated.data_offset,
     })
 }
