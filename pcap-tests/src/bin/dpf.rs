@@ -148,7 +148,7 @@ fn build_trie(expression: &str) -> Result<Option<Trie>, String> {
         return Ok(None);
     }
     let filters = dpf::frontend::compile(expression, EXPRESSION_ID)
-        .map_err(|e| filter_error(expression, e.position, &e.to_string()))?;
+        .map_err(|e| filter_error(expression, e.position, &e.message))?;
     let mut trie = Trie::new();
     for filter in filters {
         match trie.insert(filter) {
