@@ -2,10 +2,13 @@
 //!
 //! `cargo xtask run` boots the default image with serial on the terminal and exits with the
 //! kernel's status; `cargo xtask test` runs the host tests and every QEMU scenario in
-//! [`scenarios::SCENARIOS`]. New subcommands (`bench demux`, `bench kernel`, `replay`) are new
-//! variants of [`Command`] with their own module, reusing [`image`] and [`qemu`].
+//! [`scenarios::SCENARIOS`]; `cargo xtask bench kernel` compares exo with Linux
+//! ([`bench_kernel`]) and `cargo xtask bench demux` runs pcap-tests' demux benchmark. New
+//! subcommands (`replay`) are new variants of [`Command`] with their own module, reusing
+//! [`image`] and [`qemu`].
 #![forbid(unsafe_code)]
 
+mod bench_kernel;
 mod image;
 mod qemu;
 mod scenarios;
@@ -35,6 +38,31 @@ enum Command {
     Test(TestArgs),
     /// Build the boot image only and print the kernel's path.
     Build(BuildArgs),
+    /// Benchmarks: each prints a table and writes `target/bench/<name>.json` and a plot.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// exo's primitives against Debian's Linux 6.1 on the same QEMU machine, counted in guest
+    /// instructions (-icount) and in wall time.
+    Kernel(bench_kernel::Args),
+    /// The dpf demultiplexer against libpcap, bpfjit, rbpf and DPDK (pcap-tests' demux-bench).
+    Demux(DemuxArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemuxArgs {
+    /// Fewer filter counts and packets.
+    #[arg(long)]
+    quick: bool,
+    /// Replay this trace instead of the synthetic one.
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<std::path::PathBuf>,
+    /// Where the results go.
+    #[arg(long, value_name = "DIR", default_value = "target/bench")]
+    out: std::path::PathBuf,
 }
 
 /// Options every subcommand that builds shares.
@@ -90,6 +118,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Test(args) => test::run(&args),
         Command::Build(args) => build(&args),
+        Command::Bench(Bench::Kernel(args)) => bench_kernel::run(&args),
+        Command::Bench(Bench::Demux(args)) => bench_demux(&args),
     };
     match result {
         Ok(code) => code,
@@ -105,6 +135,34 @@ fn build(args: &BuildArgs) -> Result<ExitCode> {
     let image = image::build(image::Profile::from_release(args.release))?;
     println!("{}", image.kernel.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo run --release -p pcap-tests --bin demux-bench -- [--quick] [--pcap F] [--out D]`.
+fn bench_demux(args: &DemuxArgs) -> Result<ExitCode> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command.current_dir(image::workspace_root()).args([
+        "run",
+        "--release",
+        "-p",
+        "pcap-tests",
+        "--bin",
+        "demux-bench",
+        "--",
+    ]);
+    if args.quick {
+        command.arg("--quick");
+    }
+    if let Some(pcap) = &args.pcap {
+        command.arg("--pcap").arg(pcap);
+    }
+    command.arg("--out").arg(&args.out);
+    let status = command.status()?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn run(args: &RunArgs) -> Result<ExitCode> {

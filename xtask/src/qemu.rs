@@ -138,9 +138,16 @@ impl Qemu<'_> {
 
     /// Boots, waits for the machine to stop or the timeout, and reports what happened.
     pub fn run(&self) -> Result<Run> {
+        self.run_with(&[])
+    }
+
+    /// [`Qemu::run`] with `extra` arguments after the common ones (a benchmark's `-initrd`,
+    /// `-icount`).
+    pub fn run_with(&self, extra: &[OsString]) -> Result<Run> {
         let start = Instant::now();
         let mut child = Command::new(QEMU)
             .args(self.arguments())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
