@@ -3,6 +3,7 @@
 //! function names the libpcap generator it follows; `tcpdump -d EXPR` shows the code.
 
 use alloc::format;
+use alloc::vec::Vec;
 
 use super::CompileError;
 use super::ast::{Direction, Expr, HostLayer, Link, Primitive, ProtoLayer, Transport};
@@ -16,10 +17,220 @@ use crate::ir::{CmpOp, Shift, Width};
 pub fn lower(expr: &Expr) -> Result<Cond, CompileError> {
     Ok(match expr {
         Expr::And(a, b) => lower(a)?.and(lower(b)?),
-        Expr::Or(a, b) => lower(a)?.or(lower(b)?),
+        Expr::Or(..) => {
+            let mut operands = Vec::new();
+            flatten_or(expr, &mut operands);
+            or_chain(&operands)?
+        }
         Expr::Not(a) => lower(a)?.not(),
         Expr::Primitive(prim, span) => primitive(prim, *span)?,
     })
+}
+
+/// The operands of a chain of `or`s, left to right, whatever the parentheses.
+fn flatten_or<'a>(expr: &'a Expr, out: &mut Vec<&'a Expr>) {
+    match expr {
+        Expr::Or(a, b) => {
+            flatten_or(a, out);
+            flatten_or(b, out);
+        }
+        other => out.push(other),
+    }
+}
+
+/// What libpcap's optimiser merges when adjacent in an `or` chain: the primitives whose
+/// alternatives all compare one already-loaded field (a port, an IPv4 address) with a constant.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mergeable {
+    /// `[tcp|udp|sctp] [src|dst] port N` (not `portrange`, not `src and dst`).
+    Port(Link, Option<Transport>, Direction, u16),
+    /// `[ip|arp|rarp] [src|dst] host A` (not `net`, not `src and dst`).
+    Host(Link, HostLayer, Direction, u32),
+}
+
+fn mergeable(expr: &Expr) -> Option<(Mergeable, Span)> {
+    let Expr::Primitive(prim, span) = expr else {
+        return None;
+    };
+    let single = |dir| !matches!(dir, Direction::SrcAndDst);
+    match *prim {
+        Primitive::Port {
+            link,
+            transport,
+            dir,
+            low,
+            high,
+        } if low == high && single(dir) => {
+            Some((Mergeable::Port(link, transport, dir, low), *span))
+        }
+        Primitive::Host4 {
+            link,
+            layer,
+            dir,
+            addr,
+            mask: u32::MAX,
+        } if single(dir) => Some((Mergeable::Host(link, layer, dir, addr), *span)),
+        _ => None,
+    }
+}
+
+/// Whether `a` and `b` can share their loads: same kind on the same link.
+fn same_group(a: Mergeable, b: Mergeable) -> bool {
+    match (a, b) {
+        (Mergeable::Port(la, ..), Mergeable::Port(lb, ..))
+        | (Mergeable::Host(la, ..), Mergeable::Host(lb, ..)) => la == lb,
+        _ => false,
+    }
+}
+
+/// An `or` chain, in written order, except that runs of adjacent port primitives (and of
+/// adjacent IPv4 host primitives) are lowered together the way libpcap 1.10's optimiser leaves
+/// them (or_pullup): the first loaded field is compared with every value of the run before
+/// the other field is loaded. `tcpdump -d 'port 80 or port 53'` loads the source port,
+/// compares it with 80 and 53, and only then loads the destination port, so a frame cut inside
+/// the destination port whose source port is 53 matches.
+fn or_chain(operands: &[&Expr]) -> Result<Cond, CompileError> {
+    let mut cond = Cond::False;
+    let mut i = 0;
+    while i < operands.len() {
+        let Some((first, span)) = mergeable(operands[i]) else {
+            cond = cond.or(lower(operands[i])?);
+            i += 1;
+            continue;
+        };
+        let mut run = alloc::vec![first];
+        let mut end = span.end;
+        while let Some((next, next_span)) = operands.get(i + run.len()).and_then(|e| mergeable(e)) {
+            if !same_group(first, next) {
+                break;
+            }
+            run.push(next);
+            end = next_span.end;
+        }
+        let span = Span {
+            start: span.start,
+            end,
+        };
+        cond = cond.or(if run.len() == 1 {
+            lower(operands[i])?
+        } else {
+            merged(&run, span)?
+        });
+        i += run.len();
+    }
+    Ok(cond)
+}
+
+/// The tests of a run of directed comparisons on one (source, destination) pair: the field
+/// the first operand loads first, against every operand that tests it, then the other field.
+fn pulled(ops: &[(Direction, Cond, Cond)]) -> Cond {
+    let src_first = !matches!(ops.first(), Some((Direction::Dst, ..)));
+    let tests_src = |dir: &Direction| !matches!(dir, Direction::Dst);
+    let tests_dst = |dir: &Direction| !matches!(dir, Direction::Src);
+    let mut cond = Cond::False;
+    for pass in [src_first, !src_first] {
+        for (dir, src, dst) in ops {
+            if pass && tests_src(dir) {
+                cond = cond.or(src.clone());
+            } else if !pass && tests_dst(dir) {
+                cond = cond.or(dst.clone());
+            }
+        }
+    }
+    cond
+}
+
+/// A merged run of ports or of IPv4 hosts (see [`or_chain`]).
+fn merged(run: &[Mergeable], span: Span) -> Result<Cond, CompileError> {
+    match run[0] {
+        Mergeable::Port(link, ..) => {
+            let ports = run.iter().filter_map(|m| match *m {
+                Mergeable::Port(_, transport, dir, port) => Some((transport, dir, port)),
+                Mergeable::Host(..) => None,
+            });
+            let ports: Vec<_> = ports.collect();
+            merged_ports(link, &ports, span)
+        }
+        Mergeable::Host(link, ..) => {
+            let hosts: Vec<_> = run
+                .iter()
+                .filter_map(|m| match *m {
+                    Mergeable::Host(_, layer, dir, addr) => Some((layer, dir, addr)),
+                    Mergeable::Port(..) => None,
+                })
+                .collect();
+            let layer =
+                |ethertype: u16, (src, dst): (u16, u16), includes: fn(HostLayer) -> bool| {
+                    let ops: Vec<_> = hosts
+                        .iter()
+                        .filter(|(l, ..)| includes(*l))
+                        .map(|&(_, dir, addr)| {
+                            let word = |offset: u16| eq(link.payload + offset, Width::B4, addr);
+                            (dir, word(src), word(dst))
+                        })
+                        .collect();
+                    if ops.is_empty() {
+                        return Ok(Cond::False);
+                    }
+                    Ok(linktype(link, ethertype, span)?.and(pulled(&ops)))
+                };
+            let ip = layer(p::ETHERTYPE_IP, (12, 16), |l| {
+                matches!(l, HostLayer::Ip | HostLayer::Any)
+            })?;
+            let arp = layer(p::ETHERTYPE_ARP, (14, 24), |l| {
+                matches!(l, HostLayer::Arp | HostLayer::Any)
+            })?;
+            let rarp = layer(p::ETHERTYPE_REVARP, (14, 24), |l| {
+                matches!(l, HostLayer::Rarp | HostLayer::Any)
+            })?;
+            Ok(ip.or(arp).or(rarp))
+        }
+    }
+}
+
+/// A merged run of ports: for each transport protocol some operand accepts, the protocol test
+/// and then the operands that accept it, pulled as in [`pulled`]; IPv6 first, as gen_port.
+fn merged_ports(
+    link: Link,
+    ports: &[(Option<Transport>, Direction, u16)],
+    span: Span,
+) -> Result<Cond, CompileError> {
+    let accepts = |transport: Option<Transport>, proto: u8| match transport {
+        None => true,
+        Some(Transport::Tcp) => proto == p::IPPROTO_TCP,
+        Some(Transport::Udp) => proto == p::IPPROTO_UDP,
+        Some(Transport::Sctp) => proto == p::IPPROTO_SCTP,
+    };
+    let v4_path: Path = alloc::vec![ipv4_header_length(link)];
+    let mut v6 = Cond::False;
+    let mut v4 = Cond::False;
+    for proto in [p::IPPROTO_SCTP, p::IPPROTO_TCP, p::IPPROTO_UDP] {
+        let selected: Vec<_> = ports.iter().filter(|(t, ..)| accepts(*t, proto)).collect();
+        if selected.is_empty() {
+            continue;
+        }
+        let ops = |path: &Path, src: u16| -> Vec<(Direction, Cond, Cond)> {
+            selected
+                .iter()
+                .map(|&&(_, dir, port)| {
+                    (
+                        dir,
+                        port_atom(path, src, port, port),
+                        port_atom(path, src + 2, port, port),
+                    )
+                })
+                .collect()
+        };
+        let proto_value = u32::from(proto);
+        v6 = v6.or(eq(link.payload + 6, Width::B1, proto_value)
+            .and(pulled(&ops(&Path::new(), link.payload + 40))));
+        v4 = v4.or(eq(link.payload + 9, Width::B1, proto_value)
+            .and(first_fragment(link))
+            .and(pulled(&ops(&v4_path, link.payload))));
+    }
+    let v6 = linktype(link, p::ETHERTYPE_IPV6, span)?.and(v6);
+    let v4 = linktype(link, p::ETHERTYPE_IP, span)?.and(v4);
+    Ok(v6.or(v4))
 }
 
 /// `(bytes at offset & mask) op value`, from the frame start.

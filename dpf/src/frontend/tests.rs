@@ -221,6 +221,80 @@ fn a_short_capture_rejects_the_whole_or_like_bpf() {
 }
 
 #[test]
+fn or_of_ports_tests_the_loaded_source_port_first_like_libpcaps_optimiser() {
+    // `tcpdump -d 'port 80 or port 53'`: the source port is compared with 80 and 53 before the
+    // destination port is loaded, so a capture cut inside the destination port matches when
+    // the source port is 53. Written order would load the destination for port 80 and abort.
+    let frame = ipv4(6, 0, &tcp(53, 9, 0x02));
+    let cut = |len: usize| Packet {
+        data: &frame[..len],
+        wire_len: frame.len() as u32,
+    };
+    let short = cut(14 + 20 + 3);
+    for expr in [
+        "port 80 or port 53",
+        "tcp and (port 8080 or port 53)",
+        "port 80 or src port 53",
+        "src port 80 or dst port 22 or src port 53",
+        "tcp port 80 or port 53",
+        "src port 80 or dst port 22 or port 53",
+    ] {
+        assert!(matches_any(&filters(expr), &short), "{expr}");
+    }
+    // Where libpcap loads the destination first, so does dpf (`ip[0] = 0` interrupts the run
+    // of ports on IPv4 frames).
+    for expr in [
+        "src port 80 or dst port 22",
+        "port 80 or portrange 50-60",
+        "port 80 or ip[0] = 0 or port 53",
+    ] {
+        assert!(!matches_any(&filters(expr), &short), "{expr}");
+    }
+    assert!(!matches_any(
+        &filters("port 80 or port 53"),
+        &cut(14 + 20 + 1)
+    ));
+}
+
+#[test]
+fn or_of_ipv4_hosts_tests_the_loaded_source_address_first() {
+    // `host A or host B`: the source address against both, then the destination (per
+    // ethertype); `src host A or dst host B` keeps its order.
+    let mut frame = ipv4(17, 0, &[0, 1, 0, 2, 0, 8, 0, 0]);
+    frame[26..30].copy_from_slice(&[10, 0, 0, 2]);
+    frame[30..34].copy_from_slice(&[10, 0, 0, 9]);
+    let short = Packet {
+        data: &frame[..32],
+        wire_len: frame.len() as u32,
+    };
+    assert!(matches_any(
+        &filters("host 10.0.0.1 or host 10.0.0.2"),
+        &short
+    ));
+    assert!(matches_any(
+        &filters("host 10.0.0.1 or ip src 10.0.0.2"),
+        &short
+    ));
+    assert!(matches_any(
+        &filters("src host 10.0.0.1 or dst host 10.0.0.3 or host 10.0.0.2"),
+        &short
+    ));
+    assert!(!matches_any(
+        &filters("src host 10.0.0.1 or dst host 10.0.0.3"),
+        &short
+    ));
+    // A masked `net` is compared after an `and`: not merged (a /32 is a host, and merged).
+    assert!(!matches_any(
+        &filters("net 10.1.0.0/16 or host 10.0.0.2"),
+        &short
+    ));
+    assert!(matches_any(
+        &filters("net 10.1.0.1/32 or host 10.0.0.2"),
+        &short
+    ));
+}
+
+#[test]
 fn empty_expression_matches_everything() {
     let f = filters("  ");
     assert_eq!(f.len(), 1);
