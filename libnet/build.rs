@@ -20,8 +20,9 @@ SECTIONS
     .rodata : {{ *(.rodata .rodata.*) }}
     .eh_frame : {{ *(.eh_frame .eh_frame.*) }}
     . = ALIGN({page});
-    .data : {{ *(.data .data.*) *(.got .got.*) }}
-    .bss : {{ *(.bss .bss.*) *(COMMON) }}
+    /* .bss joins .data (as file-backed zeros): a separate segment would share .data's last
+     * page, and the kernel refuses segments that share a page. */
+    .data : {{ *(.data .data.*) *(.got .got.*) *(.bss .bss.*) *(COMMON) }}
 }}
 ",
         base = exo_abi::layout::APP_IMAGE_BASE,

@@ -677,3 +677,59 @@ fn ten_thousand_flows_classify_exactly() {
         }
     }
 }
+
+/// One large disjunction whose keys mostly share a shape, with exceptions: some flows name a
+/// source port (another shape) and some hosts carry two flows (a chain that branches). The
+/// common shape is templated, the exceptions keep code of their own behind the table's miss,
+/// and binds of new hosts are still patched.
+#[test]
+fn templated_table_with_exceptions_classifies_exactly() {
+    let flows: Vec<Flow> = (0..2_000u32)
+        .map(|i| Flow {
+            ipv6: false,
+            protocol: 6,
+            // Every 11th flow reuses the previous flow's host.
+            host: 0x0a00_0000 + if i % 11 == 10 { i - 1 } else { i },
+            port: 1000 + (i % 5) as u16,
+            with_source_port: (i % 7 == 0).then_some(4000),
+        })
+        .collect();
+    let filters: Vec<Filter> = flows
+        .iter()
+        .enumerate()
+        .map(|(i, f)| f.filter(i as u32))
+        .collect();
+    let (bound, trie) = bind_all(filters);
+    assert_eq!(bound.len(), flows.len());
+    let compiled = jit::compile(&trie).unwrap();
+    let stats = compiled.stats();
+    assert!(stats.templated_tables >= 1, "{stats:?}");
+    assert!(stats.hash_tables >= 1, "{stats:?}");
+    let code = ExecutableTrie::new(&compiled).unwrap();
+    for (i, flow) in flows.iter().enumerate() {
+        for source_port in [4000, 7] {
+            let data = flow.packet((i % 3) as u8, source_port);
+            let packet = Packet::whole(&data);
+            let expected = reference_classify(&bound, &packet);
+            assert_eq!(code.classify(&packet), expected, "flow {i}");
+            assert_eq!(interp::classify(&trie, &packet), expected, "flow {i}");
+            let mut other = data.clone();
+            let port_at = other.len() - 18;
+            other[port_at] ^= 0x40;
+            let other = Packet::whole(&other);
+            assert_eq!(code.classify(&other), reference_classify(&bound, &other));
+        }
+    }
+    // A new host fits the template: patched, and found.
+    let mut demux = Demux::from_filters(bound.iter().cloned()).unwrap();
+    let mut code = ExecutableTrie::new(demux.compiled()).unwrap();
+    let new = Flow {
+        host: 0x0c00_0001,
+        ..flows[1]
+    };
+    let (_, update) = demux.insert(new.filter(5_000)).unwrap();
+    assert_eq!(update, Update::Patched);
+    demux.sync(&mut code).unwrap();
+    let data = new.packet(0, 7);
+    assert_eq!(code.classify(&Packet::whole(&data)), Some(FilterId(5_000)));
+}

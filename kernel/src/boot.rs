@@ -1,8 +1,8 @@
 //! Bring-up order and the boot policy: what runs, in which order, and how the run ends.
 #![forbid(unsafe_code)]
 use crate::arch::{self, gdt, percpu, timer};
-use crate::env::{self, Environment, ExitReason};
 use crate::mm::{frames, heap, paging};
+use crate::sched::{self, SpawnError};
 use exo_abi::{KernelExit, pack::Pack};
 use exo_kernel::cmdline::{self, SelfTest};
 use exo_kernel::pvh::MemoryKind;
@@ -92,41 +92,20 @@ pub extern "C" fn kernel_main(start_info_address: u64) -> ! {
     let pack = Pack::parse(crate::BOOT_PACK)
         .unwrap_or_else(|error| panic!("embedded boot pack is corrupt: {error:?}"));
     log!("boot pack: {} apps", pack.len());
-    let frames_before = frames::free_count();
+    sched::init(pack);
     for &name in &command.apps {
-        let Some(image) = pack.find(name) else {
-            log!("app {name}: not in the boot pack");
-            arch::exit_qemu(KernelExit::AppMissing);
-        };
-        let env = match Environment::load(name, image) {
-            Ok(env) => env,
+        match sched::spawn_boot(name) {
+            Ok(id) => log!("app {name}: env {id} ready"),
+            Err(SpawnError::NotFound) => {
+                log!("app {name}: not in the boot pack");
+                arch::exit_qemu(KernelExit::AppMissing);
+            }
             Err(error) => {
                 log!("app {name}: cannot load: {error:?}");
                 arch::exit_qemu(KernelExit::AppInvalid);
             }
-        };
-        log!(
-            "app {name}: env {} entering ring 3 at {:#x}",
-            env.id(),
-            env.entry()
-        );
-        match env::run(env) {
-            ExitReason::Exited { status: 0 } => {}
-            ExitReason::Exited { status } => arch::exit_qemu(KernelExit::from_app_status(status)),
-            ExitReason::Faulted => arch::exit_qemu(KernelExit::AppFaulted),
         }
-        // Every frame an environment used must come back when it ends.
-        let frames_after = frames::free_count();
-        assert_eq!(
-            frames_before,
-            frames_after,
-            "app {name} leaked {} frames",
-            frames_before.abs_diff(frames_after)
-        );
     }
-    log!(
-        "all apps exited with status 0; {} frames free",
-        frames::free_count()
-    );
-    arch::exit_qemu(KernelExit::Exited(0))
+    // The environments run until every one has ended; the last one out stops the machine.
+    sched::start()
 }

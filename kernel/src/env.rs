@@ -1,37 +1,18 @@
-//! Environments: an app's address space, its mappings and how it ended.
-//!
-//! For now environments run one after another to completion; the `Environment` type is where
-//! capabilities, upcall entry points and time slices will attach.
-use crate::arch::{self, trap::Exception};
+//! Environments: an app's address space, what it mapped, its saved registers, its upcall
+//! entries and its accounting. The scheduler (`sched`) owns them all.
+use crate::arch::trap::TrapFrame;
 use crate::mm::paging::{AddressSpace, MapError};
+use alloc::collections::BTreeMap;
 use alloc::string::String;
-use core::sync::atomic::{AtomicU32, Ordering};
+use alloc::vec::Vec;
+use exo_abi::cap::CapHandle;
 use exo_abi::layout::{USER_BASE, USER_END, USER_STACK_SIZE_BYTES, USER_STACK_TOP};
+use exo_abi::upcall::{RepossessedPage, UpcallKind};
 use exo_kernel::elf::{self, Access, ElfError};
 use exo_kernel::user_mappings::{UserMappings, UserRegion};
-use spin::Mutex;
 
-/// An environment's identity, unique for the life of the kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EnvId(u32);
-
-impl core::fmt::Display for EnvId {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-/// How an environment ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExitReason {
-    /// It called `exit(status)`.
-    Exited {
-        /// The status it passed.
-        status: u64,
-    },
-    /// The kernel ended it after a CPU exception or an unusable state.
-    Faulted,
-}
+/// An environment's identity, unique for the life of the kernel (ids are never reused).
+pub type EnvId = u32;
 
 /// Why an app image could not become an environment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,33 +23,90 @@ pub enum LoadError {
     Map(MapError),
 }
 
+/// What an environment is doing, as far as scheduling and PCT are concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Has a context and may run.
+    Runnable,
+    /// Gave up its context in `pct_wait`: runs only when called (at its PCT entry).
+    Receiving,
+    /// Blocked in `pct_call` on this environment, which runs on the caller's slices.
+    Calling(EnvId),
+    /// Running a PCT activation, for this synchronous caller (`None`: an async send).
+    Serving(Option<EnvId>),
+}
+
+/// A page mapped through a capability.
+#[derive(Clone, Copy, Debug)]
+pub struct Binding {
+    /// The capability it was mapped with: revoking it removes the mapping.
+    pub cap: CapHandle,
+}
+
+/// A pending visible revocation: the kernel asked for pages back.
+#[derive(Clone, Copy, Debug)]
+pub struct Revocation {
+    /// Pages asked for.
+    pub count: u64,
+    /// Root page capabilities deleted since the request.
+    pub returned: u64,
+    /// Timer tick after which the kernel takes the rest.
+    pub deadline_tick: u64,
+}
+
 /// A protection domain running one app.
 #[derive(Debug)]
 pub struct Environment {
-    id: EnvId,
-    name: String,
-    space: AddressSpace,
-    mappings: UserMappings,
-    entry: u64,
-    exit: Option<ExitReason>,
+    pub id: EnvId,
+    pub name: String,
+    pub space: AddressSpace,
+    pub mappings: UserMappings,
+    /// Pages mapped with `page_map`, by virtual address.
+    pub bindings: BTreeMap<u64, Binding>,
+    /// Saved registers while not running.
+    pub context: TrapFrame,
+    pub state: State,
+    /// Upcall entries, by [`UpcallKind`]; 0 = none.
+    pub upcalls: [u64; UpcallKind::COUNT],
+    /// Stack top PCT activations start on.
+    pub pct_stack: u64,
+    /// An end-of-slice upcall was delivered and not yet answered with `yield`.
+    pub slice_end_pending: bool,
+    pub overstays: u64,
+    /// Slices still to be skipped for overstaying.
+    pub penalty: u64,
+    pub ticks_charged: u64,
+    pub revocation: Option<Revocation>,
+    /// A revocation upcall waits for the next time the environment runs.
+    pub revoke_upcall_pending: bool,
+    /// What the kernel repossessed and the environment has not read yet.
+    pub repossessed: Vec<RepossessedPage>,
+    pub repossessed_total: u64,
 }
-
-static NEXT_ID: AtomicU32 = AtomicU32::new(1);
-/// The environment on the CPU (one CPU for now): entries from user mode act on it.
-static CURRENT: Mutex<Option<Environment>> = Mutex::new(None);
 
 impl Environment {
     /// Builds an environment from a static ELF image: maps and fills its segments and a
-    /// stack in a fresh address space.
-    pub fn load(name: &str, image: &[u8]) -> Result<Environment, LoadError> {
+    /// stack in a fresh address space. Its context starts at the ELF entry.
+    pub fn load(id: EnvId, name: &str, image: &[u8]) -> Result<Environment, LoadError> {
         let elf = elf::parse(image, USER_BASE, USER_END).map_err(LoadError::Elf)?;
         let mut env = Environment {
-            id: EnvId(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
+            id,
             name: String::from(name),
             space: AddressSpace::new().ok_or(LoadError::Map(MapError::OutOfMemory))?,
             mappings: UserMappings::new(),
-            entry: elf.entry,
-            exit: None,
+            bindings: BTreeMap::new(),
+            context: TrapFrame::user(elf.entry, USER_STACK_TOP),
+            state: State::Runnable,
+            upcalls: [0; UpcallKind::COUNT],
+            pct_stack: 0,
+            slice_end_pending: false,
+            overstays: 0,
+            penalty: 0,
+            ticks_charged: 0,
+            revocation: None,
+            revoke_upcall_pending: false,
+            repossessed: Vec::new(),
+            repossessed_total: 0,
         };
         for segment in &elf.segments {
             env.map_region(segment.page_start(), segment.page_end(), segment.access)?;
@@ -97,96 +135,8 @@ impl Environment {
             .map_err(|_| LoadError::Map(MapError::AlreadyMapped))
     }
 
-    /// The environment's id.
-    pub fn id(&self) -> EnvId {
-        self.id
+    /// The entry registered for `kind` (0 = none).
+    pub fn upcall(&self, kind: UpcallKind) -> u64 {
+        self.upcalls[kind as usize]
     }
-
-    /// Its entry point.
-    pub fn entry(&self) -> u64 {
-        self.entry
-    }
-
-    /// What it has mapped (to check user pointers against).
-    pub fn mappings(&self) -> &UserMappings {
-        &self.mappings
-    }
-
-    /// Its address space.
-    pub fn space(&self) -> &AddressSpace {
-        &self.space
-    }
-}
-
-/// Runs `env` until it exits or faults, then frees it.
-pub fn run(env: Environment) -> ExitReason {
-    let entry = env.entry;
-    let user_ticks_before = arch::timer::user_ticks();
-    env.space.activate();
-    *CURRENT.lock() = Some(env);
-    // SAFETY: the active address space is the environment's: `entry` lies in a segment
-    // `elf::parse` found executable and the stack is mapped writable, both user pages of this
-    // environment only; boot::kernel_main set up GDT, TSS, per-CPU data and syscalls first.
-    unsafe { arch::user::enter_user(entry, USER_STACK_TOP) };
-    // Back through resume_kernel, with interrupts off.
-    crate::mm::paging::activate_kernel();
-    let env = CURRENT.lock().take().expect("the environment that ran");
-    arch::interrupts_enable();
-    let user_ticks = arch::timer::user_ticks() - user_ticks_before;
-    if user_ticks > 0 {
-        log!(
-            "app {} (env {}): the timer interrupted ring 3 {user_ticks} times",
-            env.name,
-            env.id
-        );
-    }
-    env.exit
-        .expect("an environment leaves only through end_current")
-}
-
-/// Calls `action` with the current environment (from a system call or trap).
-pub fn with_current<R>(action: impl FnOnce(&mut Environment) -> R) -> R {
-    let mut current = CURRENT.lock();
-    action(
-        current
-            .as_mut()
-            .expect("an entry from user mode has a current environment"),
-    )
-}
-
-fn end_current(reason: ExitReason) -> ! {
-    with_current(|env| env.exit = Some(reason));
-    // SAFETY: we got here from user mode, so `run`'s enter_user call is pending, and the
-    // lock taken above is already released.
-    unsafe { arch::user::resume_kernel() }
-}
-
-/// `exit(status)` from the current environment.
-pub fn exit_current(status: u64) -> ! {
-    with_current(|env| {
-        log!(
-            "app {} (env {}) exited with status {status}",
-            env.name,
-            env.id
-        )
-    });
-    end_current(ExitReason::Exited { status })
-}
-
-/// A CPU exception in user mode: report it and end the environment.
-pub fn on_user_exception(exception: &Exception) -> ! {
-    with_current(|env| log!("app {} (env {}) fault: {exception}", env.name, env.id));
-    end_current(ExitReason::Faulted)
-}
-
-/// The kernel was about to return to a non-canonical address: end the environment instead.
-pub fn on_bad_return_address(rip: u64) -> ! {
-    with_current(|env| {
-        log!(
-            "app {} (env {}) fault: non-canonical return address {rip:#x}",
-            env.name,
-            env.id
-        )
-    });
-    end_current(ExitReason::Faulted)
 }

@@ -134,6 +134,20 @@ impl<B: AsRef<[u64]> + AsMut<[u64]>> FrameAllocator<B> {
         None
     }
 
+    /// Hands out the frame at `address` (a named allocation), if it is free.
+    pub fn allocate_at(&mut self, address: u64) -> Option<Frame> {
+        if !address.is_multiple_of(FRAME_SIZE_BYTES) {
+            return None;
+        }
+        let frame = address / FRAME_SIZE_BYTES;
+        if frame >= self.capacity_frames() || self.is_used(frame) {
+            return None;
+        }
+        self.set_used(frame, true);
+        self.free_frames -= 1;
+        Some(Frame(frame))
+    }
+
     /// Returns `frame` to the pool. The caller must own it (have received it from
     /// [`Self::allocate`]); freeing a frame that is already free is refused.
     pub fn free(&mut self, frame: Frame) -> Result<(), FreeError> {
@@ -153,6 +167,24 @@ impl<B: AsRef<[u64]> + AsMut<[u64]>> FrameAllocator<B> {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn named_allocation_takes_exactly_that_free_frame() {
+        let mut frames = allocator(4);
+        frames.add_free_region(0x1000, 0x10000);
+        let before = frames.free_frames();
+        assert_eq!(
+            frames.allocate_at(0x3000).map(|f| f.start_address()),
+            Some(0x3000)
+        );
+        assert_eq!(frames.free_frames(), before - 1);
+        assert_eq!(frames.allocate_at(0x3000), None, "already taken");
+        assert_eq!(frames.allocate_at(0x3001), None, "unaligned");
+        assert_eq!(frames.allocate_at(0), None, "never freed");
+        assert_eq!(frames.allocate_at(1 << 40), None, "out of range");
+        frames.free(Frame::containing(0x3000)).unwrap();
+        assert_eq!(frames.free_frames(), before);
+    }
 
     fn allocator(words: usize) -> FrameAllocator<Vec<u64>> {
         FrameAllocator::new(vec![u64::MAX; words])

@@ -13,8 +13,10 @@
 
 extern crate alloc;
 
+pub mod cap;
 pub mod cmdline;
 pub mod elf;
 pub mod frames;
 pub mod pvh;
+pub mod slices;
 pub mod user_mappings;

@@ -1,26 +1,319 @@
 //! The system-call table: the one place a call number becomes kernel behaviour.
 //!
 //! Numbers and their contracts are in `exo_abi::syscall`; every argument is untrusted until
-//! the handler checks it.
+//! the handler checks it (capabilities against the capability space, pointers against the
+//! caller's mappings, numbers against their ranges).
 #![forbid(unsafe_code)]
-use crate::arch::syscall::SyscallFrame;
+use crate::arch::trap::TrapFrame;
+use crate::env::Binding;
+use crate::sched::{self, Kernel};
 use crate::usermem::{self, UserSlice};
-use crate::{env, log};
-use exo_abi::syscall::CONSOLE_WRITE_MAX_BYTES;
+use crate::{arch, log};
+use alloc::vec::Vec;
+use exo_abi::cap::{CapHandle, Rights};
+use exo_abi::layout::PAGE_SIZE_BYTES;
+use exo_abi::syscall::{ANY_FRAME, CONSOLE_WRITE_MAX_BYTES};
+use exo_abi::upcall::{EnvQuery, EnvStatus, REPOSSESSED_PAGE_BYTES, UpcallKind};
 use exo_abi::{Error, Syscall, error::encode_result};
+use exo_kernel::cap::Object;
+use exo_kernel::user_mappings::UserRegion;
 
-/// Runs the call `frame` describes and leaves the encoded result in `frame.rax`.
-pub fn dispatch(frame: &mut SyscallFrame) {
-    let result = match Syscall::from_number(frame.rax) {
-        Some(Syscall::Exit) => env::exit_current(frame.rdi),
-        Some(Syscall::ConsoleWrite) => console_write(UserSlice::new(frame.rdi, frame.rsi)),
-        None => Err(Error::UnknownSyscall),
-    };
-    frame.rax = encode_result(result);
+/// Most revocation deadline a `request_pages` may set, in ticks.
+const DEADLINE_MAX_TICKS: u64 = 1000;
+
+/// What a call did with the entry frame.
+enum Flow {
+    /// Return this result to the caller in `rax`.
+    Return(Result<u64, Error>),
+    /// The frame now holds another context (or the caller's, with its results set).
+    Switched,
 }
 
-fn console_write(text: UserSlice) -> Result<u64, Error> {
-    let text = text.truncate(CONSOLE_WRITE_MAX_BYTES);
-    env::with_current(|env| usermem::read_chunks(env, text, log::write_bytes))?;
-    Ok(text.length_bytes())
+/// Runs the call `frame` describes; leaves the encoded result in `frame.rax`, or another
+/// environment's context in `frame`.
+pub fn dispatch(frame: &mut TrapFrame) {
+    sched::with_kernel(|kernel| {
+        let flow = match Syscall::from_number(frame.rax) {
+            Some(call) => call_of(kernel, frame, call),
+            None => Flow::Return(Err(Error::UnknownSyscall)),
+        };
+        if let Flow::Return(result) = flow {
+            frame.rax = encode_result(result);
+        }
+    });
+}
+
+fn switched(result: Result<(), Error>) -> Flow {
+    match result {
+        Ok(()) => Flow::Switched,
+        Err(error) => Flow::Return(Err(error)),
+    }
+}
+
+fn call_of(kernel: &mut Kernel, frame: &mut TrapFrame, call: Syscall) -> Flow {
+    let [a0, a1, a2] = [frame.rdi, frame.rsi, frame.rdx];
+    match call {
+        Syscall::Exit => {
+            let status = u8::try_from(a0).unwrap_or(u8::MAX);
+            kernel.end_running(frame, EnvStatus::Exited(status));
+            Flow::Switched
+        }
+        Syscall::Yield => {
+            let target = match a0 {
+                0 => None,
+                handle => match kernel.env_cap(handle, Rights::YIELD) {
+                    Ok(id) => Some(id),
+                    Err(error) => return Flow::Return(Err(error)),
+                },
+            };
+            switched(kernel.yield_to(frame, target))
+        }
+        Syscall::PctCall | Syscall::PctSend => match kernel.env_cap(a0, Rights::CALL) {
+            Ok(callee) => switched(kernel.pct_enter(frame, callee, call == Syscall::PctCall)),
+            Err(error) => Flow::Return(Err(error)),
+        },
+        Syscall::PctReturn => switched(kernel.pct_return(frame)),
+        Syscall::PctWait => switched(kernel.pct_wait(frame)),
+        Syscall::EnvDestroy => match kernel.env_cap(a0, Rights::CONTROL) {
+            Ok(id) if id == kernel.running() => {
+                kernel.end_running(frame, EnvStatus::Aborted);
+                Flow::Switched
+            }
+            Ok(id) if kernel.env(id).is_some() => {
+                kernel.end_env(id, EnvStatus::Aborted);
+                Flow::Return(Ok(0))
+            }
+            Ok(_) => Flow::Return(Err(Error::PeerGone)),
+            Err(error) => Flow::Return(Err(error)),
+        },
+        _ => Flow::Return(simple_call(kernel, call, a0, a1, a2, frame.r10)),
+    }
+}
+
+/// Calls that return to their caller.
+fn simple_call(
+    kernel: &mut Kernel,
+    call: Syscall,
+    a0: u64,
+    a1: u64,
+    a2: u64,
+    a3: u64,
+) -> Result<u64, Error> {
+    let me = kernel.running();
+    match call {
+        Syscall::ConsoleWrite => {
+            let text = UserSlice::new(a0, a1).truncate(CONSOLE_WRITE_MAX_BYTES);
+            usermem::read_chunks(kernel.current(), text, log::write_bytes)?;
+            Ok(text.length_bytes())
+        }
+        // Handled in the entry stub; reaches here only if the stub changes.
+        Syscall::Null => Ok(0),
+        Syscall::SelfId => Ok(u64::from(me)),
+        Syscall::Ticks => Ok(arch::timer::ticks()),
+        Syscall::SetUpcall => set_upcall(kernel, a0, a1, a2),
+        Syscall::Spawn => spawn(kernel, a0, a1, a2),
+        Syscall::EnvInfo => {
+            let id = kernel.env_cap(a0, Rights::CONTROL)?;
+            let query = EnvQuery::from_number(a1).ok_or(Error::InvalidArgument)?;
+            Ok(kernel.env_info(id, query))
+        }
+        Syscall::PageAlloc => page_alloc(kernel, a0),
+        Syscall::PageMap => page_map(kernel, a0, a1, a2),
+        Syscall::PageUnmap => {
+            let env = kernel.current();
+            env.bindings.remove(&a0).ok_or(Error::NotMapped)?;
+            env.space.unmap_borrowed(a0);
+            env.mappings.remove(a0);
+            Ok(0)
+        }
+        Syscall::PageProtect => {
+            let (rights, access) = sched::page_access(a1)?;
+            let binding = *kernel.current().bindings.get(&a0).ok_or(Error::NotMapped)?;
+            kernel.caps.lookup(binding.cap, me, rights)?;
+            let env = kernel.current();
+            env.space.protect_borrowed(a0, access);
+            env.mappings.set_access(a0, access);
+            Ok(0)
+        }
+        Syscall::CapGrant => {
+            let rights = Rights::from_bits(a2).ok_or(Error::InvalidArgument)?;
+            let receiver = kernel.env_cap(a1, Rights::empty())?;
+            if kernel.env(receiver).is_none() {
+                return Err(Error::PeerGone);
+            }
+            Ok(kernel
+                .caps
+                .grant(CapHandle(a0), me, receiver, rights)?
+                .raw())
+        }
+        Syscall::CapRevoke | Syscall::CapDelete => {
+            let handle = CapHandle(a0);
+            let capability = kernel.caps.lookup(handle, me, Rights::empty())?;
+            let gives_back_page =
+                capability.is_root() && matches!(capability.object, Object::Page { .. });
+            let mut removed = Vec::new();
+            let count = if call == Syscall::CapRevoke {
+                kernel.caps.revoke(handle, me, &mut |r| removed.push(r))?
+            } else {
+                kernel.caps.delete(handle, me, &mut |r| removed.push(r))?
+            };
+            kernel.undo(&removed);
+            if call == Syscall::CapDelete
+                && gives_back_page
+                && let Some(revocation) = kernel.current().revocation.as_mut()
+            {
+                revocation.returned += 1;
+            }
+            Ok(count as u64)
+        }
+        Syscall::CapRights => Ok(kernel
+            .caps
+            .lookup(CapHandle(a0), me, Rights::empty())?
+            .rights
+            .bits()),
+        Syscall::SliceAcquire => kernel
+            .acquire_slice(me)
+            .map(|slice| slice as u64)
+            .ok_or(Error::Exhausted),
+        Syscall::RequestPages => {
+            let id = kernel.env_cap(a0, Rights::CONTROL)?;
+            if a1 == 0 || a2 > DEADLINE_MAX_TICKS {
+                return Err(Error::InvalidArgument);
+            }
+            let env = kernel.env_mut(id).ok_or(Error::PeerGone)?;
+            env.revocation = Some(crate::env::Revocation {
+                count: a1,
+                returned: 0,
+                deadline_tick: arch::timer::ticks() + a2,
+            });
+            env.revoke_upcall_pending = true;
+            Ok(0)
+        }
+        Syscall::Repossessed => {
+            let env = kernel.current();
+            let count = (env.repossessed.len() as u64).min(a1);
+            let bytes = count
+                .checked_mul(REPOSSESSED_PAGE_BYTES)
+                .ok_or(Error::InvalidArgument)?;
+            env.mappings
+                .check(a0, bytes, exo_kernel::elf::Access::READ_WRITE)?;
+            let mut buffer = Vec::with_capacity(bytes as usize);
+            for page in env.repossessed.iter().take(count as usize) {
+                buffer.extend_from_slice(&page.cap.to_le_bytes());
+                buffer.extend_from_slice(&page.address.to_le_bytes());
+            }
+            usermem::write_bytes(env, a0, &buffer)?;
+            env.repossessed.drain(..count as usize);
+            let _ = a3;
+            Ok(count)
+        }
+        Syscall::Exit
+        | Syscall::Yield
+        | Syscall::PctCall
+        | Syscall::PctSend
+        | Syscall::PctReturn
+        | Syscall::PctWait
+        | Syscall::EnvDestroy => unreachable!("handled in call_of"),
+    }
+}
+
+fn set_upcall(kernel: &mut Kernel, kind: u64, entry: u64, stack: u64) -> Result<u64, Error> {
+    let kind = UpcallKind::from_number(kind).ok_or(Error::InvalidArgument)?;
+    if entry != 0 && !sched::is_user_address(entry) {
+        return Err(Error::InvalidArgument);
+    }
+    let stack_ok = match kind {
+        UpcallKind::Pct => {
+            entry == 0 || (sched::is_user_address(stack) && stack.is_multiple_of(16))
+        }
+        _ => stack == 0,
+    };
+    if !stack_ok {
+        return Err(Error::InvalidArgument);
+    }
+    let env = kernel.current();
+    env.upcalls[kind as usize] = entry;
+    if kind == UpcallKind::Pct {
+        env.pct_stack = stack;
+    }
+    Ok(0)
+}
+
+fn spawn(kernel: &mut Kernel, pointer: u64, length: u64, argument: u64) -> Result<u64, Error> {
+    if length == 0 || length > exo_abi::pack::NAME_MAX_BYTES as u64 {
+        return Err(Error::InvalidArgument);
+    }
+    let mut name = [0u8; exo_abi::pack::NAME_MAX_BYTES];
+    let mut filled = 0;
+    usermem::read_chunks(kernel.current(), UserSlice::new(pointer, length), |chunk| {
+        name[filled..filled + chunk.len()].copy_from_slice(chunk);
+        filled += chunk.len();
+    })?;
+    let name = core::str::from_utf8(&name[..filled]).map_err(|_| Error::InvalidArgument)?;
+    let parent = kernel.running();
+    let (id, cap) = kernel.spawn(name, Some(parent), argument)?;
+    log!(
+        "app {} (env {parent}) spawned {name} (env {id})",
+        kernel.name_of(parent)
+    );
+    Ok(cap.raw())
+}
+
+fn page_alloc(kernel: &mut Kernel, physical_address: u64) -> Result<u64, Error> {
+    let frame = if physical_address == ANY_FRAME {
+        crate::mm::frames::allocate().ok_or(Error::OutOfMemory)?
+    } else {
+        crate::mm::frames::allocate_at(physical_address).ok_or(Error::AddressInUse)?
+    };
+    let address = frame.start_address().as_u64();
+    crate::mm::paging::zero_frame(address);
+    let me = kernel.running();
+    match kernel.caps.create(
+        me,
+        Object::Page { frame: address },
+        Rights::PAGE_ACCESS | Rights::GRANT,
+    ) {
+        Ok(handle) => Ok(handle.raw()),
+        Err(error) => {
+            crate::mm::frames::free(frame);
+            Err(error.into())
+        }
+    }
+}
+
+fn page_map(kernel: &mut Kernel, handle: u64, address: u64, access: u64) -> Result<u64, Error> {
+    let (rights, access) = sched::page_access(access)?;
+    if !address.is_multiple_of(PAGE_SIZE_BYTES) {
+        return Err(Error::InvalidArgument);
+    }
+    if !exo_abi::layout::range_is_user(address, PAGE_SIZE_BYTES) {
+        return Err(Error::BadAddress);
+    }
+    let me = kernel.running();
+    let handle = CapHandle(handle);
+    let capability = kernel.caps.lookup(handle, me, Rights::empty())?;
+    let Object::Page { frame } = capability.object else {
+        return Err(Error::InvalidCapability);
+    };
+    if !capability.rights.contains(rights) {
+        return Err(Error::Denied);
+    }
+    let env = kernel.current();
+    env.mappings
+        .insert(UserRegion {
+            start: address,
+            end: address + PAGE_SIZE_BYTES,
+            access,
+        })
+        .map_err(|_| Error::AddressInUse)?;
+    if let Err(error) = env.space.map_borrowed(address, frame, access) {
+        env.mappings.remove(address);
+        return Err(match error {
+            crate::mm::paging::MapError::OutOfMemory => Error::OutOfMemory,
+            crate::mm::paging::MapError::NotUserPage => Error::BadAddress,
+            crate::mm::paging::MapError::AlreadyMapped => Error::AddressInUse,
+        });
+    }
+    env.bindings.insert(address, Binding { cap: handle });
+    Ok(0)
 }

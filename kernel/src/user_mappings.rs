@@ -54,6 +54,26 @@ impl UserMappings {
         Ok(())
     }
 
+    /// Removes the region that starts exactly at `start`.
+    pub fn remove(&mut self, start: u64) -> Option<UserRegion> {
+        let index = self
+            .regions
+            .binary_search_by_key(&start, |r| r.start)
+            .ok()?;
+        Some(self.regions.remove(index))
+    }
+
+    /// Changes the access of the region that starts exactly at `start`; false if none does.
+    pub fn set_access(&mut self, start: u64, access: Access) -> bool {
+        match self.regions.binary_search_by_key(&start, |r| r.start) {
+            Ok(index) => {
+                self.regions[index].access = access;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// The regions, in address order.
     pub fn regions(&self) -> &[UserRegion] {
         &self.regions
@@ -136,6 +156,27 @@ mod tests {
             Err(Error::BadAddress)
         );
         assert_eq!(m.check(0x2ff0, 0x20, CODE), Err(Error::BadAddress));
+    }
+
+    #[test]
+    fn regions_are_removed_and_reprotected_by_start() {
+        let mut m = mappings();
+        assert!(m.set_access(0x8000, Access::READ));
+        assert_eq!(
+            m.check(0x8000, 8, Access::READ_WRITE),
+            Err(Error::BadAddress)
+        );
+        assert!(!m.set_access(0x8001, Access::READ));
+        assert_eq!(m.remove(0x8001), None);
+        assert_eq!(m.remove(0x8000).map(|r| r.end), Some(0x9000));
+        assert_eq!(m.check(0x8000, 1, Access::READ), Err(Error::BadAddress));
+        let none = Access {
+            read: false,
+            write: false,
+            execute: false,
+        };
+        assert!(m.set_access(0x3000, none));
+        assert_eq!(m.check(0x3000, 1, Access::READ), Err(Error::BadAddress));
     }
 
     #[test]

@@ -52,16 +52,24 @@ pub fn read_chunks(
     slice: UserSlice,
     mut sink: impl FnMut(&[u8]),
 ) -> Result<(), Error> {
-    env.mappings()
+    env.mappings
         .check(slice.address, slice.length_bytes, Access::READ)?;
     let mut buffer = [0u8; CHUNK_BYTES];
     let mut done = 0u64;
     while done < slice.length_bytes {
         let chunk = (slice.length_bytes - done).min(CHUNK_BYTES as u64) as usize;
-        env.space()
+        env.space
             .read_user(slice.address + done, &mut buffer[..chunk])?;
         sink(&buffer[..chunk]);
         done += chunk as u64;
     }
     Ok(())
+}
+
+/// Checks that `[address, address + bytes.len())` is writable user memory of `env`, then
+/// copies `bytes` there. Nothing is written unless all of it is writable.
+pub fn write_bytes(env: &mut Environment, address: u64, bytes: &[u8]) -> Result<(), Error> {
+    env.mappings
+        .check(address, bytes.len() as u64, Access::READ_WRITE)?;
+    env.space.write_user(address, bytes)
 }

@@ -2,15 +2,22 @@
 //! and its own TCP/IP stack over the packet rings the kernel exports.
 //!
 //! Today: the entry point (`_start` calls the app's `main` registered with [`entry!`] and
-//! exits with its status), safe system-call wrappers ([`sys`]), console output
-//! ([`print!`], [`println!`]) and a panic handler that reports and exits.
+//! exits with its status; [`env`] keeps what the kernel passed at start), safe system-call
+//! wrappers ([`sys`]), console output ([`print!`], [`println!`]), a panic handler that
+//! reports and exits, user-level upcall handling (`upcall`: exception dispatch, probes,
+//! slice-end and revocation policy, the kernel-free resume) and PCT serving (`pct`).
 #![no_std]
 #![deny(unsafe_code)]
 
 pub mod console;
+pub mod env;
+#[cfg(target_os = "none")]
+pub mod pct;
 #[cfg(target_os = "none")]
 mod rt;
 pub mod sys;
+#[cfg(target_os = "none")]
+pub mod upcall;
 
 pub use exo_abi as abi;
 pub use exo_abi::Error;

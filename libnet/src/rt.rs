@@ -7,7 +7,8 @@ unsafe extern "Rust" {
 }
 
 /// The first user instruction. The kernel starts us with RSP 16-byte aligned and nothing on
-/// the stack; `call` makes the alignment the ABI expects at a function's entry.
+/// the stack, `rdi` = capability to the parent, `rsi` = to ourselves, `rdx` = the argument;
+/// `call` makes the alignment the ABI expects at a function's entry.
 #[unsafe(naked)]
 #[unsafe(no_mangle)]
 #[unsafe(link_section = ".text._start")]
@@ -15,7 +16,8 @@ extern "C" fn _start() -> ! {
     core::arch::naked_asm!("xor ebp, ebp", "call {start}", "ud2", start = sym start)
 }
 
-extern "C" fn start() -> ! {
+extern "C" fn start(parent: u64, own: u64, argument: u64) -> ! {
+    crate::env::init(parent, own, argument);
     // SAFETY: `entry!` defines `__exo_app_main` with exactly this signature; an app that
     // does not use it fails to link rather than reaching here.
     let status = unsafe { __exo_app_main() };

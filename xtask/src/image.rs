@@ -1,14 +1,20 @@
 //! Builds the boot image: apps first (bare-metal static ELFs), then the pack, then the kernel
 //! that embeds it (its build script reads the pack's path from `EXO_PACK`).
 //!
-//! To add an app: create `apps/NAME` (copy `apps/hello`), add it to the workspace members and
-//! to [`APPS`]. The kernel starts the apps its command line names (`apps=NAME,...`).
+//! To add an app: create `apps/NAME` (copy `apps/hello`), add it to the workspace members,
+//! [`PACKAGES`] and [`APPS`]; or add a binary to `apps/ktest/src/bin` and to [`APPS`]. The
+//! kernel starts the apps its command line names (`apps=NAME,...`); apps spawn others by name.
 use crate::{Result, setup::TARGET};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Every app packed into the boot image, by package (and binary) name.
-pub const APPS: &[&str] = &["hello", "fault", "busy"];
+/// The packages whose binaries are apps.
+pub const PACKAGES: &[&str] = &["hello", "fault", "busy", "ktest"];
+
+/// Every app packed into the boot image, by binary name.
+pub const APPS: &[&str] = &[
+    "hello", "fault", "busy", "exc", "isolate", "badargs", "pct", "sched", "contain", "reclaim",
+];
 
 /// Cargo profile for the bare-metal builds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +82,7 @@ fn cargo_build(packages: &[&str], profile: Profile, pack: Option<&Path>) -> Resu
 pub fn build(profile: Profile) -> Result<Image> {
     let root = workspace_root();
     let output = root.join("target").join(TARGET).join(profile.directory());
-    cargo_build(APPS, profile, None)?;
+    cargo_build(PACKAGES, profile, None)?;
 
     let mut files = Vec::new();
     for app in APPS {

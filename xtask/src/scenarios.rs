@@ -116,6 +116,103 @@ pub const SCENARIOS: &[Scenario] = &[
         expect: Expect::Pass,
     },
     Scenario {
+        // Exceptions reach the app's ring-3 handler, which resumes itself; user-level page
+        // fault handling: demand paging, an Appel-Li protection trap, copy-on-write.
+        name: "user-exceptions",
+        cmdline: "apps=exc",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "exceptions: divide 1, breakpoint 1, invalid opcode 1, general protection 1; registers kept: true",
+            "user-level page faults: demand paging true, appel-li true, copy-on-write true",
+            "app exc (env 1) exited with status 0",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
+        // No access to kernel memory or another environment's pages; forged, foreign and
+        // revoked capabilities refused; grants never add rights.
+        name: "isolation",
+        cmdline: "apps=isolate",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "isolation: kernel memory unreadable [true, true, true], own code unwritable true",
+            "isolation: forged capabilities [Err(InvalidCapability), Err(InvalidCapability), Err(InvalidCapability), Err(InvalidCapability)], mapping over the kernel Err(BadAddress)",
+            "isolation: other's address unmapped, grant read 0xfeed, write refused true, more rights Err(Denied), regrant Err(Denied), foreign handle Err(InvalidCapability)",
+            "isolation: revoked Ok(1), after revocation unmapped, stale handle Err(InvalidCapability)",
+            "app isolate (env 1) exited with status 0",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
+        // Every kind of bad argument is refused with its error code; the kernel survives.
+        name: "bad-arguments",
+        cmdline: "apps=badargs",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "bad calls refused with the right error; kernel intact: true",
+            "app badargs (env 1) exited with status 0",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
+        // Synchronous and asynchronous protected control transfer, and its refusals.
+        name: "pct",
+        cmdline: "apps=pct",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "pct: 1000/1000 calls correct",
+            "async send delivered true",
+            "pct refusals: without CALL Err(Denied), not waiting Err(WouldBlock), destroyed Err(PeerGone) (Ok(Aborted))",
+            "app pct (env 1) exited with status 0",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
+        // Time slices: two slices get about twice the time of one; slice starts are upcalled.
+        name: "slice-fairness",
+        cmdline: "apps=sched",
+        exit: KernelExit::Exited(0),
+        serial: &["slice ticks: ok", "app sched (env 1) exited with status 0"],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
+        // A crashing child and one that overstays its end-of-slice upcall are ended; a
+        // computing child and the parent go on.
+        name: "fault-containment",
+        cmdline: "apps=contain",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "app fault (env 2) fault: page fault at address 0x5555dead0000",
+            "app contain (env 3) overstayed its end-of-slice upcall (1/3)",
+            "app contain (env 3) overstayed too often",
+            "containment: crasher Ok(Faulted(14)), hog Ok(Aborted) after Ok(3) overstays, worker Ok(Exited(0))",
+            "app contain (env 1) exited with status 0",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
+        // Visible revocation: a cooperative app gives pages back, a stubborn one is
+        // repossessed after the deadline and reads what it lost.
+        name: "revocation",
+        cmdline: "apps=reclaim",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "pager cooperative: gave back 3 pages, repossessed 0",
+            "revocation deadline: asked 3, given back 0, repossessed 3",
+            "pager stubborn: gave back 0 pages, repossessed 3, repossessed pages unmapped: true",
+            "revocation: repossessed from cooperative Ok(0), from stubborn Ok(3)",
+            "app reclaim (env 1) exited with status 0",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
         // The kernel's own page fault is reported with its registers, then panics.
         name: "kernel-fault",
         cmdline: "test=kernel-fault",

@@ -504,10 +504,24 @@ impl Codegen<'_> {
             }
         }
         if keys.len() > MAX_COMPARE_CHAIN
-            && let Some(chains) = template::common_chains(trie, &key_nodes)
+            && let Some(partition) = template::partition_chains(trie, &key_nodes, MAX_COMPARE_CHAIN)
         {
-            self.templated_lookup(index, keys, chains, checked, next);
-            return;
+            // Keys whose chain does not fit the template keep their own code, tried when the
+            // table misses (a key is in one or the other, never both).
+            let miss = if partition.exceptions.is_empty() {
+                next
+            } else {
+                self.ops.new_dynamic_label()
+            };
+            let templated_keys = partition.templated.iter().map(|&i| keys[i]).collect();
+            self.templated_lookup(index, templated_keys, partition.chains, checked, miss, next);
+            if partition.exceptions.is_empty() {
+                return;
+            }
+            dynasm!(self.ops ; .arch x64 ; =>miss);
+            keys = pick(&keys, &partition.exceptions);
+            key_nodes = pick(&key_nodes, &partition.exceptions);
+            targets = pick(&targets, &partition.exceptions);
         }
         if keys.len() <= MAX_COMPARE_CHAIN {
             if keys.len() > 1 {
@@ -540,6 +554,7 @@ impl Codegen<'_> {
         keys: Vec<u32>,
         chains: Vec<Chain>,
         checked: u32,
+        miss: DynamicLabel,
         next: DynamicLabel,
     ) {
         self.stats.templated_tables += 1;
@@ -564,7 +579,7 @@ impl Codegen<'_> {
             ; shl rsi, BYTE entry_shift
             ; add rsi, rcx
             ; cmp QWORD [rsi + score_offset], BYTE 0
-            ; je =>next
+            ; je =>miss
             ; cmp eax, DWORD [rsi]
             ; je =>hit
             // Always a probe loop (it only runs on a collision), so a patch may put a key in
@@ -778,6 +793,11 @@ impl Codegen<'_> {
         }
         Ok((Some(slot_offset), data_offset))
     }
+}
+
+/// `items` at `positions`, in that order.
+fn pick<T: Copy>(items: &[T], positions: &[usize]) -> Vec<T> {
+    positions.iter().map(|&i| items[i]).collect()
 }
 
 /// `equality_run` is only entered for a single-key packet dispatch whose key node is a `Key`;

@@ -3,6 +3,10 @@
 //! score differ), one shared body of code serves them all and reads each key's constants from
 //! its hash table entry.
 //!
+//! Keys whose chain has another shape, or branches (a host with two flows), do not spoil the
+//! table: the most common shape is templated and those few keep code of their own, reached when
+//! the table misses ([`partition_chains`]).
+//!
 //! This is what keeps 10,000 `src host A and dst port P` flows as fast as one: a hash probe and
 //! a handful of compares, with no per-flow code, no indirect jump to mispredict and a table that
 //! is data, not instructions.
@@ -115,6 +119,63 @@ pub fn common_chains(trie: &Trie, keys: &[NodeIndex]) -> Option<Vec<Chain>> {
     Some(chains)
 }
 
+/// The keys of a large disjunction split by shape: the most common linear chain shape goes to a
+/// templated table (`chains`, for the keys at `templated`), every other key (a chain that
+/// branches, or of another shape) keeps code of its own (the keys at `exceptions`). Indices are
+/// into `keys`. `None` when no shape is shared by more than `at_least` keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partition {
+    /// Chains of the templated keys, all of one shape.
+    pub chains: Vec<Chain>,
+    /// Positions in `keys` of the templated keys (parallel to `chains`).
+    pub templated: Vec<usize>,
+    /// Positions in `keys` of the others.
+    pub exceptions: Vec<usize>,
+}
+
+/// Splits `keys` (the [`NodeKind::Key`] children of one dispatch) into the most common chain
+/// shape and the rest; `None` unless more than `at_least` keys share it.
+pub fn partition_chains(trie: &Trie, keys: &[NodeIndex], at_least: usize) -> Option<Partition> {
+    let chains: Vec<Option<Chain>> = keys.iter().map(|&k| chain_below(trie, k)).collect();
+    // Most common shape (first seen wins ties), counted without hashing (shapes are few).
+    let mut shapes: Vec<(&[ShapeStep], usize)> = Vec::new();
+    for chain in chains.iter().flatten() {
+        match shapes
+            .iter_mut()
+            .find(|(s, _)| *s == chain.shape.as_slice())
+        {
+            Some((_, count)) => *count += 1,
+            None => shapes.push((&chain.shape, 1)),
+        }
+    }
+    let mut best: Option<(&[ShapeStep], usize)> = None;
+    for &(shape, count) in &shapes {
+        if best.is_none_or(|(_, c)| count > c) {
+            best = Some((shape, count));
+        }
+    }
+    let (shape, count) = best?;
+    if count <= at_least {
+        return None;
+    }
+    let shape: Vec<ShapeStep> = shape.to_vec();
+    let mut partition = Partition {
+        chains: Vec::with_capacity(count),
+        templated: Vec::with_capacity(count),
+        exceptions: Vec::new(),
+    };
+    for (i, chain) in chains.into_iter().enumerate() {
+        match chain {
+            Some(chain) if chain.shape == shape => {
+                partition.chains.push(chain);
+                partition.templated.push(i);
+            }
+            _ => partition.exceptions.push(i),
+        }
+    }
+    Some(partition)
+}
+
 /// Byte layout of one templated table entry: key, parameters, score.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntryLayout {
@@ -191,6 +252,41 @@ mod tests {
         .unwrap();
         let keys = trie.node(dispatch).alternatives().to_vec();
         assert_eq!(common_chains(&trie, &keys), None);
+    }
+
+    #[test]
+    fn the_most_common_shape_is_templated_and_the_rest_are_exceptions() {
+        let mut trie = Trie::new();
+        for host in 0..6u32 {
+            trie.insert(filter(
+                host,
+                vec![eq(26, Width::B4, host), eq(36, Width::B2, 80 + host)],
+            ))
+            .unwrap();
+        }
+        // Host 3 branches; host 7 has another shape.
+        trie.insert(filter(
+            9,
+            vec![eq(26, Width::B4, 3), eq(36, Width::B2, 443)],
+        ))
+        .unwrap();
+        trie.insert(filter(10, vec![eq(26, Width::B4, 7), eq(34, Width::B2, 1)]))
+            .unwrap();
+        let dispatch = trie.node(Trie::ROOT).alternatives()[0];
+        let keys = trie.node(dispatch).alternatives().to_vec();
+        let partition = partition_chains(&trie, &keys, 3).unwrap();
+        assert_eq!(partition.templated.len(), 5);
+        assert_eq!(partition.chains.len(), 5);
+        let exceptions: Vec<u32> = partition
+            .exceptions
+            .iter()
+            .map(|&i| match *trie.node(keys[i]).kind() {
+                NodeKind::Key { value } => value,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(exceptions, [3, 7]);
+        assert_eq!(partition_chains(&trie, &keys, 5), None);
     }
 
     #[test]

@@ -20,17 +20,44 @@ pub enum Error {
     InvalidArgument = 3,
     /// The kernel could not find the memory to complete the call.
     OutOfMemory = 4,
+    /// A capability handle that names nothing this environment holds: forged, stale (its
+    /// capability was revoked or deleted) or another environment's.
+    InvalidCapability = 5,
+    /// The capability is genuine but lacks a right the call needs, or the call asked for
+    /// more rights than the capability carries.
+    Denied = 6,
+    /// The target cannot take the call now (a PCT target that is not waiting for calls).
+    WouldBlock = 7,
+    /// A named thing does not exist (an app name not in the boot pack).
+    NotFound = 8,
+    /// The environment a capability names has ended (also: the callee of a PCT ended
+    /// before returning).
+    PeerGone = 9,
+    /// The virtual address is already mapped.
+    AddressInUse = 10,
+    /// Nothing the call can act on is mapped at the virtual address.
+    NotMapped = 11,
+    /// A fixed-size kernel table (time slices, capabilities, environments) is full.
+    Exhausted = 12,
     /// A code this version of the ABI does not know (decoded from a newer kernel).
     Unrecognized = 4095,
 }
 
 impl Error {
     /// Every error, for exhaustive round-trip tests.
-    pub const ALL: [Error; 5] = [
+    pub const ALL: [Error; 13] = [
         Error::UnknownSyscall,
         Error::BadAddress,
         Error::InvalidArgument,
         Error::OutOfMemory,
+        Error::InvalidCapability,
+        Error::Denied,
+        Error::WouldBlock,
+        Error::NotFound,
+        Error::PeerGone,
+        Error::AddressInUse,
+        Error::NotMapped,
+        Error::Exhausted,
         Error::Unrecognized,
     ];
 
@@ -46,6 +73,14 @@ impl Error {
             2 => Some(Error::BadAddress),
             3 => Some(Error::InvalidArgument),
             4 => Some(Error::OutOfMemory),
+            5 => Some(Error::InvalidCapability),
+            6 => Some(Error::Denied),
+            7 => Some(Error::WouldBlock),
+            8 => Some(Error::NotFound),
+            9 => Some(Error::PeerGone),
+            10 => Some(Error::AddressInUse),
+            11 => Some(Error::NotMapped),
+            12 => Some(Error::Exhausted),
             4095 => Some(Error::Unrecognized),
             _ => None,
         }

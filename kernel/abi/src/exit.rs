@@ -20,6 +20,8 @@ pub enum KernelExit {
     StatusOutOfRange,
     /// An app took a CPU exception (page fault, general protection...) and was ended.
     AppFaulted,
+    /// An app overstayed its end-of-slice upcall too often and the kernel aborted it.
+    AppAborted,
     /// The command line named an app the boot pack does not contain.
     AppMissing,
     /// An app in the boot pack is not a loadable ELF for the user half.
@@ -43,6 +45,7 @@ impl KernelExit {
             }
             KernelExit::StatusOutOfRange => 64,
             KernelExit::AppFaulted => 80,
+            KernelExit::AppAborted => 84,
             KernelExit::AppMissing => 81,
             KernelExit::AppInvalid => 82,
             KernelExit::BadCommandLine => 83,
@@ -65,6 +68,7 @@ impl KernelExit {
             0..=APP_STATUS_MAX => Some(KernelExit::Exited(code)),
             64 => Some(KernelExit::StatusOutOfRange),
             80 => Some(KernelExit::AppFaulted),
+            84 => Some(KernelExit::AppAborted),
             81 => Some(KernelExit::AppMissing),
             82 => Some(KernelExit::AppInvalid),
             83 => Some(KernelExit::BadCommandLine),

@@ -5,11 +5,13 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod cap;
 pub mod error;
 pub mod exit;
 pub mod layout;
 pub mod pack;
 pub mod syscall;
+pub mod upcall;
 
 pub use error::Error;
 pub use exit::KernelExit;

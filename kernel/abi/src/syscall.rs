@@ -3,7 +3,11 @@
 //! Convention (x86_64 `syscall`): `rax` holds the number, arguments go in `rdi`, `rsi`, `rdx`,
 //! `r10`, `r8`, `r9` (in that order), and the result comes back in `rax`, encoded by
 //! [`crate::error::encode_result`]. `rcx` and `r11` are clobbered by the instruction itself; the
-//! kernel preserves every other register.
+//! kernel preserves every other register (except where a call says it returns more values).
+//!
+//! Capabilities are passed as raw [`crate::cap::CapHandle`] values; every call checks them
+//! (forged, stale or foreign handles: `InvalidCapability`; missing rights: `Denied`). Every
+//! pointer is checked against the caller's mappings (`BadAddress`).
 
 /// A system call the kernel implements. The discriminant is the number user code puts in `rax`.
 #[repr(u64)]
@@ -16,14 +20,132 @@ pub enum Syscall {
     /// console (COM1). The buffer must lie in memory the caller has mapped readable; at most
     /// [`CONSOLE_WRITE_MAX_BYTES`] are written per call and the count written is returned.
     ConsoleWrite = 1,
+    /// `null() -> 0`: does nothing; the cost of crossing into the kernel and back. Handled at
+    /// the top of the entry stub, before any register is saved.
+    Null = 2,
+    /// `self_id() -> id`: the caller's environment id (the `getpid` of exo), through the full
+    /// dispatch path.
+    SelfId = 3,
+    /// `set_upcall(kind, entry, stack) -> 0`: registers the entry for an
+    /// [`crate::upcall::UpcallKind`] (`entry` 0 removes it). `stack` is used by `Pct` only
+    /// (the stack top its activations start on) and must be 0 otherwise. Errors:
+    /// `InvalidArgument` (unknown kind, entry or stack outside the user half, unaligned stack).
+    SetUpcall = 4,
+    /// `yield_to(env_cap) -> 0`: gives up the rest of the time slice; with a capability
+    /// (right `YIELD`) to a runnable environment, donates it to that environment, else to the
+    /// next slice in round robin (`env_cap` 0). Also acknowledges an end-of-slice upcall.
+    Yield = 5,
+    /// `spawn(name_pointer, name_length_bytes, argument) -> env_cap`: creates a child
+    /// environment from the app of that name in the boot pack, with one time slice. The child
+    /// starts with `rdi` = a capability to its parent (`CALL | YIELD`), `rsi` = a capability
+    /// to itself (all rights) and `rdx` = `argument`. Returns a capability to the child with
+    /// all rights. Errors: `BadAddress`, `InvalidArgument` (name too long or not UTF-8),
+    /// `NotFound`, `Exhausted` (no environment or slice free), `OutOfMemory`.
+    Spawn = 6,
+    /// `env_info(env_cap, query) -> value`: a [`crate::upcall::EnvQuery`] about the environment
+    /// (right `CONTROL`). Works after the environment ended (status, accounting).
+    EnvInfo = 7,
+    /// `env_destroy(env_cap) -> 0`: ends the environment (right `CONTROL`), status `Aborted`.
+    /// Errors: `PeerGone` if it already ended.
+    EnvDestroy = 8,
+    /// `page_alloc(physical_address) -> page_cap`: allocates a zeroed physical page and
+    /// returns a capability to it with rights `READ | WRITE | EXECUTE | GRANT`.
+    /// `physical_address` = `u64::MAX` takes any frame; otherwise exactly that frame (named
+    /// allocation; page-aligned, must be free: else `AddressInUse`).
+    PageAlloc = 9,
+    /// `page_map(page_cap, virtual_address, access) -> 0`: maps the page at a page-aligned
+    /// user address with `access` (a subset of `READ | WRITE | EXECUTE` that the capability
+    /// holds; `WRITE` or `EXECUTE` need `READ`; 0 maps it inaccessible, which faults on touch).
+    /// Errors: `InvalidArgument` (alignment, access bits), `BadAddress` (not user half),
+    /// `AddressInUse`, `Denied`.
+    PageMap = 10,
+    /// `page_unmap(virtual_address) -> 0`: removes a mapping made with `page_map`. Errors:
+    /// `NotMapped` (nothing mapped there by `page_map`).
+    PageUnmap = 11,
+    /// `page_protect(virtual_address, access) -> 0`: changes the access of a `page_map`
+    /// mapping (the `mprotect` of exo, for Appel-Li tricks); rights as for `page_map`.
+    PageProtect = 12,
+    /// `cap_grant(cap, env_cap, rights) -> handle`: derives a capability with `rights` (a
+    /// subset of the source's) for the environment `env_cap` names; the source needs `GRANT`.
+    /// Returns the handle as the receiver will name it (pass it on, e.g. in a PCT register).
+    /// Revoking or deleting the source invalidates the derived capability and unmaps it.
+    CapGrant = 13,
+    /// `cap_revoke(cap) -> count`: invalidates every capability derived from `cap` (in any
+    /// environment), unmapping their mappings; returns how many were invalidated.
+    CapRevoke = 14,
+    /// `cap_delete(cap) -> 0`: deletes `cap` and everything derived from it. Deleting the
+    /// capability `page_alloc` returned frees the page (this is how pages are given back).
+    CapDelete = 15,
+    /// `cap_rights(cap) -> rights`: the rights of a capability the caller holds.
+    CapRights = 16,
+    /// `pct_call(env_cap, a0, a1, a2, a3, a4) -> 0` with results in `rdi`, `rsi`, `rdx`, `r10`,
+    /// `r8`: synchronous protected control transfer (right `CALL`). The callee must be waiting
+    /// (`pct_wait`, else `WouldBlock`); it runs at its `Pct` entry on the caller's time slice
+    /// with the arguments in registers (no kernel buffering) until it calls `pct_return`.
+    /// `PeerGone` if the callee ends before returning.
+    PctCall = 17,
+    /// `pct_send(env_cap, a0, a1, a2, a3, a4) -> 0`: asynchronous PCT: enters the callee as
+    /// `pct_call` does and donates the rest of the slice; the sender resumes (with 0) when it
+    /// is next scheduled.
+    PctSend = 18,
+    /// `pct_return(r0, r1, r2, r3, r4)`: ends the current PCT activation; a synchronous caller
+    /// resumes with these values in `rdi`, `rsi`, `rdx`, `r10`, `r8`. The callee is waiting
+    /// again. Errors (returns): `InvalidArgument` when not in a PCT activation.
+    PctReturn = 19,
+    /// `pct_wait()`: gives up the caller's context and waits for PCT calls (each one starts
+    /// at the `Pct` entry). Errors (returns): `InvalidArgument` without a `Pct` entry.
+    PctWait = 20,
+    /// `slice_acquire() -> slice`: takes one more time slice from the slice vector; returns
+    /// its index. `Exhausted` when none is free.
+    SliceAcquire = 21,
+    /// `request_pages(env_cap, count, deadline_ticks) -> 0`: visible revocation (right
+    /// `CONTROL`): the environment gets a `Revoke` upcall asking for `count` pages; each
+    /// page capability it deletes counts; after `deadline_ticks` timer ticks the kernel
+    /// repossesses the rest by force and records them in its repossession vector.
+    RequestPages = 22,
+    /// `repossessed(buffer, capacity) -> count`: moves up to `capacity` entries of the
+    /// caller's repossession vector into `buffer` (an array of
+    /// [`crate::upcall::RepossessedPage`]).
+    Repossessed = 23,
+    /// `ticks() -> count`: timer ticks since boot.
+    Ticks = 24,
 }
 
 /// Upper bound of one `console_write`, so one call cannot hold the console for long.
 pub const CONSOLE_WRITE_MAX_BYTES: u64 = 4096;
 
+/// `page_alloc` argument asking for any frame.
+pub const ANY_FRAME: u64 = u64::MAX;
+
 impl Syscall {
     /// Every system call, in number order; the kernel's dispatch is checked against it.
-    pub const ALL: [Syscall; 2] = [Syscall::Exit, Syscall::ConsoleWrite];
+    pub const ALL: [Syscall; 25] = [
+        Syscall::Exit,
+        Syscall::ConsoleWrite,
+        Syscall::Null,
+        Syscall::SelfId,
+        Syscall::SetUpcall,
+        Syscall::Yield,
+        Syscall::Spawn,
+        Syscall::EnvInfo,
+        Syscall::EnvDestroy,
+        Syscall::PageAlloc,
+        Syscall::PageMap,
+        Syscall::PageUnmap,
+        Syscall::PageProtect,
+        Syscall::CapGrant,
+        Syscall::CapRevoke,
+        Syscall::CapDelete,
+        Syscall::CapRights,
+        Syscall::PctCall,
+        Syscall::PctSend,
+        Syscall::PctReturn,
+        Syscall::PctWait,
+        Syscall::SliceAcquire,
+        Syscall::RequestPages,
+        Syscall::Repossessed,
+        Syscall::Ticks,
+    ];
 
     /// The number user code places in `rax`.
     pub const fn number(self) -> u64 {
@@ -33,10 +155,10 @@ impl Syscall {
     /// Decodes a number from `rax`; `None` for numbers no call has (the kernel answers those
     /// with [`crate::Error::UnknownSyscall`]).
     pub const fn from_number(number: u64) -> Option<Syscall> {
-        match number {
-            0 => Some(Syscall::Exit),
-            1 => Some(Syscall::ConsoleWrite),
-            _ => None,
+        if number < Syscall::ALL.len() as u64 {
+            Some(Syscall::ALL[number as usize])
+        } else {
+            None
         }
     }
 }
@@ -57,6 +179,9 @@ mod tests {
         // User binaries built against an older ABI keep working only if numbers never move.
         assert_eq!(Syscall::Exit.number(), 0);
         assert_eq!(Syscall::ConsoleWrite.number(), 1);
+        assert_eq!(Syscall::Null.number(), 2);
+        assert_eq!(Syscall::PctCall.number(), 17);
+        assert_eq!(Syscall::Ticks.number(), 24);
         for (index, call) in Syscall::ALL.iter().enumerate() {
             assert_eq!(call.number(), index as u64);
         }

@@ -29,6 +29,11 @@ static TSS: Lazy<TaskStateSegment> = Lazy::new(|| {
     tss
 });
 
+/// The ring-3 data selector (GDT index 3, RPL 3); `init` checks the GDT agrees.
+pub const USER_DATA_SELECTOR: u64 = 0x1b;
+/// The ring-3 code selector (GDT index 4, RPL 3); `init` checks the GDT agrees.
+pub const USER_CODE_SELECTOR: u64 = 0x23;
+
 /// Segment selectors, with the requested privilege level already in the low bits.
 #[derive(Clone, Copy, Debug)]
 pub struct Selectors {
@@ -73,6 +78,8 @@ pub fn entry_stack_top() -> x86_64::VirtAddr {
 /// Loads the GDT and TSS and reloads every segment register.
 pub fn init() {
     let (gdt, selectors) = &*GDT;
+    assert_eq!(u64::from(selectors.user_data.0), USER_DATA_SELECTOR);
+    assert_eq!(u64::from(selectors.user_code.0), USER_CODE_SELECTOR);
     gdt.load();
     // SAFETY: the selectors come from the GDT just loaded (a 64-bit code segment and a data
     // segment at ring 0), so the CPU keeps running the same code with the same stack, and the

@@ -16,15 +16,12 @@ pub struct PerCpu {
     pub entry_stack_top: AtomicU64,
     /// Scratch: the user RSP while the syscall stub switches stacks.
     pub user_rsp: AtomicU64,
-    /// Kernel RSP saved by `user::enter_user`, restored by `user::resume_kernel`.
-    pub resume_rsp: AtomicU64,
 }
 
 /// The boot CPU's data (the only CPU for now).
 pub static BOOT_CPU: PerCpu = PerCpu {
     entry_stack_top: AtomicU64::new(0),
     user_rsp: AtomicU64::new(0),
-    resume_rsp: AtomicU64::new(0),
 };
 
 /// Points GS at the boot CPU's data and records the entry stack.

@@ -2,7 +2,7 @@
 //! user's registers into a [`SyscallFrame`] and returns with `sysretq`.
 //!
 //! What each call does is decided in one place, `crate::syscall::dispatch`.
-use super::{gdt, percpu::PerCpu};
+use super::{gdt, percpu::PerCpu, trap::TrapFrame};
 use core::arch::naked_asm;
 use core::mem::offset_of;
 use x86_64::{
@@ -12,29 +12,6 @@ use x86_64::{
         rflags::RFlags,
     },
 };
-
-/// The user's registers at `syscall`, lowest address first. `rcx` holds the user RIP and `r11`
-/// the user RFLAGS (the instruction put them there); `rax` carries the result back.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct SyscallFrame {
-    pub r15: u64,
-    pub r14: u64,
-    pub r13: u64,
-    pub r12: u64,
-    pub r11: u64,
-    pub r10: u64,
-    pub r9: u64,
-    pub r8: u64,
-    pub rbp: u64,
-    pub rdi: u64,
-    pub rsi: u64,
-    pub rdx: u64,
-    pub rcx: u64,
-    pub rbx: u64,
-    pub rax: u64,
-    pub user_rsp: u64,
-}
 
 /// Enables `syscall`/`sysret` and points them at the entry stub.
 pub fn init() {
@@ -59,13 +36,32 @@ pub fn init() {
     unsafe { Efer::update(|flags| flags.insert(EferFlags::SYSTEM_CALL_EXTENSIONS)) };
 }
 
+/// Vector number recorded in the frame of a `syscall` entry (no CPU vector uses it).
+pub const SYSCALL_VECTOR: u64 = 0x100;
+
+/// The `syscall` entry. `null` returns at once; every other call builds the same
+/// [`TrapFrame`] an interrupt from ring 3 would (with `rcx` = `rip` and `r11` = `rflags`), so
+/// the scheduler can save, switch and restore contexts whichever way they entered, and leaves
+/// through [`return_to_user`].
 #[unsafe(naked)]
 extern "C" fn syscall_entry() {
     naked_asm!(
+        // The null system call: the cost of the boundary itself, no state touched.
+        "cmp rax, {null}",
+        "jne 2f",
+        "xor eax, eax",
+        "sysretq",
+        "2:",
         "swapgs",
         "mov gs:[{user_rsp}], rsp",
         "mov rsp, gs:[{stack_top}]",
+        "push {user_ss}",
         "push qword ptr gs:[{user_rsp}]",
+        "push r11",
+        "push {user_cs}",
+        "push rcx",
+        "push 0",
+        "push {vector}",
         "push rax",
         "push rbx",
         "push rcx",
@@ -81,10 +77,30 @@ extern "C" fn syscall_entry() {
         "push r13",
         "push r14",
         "push r15",
-        // 16 quadwords below an aligned stack top: RSP is 16-byte aligned at the call.
+        // 22 quadwords below an aligned stack top: RSP is 16-byte aligned at the call.
         "mov rdi, rsp",
         "cld",
         "call {dispatch}",
+        "jmp {return_to_user}",
+        null = const exo_abi::Syscall::Null as u64,
+        user_rsp = const offset_of!(PerCpu, user_rsp),
+        stack_top = const offset_of!(PerCpu, entry_stack_top),
+        user_ss = const gdt::USER_DATA_SELECTOR,
+        user_cs = const gdt::USER_CODE_SELECTOR,
+        vector = const SYSCALL_VECTOR,
+        dispatch = sym syscall_dispatch,
+        return_to_user = sym return_to_user,
+    )
+}
+
+/// Restores the [`TrapFrame`] at RSP into ring 3. When the frame is one `sysretq` can
+/// reproduce exactly (`rcx` = `rip`, `r11` = `rflags`: every frame saved at a system call, and
+/// every entry the kernel builds) it uses `sysretq`, otherwise `iretq`. Frames only ever hold
+/// canonical user `rip`s (saved by the CPU, or checked when user code named them), which
+/// `sysretq` needs.
+#[unsafe(naked)]
+pub extern "C" fn return_to_user() -> ! {
+    naked_asm!(
         "pop r15",
         "pop r14",
         "pop r13",
@@ -100,20 +116,20 @@ extern "C" fn syscall_entry() {
         "pop rcx",
         "pop rbx",
         "pop rax",
+        "add rsp, 16",
+        "cmp rcx, [rsp]",
+        "jne 3f",
+        "cmp r11, [rsp + 16]",
+        "jne 3f",
         "swapgs",
-        "mov rsp, [rsp]",
+        "mov rsp, [rsp + 24]",
         "sysretq",
-        user_rsp = const offset_of!(PerCpu, user_rsp),
-        stack_top = const offset_of!(PerCpu, entry_stack_top),
-        dispatch = sym syscall_dispatch,
+        "3:",
+        "swapgs",
+        "iretq",
     )
 }
 
-extern "C" fn syscall_dispatch(frame: &mut SyscallFrame) {
+extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
     crate::syscall::dispatch(frame);
-    // sysretq with a non-canonical RCX faults in ring 0 on Intel CPUs, on the user's stack.
-    // Nothing sets RCX to a user-chosen value yet, but upcalls will: refuse here, once.
-    if VirtAddr::try_new(frame.rcx).is_err() {
-        crate::env::on_bad_return_address(frame.rcx);
-    }
 }

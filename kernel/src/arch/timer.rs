@@ -20,8 +20,6 @@ const PIC_SLAVE_DATA: u16 = 0xa1;
 const END_OF_INTERRUPT: u8 = 0x20;
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
-/// Ticks that interrupted ring 3 (what time slices will be charged from).
-static USER_TICKS: AtomicU64 = AtomicU64::new(0);
 
 fn outb(port: u16, value: u8) {
     let mut port: Port<u8> = Port::new(port);
@@ -54,22 +52,14 @@ pub fn init() {
     outb(0x40, (divisor >> 8) as u8);
 }
 
-/// Called from the trap dispatcher on every timer interrupt; `in_user` when it interrupted
-/// ring 3.
-pub fn on_tick(in_user: bool) {
+/// Called from the trap dispatcher on every timer interrupt (the scheduler charges slices
+/// for the ones that interrupt ring 3).
+pub fn on_tick() {
     TICKS.fetch_add(1, Ordering::Relaxed);
-    if in_user {
-        USER_TICKS.fetch_add(1, Ordering::Relaxed);
-    }
     outb(PIC_MASTER_COMMAND, END_OF_INTERRUPT);
 }
 
 /// Timer interrupts since boot.
 pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)
-}
-
-/// Timer interrupts that arrived while user code ran.
-pub fn user_ticks() -> u64 {
-    USER_TICKS.load(Ordering::Relaxed)
 }

@@ -15,7 +15,7 @@ use x86_64::{
 
 /// Registers saved on every trap, lowest address first (the order the stubs push in reverse).
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct TrapFrame {
     pub r15: u64,
     pub r14: u64,
@@ -45,6 +45,22 @@ pub struct TrapFrame {
 }
 
 impl TrapFrame {
+    /// A fresh ring-3 context starting at `entry` with stack pointer `rsp`, every other
+    /// register zero (nothing of the kernel leaks), interrupts enabled.
+    pub fn user(entry: u64, rsp: u64) -> TrapFrame {
+        TrapFrame {
+            rip: entry,
+            rcx: entry,
+            rflags: USER_RFLAGS,
+            r11: USER_RFLAGS,
+            rsp,
+            cs: gdt::USER_CODE_SELECTOR,
+            ss: gdt::USER_DATA_SELECTOR,
+            vector: super::syscall::SYSCALL_VECTOR,
+            ..TrapFrame::default()
+        }
+    }
+
     /// Whether the trap interrupted ring 3.
     pub fn interrupted_user(&self) -> bool {
         self.cs & 3 == 3
@@ -74,6 +90,9 @@ impl fmt::Display for TrapFrame {
         )
     }
 }
+
+/// RFLAGS user code starts with: interrupts enabled (bit 9) and the reserved bit 1.
+pub const USER_RFLAGS: u64 = 0x202;
 
 /// A CPU exception, decoded for reports.
 #[derive(Clone, Copy, Debug)]
@@ -183,6 +202,9 @@ extern "C" fn trap_common() {
         "mov rdi, rsp",
         "cld",
         "call {dispatch}",
+        // Back to ring 3 through the common exit (which may be another environment).
+        "test qword ptr [rsp + 144], 3",
+        "jnz {return_to_user}",
         "pop r15",
         "pop r14",
         "pop r13",
@@ -198,13 +220,10 @@ extern "C" fn trap_common() {
         "pop rcx",
         "pop rbx",
         "pop rax",
-        "test qword ptr [rsp + 24], 3",
-        "jz 3f",
-        "swapgs",
-        "3:",
         "add rsp, 16",
         "iretq",
         dispatch = sym trap_dispatch,
+        return_to_user = sym super::syscall::return_to_user,
     )
 }
 
@@ -291,6 +310,10 @@ static IDT: Lazy<InterruptDescriptorTable> = Lazy::new(|| {
         let address = VirtAddr::new(stub as usize as u64);
         // SAFETY: `stub` is one of the trap stubs generated above.
         let options = unsafe { install(&mut idt, vector, address) };
+        if vector == 3 {
+            // `int3` is an instruction user code may execute: its exception is delivered.
+            options.set_privilege_level(x86_64::PrivilegeLevel::Ring3);
+        }
         if vector == 8 {
             // SAFETY: the IST slot is set up in the TSS by gdt::init, and nothing else uses
             // it, so a double fault caused by a bad kernel stack still has a stack.
@@ -308,7 +331,12 @@ pub fn init() {
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector as u8;
     match vector {
-        timer::TIMER_VECTOR => timer::on_tick(frame.interrupted_user()),
+        timer::TIMER_VECTOR => {
+            timer::on_tick();
+            if frame.interrupted_user() {
+                crate::sched::timer_tick(frame);
+            }
+        }
         vector if timer::SPURIOUS_VECTORS.contains(&vector) => {}
         0..32 => {
             let exception = Exception {
@@ -317,7 +345,8 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
                 frame: *frame,
             };
             if frame.interrupted_user() {
-                crate::env::on_user_exception(&exception);
+                crate::sched::user_exception(frame, &exception);
+                return;
             }
             panic!("kernel {exception}");
         }

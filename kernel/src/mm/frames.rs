@@ -36,6 +36,11 @@ pub fn allocate() -> Option<PhysFrame> {
     FRAMES.lock().allocate().map(to_phys_frame)
 }
 
+/// The free frame at physical `address`, if it is one (a named allocation).
+pub fn allocate_at(address: u64) -> Option<PhysFrame> {
+    FRAMES.lock().allocate_at(address).map(to_phys_frame)
+}
+
 /// Returns a frame the caller allocated and no longer maps anywhere.
 ///
 /// Panics on a double free: two owners of one frame is a kernel bug that must not go on.

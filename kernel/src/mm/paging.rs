@@ -256,6 +256,65 @@ impl AddressSpace {
         }
     }
 
+    /// Maps the frame at physical `frame` (owned by a page capability, not by this space) at
+    /// user page `address` with `access`; no access at all maps it supervisor-only, so every
+    /// user touch faults. The entry is marked borrowed: dropping the space leaves the frame.
+    pub fn map_borrowed(
+        &mut self,
+        address: u64,
+        frame: u64,
+        access: Access,
+    ) -> Result<(), MapError> {
+        if !address.is_multiple_of(PAGE_BYTES) || !layout::range_is_user(address, PAGE_BYTES) {
+            return Err(MapError::NotUserPage);
+        }
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(address));
+        let frame = PhysFrame::containing_address(PhysAddr::new(frame));
+        // SAFETY: this space owns its tables exclusively (`&mut self`); identity offset 0.
+        let mut mapper = unsafe { OffsetPageTable::new(table_mut(self.pml4), VirtAddr::zero()) };
+        // SAFETY: a user-half page of this space; the frame belongs to a page capability the
+        // caller checked, never to the kernel (the frame allocator handed it out for user use).
+        let result = unsafe {
+            mapper.map_to_with_table_flags(
+                page,
+                frame,
+                borrowed_flags(access),
+                USER_TABLE_FLAGS,
+                &mut frames::TableFrames,
+            )
+        };
+        match result {
+            Ok(flush) => {
+                flush.flush();
+                Ok(())
+            }
+            Err(MapToError::FrameAllocationFailed) => Err(MapError::OutOfMemory),
+            Err(MapToError::PageAlreadyMapped(_)) => Err(MapError::AlreadyMapped),
+            Err(MapToError::ParentEntryHugePage) => Err(MapError::NotUserPage),
+        }
+    }
+
+    /// Removes a borrowed mapping made by [`Self::map_borrowed`]; the frame is not freed.
+    pub fn unmap_borrowed(&mut self, address: u64) {
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(address));
+        // SAFETY: as in map_borrowed.
+        let mut mapper = unsafe { OffsetPageTable::new(table_mut(self.pml4), VirtAddr::zero()) };
+        if let Ok((_, flush)) = mapper.unmap(page) {
+            flush.flush();
+        }
+    }
+
+    /// Changes the access of a borrowed mapping.
+    pub fn protect_borrowed(&mut self, address: u64, access: Access) {
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(address));
+        // SAFETY: as in map_borrowed.
+        let mut mapper = unsafe { OffsetPageTable::new(table_mut(self.pml4), VirtAddr::zero()) };
+        // SAFETY: only the leaf flags of a user page of this space change; the frame stays.
+        if let Ok(flush) = unsafe { mapper.update_flags(page, borrowed_flags(access)) } {
+            flush.flush();
+        }
+    }
+
     /// Physical address behind user address `address`, if it is mapped user-accessible.
     fn user_physical_address(&self, address: u64) -> Option<u64> {
         if !layout::range_is_user(address, 1) {
@@ -336,6 +395,30 @@ impl AddressSpace {
     }
 }
 
+/// Marks a leaf whose frame belongs to a page capability rather than to the address space.
+const BORROWED: Flags = Flags::BIT_9;
+
+fn borrowed_flags(access: Access) -> Flags {
+    let mut flags = Flags::PRESENT | BORROWED;
+    if access.read || access.write || access.execute {
+        flags |= Flags::USER_ACCESSIBLE;
+    }
+    if access.write {
+        flags |= Flags::WRITABLE;
+    }
+    if !access.execute {
+        flags |= Flags::NO_EXECUTE;
+    }
+    flags
+}
+
+/// Zeroes a frame the caller owns.
+pub fn zero_frame(frame: u64) {
+    // SAFETY: the frame is identity-mapped and owned by the caller (freshly allocated), so no
+    // one else reads or writes it meanwhile.
+    unsafe { core::ptr::write_bytes(frame as *mut u8, 0, PAGE_BYTES as usize) };
+}
+
 /// Frees a user-half table at `level` (3 = PDPT, 2 = PD, 1 = PT), the tables below it and
 /// the frames its leaves map.
 fn free_user_table(frame: PhysFrame, level: u8) {
@@ -347,7 +430,10 @@ fn free_user_table(frame: PhysFrame, level: u8) {
     {
         let child = PhysFrame::containing_address(entry.addr());
         if level == 1 {
-            frames::free(child);
+            // Borrowed frames belong to page capabilities, which free them.
+            if !entry.flags().contains(BORROWED) {
+                frames::free(child);
+            }
         } else {
             free_user_table(child, level - 1);
         }

@@ -1,0 +1,277 @@
+//! Scenario: every kind of bad system-call argument is refused with an error code, and the
+//! kernel never faults: unknown numbers, bad pointers (kernel, unmapped, wrapping, too long),
+//! forged and wrong-type capabilities, unaligned and non-user addresses, bad rights bits,
+//! bad kinds and queries, and calls that make no sense in the caller's state.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+libnet::entry!(app::main);
+
+#[cfg(target_os = "none")]
+mod app {
+    use libnet::abi::Error;
+    use libnet::abi::cap::{CapHandle, Rights};
+    use libnet::abi::layout::{APP_IMAGE_BASE, USER_BASE};
+    use libnet::abi::syscall::ANY_FRAME;
+    use libnet::{env, println, sys};
+
+    const KERNEL: u64 = 0x10_0000;
+    const FREE: u64 = 0x0000_7000_0000_0000;
+
+    pub fn main() -> u8 {
+        let page = sys::page_alloc(ANY_FRAME).expect("page_alloc");
+        let forged = CapHandle::new(page.index(), page.generation() ^ 0x55);
+        let env_cap = env::own();
+        let checks: &[(&str, Result<u64, Error>, Error)] = &[
+            ("unknown call", sys::raw_call(0x7fff), Error::UnknownSyscall),
+            (
+                "console kernel pointer",
+                sys::console_write_at(KERNEL, 16).map(|n| n as u64),
+                Error::BadAddress,
+            ),
+            (
+                "console unmapped",
+                sys::console_write_at(USER_BASE, 16).map(|n| n as u64),
+                Error::BadAddress,
+            ),
+            (
+                "console wrapping",
+                sys::console_write_at(u64::MAX - 4, 16).map(|n| n as u64),
+                Error::BadAddress,
+            ),
+            (
+                "spawn kernel pointer",
+                sys::spawn_at(KERNEL, 5, 0).map(|c| c.raw()),
+                Error::BadAddress,
+            ),
+            (
+                "spawn long name",
+                sys::spawn_at(APP_IMAGE_BASE, 4096, 0).map(|c| c.raw()),
+                Error::InvalidArgument,
+            ),
+            (
+                "spawn empty name",
+                sys::spawn_at(APP_IMAGE_BASE, 0, 0).map(|c| c.raw()),
+                Error::InvalidArgument,
+            ),
+            (
+                "spawn unknown app",
+                sys::spawn("nosuch", 0).map(|c| c.raw()),
+                Error::NotFound,
+            ),
+            (
+                "set_upcall kind",
+                sys::set_upcall_raw(99, APP_IMAGE_BASE, 0).map(|()| 0),
+                Error::InvalidArgument,
+            ),
+            (
+                "set_upcall kernel entry",
+                sys::set_upcall_raw(0, KERNEL, 0).map(|()| 0),
+                Error::InvalidArgument,
+            ),
+            (
+                "set_upcall non-canonical",
+                sys::set_upcall_raw(0, 0x8000_0000_0000_0000, 0).map(|()| 0),
+                Error::InvalidArgument,
+            ),
+            (
+                "set_upcall stray stack",
+                sys::set_upcall_raw(0, APP_IMAGE_BASE, FREE).map(|()| 0),
+                Error::InvalidArgument,
+            ),
+            (
+                "set_upcall unaligned pct stack",
+                sys::set_upcall_raw(5, APP_IMAGE_BASE, FREE + 8).map(|()| 0),
+                Error::InvalidArgument,
+            ),
+            (
+                "page_map forged",
+                sys::page_map(forged, FREE, Rights::READ).map(|()| 0),
+                Error::InvalidCapability,
+            ),
+            (
+                "page_map env cap",
+                sys::page_map(env_cap, FREE, Rights::READ).map(|()| 0),
+                Error::InvalidCapability,
+            ),
+            (
+                "page_map unaligned",
+                sys::page_map(page, FREE + 8, Rights::READ).map(|()| 0),
+                Error::InvalidArgument,
+            ),
+            (
+                "page_map kernel",
+                sys::page_map(page, KERNEL, Rights::READ).map(|()| 0),
+                Error::BadAddress,
+            ),
+            (
+                "page_map kernel half",
+                sys::page_map(page, 0xffff_8000_0000_0000, Rights::READ).map(|()| 0),
+                Error::BadAddress,
+            ),
+            (
+                "page_map over image",
+                sys::page_map(page, APP_IMAGE_BASE, Rights::READ).map(|()| 0),
+                Error::AddressInUse,
+            ),
+            (
+                "page_map bad bits",
+                sys::page_map_raw(page.raw(), FREE, 1 << 40).map(|()| 0),
+                Error::InvalidArgument,
+            ),
+            (
+                "page_map write-only",
+                sys::page_map(page, FREE, Rights::WRITE).map(|()| 0),
+                Error::InvalidArgument,
+            ),
+            (
+                "page_map grant bit",
+                sys::page_map(page, FREE, Rights::READ | Rights::GRANT).map(|()| 0),
+                Error::InvalidArgument,
+            ),
+            (
+                "page_unmap unmapped",
+                sys::page_unmap(FREE).map(|()| 0),
+                Error::NotMapped,
+            ),
+            (
+                "page_unmap image",
+                sys::page_unmap(APP_IMAGE_BASE).map(|()| 0),
+                Error::NotMapped,
+            ),
+            (
+                "page_protect unmapped",
+                sys::page_protect(FREE, Rights::READ).map(|()| 0),
+                Error::NotMapped,
+            ),
+            (
+                "page_alloc kernel frame",
+                sys::page_alloc(KERNEL).map(|c| c.raw()),
+                Error::AddressInUse,
+            ),
+            (
+                "page_alloc unaligned frame",
+                sys::page_alloc(0x1234_5678).map(|c| c.raw()),
+                Error::AddressInUse,
+            ),
+            (
+                "page_alloc beyond memory",
+                sys::page_alloc(1 << 45).map(|c| c.raw()),
+                Error::AddressInUse,
+            ),
+            (
+                "cap_grant bad bits",
+                sys::cap_grant(page, env_cap, Rights::from_bits_retain(1 << 50)).map(|c| c.raw()),
+                Error::InvalidArgument,
+            ),
+            (
+                "cap_grant to page",
+                sys::cap_grant(page, page, Rights::READ).map(|c| c.raw()),
+                Error::InvalidCapability,
+            ),
+            (
+                "cap_grant forged",
+                sys::cap_grant(forged, env_cap, Rights::READ).map(|c| c.raw()),
+                Error::InvalidCapability,
+            ),
+            (
+                "cap_revoke forged",
+                sys::cap_revoke(forged),
+                Error::InvalidCapability,
+            ),
+            (
+                "cap_delete none",
+                sys::cap_delete(CapHandle::NONE),
+                Error::InvalidCapability,
+            ),
+            (
+                "cap_rights forged",
+                sys::cap_rights(forged).map(|r| r.bits()),
+                Error::InvalidCapability,
+            ),
+            (
+                "env_info page cap",
+                sys::env_info(page, libnet::abi::upcall::EnvQuery::Status),
+                Error::InvalidCapability,
+            ),
+            (
+                "env_info bad query",
+                sys::syscall5(libnet::abi::Syscall::EnvInfo, [env_cap.raw(), 99, 0, 0, 0]),
+                Error::InvalidArgument,
+            ),
+            (
+                "env_destroy page cap",
+                sys::env_destroy(page).map(|()| 0),
+                Error::InvalidCapability,
+            ),
+            (
+                "yield_to page cap",
+                sys::yield_to(page).map(|()| 0),
+                Error::InvalidCapability,
+            ),
+            (
+                "yield_to forged",
+                sys::yield_to(forged).map(|()| 0),
+                Error::InvalidCapability,
+            ),
+            (
+                "pct_call page cap",
+                sys::pct_call(page, [0; 5]).map(|r| r[0]),
+                Error::InvalidCapability,
+            ),
+            (
+                "pct_call self",
+                sys::pct_call(env_cap, [0; 5]).map(|r| r[0]),
+                Error::WouldBlock,
+            ),
+            (
+                "pct_return outside a call",
+                Err(sys::pct_return([0; 5])),
+                Error::InvalidArgument,
+            ),
+            (
+                "pct_wait without entry",
+                Err(sys::pct_wait()),
+                Error::InvalidArgument,
+            ),
+            (
+                "request_pages zero",
+                sys::request_pages(env_cap, 0, 5).map(|()| 0),
+                Error::InvalidArgument,
+            ),
+            (
+                "request_pages far deadline",
+                sys::request_pages(env_cap, 1, u64::MAX).map(|()| 0),
+                Error::InvalidArgument,
+            ),
+            (
+                "request_pages page cap",
+                sys::request_pages(page, 1, 5).map(|()| 0),
+                Error::InvalidCapability,
+            ),
+        ];
+        let mut refused = 0;
+        for (what, result, expected) in checks {
+            if *result == Err(*expected) {
+                refused += 1;
+            } else {
+                println!("badargs: {what}: expected Err({expected:?}), got {result:?}");
+            }
+        }
+        // The page capability still works after all that.
+        let usable =
+            sys::page_map(page, FREE, Rights::READ).is_ok() && sys::page_unmap(FREE).is_ok();
+        println!(
+            "badargs: {refused}/{} bad calls refused with the right error; kernel intact: {usable}",
+            checks.len()
+        );
+        if refused == checks.len() && usable {
+            0
+        } else {
+            1
+        }
+    }
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {}

@@ -1,0 +1,460 @@
+//! The capability space: every capability of every environment, who holds it, what it names,
+//! what it allows, and what was derived from it.
+//!
+//! A handle is an index and a generation ([`CapHandle`]). A lookup succeeds only if the slot
+//! is live, has the handle's generation and belongs to the caller, so a handle cannot be
+//! forged (wrong generation or owner), kept after revocation (the generation moves on when a
+//! slot is freed) or borrowed from another environment. Grants derive children with equal or
+//! fewer rights; revoking or deleting a capability removes its whole subtree, and the kernel
+//! undoes what the removed capabilities were used for (mappings) from the list it gets back.
+use alloc::vec::Vec;
+pub use exo_abi::cap::{CapHandle, Rights};
+
+/// What a capability names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Object {
+    /// A physical page (frame address). The root capability owns the frame: deleting it
+    /// frees the frame.
+    Page {
+        /// Physical address of the frame.
+        frame: u64,
+    },
+    /// An environment, by id.
+    Env {
+        /// The environment's id.
+        id: u32,
+    },
+}
+
+/// A live capability.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capability {
+    /// The environment holding it.
+    pub owner: u32,
+    /// What it names.
+    pub object: Object,
+    /// What it allows.
+    pub rights: Rights,
+    /// The capability it was derived from; `None` for a root.
+    pub parent: Option<u32>,
+    children: Vec<u32>,
+}
+
+impl Capability {
+    /// Whether this is the root of its derivation tree (it owns the object).
+    pub fn is_root(&self) -> bool {
+        self.parent.is_none()
+    }
+}
+
+/// Why a capability operation was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapError {
+    /// No live capability of the caller under this handle.
+    Invalid,
+    /// The capability lacks a right, or more rights were asked for than it has.
+    Denied,
+    /// The table is full.
+    Full,
+}
+
+impl From<CapError> for exo_abi::Error {
+    fn from(error: CapError) -> exo_abi::Error {
+        match error {
+            CapError::Invalid => exo_abi::Error::InvalidCapability,
+            CapError::Denied => exo_abi::Error::Denied,
+            CapError::Full => exo_abi::Error::Exhausted,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Slot {
+    generation: u32,
+    capability: Option<Capability>,
+}
+
+/// A removed capability, reported so the kernel can undo its uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Removed {
+    /// The handle it had (now stale).
+    pub handle: CapHandle,
+    /// Who held it.
+    pub owner: u32,
+    /// What it named.
+    pub object: Object,
+    /// Whether it was a root (owned its object).
+    pub root: bool,
+}
+
+/// All capabilities in the system.
+#[derive(Debug)]
+pub struct CapSpace {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    capacity: usize,
+}
+
+impl CapSpace {
+    /// An empty space holding at most `capacity` capabilities at once.
+    pub fn new(capacity: usize) -> CapSpace {
+        // Slot 0 is never handed out, so the handle 0 means "none".
+        let slots = alloc::vec![Slot {
+            generation: 0,
+            capability: None,
+        }];
+        CapSpace {
+            slots,
+            free: Vec::new(),
+            capacity,
+        }
+    }
+
+    /// Live capabilities.
+    pub fn len(&self) -> usize {
+        self.slots.len() - 1 - self.free.len()
+    }
+
+    /// True when no capability is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn handle_of(&self, index: u32) -> CapHandle {
+        CapHandle::new(index, self.slots[index as usize].generation)
+    }
+
+    fn insert(&mut self, capability: Capability) -> Result<u32, CapError> {
+        if let Some(index) = self.free.pop() {
+            self.slots[index as usize].capability = Some(capability);
+            return Ok(index);
+        }
+        if self.slots.len() > self.capacity {
+            return Err(CapError::Full);
+        }
+        let index = u32::try_from(self.slots.len()).map_err(|_| CapError::Full)?;
+        self.slots.push(Slot {
+            generation: 1,
+            capability: Some(capability),
+        });
+        Ok(index)
+    }
+
+    /// Creates a root capability (a fresh object) for `owner`.
+    pub fn create(
+        &mut self,
+        owner: u32,
+        object: Object,
+        rights: Rights,
+    ) -> Result<CapHandle, CapError> {
+        let index = self.insert(Capability {
+            owner,
+            object,
+            rights,
+            parent: None,
+            children: Vec::new(),
+        })?;
+        Ok(self.handle_of(index))
+    }
+
+    /// The capability `handle` names if `owner` holds it and it has every right in `needed`.
+    /// This is the check on every system call: an index, a compare and a mask.
+    pub fn lookup(
+        &self,
+        handle: CapHandle,
+        owner: u32,
+        needed: Rights,
+    ) -> Result<&Capability, CapError> {
+        let slot = self
+            .slots
+            .get(handle.index() as usize)
+            .filter(|slot| slot.generation == handle.generation() && handle.index() != 0)
+            .ok_or(CapError::Invalid)?;
+        let capability = slot
+            .capability
+            .as_ref()
+            .filter(|capability| capability.owner == owner)
+            .ok_or(CapError::Invalid)?;
+        if capability.rights.contains(needed) {
+            Ok(capability)
+        } else {
+            Err(CapError::Denied)
+        }
+    }
+
+    /// Derives a capability with `rights` for `receiver` from `owner`'s `handle`, which
+    /// needs `GRANT` and must hold every right asked for.
+    pub fn grant(
+        &mut self,
+        handle: CapHandle,
+        owner: u32,
+        receiver: u32,
+        rights: Rights,
+    ) -> Result<CapHandle, CapError> {
+        let source = self.lookup(handle, owner, Rights::GRANT)?;
+        if !source.rights.contains(rights) {
+            return Err(CapError::Denied);
+        }
+        let object = source.object;
+        let parent = handle.index();
+        let index = self.insert(Capability {
+            owner: receiver,
+            object,
+            rights,
+            parent: Some(parent),
+            children: Vec::new(),
+        })?;
+        if let Some(source) = self.slots[parent as usize].capability.as_mut() {
+            source.children.push(index);
+        }
+        Ok(self.handle_of(index))
+    }
+
+    /// Removes everything derived from `handle` (not `handle` itself), reporting each removed
+    /// capability to `removed`. Returns how many were removed.
+    pub fn revoke(
+        &mut self,
+        handle: CapHandle,
+        owner: u32,
+        removed: &mut impl FnMut(Removed),
+    ) -> Result<usize, CapError> {
+        self.lookup(handle, owner, Rights::empty())?;
+        let children = match self.slots[handle.index() as usize].capability.as_mut() {
+            Some(capability) => core::mem::take(&mut capability.children),
+            None => Vec::new(),
+        };
+        let mut count = 0;
+        for child in children {
+            count += self.remove_subtree(child, removed);
+        }
+        Ok(count)
+    }
+
+    /// Removes `handle` and everything derived from it.
+    pub fn delete(
+        &mut self,
+        handle: CapHandle,
+        owner: u32,
+        removed: &mut impl FnMut(Removed),
+    ) -> Result<usize, CapError> {
+        self.lookup(handle, owner, Rights::empty())?;
+        Ok(self.delete_index(handle.index(), removed))
+    }
+
+    /// Removes every capability `owner` holds, and their descendants (the environment ended).
+    pub fn delete_owned_by(&mut self, owner: u32, removed: &mut impl FnMut(Removed)) -> usize {
+        let mut count = 0;
+        for index in 1..self.slots.len() as u32 {
+            let owned = self.slots[index as usize]
+                .capability
+                .as_ref()
+                .is_some_and(|capability| capability.owner == owner);
+            if owned {
+                count += self.delete_index(index, removed);
+            }
+        }
+        count
+    }
+
+    /// Handles of `owner`'s root page capabilities, newest slot first (repossession order).
+    pub fn owned_page_roots(&self, owner: u32) -> Vec<CapHandle> {
+        (1..self.slots.len() as u32)
+            .rev()
+            .filter(|&index| {
+                self.slots[index as usize]
+                    .capability
+                    .as_ref()
+                    .is_some_and(|capability| {
+                        capability.owner == owner
+                            && capability.is_root()
+                            && matches!(capability.object, Object::Page { .. })
+                    })
+            })
+            .map(|index| self.handle_of(index))
+            .collect()
+    }
+
+    fn delete_index(&mut self, index: u32, removed: &mut impl FnMut(Removed)) -> usize {
+        // Unlink from the parent first, so the parent's list never names a freed slot.
+        let parent = self.slots[index as usize]
+            .capability
+            .as_ref()
+            .and_then(|capability| capability.parent);
+        if let Some(parent) = parent
+            && let Some(parent) = self.slots[parent as usize].capability.as_mut()
+        {
+            parent.children.retain(|&child| child != index);
+        }
+        self.remove_subtree(index, removed)
+    }
+
+    fn remove_subtree(&mut self, index: u32, removed: &mut impl FnMut(Removed)) -> usize {
+        let handle = self.handle_of(index);
+        let slot = &mut self.slots[index as usize];
+        let Some(capability) = slot.capability.take() else {
+            return 0;
+        };
+        slot.generation = slot.generation.wrapping_add(1).max(1);
+        self.free.push(index);
+        removed(Removed {
+            handle,
+            owner: capability.owner,
+            object: capability.object,
+            root: capability.is_root(),
+        });
+        let mut count = 1;
+        for child in capability.children {
+            count += self.remove_subtree(child, removed);
+        }
+        count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: u32 = 1;
+    const B: u32 = 2;
+    const C: u32 = 3;
+    const PAGE: Object = Object::Page { frame: 0x5000 };
+
+    fn all_page() -> Rights {
+        Rights::PAGE_ACCESS | Rights::GRANT
+    }
+
+    #[test]
+    fn lookup_checks_owner_generation_and_rights() {
+        let mut space = CapSpace::new(16);
+        let handle = space.create(A, PAGE, all_page()).unwrap();
+        assert_eq!(space.lookup(handle, A, Rights::READ).unwrap().object, PAGE);
+        assert_eq!(
+            space.lookup(handle, B, Rights::READ),
+            Err(CapError::Invalid)
+        );
+        assert_eq!(space.lookup(handle, A, Rights::CALL), Err(CapError::Denied));
+        let forged = CapHandle::new(handle.index(), handle.generation() + 1);
+        assert_eq!(
+            space.lookup(forged, A, Rights::READ),
+            Err(CapError::Invalid)
+        );
+        for raw in [0, 1 << 32, u64::MAX, CapHandle::new(99, 1).raw()] {
+            assert_eq!(
+                space.lookup(CapHandle(raw), A, Rights::empty()),
+                Err(CapError::Invalid)
+            );
+        }
+    }
+
+    #[test]
+    fn grants_never_add_rights() {
+        let mut space = CapSpace::new(16);
+        let root = space.create(A, PAGE, all_page()).unwrap();
+        let read_only = space.grant(root, A, B, Rights::READ).unwrap();
+        assert_eq!(space.lookup(read_only, B, Rights::READ).unwrap().owner, B);
+        assert_eq!(
+            space.lookup(read_only, B, Rights::WRITE),
+            Err(CapError::Denied)
+        );
+        // B cannot pass it on: no GRANT.
+        assert_eq!(
+            space.grant(read_only, B, C, Rights::READ),
+            Err(CapError::Denied)
+        );
+        let middle = space
+            .grant(root, A, B, Rights::READ | Rights::GRANT)
+            .unwrap();
+        assert_eq!(
+            space.grant(middle, B, C, Rights::READ | Rights::WRITE),
+            Err(CapError::Denied)
+        );
+        assert!(space.grant(middle, B, C, Rights::READ).is_ok());
+        // Granting someone else's handle is refused.
+        assert_eq!(
+            space.grant(root, B, C, Rights::READ),
+            Err(CapError::Invalid)
+        );
+    }
+
+    #[test]
+    fn revocation_removes_all_descendants_and_only_them() {
+        let mut space = CapSpace::new(16);
+        let root = space.create(A, PAGE, all_page()).unwrap();
+        let b = space.grant(root, A, B, all_page()).unwrap();
+        let c = space.grant(b, B, C, Rights::READ).unwrap();
+        let sibling = space.grant(root, A, C, Rights::READ).unwrap();
+        let mut removed = Vec::new();
+        assert_eq!(space.revoke(b, B, &mut |r| removed.push(r)), Ok(1));
+        assert_eq!(removed[0].handle, c);
+        assert_eq!(space.lookup(c, C, Rights::READ), Err(CapError::Invalid));
+        assert!(space.lookup(b, B, Rights::READ).is_ok());
+        removed.clear();
+        assert_eq!(space.revoke(root, A, &mut |r| removed.push(r)), Ok(2));
+        let handles: Vec<_> = removed.iter().map(|r| r.handle).collect();
+        assert!(handles.contains(&b) && handles.contains(&sibling));
+        assert!(space.lookup(root, A, Rights::READ).is_ok());
+        assert_eq!(space.len(), 1);
+    }
+
+    #[test]
+    fn delete_reports_roots_and_stale_handles_stay_stale() {
+        let mut space = CapSpace::new(16);
+        let root = space.create(A, PAGE, all_page()).unwrap();
+        let child = space.grant(root, A, B, Rights::READ).unwrap();
+        let mut removed = Vec::new();
+        assert_eq!(space.delete(root, A, &mut |r| removed.push(r)), Ok(2));
+        assert!(removed.iter().any(|r| r.root && r.handle == root));
+        assert!(removed.iter().any(|r| !r.root && r.handle == child));
+        // Slots are reused with a new generation: the old handles stay refused.
+        let again = space.create(A, PAGE, all_page()).unwrap();
+        assert_ne!(again, root);
+        assert_eq!(space.lookup(root, A, Rights::READ), Err(CapError::Invalid));
+        assert_eq!(space.lookup(child, B, Rights::READ), Err(CapError::Invalid));
+        assert_eq!(space.delete(root, A, &mut |_| {}), Err(CapError::Invalid));
+    }
+
+    #[test]
+    fn deleting_a_child_unlinks_it_from_its_parent() {
+        let mut space = CapSpace::new(16);
+        let root = space.create(A, PAGE, all_page()).unwrap();
+        let child = space.grant(root, A, B, Rights::READ).unwrap();
+        assert_eq!(space.delete(child, B, &mut |_| {}), Ok(1));
+        // The slot is reused by an unrelated capability; revoking root must not touch it.
+        let unrelated = space.create(C, PAGE, all_page()).unwrap();
+        assert_eq!(unrelated.index(), child.index());
+        assert_eq!(space.revoke(root, A, &mut |_| {}), Ok(0));
+        assert!(space.lookup(unrelated, C, Rights::READ).is_ok());
+    }
+
+    #[test]
+    fn an_ending_environment_loses_everything_it_holds_and_granted() {
+        let mut space = CapSpace::new(16);
+        let a_page = space.create(A, PAGE, all_page()).unwrap();
+        let to_b = space.grant(a_page, A, B, Rights::READ).unwrap();
+        let b_page = space
+            .create(B, Object::Page { frame: 0x6000 }, all_page())
+            .unwrap();
+        let env = space
+            .create(A, Object::Env { id: B }, Rights::CONTROL)
+            .unwrap();
+        let mut removed = Vec::new();
+        assert_eq!(space.delete_owned_by(A, &mut |r| removed.push(r)), 3);
+        assert_eq!(space.lookup(to_b, B, Rights::READ), Err(CapError::Invalid));
+        assert_eq!(
+            space.lookup(env, A, Rights::empty()),
+            Err(CapError::Invalid)
+        );
+        assert!(space.lookup(b_page, B, Rights::READ).is_ok());
+        assert_eq!(space.owned_page_roots(B), [b_page]);
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let mut space = CapSpace::new(2);
+        space.create(A, PAGE, all_page()).unwrap();
+        let second = space.create(A, PAGE, all_page()).unwrap();
+        assert_eq!(space.create(A, PAGE, all_page()), Err(CapError::Full));
+        space.delete(second, A, &mut |_| {}).unwrap();
+        assert!(space.create(A, PAGE, all_page()).is_ok());
+    }
+}

@@ -1,0 +1,827 @@
+//! The kernel's state and the processor: every environment, the capability space, the slice
+//! vector, who runs, upcall delivery, protected control transfer, and how the run ends.
+//!
+//! One CPU, and kernel code always runs with interrupts off, so one lock around [`Kernel`]
+//! serialises everything; entries take it once. A context switch rewrites the entry frame
+//! (the [`TrapFrame`] at the top of the entry stack) with another environment's registers and
+//! loads its page table: the kernel keeps no per-environment kernel stack.
+#![forbid(unsafe_code)]
+use crate::arch::{self, trap::Exception, trap::TrapFrame, trap::USER_RFLAGS};
+use crate::env::{EnvId, Environment, LoadError, State};
+use crate::mm::{frames, paging};
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use exo_abi::cap::{CapHandle, Rights};
+use exo_abi::layout::USER_END;
+use exo_abi::pack::Pack;
+use exo_abi::upcall::{
+    self, EnvStatus, FRAME_REVOKE, FRAME_SLICE_END, FRAME_SLICE_START, OVERSTAY_LIMIT,
+    RepossessedPage, UPCALL_FRAME_BYTES, UpcallFrame, UpcallKind,
+};
+use exo_abi::{Error, KernelExit};
+use exo_kernel::cap::{CapSpace, Object, Removed};
+use exo_kernel::elf::Access;
+use exo_kernel::slices::SliceVector;
+use spin::Mutex;
+
+/// Environments alive at once.
+pub const MAX_ENVS: usize = 64;
+/// Capabilities alive at once.
+pub const MAX_CAPS: usize = 8192;
+/// Rights on a capability to an environment its creator gets.
+pub const ENV_ALL: Rights = Rights::GRANT
+    .union(Rights::CALL)
+    .union(Rights::YIELD)
+    .union(Rights::CONTROL);
+/// Rights on the capability a child gets to its parent.
+pub const PARENT_RIGHTS: Rights = Rights::CALL.union(Rights::YIELD);
+
+/// An environment that has ended, for `env_info` and the final verdict.
+#[derive(Debug)]
+struct Ended {
+    id: EnvId,
+    status: EnvStatus,
+    ticks_charged: u64,
+    overstays: u64,
+    repossessed: u64,
+}
+
+/// Everything the kernel knows.
+#[derive(Debug)]
+pub struct Kernel {
+    envs: Vec<Option<Box<Environment>>>,
+    next_id: EnvId,
+    pub caps: CapSpace,
+    slices: SliceVector,
+    /// The environment whose context is in the entry frame (0: none).
+    running: EnvId,
+    /// The owner of the current slice (charged for the time, even when it donated it).
+    slice_owner: EnvId,
+    /// Whose page table is loaded (0: the kernel's).
+    active_space: EnvId,
+    ended: Vec<Ended>,
+    boot_apps: Vec<EnvId>,
+    frames_before: u64,
+    pack: Pack<'static>,
+}
+
+static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
+
+/// Runs `action` on the kernel state (from an entry; interrupts are off).
+pub fn with_kernel<R>(action: impl FnOnce(&mut Kernel) -> R) -> R {
+    let mut kernel = KERNEL.lock();
+    action(kernel.as_mut().expect("sched::init ran"))
+}
+
+/// Sets up the kernel state over the boot pack; `frames_before` is what must be free again
+/// when every environment has ended.
+pub fn init(pack: Pack<'static>) {
+    *KERNEL.lock() = Some(Kernel {
+        envs: (0..MAX_ENVS).map(|_| None).collect(),
+        next_id: 1,
+        caps: CapSpace::new(MAX_CAPS),
+        slices: SliceVector::new(),
+        running: 0,
+        slice_owner: 0,
+        active_space: 0,
+        ended: Vec::new(),
+        boot_apps: Vec::new(),
+        frames_before: frames::free_count(),
+        pack,
+    });
+}
+
+/// Why an environment could not be created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpawnError {
+    NotFound,
+    Invalid(LoadError),
+    Exhausted,
+}
+
+impl From<SpawnError> for Error {
+    fn from(error: SpawnError) -> Error {
+        match error {
+            SpawnError::NotFound => Error::NotFound,
+            SpawnError::Invalid(LoadError::Map(_)) => Error::OutOfMemory,
+            SpawnError::Invalid(LoadError::Elf(_)) => Error::InvalidArgument,
+            SpawnError::Exhausted => Error::Exhausted,
+        }
+    }
+}
+
+/// Creates a boot app (no parent).
+pub fn spawn_boot(name: &str) -> Result<EnvId, SpawnError> {
+    with_kernel(|kernel| {
+        let (id, _) = kernel.spawn(name, None, 0)?;
+        kernel.boot_apps.push(id);
+        Ok(id)
+    })
+}
+
+/// Enters the first environment; never returns.
+pub fn start() -> ! {
+    let mut frame = TrapFrame::default();
+    with_kernel(|kernel| kernel.schedule(&mut frame, Advance::NextSlice));
+    arch::user::enter_first(&frame)
+}
+
+/// Whether to move the slice cursor when scheduling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Advance {
+    /// Keep the current slice if its owner (or whom it calls) can run.
+    SameSlice,
+    /// Move on to the next slice.
+    NextSlice,
+}
+
+/// A timer interrupt in ring 3: charge the slice, enforce deadlines, end the slice.
+pub fn timer_tick(frame: &mut TrapFrame) {
+    with_kernel(|kernel| kernel.timer_tick(frame));
+}
+
+/// A CPU exception in ring 3: deliver it to the environment's handler, or end it.
+pub fn user_exception(frame: &mut TrapFrame, exception: &Exception) {
+    with_kernel(|kernel| kernel.user_exception(frame, exception));
+}
+
+fn slot(id: EnvId) -> usize {
+    id as usize % MAX_ENVS
+}
+
+fn upcall_frame_bytes(upcall: &UpcallFrame) -> [u8; UPCALL_FRAME_BYTES as usize] {
+    let words = [
+        upcall.kind,
+        upcall.error_code,
+        upcall.fault_address,
+        upcall.rax,
+        upcall.rcx,
+        upcall.rdx,
+        upcall.rsi,
+        upcall.rdi,
+        upcall.r8,
+        upcall.r9,
+        upcall.r10,
+        upcall.r11,
+        upcall.rsp,
+        upcall.rflags,
+        upcall.rip,
+    ];
+    let mut bytes = [0u8; UPCALL_FRAME_BYTES as usize];
+    for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    bytes
+}
+
+/// Writes an upcall frame for the context in `frame` on its stack and redirects it to
+/// `entry`. Fails (changing nothing) when the frame does not fit in writable user memory.
+fn deliver(
+    env: &mut Environment,
+    frame: &mut TrapFrame,
+    entry: u64,
+    kind: u64,
+    error_code: u64,
+    fault_address: u64,
+) -> Result<(), Error> {
+    let at = upcall::frame_address(frame.rsp).ok_or(Error::BadAddress)?;
+    let upcall = UpcallFrame {
+        kind,
+        error_code,
+        fault_address,
+        rax: frame.rax,
+        rcx: frame.rcx,
+        rdx: frame.rdx,
+        rsi: frame.rsi,
+        rdi: frame.rdi,
+        r8: frame.r8,
+        r9: frame.r9,
+        r10: frame.r10,
+        r11: frame.r11,
+        rsp: frame.rsp,
+        rflags: frame.rflags,
+        rip: frame.rip,
+    };
+    crate::usermem::write_bytes(env, at, &upcall_frame_bytes(&upcall))?;
+    frame.rip = entry;
+    frame.rcx = entry;
+    frame.rflags = USER_RFLAGS;
+    frame.r11 = USER_RFLAGS;
+    frame.rsp = at;
+    frame.rdi = at;
+    Ok(())
+}
+
+/// Whether `address` may be an entry point or stack top (user half; canonical).
+pub fn is_user_address(address: u64) -> bool {
+    address != 0 && exo_abi::layout::range_is_user(address, 0) && address < USER_END
+}
+
+/// The status an exception ends an environment with.
+fn access_of(rights: Rights) -> Access {
+    Access {
+        read: rights.contains(Rights::READ),
+        write: rights.contains(Rights::WRITE),
+        execute: rights.contains(Rights::EXECUTE),
+    }
+}
+
+/// Decodes and checks a `page_map`/`page_protect` access argument.
+pub fn page_access(bits: u64) -> Result<(Rights, Access), Error> {
+    let rights = Rights::from_bits(bits)
+        .filter(|rights| Rights::PAGE_ACCESS.contains(*rights))
+        .ok_or(Error::InvalidArgument)?;
+    if rights.intersects(Rights::WRITE | Rights::EXECUTE) && !rights.contains(Rights::READ) {
+        return Err(Error::InvalidArgument);
+    }
+    Ok((rights, access_of(rights)))
+}
+
+impl Kernel {
+    pub fn env(&self, id: EnvId) -> Option<&Environment> {
+        self.envs[slot(id)].as_deref().filter(|env| env.id == id)
+    }
+
+    pub fn env_mut(&mut self, id: EnvId) -> Option<&mut Environment> {
+        self.envs[slot(id)]
+            .as_deref_mut()
+            .filter(|env| env.id == id)
+    }
+
+    /// The running environment (an entry from ring 3 always has one).
+    pub fn current(&mut self) -> &mut Environment {
+        let id = self.running;
+        self.env_mut(id)
+            .expect("an entry from ring 3 has a running environment")
+    }
+
+    pub fn running(&self) -> EnvId {
+        self.running
+    }
+
+    /// Creates an environment from the app `name` with one slice. Returns its id and, with a
+    /// parent, the parent's capability to it.
+    pub fn spawn(
+        &mut self,
+        name: &str,
+        parent: Option<EnvId>,
+        argument: u64,
+    ) -> Result<(EnvId, CapHandle), SpawnError> {
+        let image = self.pack.find(name).ok_or(SpawnError::NotFound)?;
+        if self.envs.iter().all(Option::is_some) {
+            return Err(SpawnError::Exhausted);
+        }
+        let mut id = self.next_id;
+        while self.envs[slot(id)].is_some() {
+            id += 1;
+        }
+        let mut env = Environment::load(id, name, image).map_err(SpawnError::Invalid)?;
+        if self.slices.acquire(id).is_none() {
+            return Err(SpawnError::Exhausted);
+        }
+        let caps = (|| {
+            let own = self.caps.create(id, Object::Env { id }, ENV_ALL)?;
+            let (to_parent, to_child) = match parent {
+                Some(parent) => (
+                    self.caps
+                        .create(id, Object::Env { id: parent }, PARENT_RIGHTS)?,
+                    self.caps.create(parent, Object::Env { id }, ENV_ALL)?,
+                ),
+                None => (CapHandle::NONE, CapHandle::NONE),
+            };
+            Ok::<_, exo_kernel::cap::CapError>((own, to_parent, to_child))
+        })();
+        let Ok((own, to_parent, to_child)) = caps else {
+            self.slices.release_all(id);
+            self.caps.delete_owned_by(id, &mut |_| {});
+            return Err(SpawnError::Exhausted);
+        };
+        env.context.rdi = to_parent.raw();
+        env.context.rsi = own.raw();
+        env.context.rdx = argument;
+        self.next_id = id + 1;
+        self.envs[slot(id)] = Some(Box::new(env));
+        Ok((id, to_child))
+    }
+
+    /// The environment that actually runs when `owner`'s slice comes up: itself, or the
+    /// callee it is blocked on (PCT runs on the caller's time). `None` if nothing can run.
+    fn resolve(envs: &[Option<Box<Environment>>], owner: EnvId) -> Option<EnvId> {
+        let mut id = owner;
+        for _ in 0..MAX_ENVS {
+            let env = envs[slot(id)].as_deref().filter(|env| env.id == id)?;
+            match env.state {
+                State::Runnable | State::Serving(_) => return Some(id),
+                State::Receiving => return None,
+                State::Calling(callee) => id = callee,
+            }
+        }
+        None
+    }
+
+    fn activate(&mut self, id: EnvId) {
+        if self.active_space != id {
+            if let Some(env) = self.env(id) {
+                env.space.activate();
+            }
+            self.active_space = id;
+        }
+    }
+
+    /// Picks who runs next and loads its context into `frame` (the running environment's
+    /// context must already be saved, or it must have ended). Ends the run when nothing can
+    /// run any more.
+    pub fn schedule(&mut self, frame: &mut TrapFrame, advance: Advance) {
+        let mut choice = None;
+        if advance == Advance::SameSlice
+            && let (_, Some(owner)) = self.slices.current()
+            && let Some(runner) = Kernel::resolve(&self.envs, owner)
+        {
+            choice = Some((owner, runner, false));
+        }
+        if choice.is_none() {
+            let envs = &mut self.envs;
+            choice = self
+                .slices
+                .advance(|owner| {
+                    let Some(runner) = Kernel::resolve(envs, owner) else {
+                        return false;
+                    };
+                    let Some(env) = envs[slot(owner)].as_deref_mut() else {
+                        return false;
+                    };
+                    if env.penalty > 0 {
+                        env.penalty -= 1;
+                        return false;
+                    }
+                    runner != 0
+                })
+                .and_then(|(_, owner)| {
+                    Kernel::resolve(&self.envs, owner).map(|runner| (owner, runner, true))
+                });
+        }
+        let Some((owner, runner, new_slice)) = choice else {
+            self.finish_or_end_waiters(frame);
+            return;
+        };
+        self.slice_owner = owner;
+        self.run(frame, runner, new_slice && runner == owner);
+    }
+
+    /// Loads `id`'s context and page table; at a slice start, delivers the upcalls it is due.
+    fn run(&mut self, frame: &mut TrapFrame, id: EnvId, slice_start: bool) {
+        self.running = id;
+        self.activate(id);
+        let env = self.env_mut(id).expect("scheduled environments exist");
+        *frame = env.context;
+        if env.state != State::Runnable {
+            return;
+        }
+        let mut undeliverable = false;
+        if env.revoke_upcall_pending {
+            env.revoke_upcall_pending = false;
+            let entry = env.upcall(UpcallKind::Revoke);
+            if let (Some(revocation), true) = (env.revocation, entry != 0) {
+                let wanted = revocation.count.saturating_sub(revocation.returned);
+                undeliverable |= deliver(
+                    env,
+                    frame,
+                    entry,
+                    FRAME_REVOKE,
+                    wanted,
+                    revocation.deadline_tick,
+                )
+                .is_err();
+            }
+        }
+        let entry = env.upcall(UpcallKind::SliceStart);
+        if slice_start && entry != 0 {
+            undeliverable |= deliver(env, frame, entry, FRAME_SLICE_START, 0, 0).is_err();
+        }
+        if undeliverable {
+            self.abort_undeliverable(frame, id);
+        }
+    }
+
+    fn abort_undeliverable(&mut self, frame: &mut TrapFrame, id: EnvId) {
+        if let Some(env) = self.env(id) {
+            log!(
+                "app {} (env {id}): no room for an upcall frame below rsp {:#x}: aborted",
+                env.name,
+                frame.rsp
+            );
+        }
+        self.end_env(id, EnvStatus::Aborted);
+        self.schedule(frame, Advance::SameSlice);
+    }
+
+    /// Nothing can run: environments left are all waiting for PCT calls that nobody can make
+    /// any more. End them, then end the run.
+    fn finish_or_end_waiters(&mut self, frame: &mut TrapFrame) {
+        let waiting: Vec<EnvId> = self.envs.iter().flatten().map(|env| env.id).collect();
+        for id in waiting {
+            if let Some(env) = self.env(id) {
+                log!(
+                    "app {} (env {id}) waits for calls nobody is left to make: ended",
+                    env.name
+                );
+            }
+            self.end_env(id, EnvStatus::Aborted);
+        }
+        let _ = frame;
+        self.finish();
+    }
+
+    /// Every environment has ended: check nothing leaked and stop the machine with the
+    /// verdict of the boot apps (the first that did not exit 0, in command-line order).
+    fn finish(&mut self) -> ! {
+        paging::activate_kernel();
+        self.active_space = 0;
+        let frames_after = frames::free_count();
+        assert_eq!(
+            self.frames_before,
+            frames_after,
+            "environments leaked {} frames",
+            self.frames_before.abs_diff(frames_after)
+        );
+        assert!(self.caps.is_empty(), "capabilities outlived their holders");
+        for &id in &self.boot_apps {
+            let status = self
+                .ended
+                .iter()
+                .find(|ended| ended.id == id)
+                .map(|ended| ended.status);
+            let exit = match status {
+                Some(EnvStatus::Exited(0)) => continue,
+                Some(EnvStatus::Exited(status)) => KernelExit::from_app_status(u64::from(status)),
+                Some(EnvStatus::Faulted(_)) => KernelExit::AppFaulted,
+                Some(EnvStatus::Aborted) | Some(EnvStatus::Running) | None => {
+                    KernelExit::AppAborted
+                }
+            };
+            arch::exit_qemu(exit);
+        }
+        log!(
+            "all apps exited with status 0; {} frames free",
+            frames::free_count()
+        );
+        arch::exit_qemu(KernelExit::Exited(0))
+    }
+
+    /// Ends environment `id`: frees its slices, capabilities (undoing what was derived from
+    /// them elsewhere) and memory, and wakes a PCT caller waiting on it with `PeerGone`.
+    pub fn end_env(&mut self, id: EnvId, status: EnvStatus) {
+        let Some(env) = self.envs[slot(id)].take_if(|env| env.id == id) else {
+            return;
+        };
+        match status {
+            EnvStatus::Exited(code) => {
+                log!("app {} (env {id}) exited with status {code}", env.name)
+            }
+            EnvStatus::Aborted => log!("app {} (env {id}) aborted", env.name),
+            EnvStatus::Faulted(_) | EnvStatus::Running => {}
+        }
+        if env.ticks_charged > 0 {
+            log!(
+                "app {} (env {id}): the timer interrupted ring 3 {} times",
+                env.name,
+                env.ticks_charged
+            );
+        }
+        if self.active_space == id {
+            paging::activate_kernel();
+            self.active_space = 0;
+        }
+        self.slices.release_all(id);
+        let mut removed = Vec::new();
+        self.caps.delete_owned_by(id, &mut |r| removed.push(r));
+        self.undo(&removed);
+        if let State::Serving(Some(caller)) = env.state
+            && let Some(caller) = self.env_mut(caller)
+            && caller.state == State::Calling(id)
+        {
+            caller.state = State::Runnable;
+            caller.context.rax = exo_abi::error::encode_result(Err(Error::PeerGone));
+        }
+        self.ended.push(Ended {
+            id,
+            status,
+            ticks_charged: env.ticks_charged,
+            overstays: env.overstays,
+            repossessed: env.repossessed_total,
+        });
+        if self.running == id {
+            self.running = 0;
+        }
+        drop(env);
+    }
+
+    /// Undoes what removed capabilities were used for: their mappings go, and frames whose
+    /// root capability went are freed (after every mapping of them is gone).
+    pub fn undo(&mut self, removed: &[Removed]) {
+        for capability in removed {
+            let Some(env) = self.env_mut(capability.owner) else {
+                continue;
+            };
+            let addresses: Vec<u64> = env
+                .bindings
+                .iter()
+                .filter(|(_, binding)| binding.cap == capability.handle)
+                .map(|(&address, _)| address)
+                .collect();
+            for address in addresses {
+                env.bindings.remove(&address);
+                env.space.unmap_borrowed(address);
+                env.mappings.remove(address);
+            }
+        }
+        for capability in removed {
+            if let (true, Object::Page { frame }) = (capability.root, capability.object) {
+                frames::free(x86_64::structures::paging::PhysFrame::containing_address(
+                    x86_64::PhysAddr::new(frame),
+                ));
+            }
+        }
+    }
+
+    /// Status and accounting of an environment, alive or ended.
+    pub fn env_info(&self, id: EnvId, query: upcall::EnvQuery) -> u64 {
+        use upcall::EnvQuery;
+        if let Some(env) = self.env(id) {
+            return match query {
+                EnvQuery::Status => EnvStatus::Running.encode(),
+                EnvQuery::TicksCharged => env.ticks_charged,
+                EnvQuery::Overstays => env.overstays,
+                EnvQuery::Slices => self.slices.count(id) as u64,
+                EnvQuery::Repossessed => env.repossessed_total,
+            };
+        }
+        let Some(ended) = self.ended.iter().find(|ended| ended.id == id) else {
+            return EnvStatus::Aborted.encode();
+        };
+        match query {
+            EnvQuery::Status => ended.status.encode(),
+            EnvQuery::TicksCharged => ended.ticks_charged,
+            EnvQuery::Overstays => ended.overstays,
+            EnvQuery::Slices => 0,
+            EnvQuery::Repossessed => ended.repossessed,
+        }
+    }
+
+    pub fn acquire_slice(&mut self, id: EnvId) -> Option<usize> {
+        self.slices.acquire(id)
+    }
+
+    fn timer_tick(&mut self, frame: &mut TrapFrame) {
+        let now = arch::timer::ticks();
+        let owner = self.slice_owner;
+        if let Some(env) = self.env_mut(owner) {
+            env.ticks_charged += 1;
+        }
+        self.enforce_deadlines(now);
+        let id = self.running;
+        let Some(env) = self.env_mut(id) else {
+            // The running environment lost everything in a repossession? It still exists;
+            // only a bug gets here.
+            self.schedule(frame, Advance::NextSlice);
+            return;
+        };
+        if env.slice_end_pending {
+            env.slice_end_pending = false;
+            env.overstays += 1;
+            log!(
+                "app {} (env {id}) overstayed its end-of-slice upcall ({}/{OVERSTAY_LIMIT})",
+                env.name,
+                env.overstays
+            );
+            if env.overstays >= OVERSTAY_LIMIT {
+                log!("app {} (env {id}) overstayed too often", env.name);
+                self.end_env(id, EnvStatus::Aborted);
+            } else {
+                env.penalty += 1;
+                env.context = *frame;
+            }
+            self.schedule(frame, Advance::NextSlice);
+            return;
+        }
+        let entry = env.upcall(exo_abi::upcall::UpcallKind::SliceEnd);
+        if entry != 0 && id == owner && env.state == State::Runnable {
+            if deliver(env, frame, entry, FRAME_SLICE_END, 0, 0).is_ok() {
+                env.slice_end_pending = true;
+            } else {
+                self.abort_undeliverable(frame, id);
+            }
+            return;
+        }
+        env.context = *frame;
+        self.schedule(frame, Advance::NextSlice);
+    }
+
+    /// Takes by force what environments past their revocation deadline did not give back.
+    fn enforce_deadlines(&mut self, now: u64) {
+        for index in 0..MAX_ENVS {
+            let Some(env) = self.envs[index].as_deref_mut() else {
+                continue;
+            };
+            let Some(revocation) = env.revocation else {
+                continue;
+            };
+            if now < revocation.deadline_tick {
+                continue;
+            }
+            env.revocation = None;
+            let id = env.id;
+            let missing = revocation.count.saturating_sub(revocation.returned);
+            let roots = self.caps.owned_page_roots(id);
+            let mut taken = 0;
+            for handle in roots.into_iter().take(missing as usize) {
+                let env = self.env_mut(id).expect("still alive");
+                let address = env
+                    .bindings
+                    .iter()
+                    .find(|(_, binding)| binding.cap == handle)
+                    .map_or(0, |(&address, _)| address);
+                env.repossessed.push(RepossessedPage {
+                    cap: handle.raw(),
+                    address,
+                });
+                env.repossessed_total += 1;
+                let mut removed = Vec::new();
+                if self
+                    .caps
+                    .delete(handle, id, &mut |r| removed.push(r))
+                    .is_ok()
+                {
+                    self.undo(&removed);
+                    taken += 1;
+                }
+            }
+            let env = self.env(id).expect("still alive");
+            log!(
+                "app {} (env {id}): revocation deadline: asked {}, given back {}, repossessed {taken}",
+                env.name,
+                revocation.count,
+                revocation.returned
+            );
+        }
+    }
+
+    fn user_exception(&mut self, frame: &mut TrapFrame, exception: &Exception) {
+        let id = self.running;
+        let env = self.current();
+        let entry = env.upcall(UpcallKind::Exception);
+        let deliverable = !matches!(exception.vector, 2 | 8 | 18);
+        if entry != 0 && deliverable {
+            let fault_address = exception.fault_address.unwrap_or(0);
+            if deliver(
+                env,
+                frame,
+                entry,
+                u64::from(exception.vector),
+                frame.error_code,
+                fault_address,
+            )
+            .is_ok()
+            {
+                return;
+            }
+            log!(
+                "app {} (env {id}): exception frame does not fit below rsp {:#x}",
+                env.name,
+                frame.rsp
+            );
+        }
+        log!("app {} (env {id}) fault: {exception}", env.name);
+        self.end_env(id, EnvStatus::Faulted(exception.vector));
+        self.schedule(frame, Advance::SameSlice);
+    }
+
+    /// `pct_call`/`pct_send`: enters `callee` at its PCT entry with the arguments in the
+    /// registers of `frame`; the caller's context is saved first.
+    pub fn pct_enter(
+        &mut self,
+        frame: &mut TrapFrame,
+        callee: EnvId,
+        synchronous: bool,
+    ) -> Result<(), Error> {
+        let caller = self.running;
+        let target = self.env_mut(callee).ok_or(Error::PeerGone)?;
+        if target.state != State::Receiving || callee == caller {
+            return Err(Error::WouldBlock);
+        }
+        let entry = target.upcall(UpcallKind::Pct);
+        let stack = target.pct_stack;
+        target.state = State::Serving(synchronous.then_some(caller));
+        let env = self.current();
+        frame.rax = 0;
+        env.context = *frame;
+        if synchronous {
+            env.state = State::Calling(callee);
+        }
+        // Registers are the message: rsi, rdx, r10, r8, r9 pass through untouched; rdi says
+        // who called; the caller's callee-saved registers are not the callee's business.
+        frame.rdi = u64::from(caller);
+        frame.rbx = 0;
+        frame.rbp = 0;
+        frame.r12 = 0;
+        frame.r13 = 0;
+        frame.r14 = 0;
+        frame.r15 = 0;
+        frame.rip = entry;
+        frame.rcx = entry;
+        frame.rflags = USER_RFLAGS;
+        frame.r11 = USER_RFLAGS;
+        frame.rsp = stack;
+        self.running = callee;
+        self.activate(callee);
+        Ok(())
+    }
+
+    /// `pct_return`: back to the synchronous caller with the results in `frame`'s argument
+    /// registers, or on with the slice after an asynchronous send.
+    pub fn pct_return(&mut self, frame: &mut TrapFrame) -> Result<(), Error> {
+        let id = self.running;
+        let env = self.current();
+        let State::Serving(caller) = env.state else {
+            return Err(Error::InvalidArgument);
+        };
+        env.state = State::Receiving;
+        env.slice_end_pending = false;
+        let results = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8];
+        if let Some(caller) = caller
+            && let Some(env) = self.env_mut(caller)
+            && env.state == State::Calling(id)
+        {
+            env.state = State::Runnable;
+            self.running = caller;
+            self.activate(caller);
+            let env = self.current();
+            *frame = env.context;
+            frame.rax = 0;
+            [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8] = results;
+            return Ok(());
+        }
+        self.schedule(frame, Advance::SameSlice);
+        Ok(())
+    }
+
+    /// `yield_to`: donate the rest of the slice to `target`, or move to the next slice.
+    pub fn yield_to(&mut self, frame: &mut TrapFrame, target: Option<EnvId>) -> Result<(), Error> {
+        if let Some(target) = target {
+            let env = self.env(target).ok_or(Error::PeerGone)?;
+            if env.state != State::Runnable {
+                return Err(Error::WouldBlock);
+            }
+        }
+        frame.rax = 0;
+        let env = self.current();
+        env.slice_end_pending = false;
+        env.context = *frame;
+        match target {
+            Some(target) => self.run(frame, target, false),
+            None => self.schedule(frame, Advance::NextSlice),
+        }
+        Ok(())
+    }
+
+    /// `pct_wait`: the running environment gives up its context and waits for calls.
+    pub fn pct_wait(&mut self, frame: &mut TrapFrame) -> Result<(), Error> {
+        let env = self.current();
+        if env.upcall(UpcallKind::Pct) == 0 || env.state != State::Runnable {
+            return Err(Error::InvalidArgument);
+        }
+        env.state = State::Receiving;
+        env.slice_end_pending = false;
+        self.schedule(frame, Advance::SameSlice);
+        Ok(())
+    }
+
+    /// Ends the running environment and runs someone else.
+    pub fn end_running(&mut self, frame: &mut TrapFrame, status: EnvStatus) {
+        let id = self.running;
+        self.end_env(id, status);
+        self.schedule(frame, Advance::SameSlice);
+    }
+
+    /// The environment an `Env` capability names, with `needed` rights.
+    pub fn env_cap(&self, handle: u64, needed: Rights) -> Result<EnvId, Error> {
+        // The type first: a capability to something else is the wrong capability, not one
+        // with too few rights.
+        let capability = self
+            .caps
+            .lookup(CapHandle(handle), self.running, Rights::empty())?;
+        let Object::Env { id } = capability.object else {
+            return Err(Error::InvalidCapability);
+        };
+        if !capability.rights.contains(needed) {
+            return Err(Error::Denied);
+        }
+        Ok(id)
+    }
+
+    /// Name of an environment, for logs.
+    pub fn name_of(&self, id: EnvId) -> String {
+        self.env(id).map(|env| env.name.clone()).unwrap_or_default()
+    }
+}
