@@ -1,10 +1,25 @@
 //! The plot of `cargo xtask bench kernel`: linux/exo per operation as horizontal bars on a
-//! logarithmic axis, one bar per mode, with each operation's target marked. SVG, so no font
-//! files are needed (the viewer draws the text).
+//! logarithmic axis, one bar per mode, with each operation's target marked, as SVG. Text is
+//! measured with the DejaVu Sans that pcap-tests ships (plotters' `ab_glyph` backend, which the
+//! workspace enables for pcap-tests anyway), so no system font is needed.
 use super::report::{Row, target};
 use bench_common::Op;
 use plotters::prelude::*;
+use plotters::style::FontStyle;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
+use std::sync::Once;
+
+static DEJAVU_SANS: &[u8] = include_bytes!("../../../pcap-tests/assets/DejaVuSans.ttf");
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if plotters::style::register_font("sans-serif", FontStyle::Normal, DEJAVU_SANS).is_err() {
+            eprintln!("xtask: the bundled font did not load; the plot may lack text");
+        }
+    });
+}
 
 const COLOURS: [RGBColor; 3] = [
     RGBColor(0x1f, 0x77, 0xb4),
@@ -14,6 +29,7 @@ const COLOURS: [RGBColor; 3] = [
 
 /// Writes the SVG to `path`. Rows without a ratio are left out (the table says why).
 pub fn write(rows: &[Row], path: &Path) -> crate::Result<()> {
+    register_font();
     let series: Vec<(String, Vec<&Row>)> = {
         let mut names: Vec<String> = Vec::new();
         for row in rows {
@@ -60,7 +76,8 @@ pub fn write(rows: &[Row], path: &Path) -> crate::Result<()> {
             }
         })
         .x_desc("linux / exo (log scale)")
-        .x_label_formatter(&|x: &f64| format!("{x}x"))
+        .x_labels(12)
+        .x_label_formatter(&|x: &f64| format!("{}x", (x * 100.0).round() / 100.0))
         .disable_y_mesh()
         .draw()?;
 
@@ -87,6 +104,40 @@ pub fn write(rows: &[Row], path: &Path) -> crate::Result<()> {
             .label(name.clone())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
     }
+
+    // Each bar's value, and why a row has none.
+    let text_style = ("sans-serif", 12).into_font().color(&BLACK);
+    for (index, (_, members)) in series.iter().enumerate() {
+        let labels = members.iter().filter_map(|row| {
+            let ratio = row.ratio?;
+            let position = count - 1 - Op::from_name(row.op)? as usize;
+            let middle = position as f64 + 0.4 - band * index as f64 - band * 0.45;
+            Some(Text::new(
+                format!(" {ratio:.2}x"),
+                (ratio, middle),
+                text_style.clone().pos(Pos::new(HPos::Left, VPos::Center)),
+            ))
+        });
+        chart.draw_series(labels)?;
+    }
+    let missing = Op::ALL.into_iter().filter_map(|op| {
+        let of_op: Vec<&Row> = rows.iter().filter(|row| row.op == op.name()).collect();
+        if of_op.is_empty() || of_op.iter().any(|row| row.ratio.is_some()) {
+            return None;
+        }
+        let note = of_op
+            .iter()
+            .find_map(|row| row.exo_note.as_ref().map(|note| format!("exo: {note}")))
+            .or_else(|| of_op.iter().find_map(|row| row.linux_note.clone()))
+            .unwrap_or_default();
+        let position = (count - 1 - op as usize) as f64;
+        Some(Text::new(
+            note,
+            (x_range.start * 1.1, position),
+            text_style.clone().pos(Pos::new(HPos::Left, VPos::Center)),
+        ))
+    });
+    chart.draw_series(missing)?;
 
     // Targets: a red tick at the ratio each operation should reach.
     let ticks = Op::ALL.into_iter().filter_map(|op| {
@@ -117,5 +168,41 @@ fn label(row: &Row) -> String {
         row.mode.to_string()
     } else {
         format!("{} ({})", row.mode, row.accel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::report::{Mode, Side, parse_serial, rows};
+    use super::*;
+
+    #[test]
+    fn draws_every_ratio_and_skips_missing_ones() {
+        let exo = Side::Ran(parse_serial(
+            "BENCH op=null_syscall repeat=0 iters=1 cycles=60\n\
+             BENCH op=matmul repeat=0 iters=1 cycles=1000\nBENCH done\n",
+        ));
+        let linux = Side::Ran(parse_serial(
+            "BENCH op=null_syscall repeat=0 iters=1 cycles=309\n\
+             BENCH op=appel_li_trap repeat=0 iters=1 cycles=4067\n\
+             BENCH op=matmul repeat=0 iters=1 cycles=1010\nBENCH done\n",
+        ));
+        let mut all = rows(Mode::Icount, "tcg", &exo, &linux);
+        all.extend(rows(Mode::Wall, "tcg", &exo, &linux));
+        let path = std::env::temp_dir().join(format!("kernel-plot-{}.svg", std::process::id()));
+        write(&all, &path).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(svg.starts_with("<svg"));
+        for name in [
+            "null_syscall",
+            "appel_li_trap",
+            "matmul",
+            "icount",
+            "wall",
+            "target",
+        ] {
+            assert!(svg.contains(name), "{name} missing from the plot");
+        }
     }
 }
