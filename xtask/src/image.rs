@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The packages whose binaries are apps.
-pub const PACKAGES: &[&str] = &["hello", "fault", "busy", "ktest"];
+pub const PACKAGES: &[&str] = &["hello", "fault", "busy", "ktest", "kbench"];
 
 /// Every app packed into the boot image, by binary name.
 pub const APPS: &[&str] = &[
     "hello", "fault", "busy", "exc", "isolate", "badargs", "pct", "sched", "contain", "reclaim",
+    "kbench",
 ];
 
 /// Cargo profile for the bare-metal builds.

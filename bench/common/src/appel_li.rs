@@ -16,9 +16,10 @@ use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 pub trait Protection {
     /// Address of page `page` of the region.
     fn page_address(&self, page: usize) -> u64;
-    /// Makes pages `first..first + count` inaccessible, in one call to the kernel.
+    /// Makes pages `first..first + count` inaccessible, in as few calls as the kernel offers
+    /// (Linux: one `mprotect`; exo: one `page_protect` per page).
     fn protect(&self, first: usize, count: usize);
-    /// Makes pages `first..first + count` readable and writable, in one call to the kernel.
+    /// Makes pages `first..first + count` readable and writable, likewise.
     fn unprotect(&self, first: usize, count: usize);
     /// The region's page index of `address`, if it lies in the region.
     fn page_of(&self, address: u64) -> Option<usize> {

@@ -57,7 +57,7 @@ impl Lcg {
         Lcg { state: seed }
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub const fn next_u64(&mut self) -> u64 {
         self.state = self
             .state
             .wrapping_mul(6364136223846793005)
@@ -80,13 +80,23 @@ impl Lcg {
     }
 }
 
-/// Fills a matrix with the benchmark's deterministic input.
-pub fn fill_matrix(matrix: &mut [u64], seed: u64) {
+/// A matrix of the benchmark's deterministic input, computed at compile time for the statics
+/// below.
+pub const fn matrix<const CELLS: usize>(seed: u64) -> [u64; CELLS] {
     let mut random = Lcg::new(seed);
-    for cell in matrix {
-        *cell = random.next_u64() >> 40;
+    let mut cells = [0u64; CELLS];
+    let mut index = 0;
+    while index < CELLS {
+        cells[index] = random.next_u64() >> 40;
+        index += 1;
     }
+    cells
 }
+
+/// The left matmul operand ([`ops::MATMUL_N`] squared cells, row-major).
+pub static MATMUL_A: [u64; ops::MATMUL_N * ops::MATMUL_N] = matrix(1);
+/// The right matmul operand.
+pub static MATMUL_B: [u64; ops::MATMUL_N * ops::MATMUL_N] = matrix(2);
 
 /// A checksum of a result matrix, printed with the matmul sample so the host can check both
 /// kernels computed the same product.

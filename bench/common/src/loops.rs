@@ -223,12 +223,11 @@ mod tests {
     #[test]
     fn assembly_matmul_matches_the_reference() {
         const N: usize = MATMUL_N;
-        let (mut a, mut b) = ([0u64; N * N], [0u64; N * N]);
-        crate::fill_matrix(&mut a, 1);
-        crate::fill_matrix(&mut b, 2);
+        let (a, b) = (&crate::MATMUL_A, &crate::MATMUL_B);
+        assert_ne!(a, b);
         let (mut expected, mut actual) = ([0u64; N * N], [7u64; N * N]);
-        crate::matmul_reference(&a, &b, &mut expected, N);
-        matmul(&a, &b, &mut actual, N);
+        crate::matmul_reference(a, b, &mut expected, N);
+        matmul(a, b, &mut actual, N);
         assert_eq!(crate::checksum(&expected), crate::checksum(&actual));
         assert_eq!(expected, actual);
         // Small and non-square-friendly sizes too.

@@ -29,6 +29,9 @@ pub const SEED: u64 = 0x5eed_0fa9_9e15;
 pub enum Op {
     /// exo's cheapest system call vs Linux `syscall(SYS_getpid)`.
     NullSyscall,
+    /// exo's `self_id` (its getpid: the full dispatch path, registers saved and the call
+    /// decoded, where `null` returns from the entry stub) vs the same Linux getpid.
+    SelfIdVsGetpid,
     /// An invalid-opcode trap (`ud2`) delivered to a user handler that steps over it: exo's
     /// exception upcall vs a Linux SIGILL handler and `rt_sigreturn`.
     ExceptionDispatch,
@@ -50,8 +53,9 @@ pub enum Op {
 
 impl Op {
     /// Every operation, in report order.
-    pub const ALL: [Op; 11] = [
+    pub const ALL: [Op; 12] = [
         Op::NullSyscall,
+        Op::SelfIdVsGetpid,
         Op::ExceptionDispatch,
         Op::PctRoundTrip,
         Op::PctVsEventfd,
@@ -67,6 +71,7 @@ impl Op {
     pub const fn name(self) -> &'static str {
         match self {
             Op::NullSyscall => "null_syscall",
+            Op::SelfIdVsGetpid => "self_id_vs_getpid",
             Op::ExceptionDispatch => "exception_dispatch",
             Op::PctRoundTrip => "pct_round_trip",
             Op::PctVsEventfd => "pct_vs_eventfd",
@@ -88,7 +93,7 @@ impl Op {
     /// second of emulated time, and far above the timer's resolution.
     pub const fn iterations(self) -> u64 {
         match self {
-            Op::NullSyscall => 100_000,
+            Op::NullSyscall | Op::SelfIdVsGetpid => 100_000,
             Op::ExceptionDispatch | Op::AppelLiTrap => 10_000,
             Op::PctRoundTrip | Op::PctVsEventfd | Op::AppelLiAppel1 => 5_000,
             // Pages: 20 passes over the 100-page region.
@@ -101,7 +106,7 @@ impl Op {
     /// What one iteration is, for the report.
     pub const fn per(self) -> &'static str {
         match self {
-            Op::NullSyscall => "call",
+            Op::NullSyscall | Op::SelfIdVsGetpid => "call",
             Op::ExceptionDispatch | Op::AppelLiTrap => "trap",
             Op::PctRoundTrip | Op::PctVsEventfd => "round trip",
             Op::AppelLiProt1 | Op::AppelLiAppel2 => "page",
