@@ -733,3 +733,49 @@ fn templated_table_with_exceptions_classifies_exactly() {
     let data = new.packet(0, 7);
     assert_eq!(code.classify(&Packet::whole(&data)), Some(FilterId(5_000)));
 }
+
+/// Key 0 in a templated dispatch: absent (the probe may meet an all-zero empty slot first),
+/// in the table, or an exception with code of its own. Verdicts agree in every case.
+#[test]
+fn key_zero_in_templated_tables() {
+    let flow = |host: u32, port: u16| Flow {
+        ipv6: false,
+        protocol: 6,
+        host,
+        port,
+        with_source_port: None,
+    };
+    let any_tcp = UnverifiedFilter {
+        id: FilterId(900),
+        steps: vec![eq(12, Width::B2, 0x0800), eq(23, Width::B1, 6)],
+    }
+    .verify()
+    .unwrap();
+    let mut sets: Vec<Vec<Filter>> = Vec::new();
+    // Absent, with a shorter filter below that must still win.
+    sets.push(
+        (1..=10)
+            .map(|h| flow(h, 80).filter(h))
+            .chain([any_tcp.clone()])
+            .collect(),
+    );
+    // Present in the table.
+    sets.push((0..=10).map(|h| flow(h, 80).filter(h + 1)).collect());
+    // An exception: host 0 carries two flows.
+    sets.push(
+        (1..=10)
+            .map(|h| flow(h, 80).filter(h))
+            .chain([flow(0, 80).filter(20), flow(0, 443).filter(21), any_tcp])
+            .collect(),
+    );
+    for filters in sets {
+        let (bound, trie) = bind_all(filters);
+        let code = executable(&trie);
+        for host in [0, 1, 5, 11] {
+            for port in [0, 80, 443] {
+                let data = flow(host, port).packet(0, 7);
+                assert_agree(&bound, &trie, &code, &Packet::whole(&data)).unwrap();
+            }
+        }
+    }
+}

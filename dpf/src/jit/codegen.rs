@@ -514,7 +514,15 @@ impl Codegen<'_> {
                 self.ops.new_dynamic_label()
             };
             let templated_keys = partition.templated.iter().map(|&i| keys[i]).collect();
-            self.templated_lookup(index, templated_keys, partition.chains, checked, miss, next);
+            let zero_elsewhere = partition.exceptions.iter().any(|&i| keys[i] == 0);
+            self.templated_lookup(
+                index,
+                templated_keys,
+                partition.chains,
+                checked,
+                (miss, zero_elsewhere),
+                next,
+            );
             if partition.exceptions.is_empty() {
                 return;
             }
@@ -554,7 +562,7 @@ impl Codegen<'_> {
         keys: Vec<u32>,
         chains: Vec<Chain>,
         checked: u32,
-        miss: DynamicLabel,
+        (miss, zero_elsewhere): (DynamicLabel, bool),
         next: DynamicLabel,
     ) {
         self.stats.templated_tables += 1;
@@ -578,10 +586,29 @@ impl Codegen<'_> {
             ; mov esi, edx
             ; shl rsi, BYTE entry_shift
             ; add rsi, rcx
-            ; cmp QWORD [rsi + score_offset], BYTE 0
-            ; je =>miss
-            ; cmp eax, DWORD [rsi]
-            ; je =>hit
+        );
+        if zero_elsewhere {
+            dynasm!(self.ops
+                ; .arch x64
+                ; cmp QWORD [rsi + score_offset], BYTE 0
+                ; je =>miss
+                ; cmp eax, DWORD [rsi]
+                ; je =>hit
+            );
+        } else {
+            // The key first: a hit costs one branch. Key 0 meeting an empty (all-zero) slot
+            // "hits" it and runs the body with zero constants and score 0, which changes no
+            // verdict; and no exception has key 0 to miss instead.
+            dynasm!(self.ops
+                ; .arch x64
+                ; cmp eax, DWORD [rsi]
+                ; je =>hit
+                ; cmp QWORD [rsi + score_offset], BYTE 0
+                ; je =>miss
+            );
+        }
+        dynasm!(self.ops
+            ; .arch x64
             // Always a probe loop (it only runs on a collision), so a patch may put a key in
             // any free slot.
             ; add edx, 1
@@ -628,7 +655,28 @@ impl Codegen<'_> {
         match *step {
             ShapeStep::Compare { field, mask, op } => {
                 let checked = self.ensure(field_end(field), node, checked, next);
-                self.load_value(field, mask);
+                match field {
+                    // The entry holds the constant byte-swapped: compare the bytes as loaded.
+                    Field::Packet { offset, width } if shape[0].compares_raw() => {
+                        let offset = offset as i32;
+                        match width {
+                            Width::B1 => {
+                                dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [r9 + offset])
+                            }
+                            Width::B2 => {
+                                dynasm!(self.ops ; .arch x64 ; movzx eax, WORD [r9 + offset])
+                            }
+                            Width::B4 => {
+                                dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [r9 + offset])
+                            }
+                        }
+                        if mask & width.max_value() != width.max_value() {
+                            let mask = shape[0].stored(mask) as i32;
+                            dynasm!(self.ops ; .arch x64 ; and eax, DWORD mask);
+                        }
+                    }
+                    _ => self.load_value(field, mask),
+                }
                 let offset = entry.parameter_offset(parameter) as i32;
                 dynasm!(self.ops ; .arch x64 ; cmp eax, DWORD [rsi + offset]);
                 self.branch_unless(op, next);
@@ -763,11 +811,14 @@ impl Codegen<'_> {
                 }
                 TableEntries::Templates(entry, chains, record) => {
                     self.templates[*record].offset = start;
+                    let shape = self.templates[*record].shape.clone();
                     for slot in &table.layout.slots {
                         let at = self.ops.offset();
                         if let Some(index) = *slot {
                             self.ops.push_u32(table.keys[index]);
-                            for &parameter in &chains[index].parameters {
+                            let stored =
+                                template::stored_parameters(&shape, &chains[index].parameters);
+                            for parameter in stored {
                                 self.ops.push_u32(parameter);
                             }
                             self.ops.align(8, 0);

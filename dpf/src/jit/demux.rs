@@ -219,7 +219,7 @@ impl Demux {
                 (Step::Test(a), ShapeStep::Compare { field, mask, op })
                     if a.field == *field && a.mask == *mask && a.op == *op =>
                 {
-                    parameters.push(a.value)
+                    parameters.push(shape.stored(a.value))
                 }
                 (Step::Shift(s), ShapeStep::Shift(t)) if s == t => {}
                 _ => return None,

@@ -14,7 +14,7 @@
 
 use alloc::vec::Vec;
 
-use crate::ir::{CmpOp, Field, Shift};
+use crate::ir::{CmpOp, Field, Shift, Width};
 use crate::trie::{NodeIndex, NodeKind, Trie};
 
 /// One step of a chain, without its constant.
@@ -33,6 +33,54 @@ pub enum ShapeStep {
     Shift(Shift),
     /// The end: accept with the entry's score.
     Accept,
+}
+
+impl ShapeStep {
+    /// True for an equality on packet bytes: the generated code compares the bytes as loaded
+    /// (little-endian, no byte swap), so the table holds its constant byte-swapped.
+    pub fn compares_raw(&self) -> bool {
+        matches!(
+            self,
+            ShapeStep::Compare {
+                field: Field::Packet { .. },
+                op: CmpOp::Eq,
+                ..
+            }
+        )
+    }
+
+    /// A compare's constant (or mask) as the table entry holds it: byte-swapped within the
+    /// field's width when [`ShapeStep::compares_raw`], else as is.
+    pub fn stored(&self, value: u32) -> u32 {
+        match *self {
+            ShapeStep::Compare {
+                field: Field::Packet { width, .. },
+                op: CmpOp::Eq,
+                ..
+            } => swap_within(value, width),
+            _ => value,
+        }
+    }
+}
+
+/// `value`'s low `width` bytes in reverse order: a big-endian field's value as a little-endian
+/// load of its bytes reads it.
+pub fn swap_within(value: u32, width: Width) -> u32 {
+    match width {
+        Width::B1 => value & 0xff,
+        Width::B2 => u32::from((value as u16).swap_bytes()),
+        Width::B4 => value.swap_bytes(),
+    }
+}
+
+/// The stored form of each of `parameters` (one per compare of `shape`, in order).
+pub fn stored_parameters(shape: &[ShapeStep], parameters: &[u32]) -> Vec<u32> {
+    shape
+        .iter()
+        .filter(|step| matches!(step, ShapeStep::Compare { .. }))
+        .zip(parameters)
+        .map(|(step, &value)| step.stored(value))
+        .collect()
 }
 
 /// A key's chain: its shape, the node each step comes from (the first key's nodes stand for all
