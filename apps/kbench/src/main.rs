@@ -7,6 +7,8 @@
 //!   `self_id_vs_getpid`: `self_id` (the full dispatch path);
 //! - `exception_dispatch`: `ud2` delivered to the exception upcall; libnet's entry runs the
 //!   handler below, which steps over it, and resumes the code without entering the kernel;
+//!   `exception_dispatch_raw_entry`: the same trap to a two-instruction entry of our own
+//!   (step over, jump to libnet's resume), which leaves the kernel's share;
 //! - `pct_round_trip`: `pct_call` to a second kbench environment serving an echo at its PCT
 //!   entry (`pct::serve`), and its `pct_return`;
 //! - Appel-Li: 100 pages from `page_alloc` mapped with `page_map`, protected with
@@ -29,6 +31,7 @@ mod app {
     use libnet::abi::Syscall;
     use libnet::abi::cap::{CapHandle, Rights};
     use libnet::abi::syscall::ANY_FRAME;
+    use libnet::abi::upcall::UpcallKind;
     use libnet::upcall::Frame;
     use libnet::{Error, env, pct, println, sys, upcall};
 
@@ -65,6 +68,16 @@ mod app {
                 Op::NullSyscall => measure(op, |n| timed_syscalls(Syscall::Null, n), emit),
                 Op::SelfIdVsGetpid => measure(op, |n| timed_syscalls(Syscall::SelfId, n), emit),
                 Op::ExceptionDispatch => measure(op, timed_ud2, emit),
+                Op::ExceptionDispatchRawEntry => {
+                    let raw = raw_exception_entry as *const () as u64;
+                    if let Err(error) = sys::set_upcall(UpcallKind::Exception, raw, 0) {
+                        println!("kbench: set_upcall: {error:?}");
+                        return 1;
+                    }
+                    measure(op, timed_ud2, emit);
+                    // Back to libnet's entry, which the Appel-Li faults go through.
+                    upcall::install(false);
+                }
                 Op::PctRoundTrip => {
                     if let Err(error) = pct_round_trip() {
                         println!("kbench: pct_round_trip: {error:?}");
@@ -108,6 +121,19 @@ mod app {
             loops::ud2_loop(iterations)
         };
         (rdtsc() - start, None)
+    }
+
+    /// An exception upcall entry for the benchmark's `ud2` only: the kernel enters with
+    /// `rdi` = the frame; step its `rip` over the two-byte instruction and resume.
+    #[allow(unsafe_code)]
+    #[unsafe(naked)]
+    extern "C" fn raw_exception_entry() {
+        core::arch::naked_asm!(
+            "add qword ptr [rdi + {rip}], 2",
+            "jmp {resume}",
+            rip = const core::mem::offset_of!(Frame, rip),
+            resume = sym upcall::resume,
+        )
     }
 
     /// The app's exception handler (after libnet's probes): the benchmark's traps only.

@@ -35,6 +35,10 @@ pub enum Op {
     /// An invalid-opcode trap (`ud2`) delivered to a user handler that steps over it: exo's
     /// exception upcall vs a Linux SIGILL handler and `rt_sigreturn`.
     ExceptionDispatch,
+    /// The same trap delivered to a two-instruction upcall entry on exo (step over the `ud2`,
+    /// resume without the kernel): the kernel's share of `exception_dispatch`, without the
+    /// library's dispatcher. Compared with the same Linux SIGILL round trip.
+    ExceptionDispatchRawEntry,
     /// A round trip between two protection domains: exo's protected control transfer there
     /// and back vs a one-byte pipe ping-pong between two Linux processes.
     PctRoundTrip,
@@ -53,10 +57,11 @@ pub enum Op {
 
 impl Op {
     /// Every operation, in report order.
-    pub const ALL: [Op; 12] = [
+    pub const ALL: [Op; 13] = [
         Op::NullSyscall,
         Op::SelfIdVsGetpid,
         Op::ExceptionDispatch,
+        Op::ExceptionDispatchRawEntry,
         Op::PctRoundTrip,
         Op::PctVsEventfd,
         Op::AppelLiTrap,
@@ -73,6 +78,7 @@ impl Op {
             Op::NullSyscall => "null_syscall",
             Op::SelfIdVsGetpid => "self_id_vs_getpid",
             Op::ExceptionDispatch => "exception_dispatch",
+            Op::ExceptionDispatchRawEntry => "exception_dispatch_raw_entry",
             Op::PctRoundTrip => "pct_round_trip",
             Op::PctVsEventfd => "pct_vs_eventfd",
             Op::AppelLiTrap => "appel_li_trap",
@@ -94,7 +100,7 @@ impl Op {
     pub const fn iterations(self) -> u64 {
         match self {
             Op::NullSyscall | Op::SelfIdVsGetpid => 100_000,
-            Op::ExceptionDispatch | Op::AppelLiTrap => 10_000,
+            Op::ExceptionDispatch | Op::ExceptionDispatchRawEntry | Op::AppelLiTrap => 10_000,
             Op::PctRoundTrip | Op::PctVsEventfd | Op::AppelLiAppel1 => 5_000,
             // Pages: 20 passes over the 100-page region.
             Op::AppelLiProt1 | Op::AppelLiAppel2 => 20 * APPEL_LI_PAGES as u64,
@@ -107,7 +113,7 @@ impl Op {
     pub const fn per(self) -> &'static str {
         match self {
             Op::NullSyscall | Op::SelfIdVsGetpid => "call",
-            Op::ExceptionDispatch | Op::AppelLiTrap => "trap",
+            Op::ExceptionDispatch | Op::ExceptionDispatchRawEntry | Op::AppelLiTrap => "trap",
             Op::PctRoundTrip | Op::PctVsEventfd => "round trip",
             Op::AppelLiProt1 | Op::AppelLiAppel2 => "page",
             Op::AppelLiProt100 | Op::AppelLiUnprot100 => "100-page call",

@@ -29,6 +29,8 @@ pub fn run_all() -> Result<()> {
             // The host compares exo's self_id with the getpid measured for null_syscall.
             Op::SelfIdVsGetpid => {}
             Op::ExceptionDispatch => measure(op, timed_ud2, emit),
+            // The host compares exo's raw-entry trap with the SIGILL round trip above.
+            Op::ExceptionDispatchRawEntry => {}
             Op::PctRoundTrip => ping_pong(op, Channel::Pipe)?,
             Op::PctVsEventfd => ping_pong(op, Channel::Eventfd)?,
             Op::AppelLiTrap

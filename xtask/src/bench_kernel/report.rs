@@ -89,6 +89,15 @@ impl GuestReport {
         }
     }
 
+    /// Lowest and highest cycles per operation over the repeats.
+    pub fn range(&self, op: Op) -> Option<(f64, f64)> {
+        let values = self.samples.get(&op)?.iter().map(Sample::per_iteration);
+        values.fold(None, |range, value| match range {
+            None => Some((value, value)),
+            Some((low, high)) => Some((f64::min(low, value), f64::max(high, value))),
+        })
+    }
+
     /// The result checksum of `op`, if every repeat reported the same one.
     pub fn check(&self, op: Op) -> Result<Option<u64>, String> {
         let mut checks = self.samples.get(&op).into_iter().flatten().map(|s| s.check);
@@ -131,6 +140,14 @@ pub enum Side {
 }
 
 impl Side {
+    /// The lowest and highest per-operation value of `op` over the repeats.
+    fn range(&self, op: Op) -> (Option<f64>, Option<f64>) {
+        match self {
+            Side::Ran(report) => report.range(op).unzip(),
+            Side::Missing(_) => (None, None),
+        }
+    }
+
     /// The per-operation value of `op`, or the note that explains its absence.
     fn value(&self, op: Op) -> (Option<f64>, Option<String>) {
         match self {
@@ -205,6 +222,12 @@ pub struct Row {
     pub linux: Option<f64>,
     /// linux / exo: how many times cheaper the operation is on exo.
     pub ratio: Option<f64>,
+    /// The spread of the repeats behind `exo` and `linux` (wall time on a busy host varies;
+    /// icount does not).
+    pub exo_min: Option<f64>,
+    pub exo_max: Option<f64>,
+    pub linux_min: Option<f64>,
+    pub linux_max: Option<f64>,
     pub unit: &'static str,
     /// What one operation is.
     pub per: &'static str,
@@ -230,10 +253,11 @@ pub fn exo_counterpart(op: Op) -> Op {
 }
 
 /// The operation whose Linux measurement a row shows: getpid is compared with both exo's null
-/// call and its `self_id`.
+/// call and its `self_id`, the SIGILL round trip with both exo exception paths.
 pub fn linux_counterpart(op: Op) -> Op {
     match op {
         Op::SelfIdVsGetpid => Op::NullSyscall,
+        Op::ExceptionDispatchRawEntry => Op::ExceptionDispatch,
         other => other,
     }
 }
@@ -245,6 +269,8 @@ pub fn rows(mode: Mode, accel: &str, exo: &Side, linux: &Side) -> Vec<Row> {
         .map(|op| {
             let (exo_value, exo_note) = exo.value(exo_counterpart(op));
             let (linux_value, mut linux_note) = linux.value(linux_counterpart(op));
+            let (exo_min, exo_max) = exo.range(exo_counterpart(op));
+            let (linux_min, linux_max) = linux.range(linux_counterpart(op));
             let ratio = match (exo_value, linux_value) {
                 (Some(exo), Some(linux)) if exo > 0.0 => Some(linux / exo),
                 _ => None,
@@ -262,6 +288,10 @@ pub fn rows(mode: Mode, accel: &str, exo: &Side, linux: &Side) -> Vec<Row> {
                 exo: exo_value,
                 linux: linux_value,
                 ratio,
+                exo_min,
+                exo_max,
+                linux_min,
+                linux_max,
                 unit: mode.unit(),
                 per: op.per(),
                 iterations: op.iterations(),
@@ -390,6 +420,8 @@ BENCH done
         // Median of 309, 310, 308, 900, 309.5: the outlier does not move it.
         assert_eq!(report.median(Op::NullSyscall), Some(309.5));
         assert_eq!(report.median(Op::PctRoundTrip), Some(12419.0));
+        assert_eq!(report.range(Op::NullSyscall), Some((308.0, 900.0)));
+        assert_eq!(report.range(Op::AppelLiTrap), None);
         assert_eq!(report.median(Op::AppelLiTrap), None);
         assert_eq!(report.check(Op::Matmul), Ok(Some(0xabc)));
         // One repeat where five are expected.
@@ -487,10 +519,13 @@ BENCH done
         assert_eq!(array[0]["exo"], 60.0);
         assert_eq!(array[0]["linux"], 309.5);
         assert_eq!(array[0]["iterations"], Op::NullSyscall.iterations());
-        assert_eq!(array[3]["op"], "pct_round_trip");
-        assert!(array[3]["exo"].is_null());
+        assert_eq!(array[0]["linux_min"], 308.0);
+        assert_eq!(array[0]["linux_max"], 900.0);
+        assert_eq!(array[0]["exo_min"], 60.0);
+        assert_eq!(array[4]["op"], "pct_round_trip");
+        assert!(array[4]["exo"].is_null());
         assert_eq!(array[0]["target"], ">= 5x");
         assert_eq!(array[0]["meets_target"], true);
-        assert!(array[3]["meets_target"].is_null());
+        assert!(array[4]["meets_target"].is_null());
     }
 }
