@@ -32,8 +32,12 @@ use super::template::{self, Chain, EntryLayout, ShapeStep};
 use crate::ir::{CmpOp, Field, Shift, Width};
 use crate::trie::{NodeIndex, NodeKind, Trie};
 
-/// A disjunction with at most this many keys is a compare chain; more get a hash table.
+/// A disjunction with more keys than this is templated when most share a chain shape.
 pub const MAX_COMPARE_CHAIN: usize = 3;
+
+/// A disjunction of keys with code of their own (not templated) is a compare chain up to this
+/// many keys; more get a hash table and an indirect jump.
+pub const MAX_KEY_CODE_CHAIN: usize = 6;
 
 /// A hash table to lay out after the code, once every target is placed.
 #[derive(Debug)]
@@ -67,7 +71,7 @@ pub struct CodegenStats {
     pub hash_tables: usize,
     /// Hash tables emitted whose keys share one templated body.
     pub templated_tables: usize,
-    /// Compare chains emitted (disjunctions of 2..=MAX_COMPARE_CHAIN keys).
+    /// Compare chains emitted (disjunctions of 2..=MAX_KEY_CODE_CHAIN keys).
     pub compare_chains: usize,
 }
 
@@ -531,11 +535,16 @@ impl Codegen<'_> {
             key_nodes = pick(&key_nodes, &partition.exceptions);
             targets = pick(&targets, &partition.exceptions);
         }
-        if keys.len() <= MAX_COMPARE_CHAIN {
+        if keys.len() <= MAX_KEY_CODE_CHAIN {
             if keys.len() > 1 {
                 self.stats.compare_chains += 1;
             }
-            for (&key, &target) in keys.iter().zip(&targets) {
+            // Keys with more filters below first (more flows, likely more traffic): a short
+            // chain of compares beats a probe and an indirect jump.
+            let mut order: Vec<usize> = (0..keys.len()).collect();
+            order.sort_by_key(|&i| core::cmp::Reverse(trie.node(key_nodes[i]).filter_count()));
+            for &i in &order {
+                let (key, target) = (keys[i], targets[i]);
                 let key = key as i32;
                 dynasm!(self.ops
                     ; .arch x64
