@@ -159,7 +159,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     plot::write(&rows, &svg)?;
     println!();
     print!("{}", report::table(&rows));
-    println!("\nwrote {} and {}", json.display(), svg.display());
+    println!("\n{}", report::LEGEND);
+    println!("wrote {} and {}", json.display(), svg.display());
     for row in &rows {
         if let Some(note) = &row.linux_note
             && note.contains("differs")

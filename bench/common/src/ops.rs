@@ -10,6 +10,12 @@
 //!   protects another page (the one unprotected last) and unprotects the faulting page;
 //! - `appel2` ("protN+trap+unprot"): protect 100 pages, read each in a random order; the
 //!   handler unprotects the faulting page. Reported per page.
+//!
+//! "One call" means one where the kernel has a range call (Linux `mprotect`); exo protects a
+//! page per `page_protect`, so its `prot100` and `unprot100` make 100 calls.
+//!
+//! A reported cost is the TSC difference over a whole run divided by its iterations, so it
+//! includes the loop's own few instructions, identical on both kernels.
 
 /// Times each operation is measured (the host reports the median).
 pub const REPEATS: u32 = 5;

@@ -315,6 +315,13 @@ fn cell(value: Option<f64>) -> String {
     }
 }
 
+/// Printed under the table: how to read the two modes.
+pub const LEGEND: &str = "\
+Values are medians of 5 runs, per operation, including the shared loop's own instructions.
+icount: guest instructions (TSC under -icount shift=0): deterministic, the figure to judge by.
+wall: the host's TSC seen through TCG: emulation cost, not hardware cost, and it keeps counting
+while QEMU waits for a busy host's CPU (see the min/max in kernel.json).";
+
 /// The table printed at the end: op, mode, exo, linux, linux/exo, and notes.
 pub fn table(rows: &[Row]) -> String {
     let mut lines = vec![[
