@@ -130,6 +130,11 @@ struct Codegen<'t> {
     base_slot: DynamicLabel,
     /// `add rcx, imm32` instructions (their offsets) to fill with a table's data offset.
     pending_offsets: Vec<(usize, DynamicLabel)>,
+    /// While emitting a node: the best score anything that may still run after its subtree
+    /// can reach. A match at least this good returns at once.
+    later: u64,
+    /// While emitting a node: shifts whose saved base (two pushes each) is on the stack.
+    depth: u32,
 }
 
 /// Tables start on a page of their own, so a loader can map them read+write apart from the
@@ -189,6 +194,8 @@ pub fn generate(trie: &Trie) -> Result<GeneratedCode, EmitError> {
         stats: CodegenStats::default(),
         base_slot,
         pending_offsets: Vec::new(),
+        later: 0,
+        depth: 0,
     };
     let entry = generator.ops.offset();
     dynasm!(generator.ops
@@ -229,7 +236,13 @@ impl Codegen<'_> {
         let trie = self.trie;
         let alternatives = trie.node(parent).alternatives();
         let end = self.ops.new_dynamic_label();
+        let outer = self.later;
         for (i, &alternative) in alternatives.iter().enumerate() {
+            // Sorted best bound first: the next alternative is the best that may follow.
+            let following = alternatives
+                .get(i + 1)
+                .map_or(0, |&a| trie.node(a).bound().0);
+            self.later = outer.max(following);
             if i > 0 {
                 // Sorted best bound first: once the best held reaches this bound, stop.
                 let bound = trie.node(alternative).bound().0 as i64;
@@ -244,7 +257,21 @@ impl Codegen<'_> {
             self.node(alternative, checked, next);
             dynasm!(self.ops ; .arch x64 ; =>next);
         }
+        self.later = outer;
         dynasm!(self.ops ; .arch x64 ; =>end);
+    }
+
+    /// After a match: nothing left can beat the best held, so drop the saved bases and return.
+    fn return_now(&mut self) {
+        if self.depth > 0 {
+            let bytes = (16 * self.depth) as i32;
+            dynasm!(self.ops ; .arch x64 ; add rsp, DWORD bytes);
+        }
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rax, r8
+            ; ret
+        );
     }
 
     /// Code for one node: on failure (or once its subtree is explored) control reaches `next`.
@@ -252,6 +279,7 @@ impl Codegen<'_> {
         let trie = self.trie;
         match trie.node(index).kind() {
             NodeKind::Accept { score, .. } => {
+                let done = score.0 >= self.later;
                 let score = score.0 as i64;
                 dynasm!(self.ops
                     ; .arch x64
@@ -259,6 +287,9 @@ impl Codegen<'_> {
                     ; cmp rax, r8
                     ; cmova r8, rax
                 );
+                if done {
+                    self.return_now();
+                }
             }
             NodeKind::Test(atom) => {
                 let checked = self.ensure(field_end(atom.field), index, checked, next);
@@ -270,7 +301,9 @@ impl Codegen<'_> {
             }
             NodeKind::Shift(shift) => {
                 self.shift_load(*shift, index, checked, next);
+                self.depth += 1;
                 self.alternatives(index, 0);
+                self.depth -= 1;
                 dynasm!(self.ops
                     ; .arch x64
                     ; pop r10
@@ -701,7 +734,9 @@ impl Codegen<'_> {
             ShapeStep::Shift(shift) => {
                 self.shift_load(shift, node, checked, next);
                 let inner = self.ops.new_dynamic_label();
+                self.depth += 1;
                 self.template_steps(&shape[1..], &nodes[1..], entry, parameter, 0, inner);
+                self.depth -= 1;
                 dynasm!(self.ops
                     ; .arch x64
                     ; =>inner
@@ -717,6 +752,21 @@ impl Codegen<'_> {
                     ; cmp rax, r8
                     ; cmova r8, rax
                 );
+                // Scores differ by entry (and patches add some): test the one held.
+                if self.later == 0 {
+                    self.return_now();
+                } else {
+                    let later = self.later as i64;
+                    let keep_going = self.ops.new_dynamic_label();
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; mov rax, QWORD later
+                        ; cmp r8, rax
+                        ; jb =>keep_going
+                    );
+                    self.return_now();
+                    dynasm!(self.ops ; .arch x64 ; =>keep_going);
+                }
             }
         }
     }
