@@ -315,8 +315,7 @@ impl Codegen<'_> {
                     self.equality_run(index, checked, next);
                 } else {
                     let checked = self.ensure(field_end(*field), index, checked, next);
-                    self.load_value(*field, *mask);
-                    self.dispatch(index, checked, next);
+                    self.dispatch(index, (*field, *mask), checked, next);
                 }
             }
             // Never an alternative: keys are reached through their dispatch.
@@ -377,6 +376,21 @@ impl Codegen<'_> {
             ; jl =>next
         );
         need
+    }
+
+    /// `eax` = the field's bytes as loaded (little-endian), masked by `mask` byte-swapped within
+    /// the width: equal to a natural value `v` exactly when it equals `swap_within(v, width)`.
+    fn load_raw(&mut self, offset: u16, width: Width, mask: u32) {
+        let offset = offset as i32;
+        match width {
+            Width::B1 => dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [r9 + offset]),
+            Width::B2 => dynasm!(self.ops ; .arch x64 ; movzx eax, WORD [r9 + offset]),
+            Width::B4 => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [r9 + offset]),
+        }
+        if mask & width.max_value() != width.max_value() {
+            let mask = template::swap_within(mask, width) as i32;
+            dynasm!(self.ops ; .arch x64 ; and eax, DWORD mask);
+        }
     }
 
     /// `eax = field & mask` in natural (big-endian-decoded) order. Bounds already checked.
@@ -492,6 +506,19 @@ impl Codegen<'_> {
                 let value = compare.value as i32;
                 dynasm!(self.ops ; .arch x64 ; cmp DWORD [r9 + offset], DWORD value);
             }
+            // Masked bits all zero: one `test`, no load into a register.
+            (1, false) if compare.value == 0 => {
+                let mask = compare.mask as i8;
+                dynasm!(self.ops ; .arch x64 ; test BYTE [r9 + offset], BYTE mask);
+            }
+            (2, false) if compare.value == 0 => {
+                let mask = compare.mask as i16;
+                dynasm!(self.ops ; .arch x64 ; test WORD [r9 + offset], WORD mask);
+            }
+            (4, false) if compare.value == 0 => {
+                let mask = compare.mask as i32;
+                dynasm!(self.ops ; .arch x64 ; test DWORD [r9 + offset], DWORD mask);
+            }
             (1 | 2 | 4, false) => {
                 match compare.bytes {
                     1 => dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [r9 + offset]),
@@ -528,7 +555,13 @@ impl Codegen<'_> {
     }
 
     /// `eax` holds the masked value: jump to the key's subtree, or to `next` if none.
-    fn dispatch(&mut self, index: NodeIndex, checked: u32, next: DynamicLabel) {
+    fn dispatch(
+        &mut self,
+        index: NodeIndex,
+        (field, mask): (Field, u32),
+        checked: u32,
+        next: DynamicLabel,
+    ) {
         let trie = self.trie;
         let mut keys = Vec::new();
         let mut key_nodes = Vec::new();
@@ -540,9 +573,12 @@ impl Codegen<'_> {
                 targets.push(self.ops.new_dynamic_label());
             }
         }
+        // Compared as loaded (constants byte-swapped) when only a compare chain follows.
+        let mut raw = None;
         if keys.len() > MAX_COMPARE_CHAIN
             && let Some(partition) = template::partition_chains(trie, &key_nodes, MAX_COMPARE_CHAIN)
         {
+            self.load_value(field, mask);
             // Keys whose chain does not fit the template keep their own code, tried when the
             // table misses (a key is in one or the other, never both).
             let miss = if partition.exceptions.is_empty() {
@@ -567,6 +603,13 @@ impl Codegen<'_> {
             keys = pick(&keys, &partition.exceptions);
             key_nodes = pick(&key_nodes, &partition.exceptions);
             targets = pick(&targets, &partition.exceptions);
+        } else if let (Field::Packet { offset, width }, true) =
+            (field, keys.len() <= MAX_KEY_CODE_CHAIN)
+        {
+            self.load_raw(offset, width, mask);
+            raw = Some(width);
+        } else {
+            self.load_value(field, mask);
         }
         if keys.len() <= MAX_KEY_CODE_CHAIN {
             if keys.len() > 1 {
@@ -577,7 +620,8 @@ impl Codegen<'_> {
             let mut order: Vec<usize> = (0..keys.len()).collect();
             order.sort_by_key(|&i| core::cmp::Reverse(trie.node(key_nodes[i]).filter_count()));
             for &i in &order {
-                let (key, target) = (keys[i], targets[i]);
+                let key = raw.map_or(keys[i], |width| template::swap_within(keys[i], width));
+                let target = targets[i];
                 let key = key as i32;
                 dynasm!(self.ops
                     ; .arch x64
@@ -700,22 +744,7 @@ impl Codegen<'_> {
                 match field {
                     // The entry holds the constant byte-swapped: compare the bytes as loaded.
                     Field::Packet { offset, width } if shape[0].compares_raw() => {
-                        let offset = offset as i32;
-                        match width {
-                            Width::B1 => {
-                                dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [r9 + offset])
-                            }
-                            Width::B2 => {
-                                dynasm!(self.ops ; .arch x64 ; movzx eax, WORD [r9 + offset])
-                            }
-                            Width::B4 => {
-                                dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [r9 + offset])
-                            }
-                        }
-                        if mask & width.max_value() != width.max_value() {
-                            let mask = shape[0].stored(mask) as i32;
-                            dynasm!(self.ops ; .arch x64 ; and eax, DWORD mask);
-                        }
+                        self.load_raw(offset, width, mask);
                     }
                     _ => self.load_value(field, mask),
                 }
@@ -826,10 +855,9 @@ impl Codegen<'_> {
             ; .arch x64
             ; lea rdi, [=>slot]
             ; mov rcx, QWORD [rdi]
-            ; add rcx, rdi
+            // Plus the offset of the table within the data, filled in by `emit_tables`.
+            ; lea rcx, [rcx + rdi + 0x7fff_ffff]
         );
-        // Offset of the table within the data, filled in by `emit_tables`.
-        dynasm!(self.ops ; .arch x64 ; add rcx, DWORD 0x7fff_ffff);
         self.pending_offsets.push((self.ops.offset() - 4, table));
     }
 
