@@ -4,7 +4,7 @@
 //! - `r9`  = address of the current base (`data + base`)
 //! - `r10` = captured bytes from the base on (`captured_len - base`, signed: a shift may move
 //!   the base past the end)
-//! - `r11d` = wire length
+//! - `r11d` = wire length (set up only when some atom reads it)
 //! - `r8`  = best [`Score`] so far (0 = none); returned in `rax`
 //! - `rax`, `rcx`, `rdx`, `rsi` = scratch
 //!
@@ -181,6 +181,22 @@ fn compute_need(trie: &Trie) -> Vec<u32> {
     need
 }
 
+/// True when some atom reads the wire length (`r11d` is set up only then).
+fn reads_wire_len(trie: &Trie) -> bool {
+    (0..trie.node_slots() as u32).any(|i| {
+        matches!(
+            trie.node(NodeIndex(i)).kind(),
+            NodeKind::Test(crate::ir::Atom {
+                field: Field::WireLen,
+                ..
+            }) | NodeKind::Dispatch {
+                field: Field::WireLen,
+                ..
+            }
+        )
+    })
+}
+
 /// Generates the code for `trie`.
 pub fn generate(trie: &Trie) -> Result<GeneratedCode, EmitError> {
     let mut ops = Emitter::new();
@@ -202,7 +218,12 @@ pub fn generate(trie: &Trie) -> Result<GeneratedCode, EmitError> {
         ; .arch x64
         ; mov r9, rdi
         ; mov r10, rsi
-        ; mov r11d, edx
+    );
+    if reads_wire_len(trie) {
+        dynasm!(generator.ops ; .arch x64 ; mov r11d, edx);
+    }
+    dynasm!(generator.ops
+        ; .arch x64
         ; xor r8d, r8d
     );
     generator.alternatives(Trie::ROOT, 0);
