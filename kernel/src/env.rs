@@ -76,6 +76,8 @@ pub struct Environment {
     /// Slices still to be skipped for overstaying.
     pub penalty: u64,
     pub ticks_charged: u64,
+    /// Times the scheduler switched to it.
+    pub dispatches: u64,
     pub revocation: Option<Revocation>,
     /// A revocation upcall waits for the next time the environment runs.
     pub revoke_upcall_pending: bool,
@@ -103,6 +105,7 @@ impl Environment {
             overstays: 0,
             penalty: 0,
             ticks_charged: 0,
+            dispatches: 0,
             revocation: None,
             revoke_upcall_pending: false,
             repossessed: Vec::new(),

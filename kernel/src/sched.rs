@@ -45,6 +45,7 @@ struct Ended {
     ticks_charged: u64,
     overstays: u64,
     repossessed: u64,
+    dispatches: u64,
 }
 
 /// Everything the kernel knows.
@@ -378,6 +379,7 @@ impl Kernel {
         if env.state != State::Runnable {
             return;
         }
+        env.dispatches += 1;
         let mut undeliverable = false;
         if env.revoke_upcall_pending {
             env.revoke_upcall_pending = false;
@@ -510,6 +512,7 @@ impl Kernel {
             ticks_charged: env.ticks_charged,
             overstays: env.overstays,
             repossessed: env.repossessed_total,
+            dispatches: env.dispatches,
         });
         if self.running == id {
             self.running = 0;
@@ -555,6 +558,7 @@ impl Kernel {
                 EnvQuery::Overstays => env.overstays,
                 EnvQuery::Slices => self.slices.count(id) as u64,
                 EnvQuery::Repossessed => env.repossessed_total,
+                EnvQuery::Dispatches => env.dispatches,
             };
         }
         let Some(ended) = self.ended.iter().find(|ended| ended.id == id) else {
@@ -566,6 +570,7 @@ impl Kernel {
             EnvQuery::Overstays => ended.overstays,
             EnvQuery::Slices => 0,
             EnvQuery::Repossessed => ended.repossessed,
+            EnvQuery::Dispatches => ended.dispatches,
         }
     }
 

@@ -5,14 +5,20 @@
 //! exits with its status; [`env`] keeps what the kernel passed at start), safe system-call
 //! wrappers ([`sys`]), console output ([`print!`], [`println!`]), a panic handler that
 //! reports and exits, user-level upcall handling (`upcall`: exception dispatch, probes,
-//! slice-end and revocation policy, the kernel-free resume) and PCT serving (`pct`).
+//! slice-end and revocation policy, the kernel-free resume), PCT serving (`pct`), the heap
+//! behind `alloc` ([`heap`]: a `#[global_allocator]` on pages the library maps itself), and
+//! shared-page communication ([`ipc`]: shared pages, pipes over [`ring`]).
 #![no_std]
 #![deny(unsafe_code)]
 
 pub mod console;
 pub mod env;
+pub mod heap;
+#[cfg(target_os = "none")]
+pub mod ipc;
 #[cfg(target_os = "none")]
 pub mod pct;
+pub mod ring;
 #[cfg(target_os = "none")]
 mod rt;
 pub mod sys;

@@ -5,8 +5,9 @@
 //! probe returns `None`), then to the app's handler ([`on_exception`]); if none takes it, the
 //! library reports it and exits with [`EXCEPTION_EXIT_STATUS`]. The end of a slice is answered
 //! with `yield` (the policy the kernel expects of a cooperative environment). A revocation
-//! request goes to the app's handler ([`on_revoke`]), or is ignored (the kernel then
-//! repossesses by force). Slice starts are counted ([`slice_starts`]).
+//! request goes to the app's handler ([`on_revoke`]), or by default to the heap, which gives
+//! back its free pages, least recently allocated first (the kernel repossesses the rest by
+//! force after the deadline). Slice starts are counted ([`slice_starts`]).
 #![allow(unsafe_code)]
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use exo_abi::upcall::{FRAME_REVOKE, FRAME_SLICE_END, FRAME_SLICE_START, UpcallFrame, UpcallKind};
@@ -185,6 +186,9 @@ extern "C" fn upcall_dispatch(frame: &mut UpcallFrame) {
                 // SAFETY: only `on_revoke` stores here, always a `RevokeHandler`.
                 let handler: RevokeHandler = unsafe { core::mem::transmute(handler) };
                 handler(frame.error_code, frame.fault_address);
+            } else {
+                // The default policy: the heap's free pages, least recently allocated first.
+                crate::heap::give_back(frame.error_code as usize);
             }
         }
         _ => {}

@@ -197,6 +197,47 @@ pub const SCENARIOS: &[Scenario] = &[
         expect: Expect::Pass,
     },
     Scenario {
+        // The libnet heap on pages it maps itself: small and large allocations, reuse of
+        // freed pages, out of memory as an error.
+        name: "heap",
+        cmdline: "apps=heap",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "heap: 10000 boxes true, 512 KiB vector true",
+            "heap: freed pages reused without new ones: true; 8 MiB refused: true;",
+            "(intact true, 2 refusals); allocation after freeing: true",
+            "app heap (env 1) exited with status 0",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
+        // Pipes, a shared counter and LRPC on granted pages, woken by PCT.
+        name: "pipe",
+        cmdline: "apps=pipe",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "pipe: 3000/3000 messages in order and intact (0 bad), ring wrapped",
+            "shared memory: counter 20000 (server saw 20000), expected 20000",
+            "lrpc: 1000/1000 calls correct",
+            "app pipe (env 1) exited with status 0",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
+        // Yield to a named environment: it runs next; a plain yield goes round robin.
+        name: "yield-to",
+        cmdline: "apps=yieldto",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "another ran 0 times",
+            "app yieldto (env 1) exited with status 0",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
         // Visible revocation: a cooperative app gives pages back, a stubborn one is
         // repossessed after the deadline and reads what it lost.
         name: "revocation",
@@ -206,7 +247,8 @@ pub const SCENARIOS: &[Scenario] = &[
             "pager cooperative: gave back 3 pages, repossessed 0",
             "revocation deadline: asked 3, given back 0, repossessed 3",
             "pager stubborn: gave back 0 pages, repossessed 3, repossessed pages unmapped: true",
-            "revocation: repossessed from cooperative Ok(0), from stubborn Ok(3)",
+            "pager heap: default policy gave back 3 of 6 free heap pages, oldest first true, repossessed 0, heap works after true",
+            "revocation: repossessed from cooperative Ok(0), from stubborn Ok(3), from heap default Ok(0)",
             "app reclaim (env 1) exited with status 0",
         ],
         timeout: TIMEOUT,

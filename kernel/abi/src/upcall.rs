@@ -161,6 +161,9 @@ pub enum EnvQuery {
     Slices = 3,
     /// Pages the kernel repossessed from it.
     Repossessed = 4,
+    /// Times the kernel switched to it (a slice began, a yield or PCT return reached it):
+    /// how a test sees who ran.
+    Dispatches = 5,
 }
 
 impl EnvQuery {
@@ -172,6 +175,7 @@ impl EnvQuery {
             2 => Some(EnvQuery::Overstays),
             3 => Some(EnvQuery::Slices),
             4 => Some(EnvQuery::Repossessed),
+            5 => Some(EnvQuery::Dispatches),
             _ => None,
         }
     }

@@ -1,8 +1,13 @@
 //! Scenario: visible revocation. The parent asks two children for 3 of their 6 pages each;
 //! the cooperative one gives them back from its revocation upcall, the stubborn one ignores
 //! it and, after the deadline, the kernel repossesses them and records them in its
-//! repossession vector, which it reads (and finds the pages gone).
+//! repossession vector, which it reads (and finds the pages gone). A third one installs no
+//! policy of its own: libnet's default gives back the heap's free pages, the least recently
+//! allocated first.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+extern crate alloc;
 
 #[cfg(target_os = "none")]
 libnet::entry!(app::main);
@@ -17,6 +22,7 @@ mod app {
 
     const COOPERATIVE: u64 = 1;
     const STUBBORN: u64 = 2;
+    const HEAP: u64 = 3;
     const PAGES: usize = 6;
     const BASE: u64 = 0x0000_5000_0000_0000;
 
@@ -69,8 +75,46 @@ mod app {
         }
     }
 
+    /// Frees 6 heap pages (an old run of 4 and a young run of 2) and lets the default policy
+    /// answer the request: the old run's first 3 pages go.
+    fn heap_pager(end_tick: u64) -> u8 {
+        use libnet::heap;
+        upcall::install(false);
+        let old = alloc::vec![1u8; 4 * 4096];
+        let keep = alloc::vec![2u8; 4096];
+        let young = alloc::vec![3u8; 2 * 4096];
+        let old_address = old.as_ptr() as u64;
+        drop(old);
+        drop(young);
+        let before = heap::stats();
+        while sys::ticks() < end_tick {
+            sys::yield_now();
+        }
+        let after = heap::stats();
+        let mut vector = [RepossessedPage::default(); 8];
+        let taken = sys::repossessed(&mut vector).expect("repossessed");
+        let oldest_gone = (0..3)
+            .all(|page| upcall::probe_read(old_address + page * 4096).is_none())
+            && upcall::probe_read(old_address + 3 * 4096).is_some();
+        let reuse = alloc::vec![4u8; 6 * 4096];
+        let works = reuse.iter().all(|&b| b == 4) && keep.iter().all(|&b| b == 2);
+        let given = after.pages_given_back - before.pages_given_back;
+        println!(
+            "pager heap: default policy gave back {given} of {} free heap pages, oldest first {oldest_gone}, repossessed {taken}, heap works after {works}",
+            before.free_pages
+        );
+        if given == 3 && before.free_pages == 6 && oldest_gone && taken == 0 && works {
+            0
+        } else {
+            1
+        }
+    }
+
     pub fn main() -> u8 {
         let argument = env::argument();
+        if argument & 3 == HEAP {
+            return heap_pager(argument >> 2);
+        }
         if argument != 0 {
             return pager(argument & 3, argument >> 2);
         }
@@ -78,21 +122,26 @@ mod app {
         let end = start + 60;
         let cooperative = sys::spawn("reclaim", end << 2 | COOPERATIVE).expect("spawn");
         let stubborn = sys::spawn("reclaim", end << 2 | STUBBORN).expect("spawn");
+        let heap = sys::spawn("reclaim", end << 2 | HEAP).expect("spawn");
         while sys::ticks() < start + 5 {
             sys::yield_now();
         }
-        for child in [cooperative, stubborn] {
+        for child in [cooperative, stubborn, heap] {
             sys::request_pages(child, 3, 10).expect("request_pages");
         }
-        let statuses = (sys::wait(cooperative), sys::wait(stubborn));
+        let statuses = (sys::wait(cooperative), sys::wait(stubborn), sys::wait(heap));
         let repossessed = |env| sys::env_info(env, EnvQuery::Repossessed);
-        let counts = (repossessed(cooperative), repossessed(stubborn));
-        println!(
-            "revocation: repossessed from cooperative {:?}, from stubborn {:?}",
-            counts.0, counts.1
+        let counts = (
+            repossessed(cooperative),
+            repossessed(stubborn),
+            repossessed(heap),
         );
-        let ok = statuses == (Ok(EnvStatus::Exited(0)), Ok(EnvStatus::Exited(0)))
-            && counts == (Ok(0), Ok(3));
+        println!(
+            "revocation: repossessed from cooperative {:?}, from stubborn {:?}, from heap default {:?}",
+            counts.0, counts.1, counts.2
+        );
+        let exited = Ok(EnvStatus::Exited(0));
+        let ok = statuses == (exited, exited, exited) && counts == (Ok(0), Ok(3), Ok(0));
         if ok { 0 } else { 1 }
     }
 }

@@ -1,0 +1,187 @@
+//! A single-producer, single-consumer byte ring in one shared page: the data path of a pipe.
+//!
+//! Layout ([`RingPage`], exactly one page): the producer's count of bytes written (`head`) and
+//! the consumer's count of bytes read (`tail`), each on its own cache line, then
+//! [`RING_DATA_BYTES`] of data. The counts run freely (64 bits never wrap in practice); a
+//! byte's place is its count modulo the capacity. Only the producer stores `head`, only the
+//! consumer stores `tail`; each publishes with `Release` after moving the bytes, and reads the
+//! other's with `Acquire`, so two environments that map the page need nothing else.
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+/// Bytes of data a ring holds.
+pub const RING_DATA_BYTES: usize = 4096 - 128;
+
+/// The shared page.
+#[derive(Debug)]
+#[repr(C, align(4096))]
+pub struct RingPage {
+    head: AtomicU64,
+    _head_line: [u64; 7],
+    tail: AtomicU64,
+    _tail_line: [u64; 7],
+    data: [AtomicU8; RING_DATA_BYTES],
+}
+
+const _: () = assert!(core::mem::size_of::<RingPage>() == 4096);
+
+/// Bytes a ring holds between `tail` and `head`.
+pub const fn used_bytes(head: u64, tail: u64) -> usize {
+    head.wrapping_sub(tail) as usize
+}
+
+/// Bytes a producer may still write.
+pub const fn free_bytes(head: u64, tail: u64) -> usize {
+    RING_DATA_BYTES - used_bytes(head, tail)
+}
+
+/// Where `length` bytes starting at count `at` lie in the data area: the part up to the end
+/// of the area, and the part wrapped to its start, as `(offset, length)` pairs.
+pub const fn segments(at: u64, length: usize) -> ((usize, usize), (usize, usize)) {
+    let offset = (at % RING_DATA_BYTES as u64) as usize;
+    let first = if length < RING_DATA_BYTES - offset {
+        length
+    } else {
+        RING_DATA_BYTES - offset
+    };
+    ((offset, first), (0, length - first))
+}
+
+impl RingPage {
+    /// An empty ring (for host tests; a shared page starts zeroed, which is the same).
+    pub const fn new() -> RingPage {
+        RingPage {
+            head: AtomicU64::new(0),
+            _head_line: [0; 7],
+            tail: AtomicU64::new(0),
+            _tail_line: [0; 7],
+            data: [const { AtomicU8::new(0) }; RING_DATA_BYTES],
+        }
+    }
+
+    /// Producer: copies as much of `bytes` as fits; returns how many (0 when full).
+    pub fn write(&self, bytes: &[u8]) -> usize {
+        let head = self.head.load(Ordering::Relaxed);
+        let tail = self.tail.load(Ordering::Acquire);
+        let length = bytes.len().min(free_bytes(head, tail));
+        let ((offset, first), (_, second)) = segments(head, length);
+        for (slot, byte) in self.data[offset..offset + first].iter().zip(bytes) {
+            slot.store(*byte, Ordering::Relaxed);
+        }
+        for (slot, byte) in self.data[..second].iter().zip(&bytes[first..length]) {
+            slot.store(*byte, Ordering::Relaxed);
+        }
+        self.head.store(head + length as u64, Ordering::Release);
+        length
+    }
+
+    /// Producer: writes all of `bytes` or nothing (message framing); false when it does not fit.
+    pub fn write_all_or_nothing(&self, bytes: &[u8]) -> bool {
+        let head = self.head.load(Ordering::Relaxed);
+        if free_bytes(head, self.tail.load(Ordering::Acquire)) < bytes.len() {
+            return false;
+        }
+        self.write(bytes) == bytes.len()
+    }
+
+    /// Consumer: copies up to `buffer.len()` bytes out; returns how many (0 when empty).
+    pub fn read(&self, buffer: &mut [u8]) -> usize {
+        let length = self.peek(buffer);
+        self.tail.fetch_add(length as u64, Ordering::Release);
+        length
+    }
+
+    /// Consumer: copies up to `buffer.len()` bytes out without consuming them.
+    pub fn peek(&self, buffer: &mut [u8]) -> usize {
+        let tail = self.tail.load(Ordering::Relaxed);
+        let head = self.head.load(Ordering::Acquire);
+        let length = buffer.len().min(used_bytes(head, tail));
+        let ((offset, first), (_, second)) = segments(tail, length);
+        for (byte, slot) in buffer.iter_mut().zip(&self.data[offset..offset + first]) {
+            *byte = slot.load(Ordering::Relaxed);
+        }
+        for (byte, slot) in buffer[first..length].iter_mut().zip(&self.data[..second]) {
+            *byte = slot.load(Ordering::Relaxed);
+        }
+        length
+    }
+
+    /// Bytes waiting to be read.
+    pub fn used(&self) -> usize {
+        used_bytes(
+            self.head.load(Ordering::Acquire),
+            self.tail.load(Ordering::Acquire),
+        )
+    }
+
+    /// Bytes written since the ring was created (how many times it wrapped: this over the
+    /// capacity).
+    pub fn written_total(&self) -> u64 {
+        self.head.load(Ordering::Acquire)
+    }
+}
+
+impl Default for RingPage {
+    fn default() -> RingPage {
+        RingPage::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::boxed::Box;
+    use std::vec::Vec;
+
+    #[test]
+    fn index_arithmetic() {
+        assert_eq!(free_bytes(0, 0), RING_DATA_BYTES);
+        assert_eq!(free_bytes(RING_DATA_BYTES as u64, 0), 0);
+        assert_eq!(used_bytes(10_005, 10_000), 5);
+        assert_eq!(segments(0, 10), ((0, 10), (0, 0)));
+        let end = RING_DATA_BYTES as u64;
+        assert_eq!(segments(end - 3, 10), ((RING_DATA_BYTES - 3, 3), (0, 7)));
+        assert_eq!(segments(end, 4), ((0, 4), (0, 0)));
+        assert_eq!(segments(3 * end - 1, 1), ((RING_DATA_BYTES - 1, 1), (0, 0)));
+        assert_eq!(
+            segments(5, RING_DATA_BYTES),
+            ((5, RING_DATA_BYTES - 5), (0, 5))
+        );
+    }
+
+    #[test]
+    fn full_and_empty() {
+        let ring = Box::new(RingPage::new());
+        let mut buffer = [0u8; 64];
+        assert_eq!(ring.read(&mut buffer), 0);
+        let big: Vec<u8> = (0..RING_DATA_BYTES + 100).map(|i| i as u8).collect();
+        assert_eq!(ring.write(&big), RING_DATA_BYTES);
+        assert_eq!(ring.write(&[1]), 0);
+        assert!(!ring.write_all_or_nothing(&[1]));
+        assert_eq!(ring.used(), RING_DATA_BYTES);
+        assert_eq!(ring.read(&mut buffer), 64);
+        assert_eq!(&buffer[..], &big[..64]);
+        assert!(ring.write_all_or_nothing(&[7; 64]));
+        assert!(!ring.write_all_or_nothing(&[7; 1]));
+    }
+
+    #[test]
+    fn stream_survives_many_wraps() {
+        let ring = Box::new(RingPage::new());
+        let mut written = 0u32;
+        let mut read = 0u32;
+        let mut chunk = 1usize;
+        let mut buffer = [0u8; 1000];
+        while read < 100_000 {
+            let bytes: Vec<u8> = (0..chunk as u32).map(|i| (written + i) as u8).collect();
+            written += ring.write(&bytes) as u32;
+            let count = ring.read(&mut buffer[..chunk.min(700)]);
+            for (i, byte) in buffer[..count].iter().enumerate() {
+                assert_eq!(*byte, (read + i as u32) as u8);
+            }
+            read += count as u32;
+            chunk = chunk * 7 % 997 + 1;
+        }
+        assert!(ring.written_total() > 20 * RING_DATA_BYTES as u64);
+    }
+}
