@@ -66,11 +66,16 @@ pub struct Environment {
     /// Saved registers while not running.
     pub context: TrapFrame,
     pub state: State,
+    /// While `Calling` from inside a PCT activation (a nested call): the `Serving` it returns
+    /// to when its callee returns (`Some(None)`: serving an asynchronous send).
+    pub nested_in: Option<Option<EnvId>>,
     /// Upcall entries, by [`UpcallKind`]; 0 = none.
     pub upcalls: [u64; UpcallKind::COUNT],
     /// Stack top PCT activations start on.
     pub pct_stack: u64,
-    /// An end-of-slice upcall was delivered and not yet answered with `yield`.
+    /// An end-of-slice upcall was delivered and not yet answered with `yield`. It stays set
+    /// across an overstay: the environment is still in that handler, so the kernel writes no
+    /// second frame and counts the next slice's end as another overstay.
     pub slice_end_pending: bool,
     pub overstays: u64,
     /// Slices still to be skipped for overstaying.
@@ -87,6 +92,15 @@ pub struct Environment {
 }
 
 impl Environment {
+    /// Its `pct_call` has ended (the callee returned or ended): back to running, or to the
+    /// activation it called from.
+    pub fn call_ended(&mut self) {
+        self.state = match self.nested_in.take() {
+            Some(serving) => State::Serving(serving),
+            None => State::Runnable,
+        };
+    }
+
     /// Builds an environment from a static ELF image: maps and fills its segments and a
     /// stack in a fresh address space. Its context starts at the ELF entry.
     pub fn load(id: EnvId, name: &str, image: &[u8]) -> Result<Environment, LoadError> {
@@ -102,6 +116,7 @@ impl Environment {
             upcalls: [0; UpcallKind::COUNT],
             pct_stack: 0,
             slice_end_pending: false,
+            nested_in: None,
             overstays: 0,
             penalty: 0,
             ticks_charged: 0,

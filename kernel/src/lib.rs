@@ -16,6 +16,7 @@ extern crate alloc;
 pub mod cap;
 pub mod cmdline;
 pub mod elf;
+pub mod ended;
 pub mod frames;
 pub mod pvh;
 pub mod slices;

@@ -22,11 +22,14 @@ use exo_abi::upcall::{
 use exo_abi::{Error, KernelExit};
 use exo_kernel::cap::{CapSpace, Object, Removed};
 use exo_kernel::elf::Access;
+use exo_kernel::ended::{EndedRecords, Pinned};
 use exo_kernel::slices::SliceVector;
 use spin::Mutex;
 
 /// Environments alive at once.
 pub const MAX_ENVS: usize = 64;
+/// Records of ended environments kept besides the boot apps' (older ones are forgotten).
+pub const ENDED_RECORDS: usize = 128;
 /// Capabilities alive at once.
 pub const MAX_CAPS: usize = 8192;
 /// Rights on a capability to an environment its creator gets.
@@ -40,7 +43,6 @@ pub const PARENT_RIGHTS: Rights = Rights::CALL.union(Rights::YIELD);
 /// An environment that has ended, for `env_info` and the final verdict.
 #[derive(Debug)]
 struct Ended {
-    id: EnvId,
     status: EnvStatus,
     ticks_charged: u64,
     overstays: u64,
@@ -61,7 +63,7 @@ pub struct Kernel {
     slice_owner: EnvId,
     /// Whose page table is loaded (0: the kernel's).
     active_space: EnvId,
-    ended: Vec<Ended>,
+    ended: EndedRecords<Ended>,
     boot_apps: Vec<EnvId>,
     frames_before: u64,
     pack: Pack<'static>,
@@ -86,7 +88,7 @@ pub fn init(pack: Pack<'static>) {
         running: 0,
         slice_owner: 0,
         active_space: 0,
-        ended: Vec::new(),
+        ended: EndedRecords::new(ENDED_RECORDS),
         boot_apps: Vec::new(),
         frames_before: frames::free_count(),
         pack,
@@ -449,11 +451,7 @@ impl Kernel {
         );
         assert!(self.caps.is_empty(), "capabilities outlived their holders");
         for &id in &self.boot_apps {
-            let status = self
-                .ended
-                .iter()
-                .find(|ended| ended.id == id)
-                .map(|ended| ended.status);
+            let status = self.ended.get(id).map(|ended| ended.status);
             let exit = match status {
                 Some(EnvStatus::Exited(0)) => continue,
                 Some(EnvStatus::Exited(status)) => KernelExit::from_app_status(u64::from(status)),
@@ -499,21 +497,34 @@ impl Kernel {
         let mut removed = Vec::new();
         self.caps.delete_owned_by(id, &mut |r| removed.push(r));
         self.undo(&removed);
-        if let State::Serving(Some(caller)) = env.state
+        let serving = match env.state {
+            State::Serving(caller) => caller,
+            State::Calling(_) => env.nested_in.flatten(),
+            State::Runnable | State::Receiving => None,
+        };
+        if let Some(caller) = serving
             && let Some(caller) = self.env_mut(caller)
             && caller.state == State::Calling(id)
         {
-            caller.state = State::Runnable;
+            caller.call_ended();
             caller.context.rax = exo_abi::error::encode_result(Err(Error::PeerGone));
         }
-        self.ended.push(Ended {
+        let pinned = if self.boot_apps.contains(&id) {
+            Pinned::Yes
+        } else {
+            Pinned::No
+        };
+        self.ended.push(
             id,
-            status,
-            ticks_charged: env.ticks_charged,
-            overstays: env.overstays,
-            repossessed: env.repossessed_total,
-            dispatches: env.dispatches,
-        });
+            Ended {
+                status,
+                ticks_charged: env.ticks_charged,
+                overstays: env.overstays,
+                repossessed: env.repossessed_total,
+                dispatches: env.dispatches,
+            },
+            pinned,
+        );
         if self.running == id {
             self.running = 0;
         }
@@ -561,8 +572,12 @@ impl Kernel {
                 EnvQuery::Dispatches => env.dispatches,
             };
         }
-        let Some(ended) = self.ended.iter().find(|ended| ended.id == id) else {
-            return EnvStatus::Aborted.encode();
+        let Some(ended) = self.ended.get(id) else {
+            // Forgotten (see ENDED_RECORDS): it ended, how is no longer known.
+            return match query {
+                EnvQuery::Status => EnvStatus::Aborted.encode(),
+                _ => 0,
+            };
         };
         match query {
             EnvQuery::Status => ended.status.encode(),
@@ -593,7 +608,6 @@ impl Kernel {
             return;
         };
         if env.slice_end_pending {
-            env.slice_end_pending = false;
             env.overstays += 1;
             log!(
                 "app {} (env {id}) overstayed its end-of-slice upcall ({}/{OVERSTAY_LIMIT})",
@@ -722,6 +736,10 @@ impl Kernel {
         frame.rax = 0;
         env.context = *frame;
         if synchronous {
+            env.nested_in = match env.state {
+                State::Serving(caller) => Some(caller),
+                _ => None,
+            };
             env.state = State::Calling(callee);
         }
         // Registers are the message: rsi, rdx, r10, r8, r9 pass through untouched; rdi says
@@ -758,7 +776,7 @@ impl Kernel {
             && let Some(env) = self.env_mut(caller)
             && env.state == State::Calling(id)
         {
-            env.state = State::Runnable;
+            env.call_ended();
             self.running = caller;
             self.activate(caller);
             let env = self.current();

@@ -14,7 +14,7 @@ pub const PACKAGES: &[&str] = &["hello", "fault", "busy", "ktest", "kbench"];
 /// Every app packed into the boot image, by binary name.
 pub const APPS: &[&str] = &[
     "hello", "fault", "busy", "exc", "isolate", "badargs", "pct", "sched", "contain", "reclaim",
-    "kbench", "heap", "pipe", "yieldto",
+    "kbench", "heap", "pipe", "yieldto", "records",
 ];
 
 /// Cargo profile for the bare-metal builds.

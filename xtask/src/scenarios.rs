@@ -163,6 +163,7 @@ pub const SCENARIOS: &[Scenario] = &[
         cmdline: "apps=pct",
         exit: KernelExit::Exited(0),
         serial: &[
+            "pct nesting: 100/100 calls through a second server correct",
             "pct: 1000/1000 calls correct",
             "async send delivered true",
             "pct refusals: without CALL Err(Denied), not waiting Err(WouldBlock), destroyed Err(PeerGone) (Ok(Aborted))",
@@ -233,6 +234,18 @@ pub const SCENARIOS: &[Scenario] = &[
         serial: &[
             "another ran 0 times",
             "app yieldto (env 1) exited with status 0",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
+        // Ended environments' records are bounded: old ones are forgotten, recent ones kept.
+        name: "ended-records",
+        cmdline: "apps=records",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "records: 160/160 children exited 7; the last 128 still known: 128, the 32 before forgotten: 32 (first's dispatches Ok(0))",
+            "app records (env 1) exited with status 0",
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,

@@ -43,7 +43,9 @@ pub enum Syscall {
     /// `NotFound`, `Exhausted` (no environment or slice free), `OutOfMemory`.
     Spawn = 6,
     /// `env_info(env_cap, query) -> value`: a [`crate::upcall::EnvQuery`] about the environment
-    /// (right `CONTROL`). Works after the environment ended (status, accounting).
+    /// (right `CONTROL`). Works after the environment ended (status, accounting); the kernel
+    /// keeps the records of the boot apps and of the last 128 other environments that ended,
+    /// and answers for older ones status `Aborted` and zero accounting.
     EnvInfo = 7,
     /// `env_destroy(env_cap) -> 0`: ends the environment (right `CONTROL`), status `Aborted`.
     /// Errors: `PeerGone` if it already ended.

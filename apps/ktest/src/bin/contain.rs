@@ -1,6 +1,7 @@
 //! Scenario: fault containment. A child that crashes is ended, one that overstays its
-//! end-of-slice upcall is penalized and then aborted, and a third that just computes is not
-//! starved by either and exits normally; so does the parent.
+//! end-of-slice upcall is penalized and then aborted (and, still in its handler, is never
+//! sent a second end-of-slice frame: it would exit if it were), and a third that just
+//! computes is not starved by either and exits normally; so does the parent.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -13,11 +14,21 @@ mod app {
 
     const HOG: u64 = 1;
     const WORKER: u64 = 2;
+    /// Exit status of the hog if its handler is entered twice (frames piling up).
+    const PILED: u8 = 9;
 
-    /// An end-of-slice handler that never yields.
+    static ENTRIES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+    /// An end-of-slice handler that counts its entries, then never yields.
     #[unsafe(naked)]
     extern "C" fn hog_slice_end() {
-        core::arch::naked_asm!("2:", "jmp 2b")
+        core::arch::naked_asm!("and rsp, -16", "call {count}", "2:", "jmp 2b", count = sym count_entry)
+    }
+
+    extern "C" fn count_entry() {
+        if ENTRIES.fetch_add(1, core::sync::atomic::Ordering::Relaxed) > 0 {
+            sys::exit(PILED);
+        }
     }
 
     pub fn main() -> u8 {
