@@ -8,6 +8,7 @@
 //! Deleting the owner's capability unmaps it from the peer too.
 #![allow(unsafe_code)]
 use crate::ring::RingPage;
+pub use crate::ring::{MESSAGE_HEADER_BYTES, PipeReader, PipeWriter};
 use crate::sys;
 use core::sync::atomic::AtomicU64;
 use exo_abi::Error;
@@ -83,69 +84,5 @@ impl SharedPage {
     /// Unmaps the page here; the owner's copy also frees it and unmaps it everywhere.
     pub fn release(self) -> Result<(), Error> {
         sys::cap_delete(self.cap).map(drop)
-    }
-}
-
-/// The writing end of a pipe: messages framed by a 4-byte length, each written whole.
-#[derive(Debug)]
-pub struct PipeWriter<'page> {
-    ring: &'page RingPage,
-}
-
-/// The reading end of a pipe.
-#[derive(Debug)]
-pub struct PipeReader<'page> {
-    ring: &'page RingPage,
-}
-
-/// Bytes of the length word before each message.
-pub const MESSAGE_HEADER_BYTES: usize = 4;
-
-impl<'page> PipeWriter<'page> {
-    /// The writing end over a shared page's ring.
-    pub fn new(page: &'page SharedPage) -> PipeWriter<'page> {
-        PipeWriter { ring: page.ring() }
-    }
-
-    /// Sends one message whole; `Err(WouldBlock)` when the ring is too full for it now (wake
-    /// the reader and try again), `Err(InvalidArgument)` when it can never fit.
-    pub fn send(&self, message: &[u8]) -> Result<(), Error> {
-        if message.len() + MESSAGE_HEADER_BYTES > crate::ring::RING_DATA_BYTES {
-            return Err(Error::InvalidArgument);
-        }
-        let header = (message.len() as u32).to_le_bytes();
-        if crate::ring::RING_DATA_BYTES - self.ring.used() < MESSAGE_HEADER_BYTES + message.len() {
-            return Err(Error::WouldBlock);
-        }
-        // Room for both was checked; only this end writes, so both go in.
-        self.ring.write(&header);
-        self.ring.write(message);
-        Ok(())
-    }
-}
-
-impl<'page> PipeReader<'page> {
-    /// The reading end over a shared page's ring.
-    pub fn new(page: &'page SharedPage) -> PipeReader<'page> {
-        PipeReader { ring: page.ring() }
-    }
-
-    /// Receives the next message into `buffer`; its length, or `Err(WouldBlock)` when none is
-    /// there, or `Err(InvalidArgument)` when `buffer` is too small (the message stays).
-    pub fn receive(&self, buffer: &mut [u8]) -> Result<usize, Error> {
-        let mut header = [0u8; MESSAGE_HEADER_BYTES];
-        if self.ring.peek(&mut header) < MESSAGE_HEADER_BYTES {
-            return Err(Error::WouldBlock);
-        }
-        let length = u32::from_le_bytes(header) as usize;
-        if length > buffer.len() {
-            return Err(Error::InvalidArgument);
-        }
-        if self.ring.used() < MESSAGE_HEADER_BYTES + length {
-            // The writer publishes a message whole, so this is a corrupt ring.
-            return Err(Error::Unrecognized);
-        }
-        self.ring.read(&mut header);
-        Ok(self.ring.read(&mut buffer[..length]))
     }
 }

@@ -6,7 +6,11 @@
 //! byte's place is its count modulo the capacity. Only the producer stores `head`, only the
 //! consumer stores `tail`; each publishes with `Release` after moving the bytes, and reads the
 //! other's with `Acquire`, so two environments that map the page need nothing else.
+//!
+//! Pipes frame messages on it ([`PipeWriter`], [`PipeReader`]): a 4-byte length, then the
+//! bytes, each message published whole.
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use exo_abi::Error;
 
 /// Bytes of data a ring holds.
 pub const RING_DATA_BYTES: usize = 4096 - 128;
@@ -126,6 +130,70 @@ impl Default for RingPage {
     }
 }
 
+/// The writing end of a pipe: messages framed by a 4-byte length, each written whole.
+#[derive(Debug)]
+pub struct PipeWriter<'page> {
+    ring: &'page RingPage,
+}
+
+/// The reading end of a pipe.
+#[derive(Debug)]
+pub struct PipeReader<'page> {
+    ring: &'page RingPage,
+}
+
+/// Bytes of the length word before each message.
+pub const MESSAGE_HEADER_BYTES: usize = 4;
+
+impl<'page> PipeWriter<'page> {
+    /// The writing end over a ring (a shared page's: `SharedPage::ring`).
+    pub fn new(ring: &'page RingPage) -> PipeWriter<'page> {
+        PipeWriter { ring }
+    }
+
+    /// Sends one message whole; `Err(WouldBlock)` when the ring is too full for it now (wake
+    /// the reader and try again), `Err(InvalidArgument)` when it can never fit.
+    pub fn send(&self, message: &[u8]) -> Result<(), Error> {
+        if message.len() + MESSAGE_HEADER_BYTES > RING_DATA_BYTES {
+            return Err(Error::InvalidArgument);
+        }
+        let header = (message.len() as u32).to_le_bytes();
+        if RING_DATA_BYTES - self.ring.used() < MESSAGE_HEADER_BYTES + message.len() {
+            return Err(Error::WouldBlock);
+        }
+        // Room for both was checked; only this end writes, so both go in.
+        self.ring.write(&header);
+        self.ring.write(message);
+        Ok(())
+    }
+}
+
+impl<'page> PipeReader<'page> {
+    /// The reading end over a ring.
+    pub fn new(ring: &'page RingPage) -> PipeReader<'page> {
+        PipeReader { ring }
+    }
+
+    /// Receives the next message into `buffer`; its length, or `Err(WouldBlock)` when none is
+    /// there, or `Err(InvalidArgument)` when `buffer` is too small (the message stays).
+    pub fn receive(&self, buffer: &mut [u8]) -> Result<usize, Error> {
+        let mut header = [0u8; MESSAGE_HEADER_BYTES];
+        if self.ring.peek(&mut header) < MESSAGE_HEADER_BYTES {
+            return Err(Error::WouldBlock);
+        }
+        let length = u32::from_le_bytes(header) as usize;
+        if length > buffer.len() {
+            return Err(Error::InvalidArgument);
+        }
+        if self.ring.used() < MESSAGE_HEADER_BYTES + length {
+            // The writer publishes a message whole, so this is a corrupt ring.
+            return Err(Error::Unrecognized);
+        }
+        self.ring.read(&mut header);
+        Ok(self.ring.read(&mut buffer[..length]))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +231,43 @@ mod tests {
         assert_eq!(&buffer[..], &big[..64]);
         assert!(ring.write_all_or_nothing(&[7; 64]));
         assert!(!ring.write_all_or_nothing(&[7; 1]));
+    }
+
+    #[test]
+    fn pipe_messages_keep_order_across_wraps() {
+        let ring = Box::new(RingPage::new());
+        let (writer, reader) = (PipeWriter::new(&ring), PipeReader::new(&ring));
+        let mut buffer = [0u8; 600];
+        assert_eq!(reader.receive(&mut buffer), Err(Error::WouldBlock));
+        assert_eq!(
+            writer.send(&[0; RING_DATA_BYTES - MESSAGE_HEADER_BYTES + 1]),
+            Err(Error::InvalidArgument)
+        );
+        let (mut sent, mut received, mut full) = (0u64, 0u64, 0);
+        let message =
+            |n: u64| -> Vec<u8> { (0..1 + n * 37 % 500).map(|i| (n + i) as u8).collect() };
+        while received < 2000 {
+            match writer.send(&message(sent)) {
+                Ok(()) => sent += 1,
+                Err(Error::WouldBlock) => {
+                    full += 1;
+                    // Too small a buffer leaves the message where it is.
+                    if message(received).len() > 1 {
+                        assert_eq!(
+                            reader.receive(&mut buffer[..1]),
+                            Err(Error::InvalidArgument)
+                        );
+                    }
+                    while let Ok(length) = reader.receive(&mut buffer) {
+                        assert_eq!(&buffer[..length], &message(received)[..]);
+                        received += 1;
+                    }
+                }
+                Err(error) => panic!("{error:?}"),
+            }
+        }
+        assert!(full > 100);
+        assert!(ring.written_total() > 50 * RING_DATA_BYTES as u64);
     }
 
     #[test]

@@ -65,7 +65,7 @@ mod app {
 
     fn drain() -> [u64; 5] {
         let page = pipe_page();
-        let reader = PipeReader::new(&page);
+        let reader = PipeReader::new(page.ring());
         let mut buffer = [0u8; 512];
         let mut received = 0;
         loop {
@@ -155,7 +155,7 @@ mod app {
                 .expect("connect")[0];
 
         // The pipe.
-        let writer = PipeWriter::new(&pipe);
+        let writer = PipeWriter::new(pipe.ring());
         let mut message = [0u8; 512];
         let mut full = 0;
         for sequence in 0..MESSAGES {
