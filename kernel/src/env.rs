@@ -134,11 +134,8 @@ impl Environment {
                 .write_user(segment.virtual_address, file)
                 .expect("the segment's pages were just mapped");
         }
-        env.map_region(
-            USER_STACK_TOP - USER_STACK_SIZE_BYTES,
-            USER_STACK_TOP,
-            Access::READ_WRITE,
-        )?;
+        let (stack_start, stack_end) = Environment::PERMANENT_STACK;
+        env.map_region(stack_start, stack_end, Access::READ_WRITE)?;
         Ok(env)
     }
 
@@ -152,6 +149,13 @@ impl Environment {
             .insert(UserRegion { start, end, access })
             .map_err(|_| LoadError::Map(MapError::AlreadyMapped))
     }
+
+    /// The initial stack, `[start, end)`: mapped readable and writable at load and never
+    /// unmapped or protected while the environment lives (`page_unmap` and `page_protect` only
+    /// touch `page_map` bindings, and `page_map` cannot overlap it). The trap fast path relies
+    /// on this to write exception frames there without checking the mappings.
+    pub const PERMANENT_STACK: (u64, u64) =
+        (USER_STACK_TOP - USER_STACK_SIZE_BYTES, USER_STACK_TOP);
 
     /// The entry registered for `kind` (0 = none).
     pub fn upcall(&self, kind: UpcallKind) -> u64 {

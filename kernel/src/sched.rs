@@ -80,6 +80,10 @@ pub fn with_kernel<R>(action: impl FnOnce(&mut Kernel) -> R) -> R {
 /// Sets up the kernel state over the boot pack; `frames_before` is what must be free again
 /// when every environment has ended.
 pub fn init(pack: Pack<'static>) {
+    // Exception frames may go anywhere in the stack every environment keeps (see
+    // `Environment::PERMANENT_STACK`); elsewhere they take the checked slow path.
+    let (stack_start, stack_end) = Environment::PERMANENT_STACK;
+    arch::percpu::set_exception_frame_range(stack_start, stack_end);
     *KERNEL.lock() = Some(Kernel {
         envs: (0..MAX_ENVS).map(|_| None).collect(),
         next_id: 1,
@@ -323,13 +327,28 @@ impl Kernel {
         None
     }
 
-    fn activate(&mut self, id: EnvId) {
-        if self.active_space != id {
-            if let Some(env) = self.env(id) {
+    /// Makes `id` the running environment (0: none): loads its page table and publishes its
+    /// exception entry to the trap fast path (`arch::trap`). Every change of `running` goes
+    /// through here.
+    fn set_running(&mut self, id: EnvId) {
+        self.running = id;
+        let mut entry = 0;
+        if let Some(env) = self.envs[slot(id)].as_deref().filter(|env| env.id == id) {
+            if self.active_space != id {
                 env.space.activate();
+                self.active_space = id;
             }
-            self.active_space = id;
+            entry = env.upcall(UpcallKind::Exception);
         }
+        arch::percpu::publish_exception_entry(entry);
+    }
+
+    /// Publishes the running environment's exception entry again (after `set_upcall`).
+    pub fn republish_exception_entry(&self) {
+        let entry = self
+            .env(self.running)
+            .map_or(0, |env| env.upcall(UpcallKind::Exception));
+        arch::percpu::publish_exception_entry(entry);
     }
 
     /// Picks who runs next and loads its context into `frame` (the running environment's
@@ -374,8 +393,7 @@ impl Kernel {
 
     /// Loads `id`'s context and page table; at a slice start, delivers the upcalls it is due.
     fn run(&mut self, frame: &mut TrapFrame, id: EnvId, slice_start: bool) {
-        self.running = id;
-        self.activate(id);
+        self.set_running(id);
         let env = self.env_mut(id).expect("scheduled environments exist");
         *frame = env.context;
         if env.state != State::Runnable {
@@ -526,7 +544,7 @@ impl Kernel {
             pinned,
         );
         if self.running == id {
-            self.running = 0;
+            self.set_running(0);
         }
         drop(env);
     }
@@ -756,8 +774,7 @@ impl Kernel {
         frame.rflags = USER_RFLAGS;
         frame.r11 = USER_RFLAGS;
         frame.rsp = stack;
-        self.running = callee;
-        self.activate(callee);
+        self.set_running(callee);
         Ok(())
     }
 
@@ -777,8 +794,7 @@ impl Kernel {
             && env.state == State::Calling(id)
         {
             env.call_ended();
-            self.running = caller;
-            self.activate(caller);
+            self.set_running(caller);
             let env = self.current();
             *frame = env.context;
             frame.rax = 0;

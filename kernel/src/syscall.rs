@@ -236,6 +236,7 @@ fn set_upcall(kernel: &mut Kernel, kind: u64, entry: u64, stack: u64) -> Result<
     if kind == UpcallKind::Pct {
         env.pct_stack = stack;
     }
+    kernel.republish_exception_entry();
     Ok(0)
 }
 

@@ -117,13 +117,18 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         // Exceptions reach the app's ring-3 handler, which resumes itself; user-level page
-        // fault handling: demand paging, an Appel-Li protection trap, copy-on-write.
+        // fault handling: demand paging, an Appel-Li protection trap, copy-on-write. An
+        // exception whose frame cannot be written (stack unmapped, crossing the stack's
+        // bottom, read-only) ends that app with a report; the kernel and the others go on.
         name: "user-exceptions",
         cmdline: "apps=exc",
         exit: KernelExit::Exited(0),
         serial: &[
             "exceptions: divide 1, breakpoint 1, invalid opcode 1, general protection 1; registers kept: true",
             "user-level page faults: demand paging true, appel-li true, copy-on-write true",
+            "app exc (env 2): exception frame does not fit below rsp 0x500000000000",
+            "app exc (env 3): exception frame does not fit below rsp 0x7ffffffe00c8",
+            "exception stack unusable (unmapped, bottom edge, read-only): [Ok(Faulted(6)), Ok(Faulted(6)), Ok(Faulted(6))]; contained: true",
             "app exc (env 1) exited with status 0",
         ],
         timeout: TIMEOUT,

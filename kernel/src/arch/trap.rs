@@ -1,11 +1,14 @@
 //! The IDT and the trap entry path: one naked stub per vector pushes a uniform frame, a common
 //! stub saves the registers, and `trap_dispatch` decides what happens.
 //!
-//! A CPU exception in user mode ends the environment with a report; one in kernel mode is a
-//! kernel bug and panics with the registers.
-use super::{gdt, timer};
+//! A CPU exception in user mode goes to the environment's exception upcall (straight from the
+//! stub when [`exception_fast`] can, else through `sched`), or ends the environment with a
+//! report; one in kernel mode is a kernel bug and panics with the registers.
+use super::{gdt, percpu::PerCpu, timer};
 use core::arch::naked_asm;
 use core::fmt;
+use core::mem::offset_of;
+use exo_abi::upcall::{RESUME_RED_ZONE_BYTES, UPCALL_FRAME_BYTES};
 use spin::Lazy;
 use x86_64::{
     VirtAddr,
@@ -227,54 +230,167 @@ extern "C" fn trap_common() {
     )
 }
 
+/// Delivers a CPU exception from ring 3 straight to the running environment's exception
+/// upcall when it can, Aegis-style: no register save area, no lock, no Rust. Entered from a
+/// per-vector stub with the vector and an error code pushed (the layout `trap_common`
+/// expects); anything it cannot handle goes on to `trap_common` with that layout intact.
+///
+/// The fast path writes the [`UpcallFrame`](exo_abi::upcall::UpcallFrame) the slow path
+/// (`sched::deliver`) would, at the same place (below the red zone of the interrupted `rsp`),
+/// and enters the handler the same way (`rsp` = `rdi` = the frame, `rcx` = `rip` = the entry,
+/// `r11` = `rflags` = [`USER_RFLAGS`], every other register as the exception left it). It
+/// does so only when the running environment has an entry (`percpu::publish_exception_entry`)
+/// and the frame lies inside the range set at boot (`percpu::set_exception_frame_range`: the
+/// stack every environment keeps mapped user-writable for its whole life), so the stores
+/// cannot fault and cannot reach anything but the running environment's own memory (its page
+/// table is the one loaded whenever ring 3 runs). Otherwise (no entry, the frame would leave the
+/// range, a kernel-mode exception) it takes the slow path, which checks the frame against the
+/// environment's mappings, and ends the environment when it does not fit.
+// SAFETY: (1) entered only through the IDT from a per-vector stub, with interrupts off
+// (interrupt gates) on the kernel entry stack, with the vector and an error code pushed above
+// the CPU's frame; the ring is read from the saved CS before anything else, and `swapgs` runs
+// only for ring 3, undone on both exits. (2) The 120 bytes stored at `[rcx, rcx + 120)` lie in
+// `[frame_min, frame_max + 120)`, which `set_exception_frame_range` promises is mapped
+// user-writable in every address space for an environment's whole life; the loaded page
+// table is the running environment's whenever ring 3 was interrupted, so the stores touch
+// only its own stack and cannot fault (no SMAP: ring 0 may write user pages). (3) `sysretq`
+// gets `rcx` = an entry `set_upcall` checked to be a canonical user-half address and `r11` =
+// `USER_RFLAGS` (IOPL 0, IF set), so it can only land in ring 3 with interrupts on; `rsp` is
+// the user frame, and the kernel stack is abandoned, as every exit to ring 3 does. (4) The
+// slow-path exit restores `rax`, `rcx` and GS exactly as they were on entry, so `trap_common`
+// sees the layout its own stubs give it.
+#[unsafe(naked)]
+extern "C" fn exception_fast() {
+    naked_asm!(
+        // A kernel-mode exception is a bug: the slow path reports it.
+        "test qword ptr [rsp + 24], 3",
+        "jz {common}",
+        "swapgs",
+        "push rax",
+        "push rcx",
+        // [rsp] rcx, +8 rax, +16 vector, +24 error code, +32 rip, +40 cs, +48 rflags,
+        // +56 rsp, +64 ss. The frame goes below the red zone; a user rsp too small for it
+        // wraps to an address above any published maximum.
+        "cmp qword ptr gs:[{entry}], 0",
+        "je 3f",
+        "mov rcx, [rsp + 56]",
+        "sub rcx, {below_rsp}",
+        "cmp rcx, gs:[{frame_min}]",
+        "jb 3f",
+        "cmp rcx, gs:[{frame_max}]",
+        "ja 3f",
+        "mov rax, [rsp + 16]",
+        "mov [rcx], rax",
+        "mov rax, [rsp + 24]",
+        "mov [rcx + 8], rax",
+        "xor eax, eax",
+        "cmp qword ptr [rsp + 16], 14",
+        "jne 2f",
+        "mov rax, cr2",
+        "2:",
+        "mov [rcx + 16], rax",
+        "mov rax, [rsp + 8]",
+        "mov [rcx + 24], rax",
+        "mov rax, [rsp]",
+        "mov [rcx + 32], rax",
+        "mov [rcx + 40], rdx",
+        "mov [rcx + 48], rsi",
+        "mov [rcx + 56], rdi",
+        "mov [rcx + 64], r8",
+        "mov [rcx + 72], r9",
+        "mov [rcx + 80], r10",
+        "mov [rcx + 88], r11",
+        "mov rax, [rsp + 56]",
+        "mov [rcx + 96], rax",
+        "mov rax, [rsp + 48]",
+        "mov [rcx + 104], rax",
+        "mov rax, [rsp + 32]",
+        "mov [rcx + 112], rax",
+        // Into the handler. The kernel stack needs no unwinding: the next entry starts at
+        // the top again (TSS.RSP0, or the syscall stub's load).
+        "mov rdi, rcx",
+        "mov rcx, gs:[{entry}]",
+        "mov r11d, {rflags}",
+        "mov rax, [rsp + 8]",
+        "swapgs",
+        "mov rsp, rdi",
+        "sysretq",
+        "3:",
+        "pop rcx",
+        "pop rax",
+        "swapgs",
+        "jmp {common}",
+        common = sym trap_common,
+        below_rsp = const RESUME_RED_ZONE_BYTES + UPCALL_FRAME_BYTES,
+        frame_min = const offset_of!(PerCpu, exception_frame_min),
+        frame_max = const offset_of!(PerCpu, exception_frame_max),
+        entry = const offset_of!(PerCpu, exception_entry),
+        rflags = const USER_RFLAGS,
+    )
+}
+
+// The fast path's stores follow the frame layout.
+const _: () = {
+    use exo_abi::upcall::UpcallFrame as F;
+    assert!(offset_of!(F, kind) == 0 && offset_of!(F, error_code) == 8);
+    assert!(offset_of!(F, fault_address) == 16 && offset_of!(F, rax) == 24);
+    assert!(offset_of!(F, rcx) == 32 && offset_of!(F, rdx) == 40 && offset_of!(F, rsi) == 48);
+    assert!(offset_of!(F, rdi) == 56 && offset_of!(F, r8) == 64 && offset_of!(F, r9) == 72);
+    assert!(offset_of!(F, r10) == 80 && offset_of!(F, r11) == 88 && offset_of!(F, rsp) == 96);
+    assert!(offset_of!(F, rflags) == 104 && offset_of!(F, rip) == 112);
+    assert!(UPCALL_FRAME_BYTES == 120);
+};
+
 macro_rules! trap_stubs {
-    ($($name:ident = $vector:literal $kind:ident),* $(,)?) => {
-        $( trap_stubs!(@stub $name $vector $kind); )*
+    ($($name:ident = $vector:literal $kind:ident via $common:ident),* $(,)?) => {
+        $( trap_stubs!(@stub $name $vector $kind $common); )*
         /// Every installed vector and its stub.
         const STUBS: &[(u8, extern "C" fn())] = &[$(($vector, $name)),*];
     };
-    (@stub $name:ident $vector:literal no_error_code) => {
+    (@stub $name:ident $vector:literal no_error_code $common:ident) => {
         #[unsafe(naked)]
         extern "C" fn $name() {
-            naked_asm!("push 0", "push {v}", "jmp {common}", v = const $vector, common = sym trap_common)
+            naked_asm!("push 0", "push {v}", "jmp {common}", v = const $vector, common = sym $common)
         }
     };
-    (@stub $name:ident $vector:literal error_code) => {
+    (@stub $name:ident $vector:literal error_code $common:ident) => {
         #[unsafe(naked)]
         extern "C" fn $name() {
-            naked_asm!("push {v}", "jmp {common}", v = const $vector, common = sym trap_common)
+            naked_asm!("push {v}", "jmp {common}", v = const $vector, common = sym $common)
         }
     };
 }
 
+// Exceptions the environment may handle go through the fast path first; NMI (2), double
+// fault (8), machine check (18) and device interrupts never do.
 trap_stubs! {
-    vector_0 = 0 no_error_code,
-    vector_1 = 1 no_error_code,
-    vector_2 = 2 no_error_code,
-    vector_3 = 3 no_error_code,
-    vector_4 = 4 no_error_code,
-    vector_5 = 5 no_error_code,
-    vector_6 = 6 no_error_code,
-    vector_7 = 7 no_error_code,
-    vector_8 = 8 error_code,
-    vector_9 = 9 no_error_code,
-    vector_10 = 10 error_code,
-    vector_11 = 11 error_code,
-    vector_12 = 12 error_code,
-    vector_13 = 13 error_code,
-    vector_14 = 14 error_code,
-    vector_16 = 16 no_error_code,
-    vector_17 = 17 error_code,
-    vector_18 = 18 no_error_code,
-    vector_19 = 19 no_error_code,
-    vector_20 = 20 no_error_code,
-    vector_21 = 21 error_code,
-    vector_28 = 28 no_error_code,
-    vector_29 = 29 error_code,
-    vector_30 = 30 error_code,
-    vector_32 = 32 no_error_code,
-    vector_39 = 39 no_error_code,
-    vector_47 = 47 no_error_code,
+    vector_0 = 0 no_error_code via exception_fast,
+    vector_1 = 1 no_error_code via exception_fast,
+    vector_2 = 2 no_error_code via trap_common,
+    vector_3 = 3 no_error_code via exception_fast,
+    vector_4 = 4 no_error_code via exception_fast,
+    vector_5 = 5 no_error_code via exception_fast,
+    vector_6 = 6 no_error_code via exception_fast,
+    vector_7 = 7 no_error_code via exception_fast,
+    vector_8 = 8 error_code via trap_common,
+    vector_9 = 9 no_error_code via exception_fast,
+    vector_10 = 10 error_code via exception_fast,
+    vector_11 = 11 error_code via exception_fast,
+    vector_12 = 12 error_code via exception_fast,
+    vector_13 = 13 error_code via exception_fast,
+    vector_14 = 14 error_code via exception_fast,
+    vector_16 = 16 no_error_code via exception_fast,
+    vector_17 = 17 error_code via exception_fast,
+    vector_18 = 18 no_error_code via trap_common,
+    vector_19 = 19 no_error_code via exception_fast,
+    vector_20 = 20 no_error_code via exception_fast,
+    vector_21 = 21 error_code via exception_fast,
+    vector_28 = 28 no_error_code via exception_fast,
+    vector_29 = 29 error_code via exception_fast,
+    vector_30 = 30 error_code via exception_fast,
+    vector_32 = 32 no_error_code via trap_common,
+    vector_39 = 39 no_error_code via trap_common,
+    vector_47 = 47 no_error_code via trap_common,
 }
 
 /// # Safety

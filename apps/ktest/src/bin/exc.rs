@@ -1,6 +1,9 @@
 //! Scenario: CPU exceptions go straight to the app's handler in ring 3 and the app resumes
 //! itself: divide error, breakpoint, invalid opcode, general protection, and page faults used
 //! three ways at user level (demand paging, an Appel-Li protection trap, copy-on-write).
+//! Then the fallback: children whose stack cannot take an exception frame (unmapped, the frame
+//! would cross the bottom of the stack, read-only memory) are ended with a report while this
+//! app goes on.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -11,9 +14,18 @@ libnet::entry!(app::main);
 mod app {
     use core::sync::atomic::{AtomicU64, Ordering};
     use libnet::abi::cap::Rights;
+    use libnet::abi::layout::{USER_STACK_SIZE_BYTES, USER_STACK_TOP};
     use libnet::abi::syscall::ANY_FRAME;
+    use libnet::abi::upcall::EnvStatus;
     use libnet::upcall::Frame;
-    use libnet::{println, sys, upcall};
+    use libnet::{env, println, sys, upcall};
+
+    /// Child modes: the stack pointer a child takes an exception with.
+    const UNMAPPED_STACK: u64 = 1;
+    const STACK_BOTTOM_EDGE: u64 = 2;
+    const READ_ONLY_STACK: u64 = 3;
+    /// What a child exits with if its exception was (wrongly) delivered and resumed.
+    const DELIVERED_STATUS: u64 = 99;
 
     const DEMAND: u64 = 0x0000_4000_0000_0000;
     const APPEL_LI: u64 = 0x0000_4000_0010_0000;
@@ -80,9 +92,40 @@ mod app {
         unsafe { core::ptr::read_volatile(address as *const u64) }
     }
 
+    /// A child: a handler is installed, but the exception comes with a stack pointer below
+    /// which no upcall frame fits, so the kernel must end this environment.
+    fn bad_stack_child(mode: u64) -> ! {
+        let rsp = match mode {
+            UNMAPPED_STACK => 0x0000_5000_0000_0000,
+            // The frame (248 bytes below rsp) would start 48 bytes below the stack.
+            STACK_BOTTOM_EDGE => USER_STACK_TOP - USER_STACK_SIZE_BYTES + 200,
+            // Inside this app's code: mapped, readable, not writable.
+            _ => (bad_stack_child as *const () as u64 & !0xfff) + 2048,
+        };
+        // SAFETY: the exception never returns here (the kernel ends the environment); if it
+        // were delivered and resumed, the next instructions exit without touching the stack.
+        unsafe {
+            core::arch::asm!(
+                "mov rsp, {rsp}",
+                "ud2",
+                "mov eax, {exit}",
+                "mov edi, {status}",
+                "syscall",
+                rsp = in(reg) rsp,
+                exit = const libnet::abi::Syscall::Exit as u64,
+                status = const DELIVERED_STATUS,
+                options(noreturn)
+            )
+        }
+    }
+
     pub fn main() -> u8 {
         upcall::install(false);
         upcall::on_exception(handler);
+        let mode = env::argument();
+        if mode != 0 {
+            bad_stack_child(mode);
+        }
 
         // SAFETY: int3 traps to the handler, which resumes after it.
         unsafe { core::arch::asm!("int3") };
@@ -133,11 +176,25 @@ mod app {
             count(14)
         );
 
+        let mut children = [Ok(EnvStatus::Running); 3];
+        for (status, mode) in
+            children
+                .iter_mut()
+                .zip([UNMAPPED_STACK, STACK_BOTTOM_EDGE, READ_ONLY_STACK])
+        {
+            *status = sys::spawn("exc", mode).and_then(sys::wait);
+        }
+        let contained = children == [Ok(EnvStatus::Faulted(6)); 3];
+        println!(
+            "exception stack unusable (unmapped, bottom edge, read-only): {children:?}; contained: {contained}"
+        );
+
         let all = [count(0), count(3), count(6), count(13)] == [1; 4]
             && kept == 0x1234 + 0x5678
             && demand
             && appel
-            && cow;
+            && cow
+            && contained;
         if all { 0 } else { 1 }
     }
 }
