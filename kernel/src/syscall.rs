@@ -12,7 +12,7 @@ use crate::{arch, log};
 use alloc::vec::Vec;
 use exo_abi::cap::{CapHandle, Rights};
 use exo_abi::layout::PAGE_SIZE_BYTES;
-use exo_abi::syscall::{ANY_FRAME, CONSOLE_WRITE_MAX_BYTES};
+use exo_abi::syscall::{ANY_FRAME, CONSOLE_WRITE_MAX_BYTES, PAGE_PROTECT_RANGE_MAX_PAGES};
 use exo_abi::upcall::{EnvQuery, EnvStatus, REPOSSESSED_PAGE_BYTES, UpcallKind};
 use exo_abi::{Error, Syscall, error::encode_result};
 use exo_kernel::cap::Object;
@@ -135,6 +135,7 @@ fn simple_call(
             env.mappings.set_access(a0, access);
             Ok(0)
         }
+        Syscall::PageProtectRange => page_protect_range(kernel, a0, a1, a2),
         Syscall::CapGrant => {
             let rights = Rights::from_bits(a2).ok_or(Error::InvalidArgument)?;
             let receiver = kernel.env_cap(a1, Rights::empty())?;
@@ -280,6 +281,45 @@ fn page_alloc(kernel: &mut Kernel, physical_address: u64) -> Result<u64, Error> 
             Err(error.into())
         }
     }
+}
+
+/// `page_protect_range`: every page is checked (a `page_map` binding whose capability holds
+/// the rights) before any changes; then one pass over the page tables and one TLB flush.
+fn page_protect_range(
+    kernel: &mut Kernel,
+    address: u64,
+    pages: u64,
+    access: u64,
+) -> Result<u64, Error> {
+    let (rights, access) = sched::page_access(access)?;
+    if pages == 0
+        || pages > PAGE_PROTECT_RANGE_MAX_PAGES
+        || !address.is_multiple_of(PAGE_SIZE_BYTES)
+    {
+        return Err(Error::InvalidArgument);
+    }
+    let length = pages * PAGE_SIZE_BYTES;
+    if !exo_abi::layout::range_is_user(address, length) {
+        return Err(Error::BadAddress);
+    }
+    let me = kernel.running();
+    let env = kernel.env(me).expect("the caller is running");
+    let mut expected = address;
+    for (&page, binding) in env.bindings.range(address..address + length) {
+        if page != expected {
+            return Err(Error::NotMapped);
+        }
+        kernel.caps.lookup(binding.cap, me, rights)?;
+        expected += PAGE_SIZE_BYTES;
+    }
+    if expected != address + length {
+        return Err(Error::NotMapped);
+    }
+    let env = kernel.current();
+    env.space.protect_borrowed_range(address, pages, access);
+    env.mappings
+        .set_access_within(address, address + length, access);
+    Ok(0)
 }
 
 fn page_map(kernel: &mut Kernel, handle: u64, address: u64, access: u64) -> Result<u64, Error> {

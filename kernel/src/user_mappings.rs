@@ -74,6 +74,21 @@ impl UserMappings {
         }
     }
 
+    /// Changes the access of every region that lies entirely inside `[start, end)` (one
+    /// search, then a walk: the range form of [`Self::set_access`]); returns how many changed.
+    pub fn set_access_within(&mut self, start: u64, end: u64, access: Access) -> usize {
+        let first = self.regions.partition_point(|r| r.start < start);
+        let mut changed = 0;
+        for region in &mut self.regions[first..] {
+            if region.end > end {
+                break;
+            }
+            region.access = access;
+            changed += 1;
+        }
+        changed
+    }
+
     /// The regions, in address order.
     pub fn regions(&self) -> &[UserRegion] {
         &self.regions
@@ -122,6 +137,28 @@ mod tests {
             mappings.insert(UserRegion { start, end, access }).unwrap();
         }
         mappings
+    }
+
+    #[test]
+    fn access_changes_within_a_range_only() {
+        let mut m = mappings();
+        assert_eq!(m.set_access_within(0x1000, 0x4000, Access::READ_WRITE), 2);
+        assert_eq!(m.check(0x1000, 0x3000, Access::READ_WRITE), Ok(()));
+        assert_eq!(m.regions()[2].access, Access::READ_WRITE);
+        assert_eq!(m.set_access_within(0x1000, 0x3800, Access::READ), 1);
+        assert_eq!(m.regions()[0].access, Access::READ);
+        assert_eq!(
+            m.regions()[1].access,
+            Access::READ_WRITE,
+            "straddles the end"
+        );
+        assert_eq!(m.set_access_within(0x4000, 0x8000, Access::READ), 0);
+        assert_eq!(m.set_access_within(0x2000, 0x9000, Access::READ), 2);
+        assert_eq!(
+            m.regions()[0].access,
+            Access::READ,
+            "starts before the range"
+        );
     }
 
     #[test]

@@ -188,6 +188,15 @@ pub fn page_protect(address: u64, access: Rights) -> Result<(), Error> {
     syscall5(Syscall::PageProtect, [address, access.bits(), 0, 0, 0]).map(drop)
 }
 
+/// Changes the access of `pages` consecutive `page_map` mappings from `address` in one call.
+pub fn page_protect_range(address: u64, pages: u64, access: Rights) -> Result<(), Error> {
+    syscall5(
+        Syscall::PageProtectRange,
+        [address, pages, access.bits(), 0, 0],
+    )
+    .map(drop)
+}
+
 /// Derives a capability with `rights` for the environment `to` names; returns the handle
 /// the receiver knows it by.
 pub fn cap_grant(cap: CapHandle, to: CapHandle, rights: Rights) -> Result<CapHandle, Error> {

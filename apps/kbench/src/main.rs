@@ -12,7 +12,7 @@
 //! - `pct_round_trip`: `pct_call` to a second kbench environment serving an echo at its PCT
 //!   entry (`pct::serve`), and its `pct_return`;
 //! - Appel-Li: 100 pages from `page_alloc` mapped with `page_map`, protected with
-//!   `page_protect` (one page per call: exo has no range call), faults through the same
+//!   `page_protect` (one page) or `page_protect_range` (more), faults through the same
 //!   exception upcall;
 //! - `matmul`: the shared assembly, inputs from `bench_common`'s statics.
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -205,11 +205,14 @@ mod app {
         }
 
         fn set(&self, first: usize, count: usize, access: Rights) {
-            for page in first..first + count {
-                if let Err(error) = sys::page_protect(self.page_address(page), access) {
-                    println!("kbench: page_protect failed: {error:?}");
-                    sys::exit(72);
-                }
+            let address = self.page_address(first);
+            let result = match count {
+                1 => sys::page_protect(address, access),
+                _ => sys::page_protect_range(address, count as u64, access),
+            };
+            if let Err(error) = result {
+                println!("kbench: page protection failed: {error:?}");
+                sys::exit(72);
             }
         }
     }

@@ -17,7 +17,8 @@ pub trait Protection {
     /// Address of page `page` of the region.
     fn page_address(&self, page: usize) -> u64;
     /// Makes pages `first..first + count` inaccessible, in as few calls as the kernel offers
-    /// (Linux: one `mprotect`; exo: one `page_protect` per page).
+    /// (Linux: one `mprotect`; exo: one `page_protect` for one page, one
+    /// `page_protect_range` for more).
     fn protect(&self, first: usize, count: usize);
     /// Makes pages `first..first + count` readable and writable, likewise.
     fn unprotect(&self, first: usize, count: usize);

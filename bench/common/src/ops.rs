@@ -11,8 +11,7 @@
 //! - `appel2` ("protN+trap+unprot"): protect 100 pages, read each in a random order; the
 //!   handler unprotects the faulting page. Reported per page.
 //!
-//! "One call" means one where the kernel has a range call (Linux `mprotect`); exo protects a
-//! page per `page_protect`, so its `prot100` and `unprot100` make 100 calls.
+//! "One call" is one range call on both kernels: Linux `mprotect`, exo `page_protect_range`.
 //!
 //! A reported cost is the TSC difference over a whole run divided by its iterations, so it
 //! includes the loop's own few instructions, identical on both kernels.

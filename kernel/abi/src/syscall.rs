@@ -111,7 +111,19 @@ pub enum Syscall {
     Repossessed = 23,
     /// `ticks() -> count`: timer ticks since boot.
     Ticks = 24,
+    /// `page_protect_range(virtual_address, page_count, access) -> 0`: `page_protect` over the
+    /// `page_count` consecutive pages from `virtual_address` (the `mprotect` of a region, in
+    /// one call). Every page must be a `page_map` mapping whose capability holds `access`;
+    /// all are checked before any changes, so on error nothing has. At most
+    /// [`PAGE_PROTECT_RANGE_MAX_PAGES`] pages per call (the kernel runs it with interrupts
+    /// off). Errors: `InvalidArgument` (count 0 or over the maximum, unaligned address,
+    /// access bits), `BadAddress` (not user half), `NotMapped` (a page is not a `page_map`
+    /// mapping), `Denied`.
+    PageProtectRange = 25,
 }
+
+/// Most pages one `page_protect_range` changes.
+pub const PAGE_PROTECT_RANGE_MAX_PAGES: u64 = 512;
 
 /// Upper bound of one `console_write`, so one call cannot hold the console for long.
 pub const CONSOLE_WRITE_MAX_BYTES: u64 = 4096;
@@ -121,7 +133,7 @@ pub const ANY_FRAME: u64 = u64::MAX;
 
 impl Syscall {
     /// Every system call, in number order; the kernel's dispatch is checked against it.
-    pub const ALL: [Syscall; 25] = [
+    pub const ALL: [Syscall; 26] = [
         Syscall::Exit,
         Syscall::ConsoleWrite,
         Syscall::Null,
@@ -147,6 +159,7 @@ impl Syscall {
         Syscall::RequestPages,
         Syscall::Repossessed,
         Syscall::Ticks,
+        Syscall::PageProtectRange,
     ];
 
     /// The number user code places in `rax`.
@@ -184,6 +197,7 @@ mod tests {
         assert_eq!(Syscall::Null.number(), 2);
         assert_eq!(Syscall::PctCall.number(), 17);
         assert_eq!(Syscall::Ticks.number(), 24);
+        assert_eq!(Syscall::PageProtectRange.number(), 25);
         for (index, call) in Syscall::ALL.iter().enumerate() {
             assert_eq!(call.number(), index as u64);
         }

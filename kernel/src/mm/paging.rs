@@ -306,13 +306,69 @@ impl AddressSpace {
 
     /// Changes the access of a borrowed mapping.
     pub fn protect_borrowed(&mut self, address: u64, access: Access) {
-        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(address));
-        // SAFETY: as in map_borrowed.
-        let mut mapper = unsafe { OffsetPageTable::new(table_mut(self.pml4), VirtAddr::zero()) };
-        // SAFETY: only the leaf flags of a user page of this space change; the frame stays.
-        if let Ok(flush) = unsafe { mapper.update_flags(page, borrowed_flags(access)) } {
-            flush.flush();
+        self.protect_borrowed_range(address, 1, access);
+    }
+
+    /// Changes the access of the borrowed mappings of `pages` consecutive pages from
+    /// `address` (the caller checked each is one), then flushes the TLB once for all of them:
+    /// `invlpg` per page up to [`INVLPG_MAX_PAGES`], beyond that one CR3 reload (which drops
+    /// every non-global entry, and user entries are never global). Nothing to flush when this
+    /// space is not the one loaded: without PCIDs, loading it later starts from an empty TLB.
+    pub fn protect_borrowed_range(&mut self, address: u64, pages: u64, access: Access) {
+        let flags = borrowed_flags(access);
+        // The last-level table of the current 2 MiB span: one walk per span, not per page.
+        let mut span: Option<(u64, PhysFrame)> = None;
+        for index in 0..pages {
+            let virt = VirtAddr::new(address + index * PAGE_BYTES);
+            let base = virt.as_u64() & !(TWO_MIB - 1);
+            let table = match span {
+                Some((span_base, table)) if span_base == base => table,
+                _ => match self.leaf_table(virt) {
+                    Some(table) => {
+                        span = Some((base, table));
+                        table
+                    }
+                    None => continue,
+                },
+            };
+            // SAFETY: `table` is a last-level table of this space (`leaf_table`), changed
+            // under `&mut self`; only the flags of a mapped entry change, its frame stays.
+            let entry = &mut unsafe { table_mut(table) }[virt.p1_index()];
+            if !entry.is_unused() {
+                let frame = entry.addr();
+                entry.set_addr(frame, flags);
+            }
         }
+        let (loaded, cr3_flags) = Cr3::read();
+        if loaded != self.pml4 {
+            return;
+        }
+        if pages <= INVLPG_MAX_PAGES {
+            for index in 0..pages {
+                x86_64::instructions::tlb::flush(VirtAddr::new(address + index * PAGE_BYTES));
+            }
+        } else {
+            // SAFETY: reloads the table already loaded: only the TLB changes.
+            unsafe { Cr3::write(loaded, cr3_flags) };
+        }
+    }
+
+    /// The last-level table mapping user address `virt`, if the walk down to it finds
+    /// present, user, 4 KiB-granular tables.
+    fn leaf_table(&self, virt: VirtAddr) -> Option<PhysFrame> {
+        let mut frame = self.pml4;
+        for index in [virt.p4_index(), virt.p3_index(), virt.p2_index()] {
+            // SAFETY: `frame` is one of this space's tables, read while `&self` is held.
+            let entry = &unsafe { table_ref(frame) }[index];
+            let flags = entry.flags();
+            if !flags.contains(Flags::PRESENT | Flags::USER_ACCESSIBLE)
+                || flags.contains(Flags::HUGE_PAGE)
+            {
+                return None;
+            }
+            frame = PhysFrame::containing_address(entry.addr());
+        }
+        Some(frame)
     }
 
     /// Physical address behind user address `address`, if it is mapped user-accessible.
@@ -394,6 +450,11 @@ impl AddressSpace {
         unsafe { Cr3::write(self.pml4, Cr3Flags::empty()) };
     }
 }
+
+/// Most pages [`AddressSpace::protect_borrowed_range`] flushes one by one before it reloads
+/// CR3 instead (Linux's `tlb_single_page_flush_ceiling` is 33 for the same trade: a full flush
+/// costs the refills of everything else the environment had cached).
+const INVLPG_MAX_PAGES: u64 = 32;
 
 /// Marks a leaf whose frame belongs to a page capability rather than to the address space.
 const BORROWED: Flags = Flags::BIT_9;

@@ -1,7 +1,8 @@
 //! Scenario: every kind of bad system-call argument is refused with an error code, and the
 //! kernel never faults: unknown numbers, bad pointers (kernel, unmapped, wrapping, too long),
 //! forged and wrong-type capabilities, unaligned and non-user addresses, bad rights bits,
-//! bad kinds and queries, and calls that make no sense in the caller's state.
+//! bad kinds and queries, and calls that make no sense in the caller's state. A refused
+//! `page_protect_range` changes no page, not even the ones before the bad one.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -12,11 +13,100 @@ mod app {
     use libnet::abi::Error;
     use libnet::abi::cap::{CapHandle, Rights};
     use libnet::abi::layout::{APP_IMAGE_BASE, USER_BASE};
-    use libnet::abi::syscall::ANY_FRAME;
-    use libnet::{env, println, sys};
+    use libnet::abi::syscall::{ANY_FRAME, PAGE_PROTECT_RANGE_MAX_PAGES};
+    use libnet::{env, println, sys, upcall};
 
     const KERNEL: u64 = 0x10_0000;
     const FREE: u64 = 0x0000_7000_0000_0000;
+    /// Two pages for `page_protect_range`: the first mapped read-write, the second left
+    /// unmapped or mapped through a read-only capability.
+    const RANGE: u64 = 0x0000_7000_0010_0000;
+    const PAGE: u64 = 4096;
+    const READ_WRITE: Rights = Rights::READ.union(Rights::WRITE);
+
+    /// `page_protect_range`'s refusals; `page` is a page capability with every right.
+    fn range_checks(page: CapHandle) -> (usize, usize) {
+        upcall::install(false);
+        sys::page_map(page, RANGE, READ_WRITE).expect("map");
+        let writable = || upcall::probe_write(RANGE, 7);
+        let mut checks: [(&str, Result<(), Error>, Error); 9] = [
+            (
+                "range zero pages",
+                sys::page_protect_range(RANGE, 0, Rights::READ),
+                Error::InvalidArgument,
+            ),
+            (
+                "range too many pages",
+                sys::page_protect_range(RANGE, PAGE_PROTECT_RANGE_MAX_PAGES + 1, Rights::READ),
+                Error::InvalidArgument,
+            ),
+            (
+                "range unaligned",
+                sys::page_protect_range(RANGE + 8, 1, Rights::READ),
+                Error::InvalidArgument,
+            ),
+            (
+                "range write-only",
+                sys::page_protect_range(RANGE, 1, Rights::WRITE),
+                Error::InvalidArgument,
+            ),
+            (
+                "range kernel",
+                sys::page_protect_range(KERNEL, 1, Rights::READ),
+                Error::BadAddress,
+            ),
+            (
+                "range wrapping",
+                sys::page_protect_range(!(PAGE - 1), 2, Rights::READ),
+                Error::BadAddress,
+            ),
+            (
+                "range image",
+                sys::page_protect_range(APP_IMAGE_BASE, 1, Rights::READ),
+                Error::NotMapped,
+            ),
+            (
+                "range with a hole",
+                sys::page_protect_range(RANGE, 2, Rights::empty()),
+                Error::NotMapped,
+            ),
+            ("", Ok(()), Error::Denied),
+        ];
+        let hole_left_alone = writable();
+        let read_only = sys::cap_grant(page, env::own(), Rights::READ).expect("grant");
+        sys::page_map(read_only, RANGE + PAGE, Rights::READ).expect("map read-only");
+        checks[8] = (
+            "range beyond a capability's rights",
+            sys::page_protect_range(RANGE, 2, READ_WRITE),
+            Error::Denied,
+        );
+        let denied_left_alone = writable();
+        let mut refused = 0;
+        for (what, result, expected) in checks {
+            if result == Err(expected) {
+                refused += 1;
+            } else {
+                println!("badargs: {what}: expected Err({expected:?}), got {result:?}");
+            }
+        }
+        let unchanged = hole_left_alone && denied_left_alone;
+        if !unchanged {
+            println!("badargs: a refused page_protect_range changed a page");
+        }
+        // The call itself works: both pages read-only, then back.
+        let works = sys::page_protect_range(RANGE, 2, Rights::READ).is_ok()
+            && !writable()
+            && sys::page_protect(RANGE, READ_WRITE).is_ok()
+            && writable();
+        if !works {
+            println!("badargs: page_protect_range did not take effect");
+        }
+        sys::page_unmap(RANGE + PAGE).expect("unmap");
+        sys::page_unmap(RANGE).expect("unmap");
+        sys::cap_delete(read_only).expect("delete");
+        let passed = refused + usize::from(unchanged) + usize::from(works);
+        (passed, checks.len() + 2)
+    }
 
     pub fn main() -> u8 {
         let page = sys::page_alloc(ANY_FRAME).expect("page_alloc");
@@ -258,18 +348,16 @@ mod app {
                 println!("badargs: {what}: expected Err({expected:?}), got {result:?}");
             }
         }
+        let (range_passed, range_checks) = range_checks(page);
+        refused += range_passed;
+        let total = checks.len() + range_checks;
         // The page capability still works after all that.
         let usable =
             sys::page_map(page, FREE, Rights::READ).is_ok() && sys::page_unmap(FREE).is_ok();
         println!(
-            "badargs: {refused}/{} bad calls refused with the right error; kernel intact: {usable}",
-            checks.len()
+            "badargs: {refused}/{total} bad calls refused with the right error; kernel intact: {usable}",
         );
-        if refused == checks.len() && usable {
-            0
-        } else {
-            1
-        }
+        if refused == total && usable { 0 } else { 1 }
     }
 }
 
