@@ -139,6 +139,8 @@ fn build(args: &BuildArgs) -> Result<ExitCode> {
 
 /// `cargo run --release -p pcap-tests --bin demux-bench -- [--quick] [--pcap F] [--out D]`.
 fn bench_demux(args: &DemuxArgs) -> Result<ExitCode> {
+    // libpcap for the libpcap, bpfjit and rbpf peers; DPDK's rte_bpf for its JIT peer.
+    setup::ensure_packages(setup::DEMUX_BENCH_PACKAGES)?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = std::process::Command::new(cargo);
     command.current_dir(image::workspace_root()).args([

@@ -39,6 +39,10 @@ pub fn ensure_target() -> Result<()> {
 /// tcpdump to re-check the stored verdicts.
 pub const HOST_TEST_PACKAGES: &[&str] = &["libpcap-dev", "tcpdump"];
 
+/// Debian packages the demux benchmark's peers need: libpcap, and DPDK's BPF library (without it
+/// the `dpdk-bpf-jit` rows say it is unavailable).
+pub const DEMUX_BENCH_PACKAGES: &[&str] = &["libpcap-dev", "librte-bpf23"];
+
 /// Installs Debian's `qemu-system-x86` if `qemu-system-x86_64` is missing.
 pub fn ensure_qemu() -> Result<()> {
     if Command::new(QEMU).arg("--version").output().is_ok() {
