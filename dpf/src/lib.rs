@@ -10,6 +10,7 @@ pub mod interp;
 pub mod ir;
 pub mod jit;
 pub mod trie;
+pub mod wire;
 
 pub use ir::{
     Atom, CmpOp, Field, Filter, FilterId, Packet, Shift, Step, UnverifiedFilter, VerifyError, Width,
