@@ -28,6 +28,10 @@ pub struct BootCommand<'a> {
     pub apps: Vec<&'a str>,
     /// Self-test to run instead of the apps, if any.
     pub self_test: Option<SelfTest>,
+    /// Apps granted the monitor right (`monitor=a,b`): they may bind monitor filters.
+    pub monitors: Vec<&'a str>,
+    /// Arguments for the apps (`arg=HEX`, hex so they may contain spaces), in order.
+    pub arguments: Vec<&'a str>,
 }
 
 /// Why a command line was refused, with the offending word.
@@ -46,6 +50,8 @@ pub fn parse(cmdline: &str) -> Result<BootCommand<'_>, CmdlineError<'_>> {
     let mut command = BootCommand {
         apps: Vec::new(),
         self_test: None,
+        monitors: Vec::new(),
+        arguments: Vec::new(),
     };
     for word in cmdline.split_ascii_whitespace() {
         match word.split_once('=') {
@@ -57,6 +63,8 @@ pub fn parse(cmdline: &str) -> Result<BootCommand<'_>, CmdlineError<'_>> {
                     command.apps.push(name);
                 }
             }
+            Some(("monitor", list)) => command.monitors.extend(list.split(',')),
+            Some(("arg", hex)) => command.arguments.push(hex),
             Some(("test", "panic")) => command.self_test = Some(SelfTest::Panic),
             Some(("test", "hang")) => command.self_test = Some(SelfTest::Hang),
             Some(("test", "kernel-fault")) => command.self_test = Some(SelfTest::KernelFault),

@@ -20,4 +20,5 @@ pub mod ended;
 pub mod frames;
 pub mod pvh;
 pub mod slices;
+pub mod tx_check;
 pub mod user_mappings;

@@ -23,6 +23,8 @@ mod env;
 #[cfg(target_os = "none")]
 mod mm;
 #[cfg(target_os = "none")]
+mod net;
+#[cfg(target_os = "none")]
 mod sched;
 #[cfg(target_os = "none")]
 mod syscall;

@@ -511,6 +511,8 @@ impl Kernel {
             paging::activate_kernel();
             self.active_space = 0;
         }
+        // Its packet rings are its pages: the kernel stops writing them before they go.
+        crate::net::release(id);
         self.slices.release_all(id);
         let mut removed = Vec::new();
         self.caps.delete_owned_by(id, &mut |r| removed.push(r));

@@ -8,7 +8,7 @@ use crate::arch::trap::TrapFrame;
 use crate::env::Binding;
 use crate::sched::{self, Kernel};
 use crate::usermem::{self, UserSlice};
-use crate::{arch, log};
+use crate::{arch, log, net};
 use alloc::vec::Vec;
 use exo_abi::cap::{CapHandle, Rights};
 use exo_abi::layout::PAGE_SIZE_BYTES;
@@ -208,6 +208,17 @@ fn simple_call(
             let _ = a3;
             Ok(count)
         }
+        Syscall::FilterBind => net::filter_bind(
+            kernel.current(),
+            UserSlice::new(a0, a1),
+            UserSlice::new(a2, a3),
+        ),
+        Syscall::FilterUnbind => net::filter_unbind(me, a0),
+        Syscall::NetWait => net::wait(me, a0),
+        Syscall::NetCounter => net::counter(a0),
+        Syscall::NetTransmit => net::transmit(kernel.current(), a0, a1),
+        Syscall::NetMac => net::mac(),
+        Syscall::BootArgument => net::boot_argument(kernel.current(), a0, UserSlice::new(a1, a2)),
         Syscall::Exit
         | Syscall::Yield
         | Syscall::PctCall

@@ -24,6 +24,11 @@ impl UserSlice {
         }
     }
 
+    /// The claimed address.
+    pub const fn address(&self) -> u64 {
+        self.address
+    }
+
     /// The claimed length.
     pub const fn length_bytes(&self) -> u64 {
         self.length_bytes

@@ -16,6 +16,7 @@ pub mod env;
 pub mod heap;
 #[cfg(target_os = "none")]
 pub mod ipc;
+pub mod net;
 #[cfg(target_os = "none")]
 pub mod pct;
 pub mod ring;

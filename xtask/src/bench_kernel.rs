@@ -309,6 +309,7 @@ fn boot(bootable: &Bootable, run: Run, timeout: Duration, out: &Path) -> Result<
         accel: run.accel,
         timeout,
         echo: Echo::Quiet,
+        netdev: None,
     }
     .run_with(&extra)?;
     let suffix = match run.accel {

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The packages whose binaries are apps.
-pub const PACKAGES: &[&str] = &["hello", "fault", "busy", "ktest", "kbench"];
+pub const PACKAGES: &[&str] = &["hello", "fault", "busy", "ktest", "kbench", "netmon"];
 
 /// Every app packed into the boot image, by binary name.
 pub const APPS: &[&str] = &[
     "hello", "fault", "busy", "exc", "isolate", "badargs", "pct", "sched", "contain", "reclaim",
-    "kbench", "heap", "pipe", "yieldto", "records",
+    "kbench", "heap", "pipe", "yieldto", "records", "netmon",
 ];
 
 /// Cargo profile for the bare-metal builds.

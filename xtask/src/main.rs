@@ -11,6 +11,7 @@
 mod bench_kernel;
 mod image;
 mod qemu;
+mod replay;
 mod scenarios;
 mod setup;
 mod test;
@@ -41,6 +42,9 @@ enum Command {
     /// Benchmarks: each prints a table and writes `target/bench/<name>.json` and a plot.
     #[command(subcommand)]
     Bench(Bench),
+    /// Replay a capture into the booted kernel: one monitor filter per expression, counts
+    /// checked against hosted dpf; writes target/bench/replay.json.
+    Replay(replay::ReplayArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
         Command::Build(args) => build(&args),
         Command::Bench(Bench::Kernel(args)) => bench_kernel::run(&args),
         Command::Bench(Bench::Demux(args)) => bench_demux(&args),
+        Command::Replay(args) => replay::run(&args),
     };
     match result {
         Ok(code) => code,
@@ -182,6 +187,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         append: &args.append,
         accel,
         timeout: Duration::from_secs(args.timeout_secs),
+        netdev: None,
         echo: qemu::Echo::Terminal,
     }
     .run()?;

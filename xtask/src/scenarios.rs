@@ -66,6 +66,19 @@ pub struct Scenario {
 
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
+        // Monitor filters need the monitor right (`monitor=netmon` is not given here); a
+        // garbage filter encoding is refused before anything else.
+        name: "net-monitor-right",
+        cmdline: "apps=netmon arg=746370",
+        exit: KernelExit::Exited(3),
+        serial: &[
+            "netmon: garbage filter: Err(InvalidArgument)",
+            "netmon: binding filter 0 \"tcp\": Denied",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
         name: "hello",
         cmdline: "apps=hello",
         exit: KernelExit::Exited(0),

@@ -37,6 +37,10 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
     // A build failure fails the run, but still ends with the summary line.
     match image::build(image::Profile::from_release(args.build.release)) {
         Ok(image) => {
+            let (passed, failed) =
+                crate::replay::run_scenarios(&image.kernel, args.scenario.as_deref(), args.verbose);
+            tally.passed += passed;
+            tally.failed += failed;
             for scenario in SCENARIOS {
                 if args
                     .scenario
@@ -50,6 +54,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
                     append: scenario.cmdline,
                     accel,
                     timeout: scenario.timeout,
+                    netdev: None,
                     echo: Echo::Quiet,
                 }
                 .run_with(&deterministic_time(accel))?;

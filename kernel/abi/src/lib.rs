@@ -9,6 +9,7 @@ pub mod cap;
 pub mod error;
 pub mod exit;
 pub mod layout;
+pub mod net;
 pub mod pack;
 pub mod syscall;
 pub mod upcall;

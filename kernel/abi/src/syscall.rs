@@ -120,10 +120,49 @@ pub enum Syscall {
     /// access bits), `BadAddress` (not user half), `NotMapped` (a page is not a `page_map`
     /// mapping), `Denied`.
     PageProtectRange = 25,
+    /// `filter_bind(filter, filter_length_bytes, ring, ring_length_bytes) -> filter id`: binds
+    /// a DPF filter (one conjunction, in `dpf::wire` encoding, at most
+    /// [`crate::net::FILTER_MAX_BYTES`]) to a packet ring (see [`crate::net`]) in the caller's
+    /// read+write memory. The kernel decodes and verifies the filter (`InvalidArgument` if
+    /// either fails) and overrides the id it claims with its own. Today every filter is a
+    /// *monitor* filter (it receives copies, whatever else matches), which needs the monitor
+    /// right the boot command line grants (`monitor=APP`): `Denied` without it.
+    /// Several filters may share one ring. The binding ends with `filter_unbind` or the
+    /// environment.
+    FilterBind = 26,
+    /// `filter_unbind(filter id)`: removes a binding the caller made; `InvalidArgument` for an
+    /// id that is not the caller's. Frames in the ring stay where they are.
+    FilterUnbind = 27,
+    /// `net_wait(spin_budget) -> frames received`: polls the NIC, demultiplexing every frame
+    /// to every binding, until frames arrived and the NIC is empty again, a batch of them
+    /// reached the caller's rings or the NIC, or `spin_budget` polls found nothing; returns how
+    /// many frames the kernel took from the NIC meanwhile (0 = nothing arrived).
+    NetWait = 28,
+    /// `net_counter(index) -> value`: reads kernel network counter `index`
+    /// ([`crate::net::Counter`]); `InvalidArgument` past the last.
+    NetCounter = 29,
+    /// `boot_argument(index, buffer, length_bytes) -> length_bytes`: copies the `index`-th
+    /// `arg=HEX` word of the boot command line, hex-decoded, into the caller's writable
+    /// `buffer`; `NotFound` when there is no such argument, `InvalidArgument` when it does not
+    /// fit.
+    BootArgument = 30,
+    /// `net_transmit(gather, count) -> length_bytes`: sends one frame gathered from `count`
+    /// (at most [`NET_TRANSMIT_MAX_PIECES`]) `(address, length_bytes)` pairs of `u64` at
+    /// `gather`, all in the caller's readable memory, at most
+    /// [`crate::net::FRAME_MAX_BYTES`] in total. The frame must pass the transmit check: the
+    /// NIC's source MAC, the host's IPv4 address, a TCP/UDP source port the caller owns;
+    /// otherwise `Denied`, counted as `tx_refused`.
+    NetTransmit = 31,
+    /// `net_mac() -> mac`: the NIC's MAC address in the low 48 bits (first byte lowest);
+    /// `InvalidArgument` without a NIC.
+    NetMac = 32,
 }
 
 /// Most pages one `page_protect_range` changes.
 pub const PAGE_PROTECT_RANGE_MAX_PAGES: u64 = 512;
+
+/// Most pieces one `net_transmit` gathers.
+pub const NET_TRANSMIT_MAX_PIECES: u64 = 16;
 
 /// Upper bound of one `console_write`, so one call cannot hold the console for long.
 pub const CONSOLE_WRITE_MAX_BYTES: u64 = 4096;
@@ -133,7 +172,7 @@ pub const ANY_FRAME: u64 = u64::MAX;
 
 impl Syscall {
     /// Every system call, in number order; the kernel's dispatch is checked against it.
-    pub const ALL: [Syscall; 26] = [
+    pub const ALL: [Syscall; 33] = [
         Syscall::Exit,
         Syscall::ConsoleWrite,
         Syscall::Null,
@@ -160,6 +199,13 @@ impl Syscall {
         Syscall::Repossessed,
         Syscall::Ticks,
         Syscall::PageProtectRange,
+        Syscall::FilterBind,
+        Syscall::FilterUnbind,
+        Syscall::NetWait,
+        Syscall::NetCounter,
+        Syscall::BootArgument,
+        Syscall::NetTransmit,
+        Syscall::NetMac,
     ];
 
     /// The number user code places in `rax`.
@@ -198,6 +244,8 @@ mod tests {
         assert_eq!(Syscall::PctCall.number(), 17);
         assert_eq!(Syscall::Ticks.number(), 24);
         assert_eq!(Syscall::PageProtectRange.number(), 25);
+        assert_eq!(Syscall::FilterBind.number(), 26);
+        assert_eq!(Syscall::NetMac.number(), 32);
         for (index, call) in Syscall::ALL.iter().enumerate() {
             assert_eq!(call.number(), index as u64);
         }

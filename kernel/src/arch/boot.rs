@@ -108,7 +108,7 @@ boot_pdpt:
 boot_pd:
     .skip 4096 * 4
 boot_stack_bottom:
-    .skip 128 * 1024
+    .skip 512 * 1024
 boot_stack_top:
     "#,
     kernel_main = sym crate::boot::kernel_main,

@@ -5,6 +5,7 @@
 
 pub mod boot;
 pub mod gdt;
+pub mod pci;
 pub mod percpu;
 pub mod serial;
 pub mod stack;

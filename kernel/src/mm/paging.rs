@@ -372,7 +372,7 @@ impl AddressSpace {
     }
 
     /// Physical address behind user address `address`, if it is mapped user-accessible.
-    fn user_physical_address(&self, address: u64) -> Option<u64> {
+    pub fn user_physical_address(&self, address: u64) -> Option<u64> {
         if !layout::range_is_user(address, 1) {
             return None;
         }
@@ -519,4 +519,59 @@ impl Drop for AddressSpace {
         }
         frames::free(self.pml4);
     }
+}
+
+/// Maps device memory `[physical, physical + length_bytes)` at the same address in the kernel's
+/// identity region (slot 0, shared by every address space), uncached, writable, no-execute.
+/// Pages already mapped (RAM) are refused: device memory lies above RAM.
+pub fn map_device_memory(physical: u64, length_bytes: u64) {
+    let pml4 = *KERNEL_PML4.get().expect("paging::init ran");
+    // SAFETY: the kernel PML4 changes only here and in init, on one CPU with the caller
+    // holding no reference into it; identity offset 0.
+    let mut mapper = unsafe { OffsetPageTable::new(table_mut(pml4), VirtAddr::zero()) };
+    let start = physical & !(PAGE_BYTES - 1);
+    for address in (start..physical + length_bytes).step_by(PAGE_BYTES as usize) {
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(address));
+        let frame = PhysFrame::containing_address(PhysAddr::new(address));
+        let flags = Flags::PRESENT | Flags::WRITABLE | Flags::NO_EXECUTE | Flags::NO_CACHE;
+        // SAFETY: an identity mapping of device memory (not RAM, so no frame the allocator
+        // hands out), so no existing address changes meaning.
+        match unsafe {
+            mapper.map_to_with_table_flags(
+                page,
+                frame,
+                flags,
+                KERNEL_TABLE_FLAGS,
+                &mut frames::TableFrames,
+            )
+        } {
+            Ok(flush) => flush.flush(),
+            Err(MapToError::PageAlreadyMapped(_)) => {}
+            Err(error) => panic!("mapping device memory at {address:#x}: {error:?}"),
+        }
+    }
+}
+
+/// Physical address behind kernel-heap address `address` (4 KiB pages), for handing heap
+/// buffers to devices; `None` outside the heap.
+pub fn kernel_heap_physical_address(address: u64) -> Option<u64> {
+    if !(heap::HEAP_START..heap::HEAP_START + heap::HEAP_SIZE_BYTES).contains(&address) {
+        return None;
+    }
+    let virt = VirtAddr::new(address);
+    let mut frame = *KERNEL_PML4.get().expect("paging::init ran");
+    for index in [
+        virt.p4_index(),
+        virt.p3_index(),
+        virt.p2_index(),
+        virt.p1_index(),
+    ] {
+        // SAFETY: the heap's tables were built in init and never change; only read here.
+        let entry = &unsafe { table_ref(frame) }[index];
+        if !entry.flags().contains(Flags::PRESENT) || entry.flags().contains(Flags::HUGE_PAGE) {
+            return None;
+        }
+        frame = PhysFrame::containing_address(entry.addr());
+    }
+    Some(frame.start_address().as_u64() + (address % PAGE_BYTES))
 }

@@ -1,0 +1,186 @@
+//! Network monitor: for each boot argument (a pcap-filter expression), compiles it with dpf's
+//! front end here in the app, binds every conjunction to that expression's own packet ring as
+//! a monitor filter, then counts what arrives until the traffic stops.
+//!
+//! Prints `netmon: ready N` once bound (xtask starts sending then) and, at the end, one line
+//! `netmon: filter I received N` per expression. While frames arrive it transmits a progress
+//! frame (ethertype 0x88b5, `EXOACK`, then the kernel's `rx_frames` as a little-endian u64)
+//! whenever the kernel took more frames from the NIC: xtask paces its sending by it.
+//!
+//! An argument may start with an option: `stall:EXPR` binds but never drains that ring (it
+//! fills; the kernel drops and counts), `unbind-after=N:EXPR` unbinds once N frames arrived.
+//! Before binding, netmon checks the kernel refuses a garbage filter and a spoofed transmit.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+libnet::entry!(main);
+
+/// Expressions one boot may carry (one ring each).
+#[cfg(target_os = "none")]
+const MAX_EXPRESSIONS: usize = 8;
+/// Slots per ring.
+#[cfg(target_os = "none")]
+const SLOTS: usize = 32;
+/// Empty polls per `net_wait`.
+#[cfg(target_os = "none")]
+const SPIN_BUDGET: u64 = 200_000;
+/// Consecutive empty waits, after traffic started, that end the run.
+#[cfg(target_os = "none")]
+const IDLE_WAITS_AFTER_TRAFFIC: u32 = 20;
+/// Consecutive empty waits before any traffic that end the run.
+#[cfg(target_os = "none")]
+const IDLE_WAITS_BEFORE_TRAFFIC: u32 = 2_000;
+
+#[cfg(target_os = "none")]
+static RINGS: [libnet::net::Ring<SLOTS>; MAX_EXPRESSIONS] =
+    [const { libnet::net::Ring::new() }; MAX_EXPRESSIONS];
+
+#[cfg(target_os = "none")]
+fn main() -> u8 {
+    use libnet::{net, println};
+
+    let garbage = net::filter_bind(&[0xff; 9], RINGS[0].region().0, RINGS[0].region().1);
+    println!("netmon: garbage filter: {garbage:?}");
+    let mac = match net::mac() {
+        Ok(mac) => mac,
+        Err(error) => {
+            // Binding still shows whether the monitor right is checked.
+            println!("netmon: no NIC: {error:?}");
+            [0; 6]
+        }
+    };
+    let mut spoofed_mac = mac;
+    spoofed_mac[5] ^= 1;
+    let spoofed = net::transmit(&[&[0xff; 6], &spoofed_mac, &[0x88, 0xb5, 0, 0]]);
+    let mut spoofed_ip = [0u8; 14 + 28];
+    spoofed_ip[..6].copy_from_slice(&[0xff; 6]);
+    spoofed_ip[6..12].copy_from_slice(&mac);
+    spoofed_ip[12..16].copy_from_slice(&[0x08, 0x00, 0x45, 0]);
+    spoofed_ip[14 + 9] = 17;
+    spoofed_ip[14 + 12..14 + 16].copy_from_slice(&[10, 0, 2, 99]);
+    let spoofed_address = net::transmit(&[&spoofed_ip]);
+    println!("netmon: spoofed transmit: MAC {spoofed:?}, IPv4 {spoofed_address:?}");
+    let refused = |result| result == Err(libnet::Error::Denied);
+    if garbage != Err(libnet::Error::InvalidArgument)
+        || (mac != [0; 6] && !(refused(spoofed) && refused(spoofed_address)))
+    {
+        return 5;
+    }
+
+    let mut expressions = 0;
+    let mut stalled = [false; MAX_EXPRESSIONS];
+    let mut unbind_after = [None::<u64>; MAX_EXPRESSIONS];
+    let mut ids: [alloc::vec::Vec<u64>; MAX_EXPRESSIONS] = Default::default();
+    let mut buffer = [0u8; 1024];
+    while expressions < MAX_EXPRESSIONS {
+        let Ok(length) = net::boot_argument(expressions as u64, &mut buffer) else {
+            break;
+        };
+        let Ok(mut expression) = core::str::from_utf8(&buffer[..length]) else {
+            println!("netmon: argument {expressions} is not UTF-8");
+            return 2;
+        };
+        if let Some(rest) = expression.strip_prefix("stall:") {
+            stalled[expressions] = true;
+            expression = rest;
+        } else if let Some(rest) = expression.strip_prefix("unbind-after=")
+            && let Some((count, rest)) = rest.split_once(':')
+            && let Ok(count) = count.parse()
+        {
+            unbind_after[expressions] = Some(count);
+            expression = rest;
+        }
+        let filters = match dpf::frontend::compile(expression, dpf::FilterId(0)) {
+            Ok(filters) => filters,
+            Err(error) => {
+                println!("netmon: filter {expressions} {expression:?}: {error:?}");
+                return 2;
+            }
+        };
+        let (ring, ring_bytes) = RINGS[expressions].region();
+        for filter in &filters {
+            match net::filter_bind(&dpf::wire::encode(filter), ring, ring_bytes) {
+                Ok(id) => ids[expressions].push(id),
+                Err(error) => {
+                    println!("netmon: binding filter {expressions} {expression:?}: {error:?}");
+                    return 3;
+                }
+            }
+        }
+        println!(
+            "netmon: filter {expressions} {expression:?}: {} conjunctions bound",
+            filters.len()
+        );
+        expressions += 1;
+    }
+    println!("netmon: ready {expressions}");
+    let mut received = [0u64; MAX_EXPRESSIONS];
+    let mut idle = 0u32;
+    let mut any = false;
+    let mut acked = 0u64;
+    loop {
+        match net::wait(SPIN_BUDGET) {
+            Ok(0) => {
+                idle += 1;
+                let limit = if any {
+                    IDLE_WAITS_AFTER_TRAFFIC
+                } else {
+                    IDLE_WAITS_BEFORE_TRAFFIC
+                };
+                if idle >= limit {
+                    break;
+                }
+            }
+            Ok(_) => {
+                idle = 0;
+                any = true;
+            }
+            Err(error) => {
+                println!("netmon: net_wait: {error:?}");
+                return 4;
+            }
+        }
+        for index in 0..expressions {
+            if stalled[index] {
+                continue;
+            }
+            while RINGS[index].take(|_, _| received[index] += 1) {}
+            if let Some(limit) = unbind_after[index]
+                && received[index] >= limit
+            {
+                for id in ids[index].drain(..) {
+                    if let Err(error) = net::filter_unbind(id) {
+                        println!("netmon: unbinding {id}: {error:?}");
+                        return 6;
+                    }
+                }
+                unbind_after[index] = None;
+                println!("netmon: filter {index} unbound after {}", received[index]);
+            }
+        }
+        let rx = net::counter(libnet::abi::net::Counter::RxFrames as u64).unwrap_or(0);
+        if rx != acked {
+            let mut progress = [0u8; 28];
+            progress[..6].copy_from_slice(&[0xff; 6]);
+            progress[6..12].copy_from_slice(&mac);
+            progress[12..14].copy_from_slice(&[0x88, 0xb5]);
+            progress[14..20].copy_from_slice(b"EXOACK");
+            progress[20..28].copy_from_slice(&rx.to_le_bytes());
+            if let Err(error) = net::transmit(&[&progress]) {
+                println!("netmon: progress frame: {error:?}");
+                return 7;
+            }
+            acked = rx;
+        }
+    }
+    for (index, count) in received.iter().take(expressions).enumerate() {
+        println!("netmon: filter {index} received {count}");
+    }
+    0
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {}

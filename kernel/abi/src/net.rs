@@ -1,0 +1,163 @@
+//! The network path's shared layouts: packet rings, kernel counters, limits.
+//!
+//! The calls themselves are documented next to their numbers in [`crate::syscall`].
+//!
+//! A packet ring is memory the app owns and has mapped read+write: a whole number of
+//! [`RING_SLOT_BYTES`]-sized slots, page-aligned. Each slot starts with an 8-byte header:
+//! the owner word (`u32`, little-endian) then the frame's length on the wire (`u32`). An owner
+//! word of 0 means *empty* (the kernel may fill the slot); the kernel copies the frame after the
+//! header, then stores its captured length in the owner word last. The app reads the frame and clears the owner word to give the slot back.
+//! The kernel fills slots in order and never skips one: if the next slot is still owned by the
+//! app, the frame is dropped and counted as `ring_full`.
+
+/// Bytes of one ring slot (header plus frame).
+pub const RING_SLOT_BYTES: u64 = 4096;
+/// Bytes of a slot's header: owner word (captured length, 0 = empty) and wire length.
+pub const RING_SLOT_HEADER_BYTES: u64 = 8;
+/// Largest frame a slot holds, and the largest frame the kernel accepts from the NIC.
+pub const FRAME_MAX_BYTES: u64 = RING_SLOT_BYTES - RING_SLOT_HEADER_BYTES;
+/// Shortest frame the kernel demultiplexes: an Ethernet header. Shorter ones are `malformed`.
+pub const FRAME_MIN_BYTES: u64 = 14;
+/// Most slots in one ring.
+pub const RING_MAX_SLOTS: u64 = 256;
+/// Largest encoded filter `filter_bind` reads.
+pub const FILTER_MAX_BYTES: u64 = 4096;
+
+/// Where slot `index` of a ring starting at `ring` begins.
+pub const fn slot_address(ring: u64, index: u64) -> u64 {
+    ring + index * RING_SLOT_BYTES
+}
+
+/// Checks a ring an app offers: page-aligned, a whole number of slots, 1..=[`RING_MAX_SLOTS`].
+/// Returns the slot count. (Whether the app has it mapped writable is the kernel's check.)
+pub const fn ring_slots(address: u64, length_bytes: u64) -> Option<u64> {
+    if !address.is_multiple_of(RING_SLOT_BYTES) || !length_bytes.is_multiple_of(RING_SLOT_BYTES) {
+        return None;
+    }
+    let slots = length_bytes / RING_SLOT_BYTES;
+    if slots == 0 || slots > RING_MAX_SLOTS {
+        None
+    } else {
+        Some(slots)
+    }
+}
+
+/// The kernel's network counters, read one at a time with `net_counter(index)`.
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Counter {
+    /// Frames taken from the NIC.
+    RxFrames = 0,
+    /// Copies written into app rings (one frame can reach several monitors).
+    Delivered = 1,
+    /// Frames no bound filter matched.
+    NoMatch = 2,
+    /// Copies dropped because the target ring's next slot was still owned by the app.
+    RingFull = 3,
+    /// Frames shorter than an Ethernet header or longer than [`FRAME_MAX_BYTES`].
+    Malformed = 4,
+    /// Transmit requests refused by the transmit check.
+    TxRefused = 5,
+    /// Frames transmitted.
+    TxFrames = 6,
+    /// Frames the demux classified (the denominator of the next two).
+    DemuxFrames = 7,
+    /// TSC cycles spent in the demux, summed over `DemuxFrames` frames.
+    DemuxCycles = 8,
+}
+
+impl Counter {
+    /// Every counter, in index order.
+    pub const ALL: [Counter; 9] = [
+        Counter::RxFrames,
+        Counter::Delivered,
+        Counter::NoMatch,
+        Counter::RingFull,
+        Counter::Malformed,
+        Counter::TxRefused,
+        Counter::TxFrames,
+        Counter::DemuxFrames,
+        Counter::DemuxCycles,
+    ];
+
+    /// The name xtask prints and writes to JSON.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::RxFrames => "rx_frames",
+            Counter::Delivered => "delivered",
+            Counter::NoMatch => "no_match",
+            Counter::RingFull => "ring_full",
+            Counter::Malformed => "malformed",
+            Counter::TxRefused => "tx_refused",
+            Counter::TxFrames => "tx_frames",
+            Counter::DemuxFrames => "demux_frames",
+            Counter::DemuxCycles => "demux_cycles",
+        }
+    }
+
+    /// The counter with index `index`, if any.
+    pub const fn from_index(index: u64) -> Option<Counter> {
+        if index < Counter::ALL.len() as u64 {
+            Some(Counter::ALL[index as usize])
+        } else {
+            None
+        }
+    }
+}
+
+/// Decodes the lowercase hex xtask uses to pass an argument (a filter expression, which has
+/// spaces) through the whitespace-separated kernel command line. `None` on odd length or a
+/// non-hex digit. Writes into `out` and returns the length, or `None` if `out` is too short.
+pub fn hex_decode(hex: &[u8], out: &mut [u8]) -> Option<usize> {
+    if !hex.len().is_multiple_of(2) || out.len() < hex.len() / 2 {
+        return None;
+    }
+    let digit = |byte: u8| match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        _ => None,
+    };
+    for (index, pair) in hex.chunks_exact(2).enumerate() {
+        out[index] = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(hex.len() / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_layout() {
+        assert_eq!(ring_slots(0x1000, 4 * RING_SLOT_BYTES), Some(4));
+        assert_eq!(ring_slots(0x1001, 4 * RING_SLOT_BYTES), None);
+        assert_eq!(ring_slots(0x1000, 100), None);
+        assert_eq!(ring_slots(0x1000, 0), None);
+        assert_eq!(ring_slots(0, (RING_MAX_SLOTS + 1) * RING_SLOT_BYTES), None);
+        assert_eq!(slot_address(0x10000, 3), 0x10000 + 3 * 4096);
+        const {
+            assert!(
+                FRAME_MAX_BYTES >= 1518,
+                "a VLAN-tagged full-size frame fits a slot"
+            )
+        };
+    }
+
+    #[test]
+    fn counters_are_indexed_in_order() {
+        for (index, counter) in Counter::ALL.iter().enumerate() {
+            assert_eq!(Counter::from_index(index as u64), Some(*counter));
+        }
+        assert_eq!(Counter::from_index(Counter::ALL.len() as u64), None);
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        let mut out = [0u8; 16];
+        let n = hex_decode(b"7463702070", &mut out).unwrap();
+        assert_eq!(&out[..n], b"tcp p");
+        assert_eq!(hex_decode(b"7", &mut out), None);
+        assert_eq!(hex_decode(b"zz", &mut out), None);
+        assert_eq!(hex_decode(b"414141", &mut out[..1]), None);
+    }
+}

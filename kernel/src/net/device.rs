@@ -1,0 +1,189 @@
+//! The virtio-net device: `virtio-drivers`' raw driver over our [`Hal`] (DMA from the frame
+//! allocator, physical = virtual through the kernel's identity map), found on PCI bus 0.
+//!
+//! Receive is polled: from `net_wait`, which an app calls when it has nothing to do (the
+//! device's interrupt is left disabled; an interrupt line is follow-up work). Every receive
+//! buffer is one frame, so a buffer never straddles discontiguous memory.
+//!
+//! This is one of the kernel's named `unsafe` modules: DMA and device memory.
+use crate::arch::pci::PortConfigurationAccess;
+use crate::mm::{frames, paging};
+use core::ptr::NonNull;
+use virtio_drivers::device::net::VirtIONetRaw;
+use virtio_drivers::transport::pci::PciTransport;
+use virtio_drivers::transport::pci::bus::{Command, PciRoot};
+use virtio_drivers::transport::{DeviceType, pci::virtio_device_type};
+use virtio_drivers::{BufferDirection, Hal, PhysAddr};
+use x86_64::PhysAddr as X86PhysAddr;
+use x86_64::structures::paging::PhysFrame;
+
+/// Receive (and transmit) queue size.
+pub const QUEUE_SIZE: usize = 256;
+const PAGE_BYTES: usize = 4096;
+
+/// The kernel's DMA and address translation for virtio-drivers.
+#[derive(Debug)]
+pub struct KernelHal;
+
+// SAFETY: (1) dma_alloc returns zeroed, physically contiguous frames from the frame
+// allocator (checked below), owned by the driver until dma_dealloc returns them; the identity
+// map makes the virtual address equal to the physical one. (2) mmio_phys_to_virt maps the
+// device range uncached before returning its identity address. (3) share/unshare: every buffer
+// the kernel gives the driver is identity-mapped RAM (receive buffers are frames, headers live
+// on the kernel's identity-mapped stacks), so the physical address is the virtual one; the
+// driver's own indirect descriptor lists are on the kernel heap, translated through the
+// kernel's page table, and refused (panic) if they straddle discontiguous frames.
+unsafe impl Hal for KernelHal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        let first = frames::allocate().expect("a frame for DMA");
+        let start = first.start_address().as_u64();
+        for index in 1..pages {
+            let frame = frames::allocate().expect("a frame for DMA");
+            assert_eq!(
+                frame.start_address().as_u64(),
+                start + (index * PAGE_BYTES) as u64,
+                "DMA frames are contiguous (allocated at boot, before anything is freed)"
+            );
+        }
+        // SAFETY: the frames were just allocated (no other owner) and are identity-mapped.
+        unsafe { core::ptr::write_bytes(start as *mut u8, 0, pages * PAGE_BYTES) };
+        (
+            start,
+            NonNull::new(start as *mut u8).expect("frame 0 is never allocated"),
+        )
+    }
+
+    unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
+        for index in 0..pages {
+            frames::free(PhysFrame::containing_address(X86PhysAddr::new(
+                paddr + (index * PAGE_BYTES) as u64,
+            )));
+        }
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
+        paging::map_device_memory(paddr, size as u64);
+        NonNull::new(paddr as *mut u8).expect("BARs are not at 0")
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
+        let address = buffer.as_ptr() as *mut u8 as u64;
+        let length = buffer.len() as u64;
+        if address + length <= frames::MANAGED_BYTES {
+            return address;
+        }
+        // The driver's indirect descriptor lists live on the kernel heap.
+        let first = paging::kernel_heap_physical_address(address);
+        let last = paging::kernel_heap_physical_address(address + length - 1);
+        match (first, last) {
+            (Some(first), Some(last)) if last - first == length - 1 => first,
+            _ => panic!("DMA buffer {address:#x}+{length} is not physically contiguous RAM"),
+        }
+    }
+
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+}
+
+/// The NIC with its posted receive buffers.
+pub struct Nic {
+    raw: VirtIONetRaw<KernelHal, PciTransport, QUEUE_SIZE>,
+    /// Receive buffer `token` is frame `rx_frames[token]`.
+    rx_frames: [u64; QUEUE_SIZE],
+    /// The transmit buffer (one frame; `send` waits for the device).
+    tx_frame: u64,
+    mac: [u8; 6],
+}
+
+impl core::fmt::Debug for Nic {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Nic({:02x?})", self.mac)
+    }
+}
+
+/// Finds the first virtio-net function on PCI bus 0 and brings it up; `None` without one.
+pub fn probe() -> Option<Nic> {
+    let mut root = PciRoot::new(PortConfigurationAccess);
+    let (function, _) = root
+        .enumerate_bus(0)
+        .find(|(_, info)| virtio_device_type(info) == Some(DeviceType::Network))?;
+    root.set_command(
+        function,
+        Command::MEMORY_SPACE | Command::BUS_MASTER | Command::INTERRUPT_DISABLE,
+    );
+    let transport = match PciTransport::new::<KernelHal, _>(&mut root, function) {
+        Ok(transport) => transport,
+        Err(error) => {
+            log!("net: virtio-net at {function:?} unusable: {error:?}");
+            return None;
+        }
+    };
+    let mut raw = match VirtIONetRaw::<KernelHal, _, QUEUE_SIZE>::new(transport) {
+        Ok(raw) => raw,
+        Err(error) => {
+            log!("net: virtio-net init failed: {error:?}");
+            return None;
+        }
+    };
+    raw.disable_interrupts();
+    let mut rx_frames = [0u64; QUEUE_SIZE];
+    for (index, slot) in rx_frames.iter_mut().enumerate() {
+        let frame = frames::allocate().expect("a frame for a receive buffer");
+        *slot = frame.start_address().as_u64();
+        // SAFETY: the frame is ours for the life of the kernel (the NIC is never torn down)
+        // and identity-mapped; the device writes it only until we take it back in `receive`.
+        let token = unsafe { raw.receive_begin(buffer(*slot)) }.expect("posting a buffer");
+        assert_eq!(usize::from(token), index);
+    }
+    let mac = raw.mac_address();
+    log!("net: virtio-net at {function:?}, MAC {mac:02x?}, {QUEUE_SIZE} receive buffers");
+    let tx_frame = frames::allocate()
+        .expect("a frame for the transmit buffer")
+        .start_address()
+        .as_u64();
+    Some(Nic {
+        raw,
+        rx_frames,
+        tx_frame,
+        mac,
+    })
+}
+
+fn buffer<'a>(frame: u64) -> &'a mut [u8] {
+    // SAFETY: `frame` is a receive or transmit buffer frame the NIC owns exclusively (allocated
+    // in `probe`, never freed; the transmit frame is only touched inside `send`, which waits
+    // for the device); it is identity-mapped RAM of PAGE_BYTES.
+    unsafe { core::slice::from_raw_parts_mut(frame as *mut u8, PAGE_BYTES) }
+}
+
+impl Nic {
+    /// The NIC's MAC address.
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    /// Sends one frame and waits until the device has taken it.
+    pub fn send(&mut self, frame: &[u8]) -> bool {
+        let buffer = buffer(self.tx_frame);
+        buffer[..frame.len()].copy_from_slice(frame);
+        self.raw.send(&buffer[..frame.len()]).is_ok()
+    }
+
+    /// Takes one received frame, hands its bytes to `deliver`, and reposts the buffer.
+    /// Returns `false` when nothing was waiting.
+    pub fn receive(&mut self, deliver: impl FnOnce(&[u8])) -> bool {
+        let Some(token) = self.raw.poll_receive() else {
+            return false;
+        };
+        let frame = self.rx_frames[usize::from(token)];
+        let rx = buffer(frame);
+        // SAFETY: `rx` is the buffer posted with `token` (the frame recorded for it).
+        let (header_bytes, length) =
+            unsafe { self.raw.receive_complete(token, rx) }.expect("a used buffer");
+        deliver(&rx[header_bytes..header_bytes + length]);
+        // SAFETY: as in probe: the frame goes back to the device, which owns it again.
+        let again = unsafe { self.raw.receive_begin(buffer(frame)) }.expect("reposting");
+        self.rx_frames[usize::from(again)] = frame;
+        true
+    }
+}

@@ -1,0 +1,364 @@
+//! The network path: virtio-net receive, DPF demultiplexing into app packet rings, counters,
+//! and the network system calls.
+//!
+//! Demux: each ring's filters form one `dpf` trie, run by dpf's interpreter on every frame
+//! (the JIT into W^X kernel pages is follow-up work). All bindings are monitor bindings for
+//! now: every ring whose filters match gets a copy. The tries change only in system calls,
+//! which run with interrupts off on the one CPU, so no frame is ever being classified while a
+//! trie is swapped: that is the whole of the "atomic swap" argument today.
+#![deny(unsafe_code)]
+#[allow(unsafe_code)]
+mod device;
+#[allow(unsafe_code)]
+mod physical;
+
+use crate::env::{EnvId, Environment};
+use crate::usermem::UserSlice;
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use dpf::{FilterId, Packet, trie::Trie};
+use exo_abi::Error;
+use exo_abi::net::{self as abi, Counter};
+use exo_kernel::elf::Access;
+use spin::Mutex;
+
+/// One ring and the filters that feed it.
+struct Ring {
+    owner: EnvId,
+    address: u64,
+    /// Physical address of each slot (one frame each).
+    slots: Vec<u64>,
+    next: usize,
+    trie: Trie,
+    /// Filter ids bound to this ring.
+    filters: Vec<u32>,
+    /// Copies delivered to this ring.
+    delivered: u64,
+}
+
+struct Net {
+    /// Boxed: the driver's queues are large, and system calls run on a 64 KiB stack.
+    nic: Option<Box<device::Nic>>,
+    rings: Vec<Ring>,
+    next_filter: u32,
+    counters: [u64; Counter::ALL.len()],
+    monitors: Vec<String>,
+    arguments: Vec<String>,
+}
+
+static NET: Mutex<Net> = Mutex::new(Net {
+    nic: None,
+    rings: Vec::new(),
+    next_filter: 1,
+    counters: [0; Counter::ALL.len()],
+    monitors: Vec::new(),
+    arguments: Vec::new(),
+});
+
+/// Boot: records who holds the monitor right and the apps' arguments, and probes the NIC.
+pub fn init(monitors: &[&str], arguments: &[&str]) {
+    let nic = device::probe();
+    let mut net = NET.lock();
+    net.monitors = monitors.iter().map(|name| String::from(*name)).collect();
+    net.arguments = arguments.iter().map(|word| String::from(*word)).collect();
+    if nic.is_none() {
+        log!("net: no virtio-net device");
+    }
+    net.nic = nic.map(Box::new);
+}
+
+fn bump(counters: &mut Counters, counter: Counter) {
+    counters[counter as usize] += 1;
+}
+
+type Counters = [u64; Counter::ALL.len()];
+
+/// Demultiplexes one frame to every ring; returns copies delivered to `caller`'s rings.
+fn demux(rings: &mut [Ring], counters: &mut Counters, frame: &[u8], caller: EnvId) -> u64 {
+    let length = frame.len() as u64;
+    if !(abi::FRAME_MIN_BYTES..=abi::FRAME_MAX_BYTES).contains(&length) {
+        bump(counters, Counter::Malformed);
+        return 0;
+    }
+    let packet = Packet::whole(frame);
+    let start = physical::tsc();
+    let mut matched = 0u64;
+    let mut to_caller = 0u64;
+    let mut full = 0u64;
+    for ring in rings.iter_mut() {
+        if dpf::interp::classify(&ring.trie, &packet).is_none() {
+            continue;
+        }
+        matched += 1;
+        let slot = ring.slots[ring.next];
+        if physical::load_owner(slot) != 0 {
+            full += 1;
+            continue;
+        }
+        physical::write(slot + abi::RING_SLOT_HEADER_BYTES, frame);
+        physical::write(slot + 4, &(length as u32).to_le_bytes());
+        physical::store_owner(slot, length as u32);
+        ring.next = (ring.next + 1) % ring.slots.len();
+        ring.delivered += 1;
+        if ring.owner == caller {
+            to_caller += 1;
+        }
+    }
+    let cycles = physical::tsc().wrapping_sub(start);
+    counters[Counter::DemuxCycles as usize] += cycles;
+    bump(counters, Counter::DemuxFrames);
+    counters[Counter::RingFull as usize] += full;
+    counters[Counter::Delivered as usize] += matched - full;
+    if matched == 0 {
+        bump(counters, Counter::NoMatch);
+    }
+    to_caller
+}
+
+impl Net {
+    /// Takes one frame from the NIC and demultiplexes it; `None` when none was waiting.
+    fn poll_once(&mut self, caller: EnvId) -> Option<u64> {
+        let nic = self.nic.as_mut()?;
+        let rings = &mut self.rings;
+        let counters = &mut self.counters;
+        let mut delivered = None;
+        nic.receive(|frame| {
+            bump(counters, Counter::RxFrames);
+            delivered = Some(demux(rings, counters, frame, caller));
+        });
+        delivered
+    }
+}
+
+/// `filter_bind(filter, length, ring, ring_length)` from `env`.
+pub fn filter_bind(env: &Environment, filter: UserSlice, ring: UserSlice) -> Result<u64, Error> {
+    if filter.length_bytes() > abi::FILTER_MAX_BYTES {
+        return Err(Error::InvalidArgument);
+    }
+    let slot_count =
+        abi::ring_slots(ring.address(), ring.length_bytes()).ok_or(Error::InvalidArgument)?;
+    let mut bytes = Vec::new();
+    crate::usermem::read_chunks(env, filter, |chunk| bytes.extend_from_slice(chunk))?;
+    env.mappings
+        .check(ring.address(), ring.length_bytes(), Access::READ_WRITE)?;
+    // Only pages the loader mapped, which live as long as the environment: a `page_map`ped
+    // page can be unmapped or revoked while bound, and the kernel would write a freed frame.
+    let slots = (0..slot_count)
+        .map(|index| {
+            let address = abi::slot_address(ring.address(), index);
+            if env.bindings.contains_key(&address) {
+                return Err(Error::InvalidArgument);
+            }
+            env.space
+                .user_physical_address(address)
+                .ok_or(Error::BadAddress)
+        })
+        .collect::<Result<Vec<u64>, Error>>()?;
+    let (owner, name) = (env.id, env.name.as_str());
+    let mut unverified = dpf::wire::decode(&bytes).map_err(|_| Error::InvalidArgument)?;
+    let mut net = NET.lock();
+    if !net.monitors.iter().any(|monitor| monitor == name) {
+        return Err(Error::Denied);
+    }
+    if net.nic.is_none() {
+        return Err(Error::InvalidArgument);
+    }
+    let id = net.next_filter;
+    unverified.id = FilterId(id);
+    let filter = unverified.verify().map_err(|_| Error::InvalidArgument)?;
+    let index = match net
+        .rings
+        .iter()
+        .position(|r| r.owner == owner && r.address == ring.address())
+    {
+        Some(index) if net.rings[index].slots.len() == slots.len() => index,
+        Some(_) => return Err(Error::InvalidArgument),
+        None => {
+            net.rings.push(Ring {
+                owner,
+                address: ring.address(),
+                slots,
+                next: 0,
+                trie: Trie::new(),
+                filters: Vec::new(),
+                delivered: 0,
+            });
+            net.rings.len() - 1
+        }
+    };
+    let target = &mut net.rings[index];
+    target
+        .trie
+        .insert(filter)
+        .map_err(|_| Error::InvalidArgument)?;
+    target.filters.push(id);
+    net.next_filter += 1;
+    Ok(u64::from(id))
+}
+
+/// `filter_unbind(id)` from `owner`.
+pub fn filter_unbind(owner: EnvId, id: u64) -> Result<u64, Error> {
+    let mut net = NET.lock();
+    let index = net
+        .rings
+        .iter()
+        .position(|ring| ring.owner == owner && ring.filters.iter().any(|f| u64::from(*f) == id))
+        .ok_or(Error::InvalidArgument)?;
+    let ring = &mut net.rings[index];
+    let handle = ring
+        .trie
+        .filters()
+        .find(|(_, filter)| u64::from(filter.id().0) == id)
+        .map(|(handle, _)| handle)
+        .ok_or(Error::InvalidArgument)?;
+    ring.trie
+        .remove(handle)
+        .map_err(|_| Error::InvalidArgument)?;
+    ring.filters.retain(|f| u64::from(*f) != id);
+    if ring.filters.is_empty() {
+        net.rings.remove(index);
+    }
+    Ok(0)
+}
+
+/// `net_wait(spin_budget)` from `caller`: polls until frames arrived or the budget ran out.
+/// It polls with interrupts off, inside the caller's time slice: other environments wait for
+/// at most `spin_budget` empty polls (an interrupt-driven wait is follow-up work).
+pub fn wait(caller: EnvId, spin_budget: u64) -> Result<u64, Error> {
+    let mut net = NET.lock();
+    if net.nic.is_none() {
+        return Err(Error::InvalidArgument);
+    }
+    let mut delivered = 0u64;
+    let mut received = 0u64;
+    let mut idle = 0u64;
+    loop {
+        match net.poll_once(caller) {
+            Some(count) => {
+                delivered += count;
+                received += 1;
+                // Give the app its batch before its rings fill, and a chance to report
+                // progress.
+                if delivered >= 16 || received >= 32 {
+                    return Ok(received);
+                }
+            }
+            None if received > 0 => return Ok(received),
+            None => {
+                idle += 1;
+                if idle >= spin_budget {
+                    return Ok(0);
+                }
+                core::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// The host's IPv4 address, which apps share (a boot parameter, later).
+const HOST_IPV4: [u8; 4] = [10, 0, 2, 15];
+
+/// `net_transmit(gather, count)` from `env`.
+pub fn transmit(env: &Environment, gather: u64, pieces_count: u64) -> Result<u64, Error> {
+    if pieces_count == 0 || pieces_count > exo_abi::syscall::NET_TRANSMIT_MAX_PIECES {
+        return Err(Error::InvalidArgument);
+    }
+    let frame = {
+        let mut pieces = Vec::new();
+        crate::usermem::read_chunks(env, UserSlice::new(gather, pieces_count * 16), |chunk| {
+            pieces.extend_from_slice(chunk)
+        })?;
+        let mut frame = Vec::new();
+        for piece in pieces.chunks_exact(16) {
+            let address = u64::from_le_bytes(piece[..8].try_into().expect("8 bytes"));
+            let length = u64::from_le_bytes(piece[8..].try_into().expect("8 bytes"));
+            if frame.len() as u64 + length > abi::FRAME_MAX_BYTES {
+                return Err(Error::InvalidArgument);
+            }
+            crate::usermem::read_chunks(env, UserSlice::new(address, length), |chunk| {
+                frame.extend_from_slice(chunk)
+            })?;
+        }
+        frame
+    };
+    let mut net = NET.lock();
+    let Net { nic, counters, .. } = &mut *net;
+    let nic = nic.as_mut().ok_or(Error::InvalidArgument)?;
+    let sender = exo_kernel::tx_check::SenderIdentity {
+        mac: nic.mac(),
+        ipv4: HOST_IPV4,
+        // Nobody owns a port until exclusive (port-claiming) filters exist.
+        ports: &[],
+    };
+    if let Err(refusal) = exo_kernel::tx_check::check(&frame, &sender) {
+        bump(counters, Counter::TxRefused);
+        log!("net: transmit refused: {refusal:?}");
+        return Err(Error::Denied);
+    }
+    if !nic.send(&frame) {
+        return Err(Error::InvalidArgument);
+    }
+    bump(counters, Counter::TxFrames);
+    Ok(frame.len() as u64)
+}
+
+/// `net_mac()`.
+pub fn mac() -> Result<u64, Error> {
+    let net = NET.lock();
+    let mac = net.nic.as_ref().ok_or(Error::InvalidArgument)?.mac();
+    let mut bytes = [0u8; 8];
+    bytes[..6].copy_from_slice(&mac);
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// `net_counter(index)`.
+pub fn counter(index: u64) -> Result<u64, Error> {
+    let counter = Counter::from_index(index).ok_or(Error::InvalidArgument)?;
+    Ok(NET.lock().counters[counter as usize])
+}
+
+/// `boot_argument(index, buffer, length)` into `env`.
+pub fn boot_argument(env: &mut Environment, index: u64, buffer: UserSlice) -> Result<u64, Error> {
+    let mut decoded = [0u8; 1024];
+    let length = {
+        let net = NET.lock();
+        let word = net
+            .arguments
+            .get(usize::try_from(index).map_err(|_| Error::InvalidArgument)?)
+            .ok_or(Error::NotFound)?;
+        abi::hex_decode(word.as_bytes(), &mut decoded).ok_or(Error::InvalidArgument)?
+    };
+    if (length as u64) > buffer.length_bytes() {
+        return Err(Error::InvalidArgument);
+    }
+    crate::usermem::write_bytes(env, buffer.address(), &decoded[..length])?;
+    Ok(length as u64)
+}
+
+/// An environment ended: its bindings go (before its pages are freed), and the counters are
+/// logged if it had any.
+pub fn release(owner: EnvId) {
+    let mut net = NET.lock();
+    let before = net.rings.len();
+    for ring in net.rings.iter().filter(|ring| ring.owner == owner) {
+        log!(
+            "net: env {owner} ring {:#x}: {} filters, {} frames delivered",
+            ring.address,
+            ring.filters.len(),
+            ring.delivered
+        );
+    }
+    net.rings.retain(|ring| ring.owner != owner);
+    if net.rings.len() != before {
+        let mut line = String::from("net counters:");
+        for counter in Counter::ALL {
+            line.push_str(&alloc::format!(
+                " {}={}",
+                counter.name(),
+                net.counters[counter as usize]
+            ));
+        }
+        log!("{line}");
+    }
+}

@@ -1,0 +1,138 @@
+//! The network calls: bind DPF filters to packet rings in this app's memory, wait for frames,
+//! read the kernel's counters. Ring layout: `exo_abi::net`.
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use exo_abi::net::{RING_SLOT_BYTES, RING_SLOT_HEADER_BYTES};
+use exo_abi::{Error, Syscall, error::decode_result};
+
+#[allow(unsafe_code)]
+fn syscall4(call: Syscall, a0: u64, a1: u64, a2: u64, a3: u64) -> u64 {
+    let result: u64;
+    // SAFETY: as `sys::syscall2`: the kernel preserves every register but rax, rcx and r11,
+    // and only reads or writes memory the arguments name, after checking it.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") call.number() => result,
+            in("rdi") a0,
+            in("rsi") a1,
+            in("rdx") a2,
+            in("r10") a3,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    result
+}
+
+/// Binds an encoded filter (`dpf::wire`) to the ring at `ring` (`ring_length_bytes` long).
+pub fn filter_bind(filter: &[u8], ring: u64, ring_length_bytes: u64) -> Result<u64, Error> {
+    decode_result(syscall4(
+        Syscall::FilterBind,
+        filter.as_ptr() as u64,
+        filter.len() as u64,
+        ring,
+        ring_length_bytes,
+    ))
+}
+
+/// Removes a binding.
+pub fn filter_unbind(id: u64) -> Result<u64, Error> {
+    decode_result(syscall4(Syscall::FilterUnbind, id, 0, 0, 0))
+}
+
+/// Polls the NIC until frames reach this app's rings (their count) or `spin_budget` empty
+/// polls pass (0).
+pub fn wait(spin_budget: u64) -> Result<u64, Error> {
+    decode_result(syscall4(Syscall::NetWait, spin_budget, 0, 0, 0))
+}
+
+/// Kernel counter `index` (`exo_abi::net::Counter`).
+pub fn counter(index: u64) -> Result<u64, Error> {
+    decode_result(syscall4(Syscall::NetCounter, index, 0, 0, 0))
+}
+
+/// Copies boot argument `index` into `buffer`; returns its length.
+pub fn boot_argument(index: u64, buffer: &mut [u8]) -> Result<usize, Error> {
+    decode_result(syscall4(
+        Syscall::BootArgument,
+        index,
+        buffer.as_mut_ptr() as u64,
+        buffer.len() as u64,
+        0,
+    ))
+    .map(|n| n as usize)
+}
+
+/// A packet ring over `SLOTS` page-sized slots this app owns (place it in a `static`).
+#[repr(C, align(4096))]
+#[derive(Debug)]
+pub struct Ring<const SLOTS: usize> {
+    slots: [[AtomicU32; RING_SLOT_BYTES as usize / 4]; SLOTS],
+    next: AtomicUsize,
+}
+
+impl<const SLOTS: usize> Ring<SLOTS> {
+    /// An empty ring.
+    pub const fn new() -> Self {
+        Ring {
+            slots: [const { [const { AtomicU32::new(0) }; RING_SLOT_BYTES as usize / 4] }; SLOTS],
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Address and length to pass to [`filter_bind`].
+    pub fn region(&self) -> (u64, u64) {
+        (self.slots.as_ptr() as u64, SLOTS as u64 * RING_SLOT_BYTES)
+    }
+
+    /// Takes the next frame, if the kernel has filled it: calls `read` with its captured length
+    /// and the first word of the frame (enough for counting), then gives the slot back. One reader
+    /// per ring.
+    pub fn take(&self, read: impl FnOnce(u32, u32)) -> bool {
+        let next = self.next.load(Ordering::Relaxed);
+        let slot = &self.slots[next];
+        let length = slot[0].load(Ordering::Acquire);
+        if length == 0 {
+            return false;
+        }
+        let first_word = slot[(RING_SLOT_HEADER_BYTES / 4) as usize].load(Ordering::Relaxed);
+        read(length, first_word);
+        slot[0].store(0, Ordering::Release);
+        self.next.store((next + 1) % SLOTS, Ordering::Relaxed);
+        true
+    }
+}
+
+impl<const SLOTS: usize> Default for Ring<SLOTS> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Sends one frame gathered from `pieces` (the kernel checks its source addresses).
+pub fn transmit(pieces: &[&[u8]]) -> Result<u64, Error> {
+    let mut gather = [[0u64; 2]; exo_abi::syscall::NET_TRANSMIT_MAX_PIECES as usize];
+    if pieces.len() > gather.len() {
+        return Err(Error::InvalidArgument);
+    }
+    for (entry, piece) in gather.iter_mut().zip(pieces) {
+        *entry = [piece.as_ptr() as u64, piece.len() as u64];
+    }
+    decode_result(syscall4(
+        Syscall::NetTransmit,
+        gather.as_ptr() as u64,
+        pieces.len() as u64,
+        0,
+        0,
+    ))
+}
+
+/// The NIC's MAC address.
+pub fn mac() -> Result<[u8; 6], Error> {
+    let value = decode_result(syscall4(Syscall::NetMac, 0, 0, 0, 0))?;
+    let bytes = value.to_le_bytes();
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&bytes[..6]);
+    Ok(mac)
+}
