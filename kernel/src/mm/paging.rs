@@ -575,3 +575,62 @@ pub fn kernel_heap_physical_address(address: u64) -> Option<u64> {
     }
     Some(frame.start_address().as_u64() + (address % PAGE_BYTES))
 }
+
+/// Start of the kernel's generated-code region: inside the heap's PML4 slot (384), whose
+/// entry every address space shares, so code mapped later is visible in all of them.
+pub const KERNEL_CODE_START: u64 = heap::HEAP_START + (1 << 30);
+/// Size of the generated-code region.
+pub const KERNEL_CODE_SIZE_BYTES: u64 = 1 << 30;
+const _: () = assert!(
+    heap::HEAP_SIZE_BYTES <= 1 << 30,
+    "the heap stays below the code region"
+);
+
+/// Maps `frames` read+execute (not writable) at consecutive pages from `virtual_address` in
+/// the generated-code region. The caller wrote the frames' contents first, through the
+/// identity map (which maps them no-execute): no mapping is ever writable and executable.
+pub fn map_kernel_code(virtual_address: u64, frames: &[u64]) {
+    assert!(
+        virtual_address >= KERNEL_CODE_START
+            && virtual_address + frames.len() as u64 * PAGE_BYTES
+                <= KERNEL_CODE_START + KERNEL_CODE_SIZE_BYTES,
+        "outside the generated-code region"
+    );
+    let pml4 = *KERNEL_PML4.get().expect("paging::init ran");
+    // SAFETY: the kernel PML4 changes only in init and in these functions, on one CPU with
+    // interrupts off (system calls), holding no other reference into it; identity offset 0.
+    let mut mapper = unsafe { OffsetPageTable::new(table_mut(pml4), VirtAddr::zero()) };
+    for (index, &frame) in frames.iter().enumerate() {
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(
+            virtual_address + index as u64 * PAGE_BYTES,
+        ));
+        let frame = PhysFrame::containing_address(PhysAddr::new(frame));
+        // SAFETY: a page of the code region nothing else maps (the caller allocates the range
+        // once), mapped to a frame the caller owns; read+execute only.
+        unsafe {
+            mapper
+                .map_to_with_table_flags(
+                    page,
+                    frame,
+                    Flags::PRESENT,
+                    KERNEL_TABLE_FLAGS,
+                    &mut frames::TableFrames,
+                )
+                .expect("a free page of the code region")
+                .flush();
+        }
+    }
+}
+
+/// Removes `pages` mappings made by [`map_kernel_code`] (the frames stay the caller's).
+pub fn unmap_kernel_code(virtual_address: u64, pages: usize) {
+    let pml4 = *KERNEL_PML4.get().expect("paging::init ran");
+    // SAFETY: as in map_kernel_code.
+    let mut mapper = unsafe { OffsetPageTable::new(table_mut(pml4), VirtAddr::zero()) };
+    for index in 0..pages as u64 {
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(
+            virtual_address + index * PAGE_BYTES,
+        ));
+        mapper.unmap(page).expect("a mapped code page").1.flush();
+    }
+}

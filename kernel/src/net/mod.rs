@@ -1,14 +1,18 @@
 //! The network path: virtio-net receive, DPF demultiplexing into app packet rings, counters,
 //! and the network system calls.
 //!
-//! Demux: each ring's filters form one `dpf` trie, run by dpf's interpreter on every frame
-//! (the JIT into W^X kernel pages is follow-up work). All bindings are monitor bindings for
-//! now: every ring whose filters match gets a copy. The tries change only in system calls,
-//! which run with interrupts off on the one CPU, so no frame is ever being classified while a
-//! trie is swapped: that is the whole of the "atomic swap" argument today.
+//! Demux: each ring's filters form one `dpf` trie, compiled by dpf's JIT at every bind and
+//! unbind into code the kernel maps read+execute ([`jit`]); every frame runs through the
+//! generated code of every ring (debug builds check each verdict against dpf's interpreter).
+//! All bindings are monitor bindings for now: every ring whose filters match gets a copy. Code
+//! is swapped only in system calls, which run with interrupts off on the one CPU, so no frame
+//! is ever being classified while old code is freed: that is the whole of the "atomic swap"
+//! argument today.
 #![deny(unsafe_code)]
 #[allow(unsafe_code)]
 mod device;
+#[allow(unsafe_code)]
+mod jit;
 #[allow(unsafe_code)]
 mod physical;
 
@@ -31,6 +35,8 @@ struct Ring {
     slots: Vec<u64>,
     next: usize,
     trie: Trie,
+    /// The trie's generated code; `None` while the trie is empty.
+    code: Option<jit::KernelCode>,
     /// Filter ids bound to this ring.
     filters: Vec<u32>,
     /// Copies delivered to this ring.
@@ -87,7 +93,16 @@ fn demux(rings: &mut [Ring], counters: &mut Counters, frame: &[u8], caller: EnvI
     let mut to_caller = 0u64;
     let mut full = 0u64;
     for ring in rings.iter_mut() {
-        if dpf::interp::classify(&ring.trie, &packet).is_none() {
+        let matched_here = ring
+            .code
+            .as_ref()
+            .is_some_and(|code| code.classify(frame) != 0);
+        debug_assert_eq!(
+            matched_here,
+            dpf::interp::classify(&ring.trie, &packet).is_some(),
+            "the JIT and the interpreter disagree"
+        );
+        if !matched_here {
             continue;
         }
         matched += 1;
@@ -181,6 +196,7 @@ pub fn filter_bind(env: &Environment, filter: UserSlice, ring: UserSlice) -> Res
                 slots,
                 next: 0,
                 trie: Trie::new(),
+                code: None,
                 filters: Vec::new(),
                 delivered: 0,
             });
@@ -188,13 +204,40 @@ pub fn filter_bind(env: &Environment, filter: UserSlice, ring: UserSlice) -> Res
         }
     };
     let target = &mut net.rings[index];
-    target
-        .trie
+    let mut trie = target.trie.clone();
+    let installed = trie
         .insert(filter)
-        .map_err(|_| Error::InvalidArgument)?;
+        .map_err(|_| Error::InvalidArgument)
+        .and_then(|_| swap_in(target, trie));
+    if let Err(error) = installed {
+        if target.filters.is_empty() {
+            net.rings.remove(index);
+        }
+        return Err(error);
+    }
     target.filters.push(id);
     net.next_filter += 1;
     Ok(u64::from(id))
+}
+
+/// Compiles `trie` and makes it and its code the ring's; nothing changes if that fails. The
+/// old code is dropped (unmapped and freed) here, in a system call with interrupts off on the
+/// one CPU, so no frame is being classified by it.
+fn swap_in(ring: &mut Ring, trie: Trie) -> Result<(), Error> {
+    let code = if trie.is_empty() {
+        None
+    } else {
+        let compiled = dpf::jit::compile(&trie).map_err(|_| Error::InvalidArgument)?;
+        Some(
+            jit::KernelCode::install(&compiled).map_err(|error| match error {
+                jit::InstallError::OutOfMemory => Error::OutOfMemory,
+                jit::InstallError::BadLayout => Error::InvalidArgument,
+            })?,
+        )
+    };
+    ring.trie = trie;
+    ring.code = code;
+    Ok(())
 }
 
 /// `filter_unbind(id)` from `owner`.
@@ -212,9 +255,9 @@ pub fn filter_unbind(owner: EnvId, id: u64) -> Result<u64, Error> {
         .find(|(_, filter)| u64::from(filter.id().0) == id)
         .map(|(handle, _)| handle)
         .ok_or(Error::InvalidArgument)?;
-    ring.trie
-        .remove(handle)
-        .map_err(|_| Error::InvalidArgument)?;
+    let mut trie = ring.trie.clone();
+    trie.remove(handle).map_err(|_| Error::InvalidArgument)?;
+    swap_in(ring, trie)?;
     ring.filters.retain(|f| u64::from(*f) != id);
     if ring.filters.is_empty() {
         net.rings.remove(index);

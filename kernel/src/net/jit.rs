@@ -1,0 +1,138 @@
+//! dpf's generated demux code in the kernel: instructions on pages mapped read+execute in
+//! the kernel's generated-code region, hash tables on the kernel heap (read+write,
+//! no-execute), found by the code through its base slot.
+//!
+//! This is one of the kernel's named `unsafe` modules: it runs generated code.
+//!
+//! Replacing code: the net module swaps a ring's [`KernelCode`] inside a system call, with
+//! interrupts off on the one CPU, so no frame is being classified by the old code when it is
+//! dropped (unmapped, frames freed). With more CPUs this needs a grace period.
+use crate::mm::{frames, paging};
+use alloc::vec;
+use alloc::vec::Vec;
+use dpf::jit::CompiledTrie;
+use spin::Mutex;
+use x86_64::{PhysAddr, structures::paging::PhysFrame};
+
+const PAGE_BYTES: usize = 4096;
+
+/// Next free address of the generated-code region (ranges are not reused; 1 GiB lasts
+/// ~262,000 bind or unbind operations of one-page code).
+static NEXT_CODE: Mutex<u64> = Mutex::new(paging::KERNEL_CODE_START);
+
+/// The generated function (see `dpf::jit::exec::DemuxFn`).
+type DemuxFn =
+    unsafe extern "sysv64" fn(data: *const u8, captured_len: usize, wire_len: u32) -> u64;
+
+/// One trie's code, mapped and runnable.
+#[derive(Debug)]
+pub struct KernelCode {
+    code_address: u64,
+    code_frames: Vec<u64>,
+    /// The tables the code reads through its base slot (so only held, never read here);
+    /// `u64` for alignment; never moved or resized while the code lives.
+    _tables: Vec<u64>,
+    entry: usize,
+}
+
+/// Why code could not be installed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstallError {
+    /// The compiled layout is inconsistent (entry, slot or data outside the instructions).
+    BadLayout,
+    /// No frame or no room in the code region.
+    OutOfMemory,
+}
+
+impl KernelCode {
+    /// Copies `compiled` into fresh frames, points its base slot at a heap copy of its
+    /// tables and maps the instructions read+execute.
+    pub fn install(compiled: &CompiledTrie) -> Result<KernelCode, InstallError> {
+        let code = compiled.code();
+        let data_offset = compiled.data_offset();
+        let entry = compiled.entry_offset();
+        if entry >= data_offset || data_offset > code.len() {
+            return Err(InstallError::BadLayout);
+        }
+        let (instructions, table_bytes) = code.split_at(data_offset);
+        let mut tables = vec![0u64; table_bytes.len().div_ceil(8)];
+        for (word, chunk) in tables.iter_mut().zip(table_bytes.chunks(8)) {
+            let mut bytes = [0u8; 8];
+            bytes[..chunk.len()].copy_from_slice(chunk);
+            *word = u64::from_le_bytes(bytes);
+        }
+        let pages = instructions.len().div_ceil(PAGE_BYTES);
+        let code_address = {
+            let mut next = NEXT_CODE.lock();
+            let address = *next;
+            let end = address + (pages as u64) * PAGE_BYTES as u64;
+            if end > paging::KERNEL_CODE_START + paging::KERNEL_CODE_SIZE_BYTES {
+                return Err(InstallError::OutOfMemory);
+            }
+            *next = end;
+            address
+        };
+        let mut image = Vec::from(instructions);
+        if let Some(slot) = compiled.base_slot()
+            && !table_bytes.is_empty()
+        {
+            if slot + 8 > image.len() {
+                return Err(InstallError::BadLayout);
+            }
+            let distance = (tables.as_ptr() as u64)
+                .wrapping_sub(code_address)
+                .wrapping_sub(slot as u64);
+            image[slot..slot + 8].copy_from_slice(&distance.to_le_bytes());
+        }
+        let mut code_frames = Vec::with_capacity(pages);
+        for chunk in image.chunks(PAGE_BYTES) {
+            let Some(frame) = frames::allocate() else {
+                for frame in code_frames {
+                    frames::free(PhysFrame::containing_address(PhysAddr::new(frame)));
+                }
+                return Err(InstallError::OutOfMemory);
+            };
+            let frame = frame.start_address().as_u64();
+            // SAFETY: the frame was just allocated (ours alone) and is identity-mapped
+            // writable; the copy stays inside it. It is not mapped executable yet.
+            unsafe {
+                core::ptr::write_bytes(frame as *mut u8, 0xcc, PAGE_BYTES);
+                core::ptr::copy_nonoverlapping(chunk.as_ptr(), frame as *mut u8, chunk.len());
+            }
+            code_frames.push(frame);
+        }
+        paging::map_kernel_code(code_address, &code_frames);
+        Ok(KernelCode {
+            code_address,
+            code_frames,
+            _tables: tables,
+            entry,
+        })
+    }
+
+    /// Runs the code on `frame` (its captured length is its wire length); nonzero = match.
+    pub fn classify(&self, frame: &[u8]) -> u64 {
+        // SAFETY: (1) `code_address + entry` is an instruction of the code `install` mapped
+        // read+execute, live as long as `self`; its base slot holds the distance to `tables`,
+        // which lives as long as `self` and is never resized, so every table address the code
+        // forms lies inside it. (2) The bytes are a function dpf's generator produced with the
+        // `DemuxFn` signature from a verified trie: it reads only `frame[..len]` (each load is
+        // bounds-checked), its tables and its own stack, writes only its stack, clobbers only
+        // caller-saved registers and terminates (forward jumps; the hash probe stops at an
+        // empty slot of a table at most half full). (3) `frame` is a live slice.
+        unsafe {
+            let function: DemuxFn =
+                core::mem::transmute::<u64, DemuxFn>(self.code_address + self.entry as u64);
+            function(frame.as_ptr(), frame.len(), frame.len() as u32)
+        }
+    }
+}
+
+impl Drop for KernelCode {
+    fn drop(&mut self) {
+        paging::unmap_kernel_code(self.code_address, self.code_frames.len());
+        for &frame in &self.code_frames {
+            frames::free(PhysFrame::containing_address(PhysAddr::new(frame)));
+        }
+    }
+}
