@@ -94,9 +94,12 @@ pub extern "C" fn kernel_main(start_info_address: u64) -> ! {
         .unwrap_or_else(|error| panic!("embedded boot pack is corrupt: {error:?}"));
     log!("boot pack: {} apps", pack.len());
     sched::init(pack);
-    for &name in &command.apps {
+    for (position, &name) in command.apps.iter().enumerate() {
         match sched::spawn_boot(name) {
-            Ok(id) => log!("app {name}: env {id} ready"),
+            Ok(id) => {
+                crate::net::boot_app(position + 1, id);
+                log!("app {name}: env {id} ready")
+            }
             Err(SpawnError::NotFound) => {
                 log!("app {name}: not in the boot pack");
                 arch::exit_qemu(KernelExit::AppMissing);

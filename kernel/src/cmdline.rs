@@ -30,7 +30,8 @@ pub struct BootCommand<'a> {
     pub self_test: Option<SelfTest>,
     /// Apps granted the monitor right (`monitor=a,b`): they may bind monitor filters.
     pub monitors: Vec<&'a str>,
-    /// Arguments for the apps (`arg=HEX`, hex so they may contain spaces), in order.
+    /// Arguments for the apps (`arg=HEX` for every app, `arg=K:HEX` for the K-th boot app;
+    /// hex so they may contain spaces), in order.
     pub arguments: Vec<&'a str>,
 }
 

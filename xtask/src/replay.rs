@@ -1,5 +1,6 @@
-//! `cargo xtask replay FILE.pcap EXPR...`: boots the kernel with the `netmon` app holding one
-//! monitor filter per expression (netmon compiles each with dpf's front end and binds it),
+//! `cargo xtask replay FILE.pcap EXPR...`: boots the kernel with one `netmon` app per
+//! expression, each holding that expression as a monitor filter (netmon compiles it with dpf's
+//! front end, in the app, and binds it),
 //! injects the capture's frames into the guest's virtio-net through a `-netdev dgram` socket
 //! (one UDP datagram per frame, paced), and checks each count against hosted dpf on the same
 //! frames.
@@ -47,7 +48,8 @@ pub struct ReplayArgs {
 /// (212,992 bytes by default, ~160 datagrams at their kernel overhead), so a datagram is never
 /// dropped while QEMU is busy running the guest.
 const WINDOW: u64 = 96;
-/// How long the sender waits for progress before sending anyway (loss is then detected).
+/// How long the sender waits for progress before it stops waiting for any (loss is then
+/// detected).
 const STALL: Duration = Duration::from_secs(5);
 
 /// Frames injected per burst; the sender sleeps between bursts to keep the rate.
@@ -168,13 +170,15 @@ pub fn replay_frames(
     let host = UdpSocket::bind("127.0.0.1:0")?;
     let host_port = host.local_addr()?.port();
     let guest_port = free_udp_port()?;
-    let mut append = String::from("apps=netmon monitor=netmon");
-    for expression in expressions {
-        append.push_str(" arg=");
-        append.push_str(&hex(expression));
+    let apps = expressions.len();
+    let mut append = format!("apps={} monitor=netmon", vec!["netmon"; apps].join(","));
+    for (index, expression) in expressions.iter().enumerate() {
+        append.push_str(&format!(" arg={}:{}", index + 1, hex(expression)));
     }
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
     let sent_frames = frames.len() as u64;
+    // The least progress any monitor has reported (each reports the kernel's rx count up to
+    // which it drained its ring), so no monitor's ring is overrun by the window.
     let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let progress = host.try_clone()?;
     progress.set_read_timeout(Some(Duration::from_millis(200)))?;
@@ -184,13 +188,20 @@ pub fn replay_frames(
         let done = std::sync::Arc::clone(&done);
         thread::spawn(move || {
             let mut buffer = [0u8; 2048];
+            let mut per_app = BTreeMap::<u64, u64>::new();
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 let Ok(length) = progress.recv(&mut buffer) else {
                     continue;
                 };
-                if length >= 28 && buffer[12..14] == [0x88, 0xb5] && &buffer[14..20] == b"EXOACK" {
+                if length >= 36 && buffer[12..14] == [0x88, 0xb5] && &buffer[14..20] == b"EXOACK" {
                     let count = u64::from_le_bytes(buffer[20..28].try_into().expect("8 bytes"));
-                    acked.fetch_max(count, std::sync::atomic::Ordering::Relaxed);
+                    let app = u64::from_le_bytes(buffer[28..36].try_into().expect("8 bytes"));
+                    let entry = per_app.entry(app).or_default();
+                    *entry = (*entry).max(count);
+                    if per_app.len() == apps {
+                        let least = per_app.values().copied().min().unwrap_or(0);
+                        acked.store(least, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
             }
         })
@@ -203,11 +214,16 @@ pub fn replay_frames(
         let target = ("127.0.0.1", guest_port);
         let start = Instant::now();
         let mut due = 0.0f64;
+        let mut paced = true;
         for (index, frame) in frames.iter().enumerate() {
             let waiting = Instant::now();
-            while index as u64 > sender_acked.load(std::sync::atomic::Ordering::Relaxed) + WINDOW
-                && waiting.elapsed() < STALL
+            while paced
+                && index as u64 > sender_acked.load(std::sync::atomic::Ordering::Relaxed) + WINDOW
             {
+                if waiting.elapsed() >= STALL {
+                    // A monitor stopped reporting: send the rest at the rate (loss is detected).
+                    paced = false;
+                }
                 thread::sleep(Duration::from_micros(100));
             }
             host.send_to(frame, target)?;
@@ -239,9 +255,15 @@ pub fn replay_frames(
             host_port,
         }),
     }
-    .run_watching(&icount_arguments, move |line| {
-        if line.contains("netmon: ready") {
-            let _ = ready_tx.send(());
+    .run_watching(&icount_arguments, {
+        let mut ready = 0;
+        move |line| {
+            if line.starts_with("netmon[") && line.contains("]: ready") {
+                ready += 1;
+                if ready == apps {
+                    let _ = ready_tx.send(());
+                }
+            }
         }
     })?;
     let send_seconds = sender.join().map_err(|_| "sender panicked")??;
@@ -253,13 +275,20 @@ pub fn replay_frames(
     };
     let mut received = vec![None; expressions.len()];
     let mut kernel_counters = BTreeMap::new();
+    // Boot apps are logged in command-line order as `app netmon: env ID ready`.
+    let mut env_ids = Vec::new();
     for line in run.serial.lines() {
-        if let Some(rest) = line.split("netmon: filter ").nth(1)
-            && let Some((index, count)) = rest.split_once(" received ")
-            && let (Ok(index), Ok(count)) = (index.parse::<usize>(), count.trim().parse::<u64>())
-            && index < received.len()
+        if let Some(rest) = line.split("app netmon: env ").nth(1)
+            && let Some(id) = rest.strip_suffix(" ready")
         {
-            received[index] = Some(count);
+            env_ids.push(id.to_string());
+        }
+        if let Some(rest) = line.strip_prefix("netmon[")
+            && let Some((id, rest)) = rest.split_once("]: filter 0 received ")
+            && let Ok(count) = rest.trim().parse::<u64>()
+            && let Some(position) = env_ids.iter().position(|known| known == id)
+        {
+            received[position] = Some(count);
         }
         if let Some(rest) = line.split("net counters:").nth(1) {
             for pair in rest.split_whitespace() {
@@ -463,8 +492,8 @@ fn app_count(outcome: &Outcome, index: usize) -> (u64, u64) {
 
 const NET_SCENARIOS: &[NetScenario] = &[
     NetScenario {
-        // Two disjoint filters each get exactly their frames; runts, bad headers and cut-off
-        // frames are counted and crash nothing.
+        // Two apps with disjoint filters each get exactly their frames; runts, bad headers and
+        // cut-off frames are counted and crash nothing.
         name: "net-two-filters",
         expressions: &["udp dst port 7001", "udp dst port 7002"],
         counts: &[300, 200],
@@ -484,18 +513,18 @@ const NET_SCENARIOS: &[NetScenario] = &[
         // One app never drains its ring: the kernel drops and counts, the other app gets all.
         name: "net-ring-full",
         expressions: &["stall:udp dst port 7001", "udp dst port 7002"],
-        counts: &[150, 150],
+        counts: &[200, 200],
         runts: 0,
         judge: |outcome| {
             outcome.no_loss()?;
             let (stalled, _) = app_count(outcome, 0);
             let (other, other_hosted) = app_count(outcome, 1);
             let ring_full = outcome.kernel.get("ring_full").copied().unwrap_or(0);
-            // netmon's rings hold 32 frames.
-            if stalled != 0 || ring_full != 150 - 32 || other != other_hosted {
+            // netmon's rings hold 128 frames.
+            if stalled != 0 || ring_full != 200 - 128 || other != other_hosted {
                 return Err(format!(
                     "stalled app took {stalled}, ring_full {ring_full} (want {}), other app {other} of {other_hosted}",
-                    150 - 32
+                    200 - 128
                 ));
             }
             Ok(())

@@ -72,8 +72,8 @@ pub const SCENARIOS: &[Scenario] = &[
         cmdline: "apps=netmon arg=746370",
         exit: KernelExit::Exited(3),
         serial: &[
-            "netmon: garbage filter: Err(InvalidArgument)",
-            "netmon: binding filter 0 \"tcp\": Denied",
+            "netmon[1]: garbage filter: Err(InvalidArgument)",
+            "netmon[1]: binding filter 0 \"tcp\": Denied",
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,

@@ -2,10 +2,11 @@
 //! front end here in the app, binds every conjunction to that expression's own packet ring as
 //! a monitor filter, then counts what arrives until the traffic stops.
 //!
-//! Prints `netmon: ready N` once bound (xtask starts sending then) and, at the end, one line
-//! `netmon: filter I received N` per expression. While frames arrive it transmits a progress
-//! frame (ethertype 0x88b5, `EXOACK`, then the kernel's `rx_frames` as a little-endian u64)
-//! whenever the kernel took more frames from the NIC: xtask paces its sending by it.
+//! Prints `netmon[ENV]: ready N` once bound (xtask starts sending when every instance has)
+//! and, at the end, one line `netmon[ENV]: filter I received N` per expression. Several
+//! instances may run at once (`apps=netmon,netmon arg=1:HEX arg=2:HEX`). While frames arrive it transmits a progress
+//! frame (ethertype 0x88b5, `EXOACK`, the kernel's `rx_frames` it has drained up to and its
+//! environment id, each a little-endian u64) whenever the kernel took more frames from the NIC: xtask paces its sending by it.
 //!
 //! An argument may start with an option: `stall:EXPR` binds but never drains that ring (it
 //! fills; the kernel drops and counts), `unbind-after=N:EXPR` unbinds once N frames arrived.
@@ -20,19 +21,20 @@ libnet::entry!(main);
 
 /// Expressions one boot may carry (one ring each).
 #[cfg(target_os = "none")]
-const MAX_EXPRESSIONS: usize = 8;
+const MAX_EXPRESSIONS: usize = 4;
 /// Slots per ring.
 #[cfg(target_os = "none")]
-const SLOTS: usize = 32;
-/// Empty polls per `net_wait`.
+const SLOTS: usize = 128;
+/// Empty polls per `net_wait` (interrupts are off meanwhile: short, or timer ticks are lost).
 #[cfg(target_os = "none")]
-const SPIN_BUDGET: u64 = 200_000;
-/// Consecutive empty waits, after traffic started, that end the run.
+const SPIN_BUDGET: u64 = 20_000;
+/// Timer ticks (100 Hz) without a new frame at the NIC, after traffic started, that end the
+/// run (the kernel's `rx_frames`: frames another monitor's wait took count too).
 #[cfg(target_os = "none")]
-const IDLE_WAITS_AFTER_TRAFFIC: u32 = 20;
-/// Consecutive empty waits before any traffic that end the run.
+const IDLE_TICKS_AFTER_TRAFFIC: u64 = 200;
+/// Ticks without any traffic that end the run.
 #[cfg(target_os = "none")]
-const IDLE_WAITS_BEFORE_TRAFFIC: u32 = 2_000;
+const IDLE_TICKS_BEFORE_TRAFFIC: u64 = 6_000;
 
 #[cfg(target_os = "none")]
 static RINGS: [libnet::net::Ring<SLOTS>; MAX_EXPRESSIONS] =
@@ -42,13 +44,14 @@ static RINGS: [libnet::net::Ring<SLOTS>; MAX_EXPRESSIONS] =
 fn main() -> u8 {
     use libnet::{net, println};
 
+    let me = libnet::sys::self_id();
     let garbage = net::filter_bind(&[0xff; 9], RINGS[0].region().0, RINGS[0].region().1);
-    println!("netmon: garbage filter: {garbage:?}");
+    println!("netmon[{me}]: garbage filter: {garbage:?}");
     let mac = match net::mac() {
         Ok(mac) => mac,
         Err(error) => {
             // Binding still shows whether the monitor right is checked.
-            println!("netmon: no NIC: {error:?}");
+            println!("netmon[{me}]: no NIC: {error:?}");
             [0; 6]
         }
     };
@@ -62,7 +65,7 @@ fn main() -> u8 {
     spoofed_ip[14 + 9] = 17;
     spoofed_ip[14 + 12..14 + 16].copy_from_slice(&[10, 0, 2, 99]);
     let spoofed_address = net::transmit(&[&spoofed_ip]);
-    println!("netmon: spoofed transmit: MAC {spoofed:?}, IPv4 {spoofed_address:?}");
+    println!("netmon[{me}]: spoofed transmit: MAC {spoofed:?}, IPv4 {spoofed_address:?}");
     let refused = |result| result == Err(libnet::Error::Denied);
     if garbage != Err(libnet::Error::InvalidArgument)
         || (mac != [0; 6] && !(refused(spoofed) && refused(spoofed_address)))
@@ -80,7 +83,7 @@ fn main() -> u8 {
             break;
         };
         let Ok(mut expression) = core::str::from_utf8(&buffer[..length]) else {
-            println!("netmon: argument {expressions} is not UTF-8");
+            println!("netmon[{me}]: argument {expressions} is not UTF-8");
             return 2;
         };
         if let Some(rest) = expression.strip_prefix("stall:") {
@@ -96,7 +99,7 @@ fn main() -> u8 {
         let filters = match dpf::frontend::compile(expression, dpf::FilterId(0)) {
             Ok(filters) => filters,
             Err(error) => {
-                println!("netmon: filter {expressions} {expression:?}: {error:?}");
+                println!("netmon[{me}]: filter {expressions} {expression:?}: {error:?}");
                 return 2;
             }
         };
@@ -105,41 +108,45 @@ fn main() -> u8 {
             match net::filter_bind(&dpf::wire::encode(filter), ring, ring_bytes) {
                 Ok(id) => ids[expressions].push(id),
                 Err(error) => {
-                    println!("netmon: binding filter {expressions} {expression:?}: {error:?}");
+                    println!(
+                        "netmon[{me}]: binding filter {expressions} {expression:?}: {error:?}"
+                    );
                     return 3;
                 }
             }
         }
         println!(
-            "netmon: filter {expressions} {expression:?}: {} conjunctions bound",
+            "netmon[{me}]: filter {expressions} {expression:?}: {} conjunctions bound",
             filters.len()
         );
         expressions += 1;
     }
-    println!("netmon: ready {expressions}");
+    println!("netmon[{me}]: ready {expressions}");
     let mut received = [0u64; MAX_EXPRESSIONS];
-    let mut idle = 0u32;
-    let mut any = false;
     let mut acked = 0u64;
+    let mut last_rx = 0u64;
+    let mut last_change = libnet::sys::ticks();
     loop {
+        let rx = net::counter(libnet::abi::net::Counter::RxFrames as u64).unwrap_or(0);
+        let now = libnet::sys::ticks();
+        if rx != last_rx {
+            last_rx = rx;
+            last_change = now;
+        }
+        let limit = if rx > 0 {
+            IDLE_TICKS_AFTER_TRAFFIC
+        } else {
+            IDLE_TICKS_BEFORE_TRAFFIC
+        };
+        if now - last_change >= limit {
+            break;
+        }
         match net::wait(SPIN_BUDGET) {
-            Ok(0) => {
-                idle += 1;
-                let limit = if any {
-                    IDLE_WAITS_AFTER_TRAFFIC
-                } else {
-                    IDLE_WAITS_BEFORE_TRAFFIC
-                };
-                if idle >= limit {
-                    break;
-                }
-            }
-            Ok(_) => {
-                idle = 0;
-                any = true;
-            }
+            // Other monitors may have frames to drain.
+            Ok(0) => libnet::sys::yield_now(),
+            Ok(_) => {}
             Err(error) => {
-                println!("netmon: net_wait: {error:?}");
+                println!("netmon[{me}]: net_wait: {error:?}");
                 return 4;
             }
         }
@@ -153,31 +160,35 @@ fn main() -> u8 {
             {
                 for id in ids[index].drain(..) {
                     if let Err(error) = net::filter_unbind(id) {
-                        println!("netmon: unbinding {id}: {error:?}");
+                        println!("netmon[{me}]: unbinding {id}: {error:?}");
                         return 6;
                     }
                 }
                 unbind_after[index] = None;
-                println!("netmon: filter {index} unbound after {}", received[index]);
+                println!(
+                    "netmon[{me}]: filter {index} unbound after {}",
+                    received[index]
+                );
             }
         }
         let rx = net::counter(libnet::abi::net::Counter::RxFrames as u64).unwrap_or(0);
         if rx != acked {
-            let mut progress = [0u8; 28];
+            let mut progress = [0u8; 36];
             progress[..6].copy_from_slice(&[0xff; 6]);
             progress[6..12].copy_from_slice(&mac);
             progress[12..14].copy_from_slice(&[0x88, 0xb5]);
             progress[14..20].copy_from_slice(b"EXOACK");
             progress[20..28].copy_from_slice(&rx.to_le_bytes());
+            progress[28..36].copy_from_slice(&me.to_le_bytes());
             if let Err(error) = net::transmit(&[&progress]) {
-                println!("netmon: progress frame: {error:?}");
+                println!("netmon[{me}]: progress frame: {error:?}");
                 return 7;
             }
             acked = rx;
         }
     }
     for (index, count) in received.iter().take(expressions).enumerate() {
-        println!("netmon: filter {index} received {count}");
+        println!("netmon[{me}]: filter {index} received {count}");
     }
     0
 }

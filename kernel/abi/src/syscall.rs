@@ -141,9 +141,11 @@ pub enum Syscall {
     /// `net_counter(index) -> value`: reads kernel network counter `index`
     /// ([`crate::net::Counter`]); `InvalidArgument` past the last.
     NetCounter = 29,
-    /// `boot_argument(index, buffer, length_bytes) -> length_bytes`: copies the `index`-th
-    /// `arg=HEX` word of the boot command line, hex-decoded, into the caller's writable
-    /// `buffer`; `NotFound` when there is no such argument, `InvalidArgument` when it does not
+    /// `boot_argument(index, buffer, length_bytes) -> length_bytes`: copies the caller's
+    /// `index`-th argument, hex-decoded, into its writable `buffer`. Arguments are the boot
+    /// command line's `arg=HEX` words (every app's) and `arg=K:HEX` words (only the boot app
+    /// at 1-based position K of `apps=`), in command-line order; `NotFound` when there is no
+    /// such argument, `InvalidArgument` when it does not
     /// fit.
     BootArgument = 30,
     /// `net_transmit(gather, count) -> length_bytes`: sends one frame gathered from `count`

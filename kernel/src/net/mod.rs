@@ -50,7 +50,10 @@ struct Net {
     next_filter: u32,
     counters: [u64; Counter::ALL.len()],
     monitors: Vec<String>,
-    arguments: Vec<String>,
+    /// `arg=` words: for the boot app at this 1-based position (`arg=K:HEX`), or every app.
+    arguments: Vec<(Option<usize>, String)>,
+    /// Boot apps' environments and their 1-based positions on the command line.
+    boot_apps: Vec<(EnvId, usize)>,
 }
 
 static NET: Mutex<Net> = Mutex::new(Net {
@@ -60,6 +63,7 @@ static NET: Mutex<Net> = Mutex::new(Net {
     counters: [0; Counter::ALL.len()],
     monitors: Vec::new(),
     arguments: Vec::new(),
+    boot_apps: Vec::new(),
 });
 
 /// Boot: records who holds the monitor right and the apps' arguments, and probes the NIC.
@@ -67,7 +71,13 @@ pub fn init(monitors: &[&str], arguments: &[&str]) {
     let nic = device::probe();
     let mut net = NET.lock();
     net.monitors = monitors.iter().map(|name| String::from(*name)).collect();
-    net.arguments = arguments.iter().map(|word| String::from(*word)).collect();
+    net.arguments = arguments
+        .iter()
+        .map(|word| match word.split_once(':') {
+            Some((position, hex)) => (position.parse().ok(), String::from(hex)),
+            None => (None, String::from(*word)),
+        })
+        .collect();
     if nic.is_none() {
         log!("net: no virtio-net device");
     }
@@ -355,6 +365,12 @@ pub fn mac() -> Result<u64, Error> {
     Ok(u64::from_le_bytes(bytes))
 }
 
+/// Boot: the app at 1-based command-line `position` runs as `id` (it gets the `arg=K:` words
+/// with K = `position`).
+pub fn boot_app(position: usize, id: EnvId) {
+    NET.lock().boot_apps.push((id, position));
+}
+
 /// `net_counter(index)`.
 pub fn counter(index: u64) -> Result<u64, Error> {
     let counter = Counter::from_index(index).ok_or(Error::InvalidArgument)?;
@@ -366,9 +382,16 @@ pub fn boot_argument(env: &mut Environment, index: u64, buffer: UserSlice) -> Re
     let mut decoded = [0u8; 1024];
     let length = {
         let net = NET.lock();
-        let word = net
+        let position = net
+            .boot_apps
+            .iter()
+            .find(|(id, _)| *id == env.id)
+            .map(|(_, position)| *position);
+        let (_, word) = net
             .arguments
-            .get(usize::try_from(index).map_err(|_| Error::InvalidArgument)?)
+            .iter()
+            .filter(|(only, _)| only.is_none() || *only == position)
+            .nth(usize::try_from(index).map_err(|_| Error::InvalidArgument)?)
             .ok_or(Error::NotFound)?;
         abi::hex_decode(word.as_bytes(), &mut decoded).ok_or(Error::InvalidArgument)?
     };
