@@ -62,7 +62,9 @@ pub enum Counter {
     TxFrames = 6,
     /// Frames the demux classified (the denominator of the next two).
     DemuxFrames = 7,
-    /// TSC cycles spent in the demux, summed over `DemuxFrames` frames.
+    /// TSC cycles spent classifying (every ring's generated code; not the copies into
+    /// rings), summed over `DemuxFrames` frames. Under `-icount shift=0` a cycle is one
+    /// guest instruction.
     DemuxCycles = 8,
 }
 
