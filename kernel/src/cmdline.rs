@@ -98,6 +98,15 @@ mod tests {
     }
 
     #[test]
+    fn monitor_rights_and_app_arguments() {
+        let command =
+            parse("apps=netmon,netmon monitor=netmon arg=1:7463 arg=2:756470 arg=61").unwrap();
+        assert_eq!(command.monitors, ["netmon"]);
+        assert_eq!(command.arguments, ["1:7463", "2:756470", "61"]);
+        assert_eq!(parse("monitor=a,b").unwrap().monitors, ["a", "b"]);
+    }
+
+    #[test]
     fn self_tests() {
         assert_eq!(
             parse("test=panic").unwrap().self_test,
