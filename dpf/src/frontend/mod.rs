@@ -127,12 +127,40 @@ fn steps_of(conj: &[Lit], expr: &str) -> Result<Vec<Step>, CompileError> {
     for depth in 0..=deepest.len() {
         let mut here: Vec<&Lit> = conj.iter().filter(|l| l.path.len() == depth).collect();
         here.sort_by_key(|l| l.atom);
-        steps.extend(here.into_iter().map(|l| Step::Test(l.atom)));
+        let mut atoms: Vec<Atom> = here.into_iter().map(|l| l.atom).collect();
+        last_word_first(&mut atoms);
+        steps.extend(atoms.into_iter().map(Step::Test));
         if let Some(shift) = deepest.get(depth) {
             steps.push(Step::Shift(*shift));
         }
     }
     Ok(steps)
+}
+
+/// Reverses each run of 4-byte equality atoms on adjacent words (a multi-word address, such as
+/// an IPv6 host), so its last word is tested first, as libpcap's gen_bcmp does: the low word
+/// varies most between hosts, so a trie of many host filters dispatches on it first and finds
+/// the other words as constants under each key. `atoms` are sorted by field.
+fn last_word_first(atoms: &mut [Atom]) {
+    let word = |a: &Atom| match a.field {
+        Field::Packet {
+            offset,
+            width: crate::ir::Width::B4,
+        } if a.op == CmpOp::Eq => Some(offset),
+        _ => None,
+    };
+    let mut start = 0;
+    while start < atoms.len() {
+        let mut end = start + 1;
+        if let Some(mut at) = word(&atoms[start]) {
+            while end < atoms.len() && word(&atoms[end]) == Some(at + 4) {
+                at += 4;
+                end += 1;
+            }
+        }
+        atoms[start..end].reverse();
+        start = end;
+    }
 }
 
 fn verify(id: FilterId, steps: Vec<Step>, expr: &str) -> Result<Filter, CompileError> {
