@@ -5,6 +5,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod claim;
 pub mod frontend;
 pub mod interp;
 pub mod ir;

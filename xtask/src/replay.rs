@@ -126,7 +126,10 @@ impl Outcome {
 
 /// The expression without netmon's option prefix (`stall:`, `unbind-after=N:`).
 fn strip_options(expression: &str) -> &str {
-    if let Some(rest) = expression.strip_prefix("stall:") {
+    if let Some(rest) = expression
+        .strip_prefix("stall:")
+        .or_else(|| expression.strip_prefix("claimed:"))
+    {
         return rest;
     }
     if let Some(rest) = expression.strip_prefix("unbind-after=")
@@ -548,6 +551,41 @@ const NET_SCENARIOS: &[NetScenario] = &[
             Ok(())
         },
     },
+    NetScenario {
+        // Port ownership: the first app owns UDP port 7001, the third's bind of the same port
+        // is refused (`AddressInUse`) while the second binds 7002 beside it; once the first
+        // unbinds under traffic, the third binds 7001 and gets the rest of its frames.
+        name: "net-port-ownership",
+        expressions: &[
+            "unbind-after=50:udp dst port 7001",
+            "udp dst port 7002",
+            "claimed:udp dst port 7001",
+        ],
+        counts: &[300, 300],
+        runts: 0,
+        judge: |outcome| {
+            outcome.no_loss()?;
+            let (first, hosted) = app_count(outcome, 0);
+            let (second, second_hosted) = app_count(outcome, 1);
+            let (third, _) = app_count(outcome, 2);
+            let refused = outcome.serial.contains(
+                "]: filter 0 \"udp dst port 7001\": AddressInUse, waiting for the owner to unbind",
+            );
+            let rebound = outcome.serial.contains("]: filter 0 bound once released");
+            if !refused
+                || !rebound
+                || !(50..hosted).contains(&first)
+                || third == 0
+                || first + third > hosted
+                || second != second_hosted
+            {
+                return Err(format!(
+                    "refused {refused}, rebound {rebound}; port 7001: first app {first}, third {third} of {hosted}; port 7002: {second} of {second_hosted}"
+                ));
+            }
+            Ok(())
+        },
+    },
 ];
 
 /// Runs the scenarios that need traffic (for `cargo xtask test`); returns (passed, failed).
@@ -609,6 +647,7 @@ mod tests {
         assert_eq!(port(7002), 2);
         assert_eq!(frames.iter().filter(|f| f.len() < 14).count(), 2);
         assert_eq!(strip_options("stall:tcp"), "tcp");
+        assert_eq!(strip_options("claimed:tcp"), "tcp");
         assert_eq!(strip_options("unbind-after=5:udp"), "udp");
         assert_eq!(hex("ab "), "616220");
     }

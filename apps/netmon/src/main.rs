@@ -9,8 +9,13 @@
 //! environment id, each a little-endian u64) whenever the kernel took more frames from the NIC: xtask paces its sending by it.
 //!
 //! An argument may start with an option: `stall:EXPR` binds but never drains that ring (it
-//! fills; the kernel drops and counts), `unbind-after=N:EXPR` unbinds once N frames arrived.
-//! Before binding, netmon checks the kernel refuses a garbage filter and a spoofed transmit.
+//! fills; the kernel drops and counts), `unbind-after=N:EXPR` unbinds once N frames arrived,
+//! `claimed:EXPR` expects another instance to own EXPR's port: the first bind (after a short
+//! wait, so that instance has bound) must be refused with `AddressInUse`; netmon then retries
+//! after every wait until the port is released and the bind succeeds.
+//! Before binding, netmon checks the kernel refuses a garbage filter and spoofed transmits
+//! (MAC, IPv4 address, a source port it does not own); after binding, that it may transmit
+//! from a port its filters claim.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -65,10 +70,15 @@ fn main() -> u8 {
     spoofed_ip[14 + 9] = 17;
     spoofed_ip[14 + 12..14 + 16].copy_from_slice(&[10, 0, 2, 99]);
     let spoofed_address = net::transmit(&[&spoofed_ip]);
-    println!("netmon[{me}]: spoofed transmit: MAC {spoofed:?}, IPv4 {spoofed_address:?}");
+    // Nothing is bound yet: no port is netmon's.
+    let spoofed_port = net::transmit(&[&from_port(mac, 17, 7001)]);
+    println!(
+        "netmon[{me}]: spoofed transmit: MAC {spoofed:?}, IPv4 {spoofed_address:?}, source port {spoofed_port:?}"
+    );
     let refused = |result| result == Err(libnet::Error::Denied);
     if garbage != Err(libnet::Error::InvalidArgument)
-        || (mac != [0; 6] && !(refused(spoofed) && refused(spoofed_address)))
+        || (mac != [0; 6]
+            && !(refused(spoofed) && refused(spoofed_address) && refused(spoofed_port)))
     {
         return 5;
     }
@@ -76,6 +86,8 @@ fn main() -> u8 {
     let mut expressions = 0;
     let mut stalled = [false; MAX_EXPRESSIONS];
     let mut unbind_after = [None::<u64>; MAX_EXPRESSIONS];
+    let mut claimed: [Option<alloc::vec::Vec<dpf::Filter>>; MAX_EXPRESSIONS] = Default::default();
+    let mut owned_port = None;
     let mut ids: [alloc::vec::Vec<u64>; MAX_EXPRESSIONS] = Default::default();
     let mut buffer = [0u8; 1024];
     while expressions < MAX_EXPRESSIONS {
@@ -95,6 +107,9 @@ fn main() -> u8 {
         {
             unbind_after[expressions] = Some(count);
             expression = rest;
+        } else if let Some(rest) = expression.strip_prefix("claimed:") {
+            claimed[expressions] = Some(alloc::vec::Vec::new());
+            expression = rest;
         }
         let filters = match dpf::frontend::compile(expression, dpf::FilterId(0)) {
             Ok(filters) => filters,
@@ -103,23 +118,51 @@ fn main() -> u8 {
                 return 2;
             }
         };
-        let (ring, ring_bytes) = RINGS[expressions].region();
-        for filter in &filters {
-            match net::filter_bind(&dpf::wire::encode(filter), ring, ring_bytes) {
-                Ok(id) => ids[expressions].push(id),
-                Err(error) => {
-                    println!(
-                        "netmon[{me}]: binding filter {expressions} {expression:?}: {error:?}"
-                    );
-                    return 3;
-                }
+        if claimed[expressions].is_some() {
+            // Let the owner bind first.
+            let start = libnet::sys::ticks();
+            while libnet::sys::ticks() - start < CLAIMED_WAIT_TICKS {
+                libnet::sys::yield_now();
             }
         }
+        match bind_all(&filters, &RINGS[expressions]) {
+            Ok(bound) => ids[expressions] = bound,
+            Err(error) if claimed[expressions].is_some() => {
+                println!(
+                    "netmon[{me}]: filter {expressions} {expression:?}: {error:?}, waiting for the owner to unbind"
+                );
+                if error != libnet::Error::AddressInUse {
+                    return 8;
+                }
+                claimed[expressions] = Some(filters);
+                expressions += 1;
+                continue;
+            }
+            Err(error) => {
+                println!("netmon[{me}]: binding filter {expressions} {expression:?}: {error:?}");
+                return 3;
+            }
+        }
+        if claimed[expressions].is_some() {
+            println!("netmon[{me}]: filter {expressions} {expression:?} was not refused");
+            return 8;
+        }
+        owned_port = owned_port.or(filters.iter().find_map(dpf::claim::claim));
         println!(
             "netmon[{me}]: filter {expressions} {expression:?}: {} conjunctions bound",
             filters.len()
         );
         expressions += 1;
+    }
+    if let Some(claim) = owned_port {
+        let sent = net::transmit(&[&from_port(mac, claim.transport.protocol(), claim.port)]);
+        println!(
+            "netmon[{me}]: transmit from owned port {:?} {}: {sent:?}",
+            claim.transport, claim.port
+        );
+        if mac != [0; 6] && sent.is_err() {
+            return 5;
+        }
     }
     println!("netmon[{me}]: ready {expressions}");
     let mut received = [0u64; MAX_EXPRESSIONS];
@@ -153,6 +196,20 @@ fn main() -> u8 {
         for index in 0..expressions {
             if stalled[index] {
                 continue;
+            }
+            if let Some(filters) = claimed[index].as_ref().filter(|f| !f.is_empty()) {
+                match bind_all(filters, &RINGS[index]) {
+                    Ok(bound) => {
+                        ids[index] = bound;
+                        claimed[index] = None;
+                        println!("netmon[{me}]: filter {index} bound once released");
+                    }
+                    Err(libnet::Error::AddressInUse) => {}
+                    Err(error) => {
+                        println!("netmon[{me}]: filter {index}: {error:?}");
+                        return 8;
+                    }
+                }
             }
             while RINGS[index].take(|_, _| received[index] += 1) {}
             if let Some(limit) = unbind_after[index]
@@ -191,6 +248,47 @@ fn main() -> u8 {
         println!("netmon[{me}]: filter {index} received {count}");
     }
     0
+}
+
+/// Ticks a `claimed:` expression waits before its first bind.
+#[cfg(target_os = "none")]
+const CLAIMED_WAIT_TICKS: u64 = 20;
+
+/// Binds every conjunction to `ring`; on an error, unbinds those it bound.
+#[cfg(target_os = "none")]
+fn bind_all<const N: usize>(
+    filters: &[dpf::Filter],
+    ring: &libnet::net::Ring<N>,
+) -> Result<alloc::vec::Vec<u64>, libnet::Error> {
+    let (address, bytes) = ring.region();
+    let mut ids = alloc::vec::Vec::new();
+    for filter in filters {
+        match libnet::net::filter_bind(&dpf::wire::encode(filter), address, bytes) {
+            Ok(id) => ids.push(id),
+            Err(error) => {
+                for id in ids {
+                    let _ = libnet::net::filter_unbind(id);
+                }
+                return Err(error);
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// An IPv4 frame from the host's address (10.0.2.15) and `source_port`, to the broadcast MAC.
+#[cfg(target_os = "none")]
+fn from_port(mac: [u8; 6], protocol: u8, source_port: u16) -> [u8; 14 + 20 + 8] {
+    let mut frame = [0u8; 14 + 20 + 8];
+    frame[..6].copy_from_slice(&[0xff; 6]);
+    frame[6..12].copy_from_slice(&mac);
+    frame[12..14].copy_from_slice(&[0x08, 0x00]);
+    frame[14..26].copy_from_slice(&[0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, protocol, 0, 0]);
+    frame[26..30].copy_from_slice(&[10, 0, 2, 15]);
+    frame[30..34].copy_from_slice(&[10, 0, 2, 2]);
+    frame[34..36].copy_from_slice(&source_port.to_be_bytes());
+    frame[36..38].copy_from_slice(&9u16.to_be_bytes());
+    frame
 }
 
 #[cfg(not(target_os = "none"))]

@@ -124,10 +124,14 @@ pub enum Syscall {
     /// a DPF filter (one conjunction, in `dpf::wire` encoding, at most
     /// [`crate::net::FILTER_MAX_BYTES`]) to a packet ring (see [`crate::net`]) in the caller's
     /// read+write memory. The kernel decodes and verifies the filter (`InvalidArgument` if
-    /// either fails) and overrides the id it claims with its own. Today every filter is a
-    /// *monitor* filter (it receives copies, whatever else matches), which needs the monitor
-    /// right the boot command line grants (`monitor=APP`): `Denied` without it.
-    /// Several filters may share one ring. The binding ends with `filter_unbind` or the
+    /// either fails) and overrides the id it claims with its own. A filter whose atoms pin
+    /// IPv4 or IPv6, TCP or UDP and a destination port (see `dpf::claim`) claims that local
+    /// port for the caller: `AddressInUse` if another environment holds a filter claiming the
+    /// same protocol and port (either IP version); the caller may bind several filters on its
+    /// own port, and may transmit from it (see `NetTransmit`). Any other filter is a *monitor*
+    /// filter (it receives copies, whatever else matches), which needs the monitor right the
+    /// boot command line grants (`monitor=APP`): `Denied` without it. Several filters may
+    /// share one ring. The binding, and its claim, end with `filter_unbind` or the
     /// environment.
     FilterBind = 26,
     /// `filter_unbind(filter id)`: removes a binding the caller made; `InvalidArgument` for an
@@ -152,8 +156,9 @@ pub enum Syscall {
     /// (at most [`NET_TRANSMIT_MAX_PIECES`]) `(address, length_bytes)` pairs of `u64` at
     /// `gather`, all in the caller's readable memory, at most
     /// [`crate::net::FRAME_MAX_BYTES`] in total. The frame must pass the transmit check: the
-    /// NIC's source MAC, the host's IPv4 address, a TCP/UDP source port the caller owns;
-    /// otherwise `Denied`, counted as `tx_refused`.
+    /// NIC's source MAC, the host's IPv4 address, a TCP/UDP source port the caller owns (a
+    /// port one of its bound filters claims, see `FilterBind`); otherwise `Denied`, counted
+    /// as `tx_refused`.
     NetTransmit = 31,
     /// `net_mac() -> mac`: the NIC's MAC address in the low 48 bits (first byte lowest);
     /// `InvalidArgument` without a NIC.

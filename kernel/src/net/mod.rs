@@ -4,7 +4,12 @@
 //! Demux: each ring's filters form one `dpf` trie, compiled by dpf's JIT at every bind and
 //! unbind into code the kernel maps read+execute ([`jit`]); every frame runs through the
 //! generated code of every ring (debug builds check each verdict against dpf's interpreter).
-//! All bindings are monitor bindings for now: every ring whose filters match gets a copy. Code
+//! Every ring whose filters match gets a copy. Ownership keeps ordinary filters apart: a filter
+//! that claims a local port ([`dpf::claim`]) may be bound only if no other environment holds a
+//! filter claiming that port (else `AddressInUse`), and the claim is the environment's until
+//! the filter is unbound or the environment ends; it is also what lets the environment transmit
+//! from that port. A filter that claims nothing specific is a monitor filter: it gets copies
+//! and needs the monitor right (the `monitor=APP` boot word, for now). Code
 //! is swapped only in system calls, which run with interrupts off on the one CPU, so no frame
 //! is ever being classified while old code is freed: that is the whole of the "atomic swap"
 //! argument today.
@@ -21,6 +26,7 @@ use crate::usermem::UserSlice;
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
+use dpf::claim::PortClaim;
 use dpf::{FilterId, Packet, trie::Trie};
 use exo_abi::Error;
 use exo_abi::net::{self as abi, Counter};
@@ -37,8 +43,8 @@ struct Ring {
     trie: Trie,
     /// The trie's generated code; `None` while the trie is empty.
     code: Option<jit::KernelCode>,
-    /// Filter ids bound to this ring.
-    filters: Vec<u32>,
+    /// Filter ids bound to this ring, and the port each claims (`None`: a monitor filter).
+    filters: Vec<(u32, Option<PortClaim>)>,
     /// Copies delivered to this ring.
     delivered: u64,
     /// Whether the frame being demultiplexed matched (scratch between the two passes).
@@ -188,15 +194,28 @@ pub fn filter_bind(env: &Environment, filter: UserSlice, ring: UserSlice) -> Res
     let (owner, name) = (env.id, env.name.as_str());
     let mut unverified = dpf::wire::decode(&bytes).map_err(|_| Error::InvalidArgument)?;
     let mut net = NET.lock();
-    if !net.monitors.iter().any(|monitor| monitor == name) {
-        return Err(Error::Denied);
+    let id = net.next_filter;
+    unverified.id = FilterId(id);
+    let filter = unverified.verify().map_err(|_| Error::InvalidArgument)?;
+    let claim = dpf::claim::claim(&filter);
+    match &claim {
+        None if !net.monitors.iter().any(|monitor| monitor == name) => return Err(Error::Denied),
+        None => {}
+        Some(claim) => {
+            let taken = net
+                .rings
+                .iter()
+                .filter(|ring| ring.owner != owner)
+                .flat_map(|ring| ring.filters.iter())
+                .any(|(_, other)| other.is_some_and(|other| other.overlaps(claim)));
+            if taken {
+                return Err(Error::AddressInUse);
+            }
+        }
     }
     if net.nic.is_none() {
         return Err(Error::InvalidArgument);
     }
-    let id = net.next_filter;
-    unverified.id = FilterId(id);
-    let filter = unverified.verify().map_err(|_| Error::InvalidArgument)?;
     let index = match net
         .rings
         .iter()
@@ -231,7 +250,7 @@ pub fn filter_bind(env: &Environment, filter: UserSlice, ring: UserSlice) -> Res
         }
         return Err(error);
     }
-    target.filters.push(id);
+    target.filters.push((id, claim));
     net.next_filter += 1;
     Ok(u64::from(id))
 }
@@ -262,7 +281,9 @@ pub fn filter_unbind(owner: EnvId, id: u64) -> Result<u64, Error> {
     let index = net
         .rings
         .iter()
-        .position(|ring| ring.owner == owner && ring.filters.iter().any(|f| u64::from(*f) == id))
+        .position(|ring| {
+            ring.owner == owner && ring.filters.iter().any(|(f, _)| u64::from(*f) == id)
+        })
         .ok_or(Error::InvalidArgument)?;
     let ring = &mut net.rings[index];
     let handle = ring
@@ -274,7 +295,7 @@ pub fn filter_unbind(owner: EnvId, id: u64) -> Result<u64, Error> {
     let mut trie = ring.trie.clone();
     trie.remove(handle).map_err(|_| Error::InvalidArgument)?;
     swap_in(ring, trie)?;
-    ring.filters.retain(|f| u64::from(*f) != id);
+    ring.filters.retain(|(f, _)| u64::from(*f) != id);
     if ring.filters.is_empty() {
         net.rings.remove(index);
     }
@@ -342,13 +363,23 @@ pub fn transmit(env: &Environment, gather: u64, pieces_count: u64) -> Result<u64
         frame
     };
     let mut net = NET.lock();
-    let Net { nic, counters, .. } = &mut *net;
+    let Net {
+        nic,
+        counters,
+        rings,
+        ..
+    } = &mut *net;
     let nic = nic.as_mut().ok_or(Error::InvalidArgument)?;
+    let ports: Vec<(u8, u16)> = rings
+        .iter()
+        .filter(|ring| ring.owner == env.id)
+        .flat_map(|ring| ring.filters.iter())
+        .filter_map(|(_, claim)| claim.map(|claim| (claim.transport.protocol(), claim.port)))
+        .collect();
     let sender = exo_kernel::tx_check::SenderIdentity {
         mac: nic.mac(),
         ipv4: HOST_IPV4,
-        // Nobody owns a port until exclusive (port-claiming) filters exist.
-        ports: &[],
+        ports: &ports,
     };
     if let Err(refusal) = exo_kernel::tx_check::check(&frame, &sender) {
         bump(counters, Counter::TxRefused);
