@@ -572,6 +572,18 @@ const NET_SCENARIOS: &[NetScenario] = &[
                 "]: filter 0 \"udp dst port 7001\": AddressInUse, waiting for the owner to unbind",
             );
             let rebound = outcome.serial.contains("]: filter 0 bound once released");
+            // Every instance's transmit from a port it does not own was refused; the owners'
+            // transmits from their own ports went out.
+            let spoofed = outcome.serial.matches("source port Err(Denied)").count();
+            let own_port_sent = outcome
+                .serial
+                .contains("]: transmit from owned port Udp 7002: Ok(42)");
+            if spoofed != 3 || !own_port_sent || outcome.kernel.get("tx_refused") != Some(&9) {
+                return Err(format!(
+                    "spoofed source ports refused {spoofed} of 3, own port sent {own_port_sent}, tx_refused {:?} (want 9)",
+                    outcome.kernel.get("tx_refused")
+                ));
+            }
             if !refused
                 || !rebound
                 || !(50..hosted).contains(&first)
