@@ -74,7 +74,7 @@ pub extern "C" fn kernel_main(start_info_address: u64) -> ! {
         }
     };
     log!("command line {line:?}: apps {:?}", command.apps);
-    crate::net::init(&command.monitors, &command.arguments);
+    crate::net::init(&command.arguments);
     match command.self_test {
         Some(SelfTest::Panic) => panic!("self-test: test=panic asked the kernel to panic"),
         Some(SelfTest::Hang) => {
@@ -95,7 +95,7 @@ pub extern "C" fn kernel_main(start_info_address: u64) -> ! {
     log!("boot pack: {} apps", pack.len());
     sched::init(pack);
     for (position, &name) in command.apps.iter().enumerate() {
-        match sched::spawn_boot(name) {
+        match sched::spawn_boot(name, command.monitors.contains(&name)) {
             Ok(id) => {
                 crate::net::boot_app(position + 1, id);
                 log!("app {name}: env {id} ready")

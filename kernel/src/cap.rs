@@ -24,6 +24,9 @@ pub enum Object {
         /// The environment's id.
         id: u32,
     },
+    /// The right to monitor the network (bind filters that claim no port). The boot
+    /// command line's `monitor=APP` gives each such app a root.
+    NetMonitor,
 }
 
 /// A live capability.
@@ -446,6 +449,32 @@ mod tests {
         );
         assert!(space.lookup(b_page, B, Rights::READ).is_ok());
         assert_eq!(space.owned_page_roots(B), [b_page]);
+    }
+
+    #[test]
+    fn the_monitor_right_is_granted_and_revoked_like_any_right() {
+        let mut space = CapSpace::new(16);
+        let root = space
+            .create(A, Object::NetMonitor, Rights::MONITOR | Rights::GRANT)
+            .unwrap();
+        let child = space.grant(root, A, B, Rights::MONITOR).unwrap();
+        let capability = space.lookup(child, B, Rights::MONITOR).unwrap();
+        assert_eq!(capability.object, Object::NetMonitor);
+        // Without GRANT the child cannot pass it on; a page capability is not a monitor one.
+        assert_eq!(
+            space.grant(child, B, C, Rights::MONITOR),
+            Err(CapError::Denied)
+        );
+        let page = space.create(A, PAGE, all_page()).unwrap();
+        assert_eq!(
+            space.lookup(page, A, Rights::MONITOR),
+            Err(CapError::Denied)
+        );
+        assert_eq!(space.revoke(root, A, &mut |_| {}), Ok(1));
+        assert_eq!(
+            space.lookup(child, B, Rights::MONITOR),
+            Err(CapError::Invalid)
+        );
     }
 
     #[test]

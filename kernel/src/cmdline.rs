@@ -28,7 +28,8 @@ pub struct BootCommand<'a> {
     pub apps: Vec<&'a str>,
     /// Self-test to run instead of the apps, if any.
     pub self_test: Option<SelfTest>,
-    /// Apps granted the monitor right (`monitor=a,b`): they may bind monitor filters.
+    /// Apps that start with a root network monitor capability (`monitor=a,b`): they may bind
+    /// monitor filters and grant the right on.
     pub monitors: Vec<&'a str>,
     /// Arguments for the apps (`arg=HEX` for every app, `arg=K:HEX` for the K-th boot app;
     /// hex so they may contain spaces), in order.

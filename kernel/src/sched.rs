@@ -118,11 +118,21 @@ impl From<SpawnError> for Error {
     }
 }
 
-/// Creates a boot app (no parent).
-pub fn spawn_boot(name: &str) -> Result<EnvId, SpawnError> {
+/// Creates a boot app (no parent). A `monitor` app starts with a root network monitor
+/// capability (`MONITOR | GRANT`) in `rdx`, where a spawned child finds its argument.
+pub fn spawn_boot(name: &str, monitor: bool) -> Result<EnvId, SpawnError> {
     with_kernel(|kernel| {
         let (id, _) = kernel.spawn(name, None, 0)?;
         kernel.boot_apps.push(id);
+        if monitor {
+            let cap = kernel
+                .caps
+                .create(id, Object::NetMonitor, Rights::MONITOR | Rights::GRANT)
+                .map_err(|_| SpawnError::Exhausted)?;
+            if let Some(env) = kernel.env_mut(id) {
+                env.context.rdx = cap.raw();
+            }
+        }
         Ok(id)
     })
 }

@@ -86,6 +86,20 @@ fn call_of(kernel: &mut Kernel, frame: &mut TrapFrame, call: Syscall) -> Flow {
             Ok(_) => Flow::Return(Err(Error::PeerGone)),
             Err(error) => Flow::Return(Err(error)),
         },
+        Syscall::FilterBind => {
+            // Checked only for a filter that claims no port (a monitor filter); any failure
+            // (none, forged, revoked, wrong object or rights) is `Denied`.
+            let monitor = kernel
+                .caps
+                .lookup(CapHandle(frame.r8), kernel.running(), Rights::MONITOR)
+                .is_ok_and(|capability| capability.object == Object::NetMonitor);
+            Flow::Return(net::filter_bind(
+                kernel.current(),
+                UserSlice::new(a0, a1),
+                UserSlice::new(a2, frame.r10),
+                monitor,
+            ))
+        }
         _ => Flow::Return(simple_call(kernel, call, a0, a1, a2, frame.r10)),
     }
 }
@@ -208,11 +222,6 @@ fn simple_call(
             let _ = a3;
             Ok(count)
         }
-        Syscall::FilterBind => net::filter_bind(
-            kernel.current(),
-            UserSlice::new(a0, a1),
-            UserSlice::new(a2, a3),
-        ),
         Syscall::FilterUnbind => net::filter_unbind(me, a0),
         Syscall::NetWait => net::wait(me, a0),
         Syscall::NetCounter => net::counter(a0),
@@ -225,6 +234,7 @@ fn simple_call(
         | Syscall::PctSend
         | Syscall::PctReturn
         | Syscall::PctWait
+        | Syscall::FilterBind
         | Syscall::EnvDestroy => unreachable!("handled in call_of"),
     }
 }

@@ -26,14 +26,30 @@ fn syscall4(call: Syscall, a0: u64, a1: u64, a2: u64, a3: u64) -> u64 {
 }
 
 /// Binds an encoded filter (`dpf::wire`) to the ring at `ring` (`ring_length_bytes` long).
-pub fn filter_bind(filter: &[u8], ring: u64, ring_length_bytes: u64) -> Result<u64, Error> {
-    decode_result(syscall4(
+/// `monitor` is a monitor capability (right `MONITOR`), needed only for a filter that claims
+/// no port; `CapHandle::NONE` otherwise.
+pub fn filter_bind(
+    filter: &[u8],
+    ring: u64,
+    ring_length_bytes: u64,
+    monitor: exo_abi::cap::CapHandle,
+) -> Result<u64, Error> {
+    crate::sys::syscall5(
         Syscall::FilterBind,
-        filter.as_ptr() as u64,
-        filter.len() as u64,
-        ring,
-        ring_length_bytes,
-    ))
+        [
+            filter.as_ptr() as u64,
+            filter.len() as u64,
+            ring,
+            ring_length_bytes,
+            monitor.raw(),
+        ],
+    )
+}
+
+/// The monitor capability a boot app named in `monitor=APP` starts with (in the argument
+/// register); meaningless for a spawned child, whose argument is its parent's.
+pub fn boot_monitor() -> exo_abi::cap::CapHandle {
+    exo_abi::cap::CapHandle(crate::env::argument())
 }
 
 /// Removes a binding.

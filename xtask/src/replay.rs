@@ -124,11 +124,13 @@ impl Outcome {
     }
 }
 
-/// The expression without netmon's option prefix (`stall:`, `unbind-after=N:`).
+/// The expression without netmon's option prefix (`stall:`, `claimed:`, `revoked:`,
+/// `unbind-after=N:`).
 fn strip_options(expression: &str) -> &str {
     if let Some(rest) = expression
         .strip_prefix("stall:")
         .or_else(|| expression.strip_prefix("claimed:"))
+        .or_else(|| expression.strip_prefix("revoked:"))
     {
         return rest;
     }
@@ -510,6 +512,33 @@ const NET_SCENARIOS: &[NetScenario] = &[
                 Some(7) => Ok(()),
                 other => Err(format!("expected 7 malformed (the runts), got {other:?}")),
             }
+        },
+    },
+    NetScenario {
+        // The monitor right is a capability: netmon starts with a root one (`monitor=netmon`),
+        // grants itself a derived one and binds a monitor filter with it, unbinds, revokes it
+        // and is refused (`Denied`) the same binding; then binds with the root and gets all.
+        name: "net-monitor-capability",
+        expressions: &["revoked:udp"],
+        counts: &[100],
+        runts: 0,
+        judge: |outcome| {
+            outcome.verdict()?;
+            let checked = outcome
+                .serial
+                .contains("netmon: bound with a granted monitor capability")
+                && outcome.serial.contains("netmon: after revoke: Denied")
+                && outcome
+                    .serial
+                    .contains("]: filter 0 \"udp\": revoke check Ok(())");
+            // `verdict` holds it to hosted dpf's count; at least the 100 injected.
+            if !checked || app_count(outcome, 0).0 < 100 {
+                return Err(format!(
+                    "revoke check passed {checked}, monitor got {} frames (want 100 or more)",
+                    app_count(outcome, 0).0
+                ));
+            }
+            Ok(())
         },
     },
     NetScenario {

@@ -66,8 +66,9 @@ pub struct Scenario {
 
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
-        // Monitor filters need the monitor right (`monitor=netmon` is not given here); a
-        // garbage filter encoding is refused before anything else.
+        // Monitor filters need a monitor capability (`monitor=netmon` is not given here, so
+        // netmon starts without one); a garbage filter encoding is refused before anything
+        // else.
         name: "net-monitor-right",
         cmdline: "apps=netmon arg=746370",
         exit: KernelExit::Exited(3),

@@ -50,7 +50,12 @@ fn main() -> u8 {
     use libnet::{net, println};
 
     let me = libnet::sys::self_id();
-    let garbage = net::filter_bind(&[0xff; 9], RINGS[0].region().0, RINGS[0].region().1);
+    let garbage = net::filter_bind(
+        &[0xff; 9],
+        RINGS[0].region().0,
+        RINGS[0].region().1,
+        net::boot_monitor(),
+    );
     println!("netmon[{me}]: garbage filter: {garbage:?}");
     let mac = match net::mac() {
         Ok(mac) => mac,
@@ -98,6 +103,7 @@ fn main() -> u8 {
             println!("netmon[{me}]: argument {expressions} is not UTF-8");
             return 2;
         };
+        let mut revoked = false;
         if let Some(rest) = expression.strip_prefix("stall:") {
             stalled[expressions] = true;
             expression = rest;
@@ -106,6 +112,9 @@ fn main() -> u8 {
             && let Ok(count) = count.parse()
         {
             unbind_after[expressions] = Some(count);
+            expression = rest;
+        } else if let Some(rest) = expression.strip_prefix("revoked:") {
+            revoked = true;
             expression = rest;
         } else if let Some(rest) = expression.strip_prefix("claimed:") {
             claimed[expressions] = Some(alloc::vec::Vec::new());
@@ -125,7 +134,15 @@ fn main() -> u8 {
                 libnet::sys::yield_now();
             }
         }
-        match bind_all(&filters, &RINGS[expressions]) {
+        if revoked {
+            // The monitor right as a capability: a granted one binds; revoked, it does not.
+            let revoked = revoke_check(&filters, &RINGS[expressions]);
+            println!("netmon[{me}]: filter {expressions} {expression:?}: revoke check {revoked:?}");
+            if revoked.is_err() {
+                return 9;
+            }
+        }
+        match bind_all(&filters, &RINGS[expressions], net::boot_monitor()) {
             Ok(bound) => ids[expressions] = bound,
             Err(error) if claimed[expressions].is_some() => {
                 println!(
@@ -198,7 +215,7 @@ fn main() -> u8 {
                 continue;
             }
             if let Some(filters) = claimed[index].as_ref().filter(|f| !f.is_empty()) {
-                match bind_all(filters, &RINGS[index]) {
+                match bind_all(filters, &RINGS[index], net::boot_monitor()) {
                     Ok(bound) => {
                         ids[index] = bound;
                         claimed[index] = None;
@@ -259,11 +276,12 @@ const CLAIMED_WAIT_TICKS: u64 = 20;
 fn bind_all<const N: usize>(
     filters: &[dpf::Filter],
     ring: &libnet::net::Ring<N>,
+    monitor: libnet::abi::cap::CapHandle,
 ) -> Result<alloc::vec::Vec<u64>, libnet::Error> {
     let (address, bytes) = ring.region();
     let mut ids = alloc::vec::Vec::new();
     for filter in filters {
-        match libnet::net::filter_bind(&dpf::wire::encode(filter), address, bytes) {
+        match libnet::net::filter_bind(&dpf::wire::encode(filter), address, bytes, monitor) {
             Ok(id) => ids.push(id),
             Err(error) => {
                 for id in ids {
@@ -274,6 +292,32 @@ fn bind_all<const N: usize>(
         }
     }
     Ok(ids)
+}
+
+/// Grants this app's boot monitor capability to itself, binds `filters` with the granted
+/// one, unbinds, revokes the grant and binds again: `Ok` when that last bind is `Denied`.
+#[cfg(target_os = "none")]
+fn revoke_check<const N: usize>(
+    filters: &[dpf::Filter],
+    ring: &libnet::net::Ring<N>,
+) -> Result<(), &'static str> {
+    use libnet::abi::cap::Rights;
+    use libnet::{env, net, sys};
+    let granted = sys::cap_grant(net::boot_monitor(), env::own(), Rights::MONITOR)
+        .map_err(|_| "grant refused")?;
+    let ids = bind_all(filters, ring, granted).map_err(|_| "granted capability refused")?;
+    libnet::println!("netmon: bound with a granted monitor capability");
+    for id in ids {
+        net::filter_unbind(id).map_err(|_| "unbind refused")?;
+    }
+    sys::cap_revoke(net::boot_monitor()).map_err(|_| "revoke refused")?;
+    match bind_all(filters, ring, granted) {
+        Err(libnet::Error::Denied) => {
+            libnet::println!("netmon: after revoke: Denied");
+            Ok(())
+        }
+        _ => Err("revoked capability not refused"),
+    }
 }
 
 /// An IPv4 frame from the host's address (10.0.2.15) and `source_port`, to the broadcast MAC.

@@ -23,6 +23,8 @@ bitflags::bitflags! {
         const YIELD = 1 << 5;
         /// Environment: control it (destroy it, ask it for pages back, read its accounting).
         const CONTROL = 1 << 6;
+        /// Network monitor: bind monitor filters (filters that claim no port; `filter_bind`).
+        const MONITOR = 1 << 7;
     }
 }
 

@@ -120,7 +120,8 @@ pub enum Syscall {
     /// access bits), `BadAddress` (not user half), `NotMapped` (a page is not a `page_map`
     /// mapping), `Denied`.
     PageProtectRange = 25,
-    /// `filter_bind(filter, filter_length_bytes, ring, ring_length_bytes) -> filter id`: binds
+    /// `filter_bind(filter, filter_length_bytes, ring, ring_length_bytes, monitor_cap) -> filter
+    /// id`: binds
     /// a DPF filter (one conjunction, in `dpf::wire` encoding, at most
     /// [`crate::net::FILTER_MAX_BYTES`]) to a packet ring (see [`crate::net`]) in the caller's
     /// read+write memory. The kernel decodes and verifies the filter (`InvalidArgument` if
@@ -129,8 +130,11 @@ pub enum Syscall {
     /// port for the caller: `AddressInUse` if another environment holds a filter claiming the
     /// same protocol and port (either IP version); the caller may bind several filters on its
     /// own port, and may transmit from it (see `NetTransmit`). Any other filter is a *monitor*
-    /// filter (it receives copies, whatever else matches), which needs the monitor right the
-    /// boot command line grants (`monitor=APP`): `Denied` without it. Several filters may
+    /// filter (it receives copies, whatever else matches), which needs a monitor capability
+    /// (right `MONITOR`) passed in `r8`: `Denied` without a live one (absent, forged,
+    /// revoked); `r8` is ignored for filters that claim a port. Each boot app named in the
+    /// command line's `monitor=APP` starts with a root monitor capability (`MONITOR | GRANT`)
+    /// in `rdx`, which it may grant to others (`cap_grant`) and revoke. Several filters may
     /// share one ring. The binding, and its claim, end with `filter_unbind` or the
     /// environment.
     FilterBind = 26,

@@ -9,7 +9,7 @@
 //! filter claiming that port (else `AddressInUse`), and the claim is the environment's until
 //! the filter is unbound or the environment ends; it is also what lets the environment transmit
 //! from that port. A filter that claims nothing specific is a monitor filter: it gets copies
-//! and needs the monitor right (the `monitor=APP` boot word, for now). Code
+//! and needs a monitor capability (`Object::NetMonitor`, right `MONITOR`). Code
 //! is swapped only in system calls, which run with interrupts off on the one CPU, so no frame
 //! is ever being classified while old code is freed: that is the whole of the "atomic swap"
 //! argument today.
@@ -57,7 +57,6 @@ struct Net {
     rings: Vec<Ring>,
     next_filter: u32,
     counters: [u64; Counter::ALL.len()],
-    monitors: Vec<String>,
     /// `arg=` words: for the boot app at this 1-based position (`arg=K:HEX`), or every app.
     arguments: Vec<(Option<usize>, String)>,
     /// Boot apps' environments and their 1-based positions on the command line.
@@ -69,16 +68,14 @@ static NET: Mutex<Net> = Mutex::new(Net {
     rings: Vec::new(),
     next_filter: 1,
     counters: [0; Counter::ALL.len()],
-    monitors: Vec::new(),
     arguments: Vec::new(),
     boot_apps: Vec::new(),
 });
 
-/// Boot: records who holds the monitor right and the apps' arguments, and probes the NIC.
-pub fn init(monitors: &[&str], arguments: &[&str]) {
+/// Boot: records the apps' arguments and probes the NIC.
+pub fn init(arguments: &[&str]) {
     let nic = device::probe();
     let mut net = NET.lock();
-    net.monitors = monitors.iter().map(|name| String::from(*name)).collect();
     net.arguments = arguments
         .iter()
         .map(|word| match word.split_once(':') {
@@ -167,8 +164,14 @@ impl Net {
     }
 }
 
-/// `filter_bind(filter, length, ring, ring_length)` from `env`.
-pub fn filter_bind(env: &Environment, filter: UserSlice, ring: UserSlice) -> Result<u64, Error> {
+/// `filter_bind(filter, length, ring, ring_length, monitor_cap)` from `env`; `monitor` says
+/// whether the capability passed is a live monitor capability of `env`'s.
+pub fn filter_bind(
+    env: &Environment,
+    filter: UserSlice,
+    ring: UserSlice,
+    monitor: bool,
+) -> Result<u64, Error> {
     if filter.length_bytes() > abi::FILTER_MAX_BYTES {
         return Err(Error::InvalidArgument);
     }
@@ -191,7 +194,7 @@ pub fn filter_bind(env: &Environment, filter: UserSlice, ring: UserSlice) -> Res
                 .ok_or(Error::BadAddress)
         })
         .collect::<Result<Vec<u64>, Error>>()?;
-    let (owner, name) = (env.id, env.name.as_str());
+    let owner = env.id;
     let mut unverified = dpf::wire::decode(&bytes).map_err(|_| Error::InvalidArgument)?;
     let mut net = NET.lock();
     let id = net.next_filter;
@@ -199,7 +202,7 @@ pub fn filter_bind(env: &Environment, filter: UserSlice, ring: UserSlice) -> Res
     let filter = unverified.verify().map_err(|_| Error::InvalidArgument)?;
     let claim = dpf::claim::claim(&filter);
     match &claim {
-        None if !net.monitors.iter().any(|monitor| monitor == name) => return Err(Error::Denied),
+        None if !monitor => return Err(Error::Denied),
         None => {}
         Some(claim) => {
             let taken = net
