@@ -261,6 +261,13 @@ fn flow() -> impl Strategy<Value = Flow> {
         })
 }
 
+fn field_bytes(field: Field) -> u32 {
+    match field {
+        Field::Packet { width, .. } => width.bytes() as u32,
+        _ => 4,
+    }
+}
+
 // ---------- packets ----------
 
 /// Bytes from the same small alphabet as the filter values.
@@ -397,6 +404,67 @@ proptest! {
             let mut data = flows[pick % flows.len()].packet(options, source_port);
             let wire_len = data.len() as u32;
             if cut < data.len() && cut % 3 == 0 {
+                data.truncate(cut);
+            }
+            packets.push((data, wire_len));
+        }
+        check_set(filters, &packets)?;
+    }
+
+    /// Templated tables whose shared body holds ordered tests (on the port, or on the wire
+    /// length, which the code keeps in a register of its own), next to shorter catch-all
+    /// filters that a table's winner must outscore and that must still win when the table
+    /// misses or its body fails, with and without exception keys (a host with two flows).
+    #[test]
+    fn templated_bodies_with_ordered_tests_and_catch_alls(
+        hosts in 4usize..40,
+        extra in prop_oneof![
+            Just(None),
+            (op(), 0u32..2000).prop_map(|(op, value)| Some((Field::Packet { offset: 14, width: Width::B2 }, op, value))),
+            (op(), 40u32..120).prop_map(|(op, value)| Some((Field::WireLen, op, value))),
+        ],
+        catch_all in prop::bool::ANY,
+        branching_host in prop::option::of(0usize..40),
+        picks in prop::collection::vec((0usize..40, 0u8..2, 0u16..2000, 0usize..70, 0u32..6), 1..32),
+    ) {
+        let port = |i: usize| 1000 + i as u16;
+        let mut filters = Vec::new();
+        for i in 0..hosts {
+            let flow = Flow { ipv6: false, protocol: 6, host: 0x0a00_0000 + i as u32, port: port(i), with_source_port: None };
+            let mut steps = flow.filter(i as u32).steps().to_vec();
+            if let Some((field, op, value)) = extra {
+                steps.push(Step::Test(Atom { field, mask: u32::MAX >> (32 - 8 * field_bytes(field)), op, value }));
+            }
+            filters.push(UnverifiedFilter { id: FilterId(i as u32), steps }.verify().expect("valid"));
+        }
+        if let Some(host) = branching_host.filter(|&h| h < hosts) {
+            let flow = Flow { ipv6: false, protocol: 6, host: 0x0a00_0000 + host as u32, port: 7, with_source_port: None };
+            filters.push(flow.filter(100));
+        }
+        if catch_all {
+            filters.push(UnverifiedFilter { id: FilterId(200), steps: vec![eq(12, Width::B2, 0x0800), eq(23, Width::B1, 6)] }.verify().expect("valid"));
+        }
+        let mut packets = Vec::new();
+        // The ordered test's value, and one either side, are what tell the conditions apart.
+        let near = |value: u32, mode: u32| match mode {
+            0 => value.wrapping_sub(1),
+            1 => value,
+            2 => value + 1,
+            _ => value + 7 * mode,
+        };
+        for (pick, options, other_port, cut, mode) in picks {
+            let host = pick % 40;
+            let flow = Flow { ipv6: false, protocol: 6, host: 0x0a00_0000 + host as u32, port: if other_port % 3 == 0 { other_port } else { port(host) }, with_source_port: None };
+            let source_port = match extra {
+                Some((Field::Packet { .. }, _, value)) => near(value, mode) as u16,
+                _ => 40000,
+            };
+            let mut data = flow.packet(options, source_port);
+            let wire_len = match extra {
+                Some((Field::WireLen, _, value)) => near(value, mode).max(data.len() as u32),
+                _ => data.len() as u32 + mode,
+            };
+            if cut < data.len() && cut % 4 == 0 {
                 data.truncate(cut);
             }
             packets.push((data, wire_len));

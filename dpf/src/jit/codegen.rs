@@ -6,13 +6,17 @@
 //!   the base past the end)
 //! - `r11d` = wire length (set up only when some atom reads it)
 //! - `r8`  = best [`Score`] so far (0 = none); returned in `rax`
-//! - `rax`, `rcx`, `rdx`, `rsi` = scratch
+//! - `rax`, `rcx`, `rdx`, `rsi`, `rdi` = scratch (`rdi`: a table's address, then in a
+//!   templated body the entry's score, kept or cleared by each compare)
 //!
 //! The code has the trie's shape: a node's test jumps to `next` (its continuation: the next
 //! alternative of its parent) when it fails, and falls into its own alternatives when it holds.
 //! A shift saves `r9`/`r10` on the stack around its subtree, so backtracking to an alternative
 //! finds its base again. Before the second and later alternatives a node compares the best score
 //! held with the alternative's bound and skips the rest of the list when nothing there can win.
+//! Templated hash tables are the exception to "jump on failure": their shared body runs for hit
+//! and miss alike and clears the score with `cmov`, because whether a packet's flow is bound is
+//! the least predictable branch in the code (see [`Codegen::templated_lookup`]).
 //!
 //! Bounds checks: for every node, `need` is the fewest bytes from the current base that *every*
 //! filter through it loads (up to its next shift). At the first load not covered by the bytes
@@ -128,6 +132,10 @@ struct Codegen<'t> {
     /// The data-base slot after the instructions: a `u64` holding the distance from the slot
     /// to the start of the tables (the loader rewrites it when it maps the tables elsewhere).
     base_slot: DynamicLabel,
+    /// A `u64` 0 after the instructions (readable with them), which a `cmov` can load.
+    zero_slot: DynamicLabel,
+    /// Whether any code reads [`Codegen::zero_slot`].
+    uses_zero_slot: bool,
     /// `add rcx, imm32` instructions (their offsets) to fill with a table's data offset.
     pending_offsets: Vec<(usize, DynamicLabel)>,
     /// While emitting a node: the best score anything that may still run after its subtree
@@ -201,6 +209,7 @@ fn reads_wire_len(trie: &Trie) -> bool {
 pub fn generate(trie: &Trie) -> Result<GeneratedCode, EmitError> {
     let mut ops = Emitter::new();
     let base_slot = ops.new_dynamic_label();
+    let zero_slot = ops.new_dynamic_label();
     let mut generator = Codegen {
         trie,
         ops,
@@ -209,6 +218,8 @@ pub fn generate(trie: &Trie) -> Result<GeneratedCode, EmitError> {
         templates: Vec::new(),
         stats: CodegenStats::default(),
         base_slot,
+        zero_slot,
+        uses_zero_slot: false,
         pending_offsets: Vec::new(),
         later: 0,
         depth: 0,
@@ -608,19 +619,21 @@ impl Codegen<'_> {
                 self.ops.new_dynamic_label()
             };
             let templated_keys = partition.templated.iter().map(|&i| keys[i]).collect();
-            let zero_elsewhere = partition.exceptions.iter().any(|&i| keys[i] == 0);
             self.templated_lookup(
                 index,
                 templated_keys,
                 partition.chains,
                 checked,
-                (miss, zero_elsewhere),
+                (miss, !partition.exceptions.is_empty()),
                 next,
             );
             if partition.exceptions.is_empty() {
                 return;
             }
+            // The body ran (and used `eax`) before the table was found to miss: load the key
+            // again for the exceptions. The field was bounds-checked before the dispatch.
             dynasm!(self.ops ; .arch x64 ; =>miss);
+            self.load_value(field, mask);
             keys = pick(&keys, &partition.exceptions);
             key_nodes = pick(&key_nodes, &partition.exceptions);
             targets = pick(&targets, &partition.exceptions);
@@ -661,15 +674,24 @@ impl Codegen<'_> {
         }
     }
 
-    /// Probes a templated table for `eax`: on a hit `rsi` points at the entry and one shared body
-    /// runs the chain with the entry's constants.
+    /// Probes a templated table for `eax` and runs one shared body with the constants of the
+    /// entry found, without a branch that depends on whether the key was there.
+    ///
+    /// Whether a packet's key is in the table, and whether the rest of its chain holds, is as
+    /// unpredictable as the traffic: a branch on either mispredicts on a large share of packets
+    /// (15-20 cycles each, more than the whole lookup). So the probe stops at the key or at an
+    /// empty slot alike, `rdi` becomes the entry's score if the key is the entry's and 0 if not,
+    /// and every compare of the body clears it with a `cmov` instead of jumping away. Only
+    /// bounds checks (which almost never fail) and a collision in the table (rare: it is at
+    /// most half full) still branch. An empty slot is all zeros, so a key of 0 meeting one
+    /// "hits" it with score 0, which changes nothing.
     fn templated_lookup(
         &mut self,
         dispatch: NodeIndex,
         keys: Vec<u32>,
         chains: Vec<Chain>,
         checked: u32,
-        (miss, zero_elsewhere): (DynamicLabel, bool),
+        (miss, exceptions): (DynamicLabel, bool),
         next: DynamicLabel,
     ) {
         self.stats.templated_tables += 1;
@@ -683,7 +705,10 @@ impl Codegen<'_> {
         let entry_shift = entry.size.trailing_zeros() as i8;
         let score_offset = entry.score_offset as i32;
         let probe = self.ops.new_dynamic_label();
-        let hit = self.ops.new_dynamic_label();
+        let collision = self.ops.new_dynamic_label();
+        let done = self.ops.new_dynamic_label();
+        let zero = self.zero_slot;
+        self.uses_zero_slot = true;
         self.table_address(table);
         dynasm!(self.ops
             ; .arch x64
@@ -693,40 +718,35 @@ impl Codegen<'_> {
             ; mov esi, edx
             ; shl rsi, BYTE entry_shift
             ; add rsi, rcx
+            ; mov rdi, QWORD [rsi + score_offset]
+            ; cmp eax, DWORD [rsi]
+            ; cmovne rdi, QWORD [=>zero]
+            // Another key in the slot (its score is not the one kept): probe the next slot.
+            ; cmp rdi, QWORD [rsi + score_offset]
+            ; jne =>collision
+            ; xor ecx, ecx
         );
-        if zero_elsewhere {
+        let shape = chains[0].shape.clone();
+        let nodes = chains[0].nodes.clone();
+        self.predicated_steps(&shape, &nodes, entry, 0, checked, (done, exceptions));
+        dynasm!(self.ops ; .arch x64 ; =>done);
+        if exceptions {
+            // Only a key that is not in the table can belong to an exception.
             dynasm!(self.ops
                 ; .arch x64
-                ; cmp QWORD [rsi + score_offset], BYTE 0
-                ; je =>miss
-                ; cmp eax, DWORD [rsi]
-                ; je =>hit
-            );
-        } else {
-            // The key first: a hit costs one branch. Key 0 meeting an empty (all-zero) slot
-            // "hits" it and runs the body with zero constants and score 0, which changes no
-            // verdict; and no exception has key 0 to miss instead.
-            dynasm!(self.ops
-                ; .arch x64
-                ; cmp eax, DWORD [rsi]
-                ; je =>hit
-                ; cmp QWORD [rsi + score_offset], BYTE 0
-                ; je =>miss
+                ; test rdi, rdi
+                ; jz =>miss
             );
         }
         dynasm!(self.ops
             ; .arch x64
-            // Always a probe loop (it only runs on a collision), so a patch may put a key in
-            // any free slot.
+            ; jmp =>next
+            // Out of line: taken only on a collision, so a patch may put a key in any free slot.
+            ; =>collision
             ; add edx, 1
             ; and edx, DWORD slot_mask
             ; jmp =>probe
-            ; =>hit
         );
-        let shape = chains[0].shape.clone();
-        let nodes = chains[0].nodes.clone();
-        self.template_steps(&shape, &nodes, entry, 0, checked, next);
-        dynasm!(self.ops ; .arch x64 ; jmp =>next);
         self.templates.push(TemplateTable {
             dispatch,
             offset: 0,
@@ -745,16 +765,19 @@ impl Codegen<'_> {
         });
     }
 
-    /// The shared body of a templated chain; `rsi` points at the entry, `parameter` counts the
-    /// compares emitted so far.
-    fn template_steps(
+    /// The shared body of a templated chain: `rsi` points at the entry, `rdi` holds its score
+    /// (0 when the key missed) and `rcx` is 0; each compare that fails clears `rdi` instead of
+    /// branching. `parameter` counts the compares emitted so far. A failed bounds check leaves
+    /// for `next`, where the saved bases are popped and control reaches the table's end.
+    /// `exceptions`: other keys have code of their own, so a zero score must not return.
+    fn predicated_steps(
         &mut self,
         shape: &[ShapeStep],
         nodes: &[NodeIndex],
         entry: EntryLayout,
         parameter: usize,
         checked: u32,
-        next: DynamicLabel,
+        (next, exceptions): (DynamicLabel, bool),
     ) {
         let (Some(step), Some(&node)) = (shape.first(), nodes.first()) else {
             return;
@@ -771,21 +794,28 @@ impl Codegen<'_> {
                 }
                 let offset = entry.parameter_offset(parameter) as i32;
                 dynasm!(self.ops ; .arch x64 ; cmp eax, DWORD [rsi + offset]);
-                self.branch_unless(op, next);
-                self.template_steps(
+                self.clear_unless(op);
+                self.predicated_steps(
                     &shape[1..],
                     &nodes[1..],
                     entry,
                     parameter + 1,
                     checked,
-                    next,
+                    (next, exceptions),
                 );
             }
             ShapeStep::Shift(shift) => {
                 self.shift_load(shift, node, checked, next);
                 let inner = self.ops.new_dynamic_label();
                 self.depth += 1;
-                self.template_steps(&shape[1..], &nodes[1..], entry, parameter, 0, inner);
+                self.predicated_steps(
+                    &shape[1..],
+                    &nodes[1..],
+                    entry,
+                    parameter,
+                    0,
+                    (inner, exceptions),
+                );
                 self.depth -= 1;
                 dynasm!(self.ops
                     ; .arch x64
@@ -795,12 +825,17 @@ impl Codegen<'_> {
                 );
             }
             ShapeStep::Accept => {
-                let score_offset = entry.score_offset as i32;
+                if exceptions {
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; test rdi, rdi
+                        ; jz =>next
+                    );
+                }
                 dynasm!(self.ops
                     ; .arch x64
-                    ; mov rax, QWORD [rsi + score_offset]
-                    ; cmp rax, r8
-                    ; cmova r8, rax
+                    ; cmp rdi, r8
+                    ; cmova r8, rdi
                 );
                 // Scores differ by entry (and patches add some): test the one held.
                 if self.later == 0 {
@@ -818,6 +853,18 @@ impl Codegen<'_> {
                     dynasm!(self.ops ; .arch x64 ; =>keep_going);
                 }
             }
+        }
+    }
+
+    /// After `cmp eax, value`: `rdi = 0` (from `rcx`) unless `op` holds (unsigned conditions).
+    fn clear_unless(&mut self, op: CmpOp) {
+        match op {
+            CmpOp::Eq => dynasm!(self.ops ; .arch x64 ; cmovne rdi, rcx),
+            CmpOp::Ne => dynasm!(self.ops ; .arch x64 ; cmove rdi, rcx),
+            CmpOp::Lt => dynasm!(self.ops ; .arch x64 ; cmovae rdi, rcx),
+            CmpOp::Le => dynasm!(self.ops ; .arch x64 ; cmova rdi, rcx),
+            CmpOp::Gt => dynasm!(self.ops ; .arch x64 ; cmovbe rdi, rcx),
+            CmpOp::Ge => dynasm!(self.ops ; .arch x64 ; cmovb rdi, rcx),
         }
     }
 
@@ -893,6 +940,11 @@ impl Codegen<'_> {
         dynasm!(self.ops ; .arch x64 ; .align 8 ; =>slot);
         let slot_offset = self.ops.offset();
         self.ops.push_u64(0);
+        if self.uses_zero_slot {
+            let zero = self.zero_slot;
+            dynasm!(self.ops ; .arch x64 ; =>zero);
+            self.ops.push_u64(0);
+        }
         self.ops.align(DATA_ALIGN, 0);
         let data_offset = self.ops.offset();
         self.ops
