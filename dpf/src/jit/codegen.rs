@@ -695,9 +695,8 @@ impl Codegen<'_> {
         next: DynamicLabel,
     ) {
         self.stats.templated_tables += 1;
-        // Room to grow: generated at most a third full, patched up to half full.
-        let layout = HashLayout::with_headroom(&keys, 3);
         let entry = EntryLayout::new(chains[0].parameters.len());
+        let layout = HashLayout::with_headroom(&keys, templated_headroom(keys.len(), entry.size));
         let table = self.ops.new_dynamic_label();
         let multiplier = layout.multiplier as i32;
         let shift = (32 - layout.bits) as i8;
@@ -1005,6 +1004,23 @@ impl Codegen<'_> {
         Ok((Some(slot_offset), data_offset))
     }
 }
+
+/// Slots per key for a templated table of `keys` entries of `entry_size` bytes: at least 3
+/// (room to grow: generated at most a third full, patched up to half full), and for a small
+/// table up to 16 while it stays within [`SPARSE_TABLE_BYTES`]. A packet whose key is absent
+/// lands on an occupied slot (and takes the probe loop's branch, mispredicted as often as not)
+/// with probability equal to the load, so a sparse small table is worth its few kilobytes.
+fn templated_headroom(keys: usize, entry_size: usize) -> usize {
+    let mut factor = 3;
+    while factor < 16 && (keys * factor * 2).next_power_of_two() * entry_size <= SPARSE_TABLE_BYTES
+    {
+        factor *= 2;
+    }
+    factor
+}
+
+/// Largest table [`templated_headroom`] makes sparser than it has to be.
+const SPARSE_TABLE_BYTES: usize = 16 * 1024;
 
 /// `items` at `positions`, in that order.
 fn pick<T: Copy>(items: &[T], positions: &[usize]) -> Vec<T> {
