@@ -261,6 +261,30 @@ fn flow() -> impl Strategy<Value = Flow> {
         })
 }
 
+/// `flow` as a user would type it (source and destination port only as the flow has them),
+/// compiled by the front end.
+fn front_end_filters(flow: &Flow, id: u32) -> Vec<Filter> {
+    let transport = if flow.protocol == 6 { "tcp" } else { "udp" };
+    let host = if flow.ipv6 {
+        format!(
+            "ip6 and {transport} and src host 2001:db8::{:x}:{:x}",
+            flow.host >> 16,
+            flow.host & 0xffff
+        )
+    } else {
+        format!(
+            "ip and {transport} and src host {}",
+            std::net::Ipv4Addr::from(flow.host)
+        )
+    };
+    let source = flow
+        .with_source_port
+        .map(|p| format!(" and src port {p}"))
+        .unwrap_or_default();
+    let expression = format!("{host}{source} and dst port {}", flow.port);
+    dpf::frontend::compile(&expression, FilterId(id)).expect("flow expressions compile")
+}
+
 fn field_bytes(field: Field) -> u32 {
     match field {
         Field::Packet { width, .. } => width.bytes() as u32,
@@ -472,6 +496,45 @@ proptest! {
         check_set(filters, &packets)?;
     }
 
+    /// Flow filters as the front end compiles them (the fragment test before the protocol),
+    /// so each protocol's source hosts form a templated table and the protocol dispatch above
+    /// them chooses the table with `cmov`s; packets of every flow, with the protocol swapped,
+    /// the port changed, IPv4 options, and cut short.
+    #[test]
+    fn front_end_flow_sets_agree(
+        flows in prop::collection::vec(flow(), 1..80),
+        unique_hosts in prop::bool::ANY,
+        picks in prop::collection::vec((0usize..80, 0u8..2, 0u8..4, 0usize..80), 1..32),
+    ) {
+        let mut flows = flows;
+        if unique_hosts {
+            for (i, flow) in flows.iter_mut().enumerate() {
+                flow.host = 0x0a00_0000 + i as u32;
+            }
+        }
+        let filters: Vec<Filter> = flows
+            .iter()
+            .enumerate()
+            .flat_map(|(id, flow)| front_end_filters(flow, id as u32))
+            .collect();
+        let mut packets = Vec::new();
+        for (pick, options, change, cut) in picks {
+            let mut flow = flows[pick % flows.len()];
+            match change {
+                1 => flow.protocol ^= 6 ^ 17,
+                2 => flow.port ^= 1,
+                _ => {}
+            }
+            let mut data = flow.packet(options, 40000);
+            let wire_len = data.len() as u32;
+            if change == 3 {
+                data.truncate(cut.min(data.len()));
+            }
+            packets.push((data, wire_len));
+        }
+        check_set(filters, &packets)?;
+    }
+
     #[test]
     fn merged_equals_each_filter_alone(
         (filters, packets) in prop::collection::vec(random_filter(), 1..8).prop_flat_map(packets_for)
@@ -578,21 +641,33 @@ fn change() -> impl Strategy<Value = Change> {
 
 /// Runs `changes` through a [`Demux`], checking after each one that the mapped code, the
 /// interpreter and the reference agree; returns how many changes were patched.
+/// `flow`'s filter as the tests write it, or (`front_end`) as the front end compiles it.
+fn flow_filter(flow: &Flow, id: u32, front_end: bool) -> Filter {
+    if front_end {
+        let mut filters = front_end_filters(flow, id);
+        assert_eq!(filters.len(), 1, "one conjunction per flow");
+        filters.remove(0)
+    } else {
+        flow.filter(id)
+    }
+}
+
 fn run_changes(
     initial: usize,
     changes: &[Change],
     probe_ports: &[u16],
+    front_end: bool,
 ) -> Result<usize, TestCaseError> {
     let start: Vec<Filter> = (0..initial as u32)
         .map(|i| {
-            Flow {
+            let flow = Flow {
                 ipv6: false,
-                protocol: 6,
+                protocol: if front_end && i % 2 == 1 { 17 } else { 6 },
                 host: 0x0b00_0000 + i,
                 port: 80,
                 with_source_port: None,
-            }
-            .filter(10_000 + i)
+            };
+            flow_filter(&flow, 10_000 + i, front_end)
         })
         .collect();
     let mut demux = Demux::from_filters(start).unwrap();
@@ -605,7 +680,7 @@ fn run_changes(
         match *change {
             Change::Bind(mut flow, id) => {
                 flow.host = 0x0a00_0000 + n as u32;
-                if let Ok((handle, update)) = demux.insert(flow.filter(id)) {
+                if let Ok((handle, update)) = demux.insert(flow_filter(&flow, id, front_end)) {
                     patched += (update == Update::Patched) as usize;
                     handles.push(handle);
                     flows.push(flow);
@@ -651,8 +726,9 @@ proptest! {
         initial in 0usize..12,
         changes in prop::collection::vec(change(), 1..40),
         probe_ports in prop::collection::vec(prop_oneof![Just(80u16), Just(443), 1000u16..1010], 1..4),
+        front_end in prop::bool::ANY,
     ) {
-        run_changes(initial, &changes, &probe_ports)?;
+        run_changes(initial, &changes, &probe_ports, front_end)?;
     }
 }
 
@@ -676,9 +752,27 @@ fn binds_into_a_templated_table_are_patched() {
             }
         })
         .collect();
-    let patched = run_changes(8, &changes, &[80, 81]).unwrap();
-    // Growth of the table and the odd regeneration aside, nearly every change is a patch.
-    assert!(patched > 150, "only {patched} of 200 changes patched");
+    // Also as the front end compiles them, with TCP and UDP flows: the protocol dispatch then
+    // chooses between the two tables by `cmov`, and binds still patch them.
+    for front_end in [false, true] {
+        let changes: Vec<Change> = changes
+            .iter()
+            .enumerate()
+            .map(|(i, change)| match change {
+                Change::Bind(flow, id) if front_end => Change::Bind(
+                    Flow {
+                        protocol: if i % 2 == 0 { 6 } else { 17 },
+                        ..*flow
+                    },
+                    *id,
+                ),
+                other => other.clone(),
+            })
+            .collect();
+        let patched = run_changes(8, &changes, &[80, 81], front_end).unwrap();
+        // Growth of the table and the odd regeneration aside, nearly every change is a patch.
+        assert!(patched > 150, "only {patched} of 200 changes patched");
+    }
 }
 
 /// The generators above must actually produce matches, or the agreement tests prove little.
@@ -845,5 +939,47 @@ fn key_zero_in_templated_tables() {
                 assert_agree(&bound, &trie, &code, &Packet::whole(&data)).unwrap();
             }
         }
+    }
+}
+
+/// The protocol dispatch above per-protocol templated tables of front-end flow filters becomes
+/// one `cmov`-chosen table (IPv4 and IPv6), and every flow's packets still go to their filter.
+#[test]
+fn protocol_dispatch_over_templated_tables_selects_by_cmov() {
+    let flows: Vec<Flow> = (0..400u32)
+        .map(|i| Flow {
+            ipv6: i % 4 == 3,
+            protocol: if i % 3 == 0 { 17 } else { 6 },
+            host: 0x0a00_0000 + i,
+            port: 1000 + (i % 50) as u16,
+            with_source_port: None,
+        })
+        .collect();
+    let filters: Vec<Filter> = flows
+        .iter()
+        .enumerate()
+        .flat_map(|(i, flow)| front_end_filters(flow, i as u32))
+        .collect();
+    let (bound, trie) = bind_all(filters);
+    let compiled = jit::compile(&trie).unwrap();
+    assert_eq!(
+        compiled.stats().selected_dispatches,
+        2,
+        "{:?}",
+        compiled.stats()
+    );
+    let code = ExecutableTrie::new(&compiled).unwrap();
+    for (i, flow) in flows.iter().enumerate() {
+        let data = flow.packet((i % 2) as u8, 4000);
+        assert_eq!(
+            code.classify(&Packet::whole(&data)),
+            Some(FilterId(i as u32))
+        );
+        let mut other = *flow;
+        other.protocol ^= 6 ^ 17;
+        let data = other.packet(0, 4000);
+        let packet = Packet::whole(&data);
+        assert_eq!(code.classify(&packet), reference_classify(&bound, &packet));
+        assert_eq!(code.classify(&packet), None);
     }
 }

@@ -103,12 +103,14 @@ pub fn disassemble(compiled: &CompiledTrie) -> String {
     let code = &compiled.code()[..compiled.instructions_end()];
     let stats = compiled.stats();
     let mut text = format!(
-        "; {} bytes of code, {} bytes of tables, entry at {:#x}\n; {} bounds checks, {} hash tables, {} compare chains, {} equality atoms in {} compares\n",
+        "; {} bytes of code, {} bytes of tables, entry at {:#x}\n; {} bounds checks, {} hash tables, {} templated tables ({} dispatches choosing one by cmov), {} compare chains, {} equality atoms in {} compares\n",
         compiled.instructions_end(),
         compiled.code().len() - compiled.instructions_end(),
         compiled.entry_offset(),
         stats.bounds_checks,
         stats.hash_tables,
+        stats.templated_tables,
+        stats.selected_dispatches,
         stats.compare_chains,
         stats.coalesced_atoms,
         stats.coalesced_compares,

@@ -52,6 +52,20 @@ struct PendingTable {
     entries: TableEntries,
 }
 
+/// The tables a [`Codegen::selected_tables`] dispatch chooses between, one per key.
+#[derive(Debug)]
+struct SelectedTables {
+    /// The field every table is keyed on, and its mask.
+    field: Field,
+    mask: u32,
+    /// Bytes every filter below loads (the same for each table).
+    need: u32,
+    /// Per key: the templated dispatch below it, its keys and their chains.
+    children: Vec<NodeIndex>,
+    keys: Vec<Vec<u32>>,
+    chains: Vec<Vec<Chain>>,
+}
+
 /// What a table's entries carry besides the key.
 #[derive(Debug)]
 enum TableEntries {
@@ -77,6 +91,8 @@ pub struct CodegenStats {
     pub templated_tables: usize,
     /// Compare chains emitted (disjunctions of 2..=MAX_KEY_CODE_CHAIN keys).
     pub compare_chains: usize,
+    /// Dispatches on a few keys turned into a choice of templated table by `cmov`.
+    pub selected_dispatches: usize,
 }
 
 /// Where a templated table sits in the code and how it is probed, so a key can be added or
@@ -605,6 +621,11 @@ impl Codegen<'_> {
                 targets.push(self.ops.new_dynamic_label());
             }
         }
+        if matches!(field, Field::Packet { .. })
+            && let Some(plan) = self.selected_tables_plan(&key_nodes)
+        {
+            return self.selected_tables((field, mask), &keys, plan, checked, next);
+        }
         // Compared as loaded (constants byte-swapped) when only a compare chain follows.
         let mut raw = None;
         if keys.len() > MAX_COMPARE_CHAIN
@@ -694,13 +715,60 @@ impl Codegen<'_> {
         (miss, exceptions): (DynamicLabel, bool),
         next: DynamicLabel,
     ) {
-        self.stats.templated_tables += 1;
         let entry = EntryLayout::new(chains[0].parameters.len());
         let layout = HashLayout::with_headroom(&keys, templated_headroom(keys.len(), entry.size));
+        let hash = (layout.bits, layout.multiplier);
+        let chain = chains[0].clone();
+        let table = self.template_table(dispatch, keys, chains, layout);
+        self.table_address(table);
+        self.templated_probe(hash, entry, &chain, checked, (miss, exceptions), next);
+    }
+
+    /// Records a templated table for `dispatch` (laid out after the code by
+    /// [`Codegen::emit_tables`]); returns its label.
+    fn template_table(
+        &mut self,
+        dispatch: NodeIndex,
+        keys: Vec<u32>,
+        chains: Vec<Chain>,
+        layout: HashLayout,
+    ) -> DynamicLabel {
+        self.stats.templated_tables += 1;
+        let entry = EntryLayout::new(chains[0].parameters.len());
         let table = self.ops.new_dynamic_label();
-        let multiplier = layout.multiplier as i32;
-        let shift = (32 - layout.bits) as i8;
-        let slot_mask = ((1u32 << layout.bits) - 1) as i32;
+        self.templates.push(TemplateTable {
+            dispatch,
+            offset: 0,
+            bits: layout.bits,
+            multiplier: layout.multiplier,
+            probes: true,
+            entry,
+            shape: chains[0].shape.clone(),
+            keys: keys.len(),
+        });
+        self.tables.push(PendingTable {
+            label: table,
+            layout,
+            keys,
+            entries: TableEntries::Templates(entry, chains, self.templates.len() - 1),
+        });
+        table
+    }
+
+    /// With `rcx` = a templated table hashed by `(bits, multiplier)` and `eax` = the key: the
+    /// probe, then `chain`'s shape as one predicated body (see [`Codegen::templated_lookup`]).
+    fn templated_probe(
+        &mut self,
+        (bits, multiplier): (u32, u32),
+        entry: EntryLayout,
+        chain: &Chain,
+        checked: u32,
+        (miss, exceptions): (DynamicLabel, bool),
+        next: DynamicLabel,
+    ) {
+        let multiplier = multiplier as i32;
+        let shift = (32 - bits) as i8;
+        let slot_mask = ((1u32 << bits) - 1) as i32;
         let entry_shift = entry.size.trailing_zeros() as i8;
         let score_offset = entry.score_offset as i32;
         let probe = self.ops.new_dynamic_label();
@@ -708,7 +776,6 @@ impl Codegen<'_> {
         let done = self.ops.new_dynamic_label();
         let zero = self.zero_slot;
         self.uses_zero_slot = true;
-        self.table_address(table);
         dynasm!(self.ops
             ; .arch x64
             ; imul edx, eax, DWORD multiplier
@@ -725,9 +792,14 @@ impl Codegen<'_> {
             ; jne =>collision
             ; xor ecx, ecx
         );
-        let shape = chains[0].shape.clone();
-        let nodes = chains[0].nodes.clone();
-        self.predicated_steps(&shape, &nodes, entry, 0, checked, (done, exceptions));
+        self.predicated_steps(
+            &chain.shape,
+            &chain.nodes,
+            entry,
+            0,
+            checked,
+            (done, exceptions),
+        );
         dynasm!(self.ops ; .arch x64 ; =>done);
         if exceptions {
             // Only a key that is not in the table can belong to an exception.
@@ -746,22 +818,149 @@ impl Codegen<'_> {
             ; and edx, DWORD slot_mask
             ; jmp =>probe
         );
-        self.templates.push(TemplateTable {
-            dispatch,
-            offset: 0,
-            bits: layout.bits,
-            multiplier: layout.multiplier,
-            probes: true,
-            entry,
-            shape,
-            keys: keys.len(),
-        });
-        self.tables.push(PendingTable {
-            label: table,
-            layout,
-            keys,
-            entries: TableEntries::Templates(entry, chains, self.templates.len() - 1),
-        });
+    }
+
+    /// A dispatch on a few keys (such as the IP protocol) below each of which there is nothing
+    /// but a templated dispatch on one same field (such as the source host) with one same
+    /// chain shape: the table is chosen with `cmov`s and one probe and one body serve them all,
+    /// so the branch on which key it was (as unpredictable as the traffic mix) is gone. The
+    /// tables share a hash (`bits`, multiplier), so only their address differs; each stays
+    /// its own [`TemplateTable`], patched as any other.
+    fn selected_tables(
+        &mut self,
+        (field, mask): (Field, u32),
+        keys: &[u32],
+        plan: SelectedTables,
+        checked: u32,
+        next: DynamicLabel,
+    ) {
+        let Field::Packet { offset, width } = field else {
+            return unreachable_run();
+        };
+        self.stats.selected_dispatches += 1;
+        let entry = EntryLayout::new(plan.chains[0][0].parameters.len());
+        let key_sets: Vec<&[u32]> = plan.keys.iter().map(Vec::as_slice).collect();
+        let layouts = HashLayout::shared(&key_sets, |count| templated_headroom(count, entry.size));
+        let hash = (layouts[0].bits, layouts[0].multiplier);
+        let chain = plan.chains[0][0].clone();
+        let mut tables = Vec::with_capacity(keys.len());
+        for (((child, child_keys), chains), layout) in plan
+            .children
+            .iter()
+            .zip(plan.keys)
+            .zip(plan.chains)
+            .zip(layouts)
+        {
+            tables.push(self.template_table(*child, child_keys, chains, layout));
+        }
+        self.load_raw(offset, width, mask);
+        let slot = self.base_slot;
+        dynasm!(self.ops
+            ; .arch x64
+            ; lea rdi, [=>slot]
+            ; mov rcx, QWORD [rdi]
+            ; add rcx, rdi
+            ; xor esi, esi
+        );
+        for (&key, &table) in keys.iter().zip(&tables) {
+            let key = template::swap_within(key, width) as i32;
+            dynasm!(self.ops
+                ; .arch x64
+                // Plus the offset of the table within the data, filled in by `emit_tables`.
+                ; lea rdx, [rcx + 0x7fff_ffff]
+            );
+            self.pending_offsets.push((self.ops.offset() - 4, table));
+            dynasm!(self.ops
+                ; .arch x64
+                ; cmp eax, DWORD key
+                ; cmove rsi, rdx
+            );
+        }
+        // None of the keys: rare where this pays (the keys are what the traffic carries).
+        dynasm!(self.ops
+            ; .arch x64
+            ; test rsi, rsi
+            ; jz =>next
+            ; mov rcx, rsi
+        );
+        let end = field_end(plan.field);
+        let checked = if end <= checked {
+            checked
+        } else {
+            self.stats.bounds_checks += 1;
+            let need = plan.need as i32;
+            dynasm!(self.ops
+                ; .arch x64
+                ; cmp r10, DWORD need
+                ; jl =>next
+            );
+            plan.need
+        };
+        self.load_value(plan.field, plan.mask);
+        self.templated_probe(hash, entry, &chain, checked, (next, false), next);
+    }
+
+    /// Whether the keys at `key_nodes` (of one dispatch) qualify for
+    /// [`Codegen::selected_tables`], and what each leads to.
+    fn selected_tables_plan(&self, key_nodes: &[NodeIndex]) -> Option<SelectedTables> {
+        let trie = self.trie;
+        if !(2..=MAX_KEY_CODE_CHAIN).contains(&key_nodes.len()) {
+            return None;
+        }
+        let mut plan: Option<SelectedTables> = None;
+        for &key_node in key_nodes {
+            let &[child] = trie.node(key_node).alternatives() else {
+                return None;
+            };
+            let NodeKind::Dispatch { field, mask, .. } = *trie.node(child).kind() else {
+                return None;
+            };
+            let mut child_keys = Vec::new();
+            let mut child_key_nodes = Vec::new();
+            for &k in trie.node(child).alternatives() {
+                let NodeKind::Key { value } = *trie.node(k).kind() else {
+                    return None;
+                };
+                child_keys.push(value);
+                child_key_nodes.push(k);
+            }
+            if child_keys.len() <= MAX_COMPARE_CHAIN || !matches!(field, Field::Packet { .. }) {
+                return None;
+            }
+            let partition = template::partition_chains(trie, &child_key_nodes, MAX_COMPARE_CHAIN)?;
+            if !partition.exceptions.is_empty() {
+                return None;
+            }
+            let need = self.need(child);
+            let plan = plan.get_or_insert_with(|| SelectedTables {
+                field,
+                mask,
+                need,
+                children: Vec::new(),
+                keys: Vec::new(),
+                chains: Vec::new(),
+            });
+            // One body for all: the same field, the same shape, the same bounds checks.
+            let first = plan.chains.first().map(|chains| &chains[0]);
+            let same_checks = |a: &Chain, b: &Chain| {
+                a.nodes
+                    .iter()
+                    .zip(&b.nodes)
+                    .all(|(&x, &y)| self.need(x) == self.need(y))
+            };
+            if (plan.field, plan.mask, plan.need) != (field, mask, need)
+                || first.is_some_and(|first| {
+                    first.shape != partition.chains[0].shape
+                        || !same_checks(first, &partition.chains[0])
+                })
+            {
+                return None;
+            }
+            plan.children.push(child);
+            plan.keys.push(child_keys);
+            plan.chains.push(partition.chains);
+        }
+        plan
     }
 
     /// The shared body of a templated chain: `rsi` points at the entry, `rdi` holds its score

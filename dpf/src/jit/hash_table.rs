@@ -69,6 +69,32 @@ impl HashLayout {
         best.unwrap_or_else(|| Self::with_multiplier(keys, bits, MULTIPLIERS[0]))
     }
 
+    /// Layouts for several tables probed by one piece of code: one slot count (the largest
+    /// any set needs, at `factor(len)` slots per key) and one multiplier for all.
+    pub fn shared(key_sets: &[&[u32]], factor: impl Fn(usize) -> usize) -> Vec<HashLayout> {
+        let bits = key_sets
+            .iter()
+            .map(|keys| (keys.len() * factor(keys.len())).next_power_of_two().max(8))
+            .max()
+            .unwrap_or(256)
+            .trailing_zeros();
+        let mut best: Option<(usize, Vec<HashLayout>)> = None;
+        for multiplier in MULTIPLIERS {
+            let layouts: Vec<HashLayout> = key_sets
+                .iter()
+                .map(|keys| Self::with_multiplier(keys, bits, multiplier))
+                .collect();
+            let longest = layouts.iter().map(|l| l.longest_probe).max().unwrap_or(0);
+            if best.as_ref().is_none_or(|(b, _)| longest < *b) {
+                best = Some((longest, layouts));
+            }
+            if best.as_ref().is_some_and(|(b, _)| *b == 0) {
+                break;
+            }
+        }
+        best.map(|(_, layouts)| layouts).unwrap_or_default()
+    }
+
     fn with_multiplier(keys: &[u32], bits: u32, multiplier: u32) -> HashLayout {
         let size = 1usize << bits;
         let mut slots = vec![None; size];
