@@ -943,14 +943,27 @@ fn key_zero_in_templated_tables() {
 }
 
 /// The protocol dispatch above per-protocol templated tables of front-end flow filters becomes
-/// one `cmov`-chosen table (IPv4 and IPv6), and every flow's packets still go to their filter.
+/// one `cmov`-chosen table (IPv4 and IPv6), and every flow's packets still go to their filter,
+/// also when some hosts carry several flows (exceptions, reached when the table misses).
 #[test]
 fn protocol_dispatch_over_templated_tables_selects_by_cmov() {
+    for shared_hosts in [false, true] {
+        check_protocol_selection(shared_hosts);
+    }
+}
+
+fn check_protocol_selection(shared_hosts: bool) {
     let flows: Vec<Flow> = (0..400u32)
         .map(|i| Flow {
             ipv6: i % 4 == 3,
             protocol: if i % 3 == 0 { 17 } else { 6 },
-            host: 0x0a00_0000 + i,
+            // Every 24th flow reuses the host four flows back (same family and protocol).
+            host: 0x0a00_0000
+                + if shared_hosts && i % 24 == 23 {
+                    i - 4
+                } else {
+                    i
+                },
             port: 1000 + (i % 50) as u16,
             with_source_port: None,
         })

@@ -60,10 +60,12 @@ struct SelectedTables {
     mask: u32,
     /// Bytes every filter below loads (the same for each table).
     need: u32,
-    /// Per key: the templated dispatch below it, its keys and their chains.
+    /// Per key: the templated dispatch below it, its templated keys and their chains.
     children: Vec<NodeIndex>,
     keys: Vec<Vec<u32>>,
     chains: Vec<Vec<Chain>>,
+    /// Per key: the keys below it whose chains do not fit the template, and their nodes.
+    exceptions: Vec<(Vec<u32>, Vec<NodeIndex>)>,
 }
 
 /// What a table's entries carry besides the key.
@@ -666,6 +668,21 @@ impl Codegen<'_> {
         } else {
             self.load_value(field, mask);
         }
+        self.key_code(&keys, &key_nodes, &targets, raw, checked, next);
+    }
+
+    /// With `eax` = the dispatched value (`raw`: as loaded, of that width): a jump to the code
+    /// of the key it equals (`targets`, then emitted here), or to `next`.
+    fn key_code(
+        &mut self,
+        keys: &[u32],
+        key_nodes: &[NodeIndex],
+        targets: &[DynamicLabel],
+        raw: Option<Width>,
+        checked: u32,
+        next: DynamicLabel,
+    ) {
+        let trie = self.trie;
         if keys.len() <= MAX_KEY_CODE_CHAIN {
             if keys.len() > 1 {
                 self.stats.compare_chains += 1;
@@ -686,9 +703,9 @@ impl Codegen<'_> {
             }
             dynasm!(self.ops ; .arch x64 ; jmp =>next);
         } else {
-            self.hash_lookup(&keys, &targets, next);
+            self.hash_lookup(keys, targets, next);
         }
-        for (&key_node, &target) in key_nodes.iter().zip(&targets) {
+        for (&key_node, &target) in key_nodes.iter().zip(targets) {
             dynasm!(self.ops ; .arch x64 ; =>target);
             self.alternatives(key_node, checked);
             dynasm!(self.ops ; .arch x64 ; jmp =>next);
@@ -825,7 +842,9 @@ impl Codegen<'_> {
     /// chain shape: the table is chosen with `cmov`s and one probe and one body serve them all,
     /// so the branch on which key it was (as unpredictable as the traffic mix) is gone. The
     /// tables share a hash (`bits`, multiplier), so only their address differs; each stays
-    /// its own [`TemplateTable`], patched as any other.
+    /// its own [`TemplateTable`], patched as any other. Keys of a table that have code of
+    /// their own (exceptions) are reached on a miss, through a compare on the first field
+    /// again.
     fn selected_tables(
         &mut self,
         (field, mask): (Field, u32),
@@ -897,7 +916,47 @@ impl Codegen<'_> {
             plan.need
         };
         self.load_value(plan.field, plan.mask);
-        self.templated_probe(hash, entry, &chain, checked, (next, false), next);
+        let exceptions = plan.exceptions.iter().any(|(keys, _)| !keys.is_empty());
+        let miss = self.ops.new_dynamic_label();
+        self.templated_probe(hash, entry, &chain, checked, (miss, exceptions), next);
+        if !exceptions {
+            return;
+        }
+        // Missed a table that has exceptions (keys with code of their own): which table was it?
+        // A branch again, but only on a miss.
+        dynasm!(self.ops ; .arch x64 ; =>miss);
+        self.load_raw(offset, width, mask);
+        let mut own_code = Vec::new();
+        for (&key, (exception_keys, exception_nodes)) in keys.iter().zip(plan.exceptions) {
+            if exception_keys.is_empty() {
+                continue;
+            }
+            let label = self.ops.new_dynamic_label();
+            let key = template::swap_within(key, width) as i32;
+            dynasm!(self.ops
+                ; .arch x64
+                ; cmp eax, DWORD key
+                ; je =>label
+            );
+            own_code.push((label, exception_keys, exception_nodes));
+        }
+        dynasm!(self.ops ; .arch x64 ; jmp =>next);
+        for (label, exception_keys, exception_nodes) in own_code {
+            dynasm!(self.ops ; .arch x64 ; =>label);
+            self.load_value(plan.field, plan.mask);
+            let targets: Vec<DynamicLabel> = exception_keys
+                .iter()
+                .map(|_| self.ops.new_dynamic_label())
+                .collect();
+            self.key_code(
+                &exception_keys,
+                &exception_nodes,
+                &targets,
+                None,
+                checked,
+                next,
+            );
+        }
     }
 
     /// Whether the keys at `key_nodes` (of one dispatch) qualify for
@@ -928,9 +987,6 @@ impl Codegen<'_> {
                 return None;
             }
             let partition = template::partition_chains(trie, &child_key_nodes, MAX_COMPARE_CHAIN)?;
-            if !partition.exceptions.is_empty() {
-                return None;
-            }
             let need = self.need(child);
             let plan = plan.get_or_insert_with(|| SelectedTables {
                 field,
@@ -939,6 +995,7 @@ impl Codegen<'_> {
                 children: Vec::new(),
                 keys: Vec::new(),
                 chains: Vec::new(),
+                exceptions: Vec::new(),
             });
             // One body for all: the same field, the same shape, the same bounds checks.
             let first = plan.chains.first().map(|chains| &chains[0]);
@@ -957,8 +1014,13 @@ impl Codegen<'_> {
                 return None;
             }
             plan.children.push(child);
-            plan.keys.push(child_keys);
+            plan.keys
+                .push(partition.templated.iter().map(|&i| child_keys[i]).collect());
             plan.chains.push(partition.chains);
+            plan.exceptions.push((
+                pick(&child_keys, &partition.exceptions),
+                pick(&child_key_nodes, &partition.exceptions),
+            ));
         }
         plan
     }
