@@ -996,3 +996,55 @@ fn check_protocol_selection(shared_hosts: bool) {
         assert_eq!(code.classify(&packet), None);
     }
 }
+
+/// A two-byte dispatch (here the ethertype) over templated tables chooses its table by a chain
+/// of `cmov` rather than a byte-indexed selector: every flow is found, and packets of another
+/// type or with a changed port are not.
+#[test]
+fn two_byte_dispatch_over_templated_tables_selects_by_cmov() {
+    let types = [0x0800u32, 0x0801, 0x0802];
+    let mut filters = Vec::new();
+    for i in 0..60u32 {
+        let steps = vec![
+            eq(12, Width::B2, types[i as usize % 3]),
+            eq(26, Width::B4, 0x0a00_0000 + i),
+            eq(36, Width::B2, 1000 + i),
+        ];
+        filters.push(
+            UnverifiedFilter {
+                id: FilterId(i),
+                steps,
+            }
+            .verify()
+            .unwrap(),
+        );
+    }
+    let (bound, trie) = bind_all(filters);
+    let compiled = jit::compile(&trie).unwrap();
+    assert_eq!(
+        compiled.stats().selected_dispatches,
+        1,
+        "{:?}",
+        compiled.stats()
+    );
+    let code = ExecutableTrie::new(&compiled).unwrap();
+    for i in 0..60u32 {
+        for (ethertype, port, expected) in [
+            (types[i as usize % 3], 1000 + i, Some(FilterId(i))),
+            (types[(i as usize + 1) % 3], 1000 + i, None),
+            (0x86dd, 1000 + i, None),
+            (types[i as usize % 3], 999, None),
+        ] {
+            let mut data = [0u8; 40];
+            data[12..14].copy_from_slice(&(ethertype as u16).to_be_bytes());
+            data[26..30].copy_from_slice(&(0x0a00_0000 + i).to_be_bytes());
+            data[36..38].copy_from_slice(&(port as u16).to_be_bytes());
+            for cut in [40, 37] {
+                let packet = Packet::whole(&data[..cut]);
+                let want = if cut == 40 { expected } else { None };
+                assert_eq!(code.classify(&packet), want);
+                assert_eq!(reference_classify(&bound, &packet), want);
+            }
+        }
+    }
+}

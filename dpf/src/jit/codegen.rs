@@ -68,6 +68,15 @@ struct SelectedTables {
     exceptions: Vec<(Vec<u32>, Vec<NodeIndex>)>,
 }
 
+/// A 256-entry selector (`u32` table offsets within the data, indexed by a byte) to lay out
+/// at the start of the data, filled in once every table is placed.
+#[derive(Debug)]
+struct PendingSelector {
+    label: DynamicLabel,
+    /// Each key (a byte) and its table.
+    entries: Vec<(u32, DynamicLabel)>,
+}
+
 /// What a table's entries carry besides the key.
 #[derive(Debug)]
 enum TableEntries {
@@ -145,6 +154,7 @@ struct Codegen<'t> {
     /// Per node slot: bytes every filter through the node loads from the current base.
     need: Vec<u32>,
     tables: Vec<PendingTable>,
+    selectors: Vec<PendingSelector>,
     templates: Vec<TemplateTable>,
     stats: CodegenStats,
     /// The data-base slot after the instructions: a `u64` holding the distance from the slot
@@ -233,6 +243,7 @@ pub fn generate(trie: &Trie) -> Result<GeneratedCode, EmitError> {
         ops,
         need: compute_need(trie),
         tables: Vec::new(),
+        selectors: Vec::new(),
         templates: Vec::new(),
         stats: CodegenStats::default(),
         base_slot,
@@ -879,29 +890,12 @@ impl Codegen<'_> {
             ; lea rdi, [=>slot]
             ; mov rcx, QWORD [rdi]
             ; add rcx, rdi
-            ; xor esi, esi
         );
-        for (&key, &table) in keys.iter().zip(&tables) {
-            let key = template::swap_within(key, width) as i32;
-            dynasm!(self.ops
-                ; .arch x64
-                // Plus the offset of the table within the data, filled in by `emit_tables`.
-                ; lea rdx, [rcx + 0x7fff_ffff]
-            );
-            self.pending_offsets.push((self.ops.offset() - 4, table));
-            dynasm!(self.ops
-                ; .arch x64
-                ; cmp eax, DWORD key
-                ; cmove rsi, rdx
-            );
+        if width == Width::B1 {
+            self.choose_table_by_selector(keys, &tables, next);
+        } else {
+            self.choose_table_by_cmov(width, keys, &tables, next);
         }
-        // None of the keys: rare where this pays (the keys are what the traffic carries).
-        dynasm!(self.ops
-            ; .arch x64
-            ; test rsi, rsi
-            ; jz =>next
-            ; mov rcx, rsi
-        );
         let end = field_end(plan.field);
         let checked = if end <= checked {
             checked
@@ -957,6 +951,68 @@ impl Codegen<'_> {
                 next,
             );
         }
+    }
+
+    /// `rcx` = the table of the key `eax` (a byte, such as the IP protocol) equals, by one load
+    /// from a 256-entry selector in the data holding each key's table offset (0: none); to
+    /// `next` when it is none of them. `rcx` holds the data's start on entry.
+    fn choose_table_by_selector(
+        &mut self,
+        keys: &[u32],
+        tables: &[DynamicLabel],
+        next: DynamicLabel,
+    ) {
+        let selector = self.ops.new_dynamic_label();
+        dynasm!(self.ops
+            ; .arch x64
+            // Plus the selector's offset within the data, filled in by `emit_tables`.
+            ; mov esi, DWORD [rcx + rax * 4 + 0x7fff_ffff]
+        );
+        self.pending_offsets.push((self.ops.offset() - 4, selector));
+        self.selectors.push(PendingSelector {
+            label: selector,
+            entries: keys.iter().copied().zip(tables.iter().copied()).collect(),
+        });
+        // None of the keys: rare where this pays (the keys are what the traffic carries).
+        dynasm!(self.ops
+            ; .arch x64
+            ; test esi, esi
+            ; jz =>next
+            ; add rcx, rsi
+        );
+    }
+
+    /// `rcx` = the table of the key `eax` (as loaded, of `width`) equals, by a chain of `cmov`;
+    /// to `next` when it is none of them. `rcx` holds the data's start on entry.
+    fn choose_table_by_cmov(
+        &mut self,
+        width: Width,
+        keys: &[u32],
+        tables: &[DynamicLabel],
+        next: DynamicLabel,
+    ) {
+        dynasm!(self.ops ; .arch x64 ; xor esi, esi);
+        for (&key, &table) in keys.iter().zip(tables) {
+            let key = template::swap_within(key, width) as i32;
+            dynasm!(self.ops
+                ; .arch x64
+                // Plus the offset of the table within the data, filled in by `emit_tables`.
+                ; lea rdx, [rcx + 0x7fff_ffff]
+            );
+            self.pending_offsets.push((self.ops.offset() - 4, table));
+            dynasm!(self.ops
+                ; .arch x64
+                ; cmp eax, DWORD key
+                ; cmove rsi, rdx
+            );
+        }
+        // None of the keys: rare where this pays (the keys are what the traffic carries).
+        dynasm!(self.ops
+            ; .arch x64
+            ; test rsi, rsi
+            ; jz =>next
+            ; mov rcx, rsi
+        );
     }
 
     /// Whether the keys at `key_nodes` (of one dispatch) qualify for
@@ -1209,6 +1265,16 @@ impl Codegen<'_> {
         let data_offset = self.ops.offset();
         self.ops
             .patch_u64(slot_offset, (data_offset - slot_offset) as u64);
+        // Selectors first, so no table starts at data offset 0 (a selector's "none").
+        let selectors = core::mem::take(&mut self.selectors);
+        let mut selector_starts = Vec::with_capacity(selectors.len());
+        for selector in &selectors {
+            dynasm!(self.ops ; .arch x64 ; .align 16 ; =>selector.label);
+            selector_starts.push(self.ops.offset());
+            for _ in 0..256 {
+                self.ops.push_u32(0);
+            }
+        }
         for table in core::mem::take(&mut self.tables) {
             dynasm!(self.ops ; .arch x64 ; .align 16 ; =>table.label);
             let start = self.ops.offset();
@@ -1251,6 +1317,18 @@ impl Codegen<'_> {
                         }
                     }
                 }
+            }
+        }
+        for (selector, start) in selectors.iter().zip(selector_starts) {
+            for &(key, table) in &selector.entries {
+                let table = self
+                    .ops
+                    .label_offset(table)
+                    .ok_or(EmitError::UndefinedLabel)?;
+                let relative = u32::try_from(table - data_offset)
+                    .map_err(|_| EmitError::RelocationOutOfRange)?;
+                self.ops
+                    .patch_u32(start + 4 * (key as usize & 0xff), relative);
             }
         }
         for (at, table) in core::mem::take(&mut self.pending_offsets) {
