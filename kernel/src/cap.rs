@@ -27,6 +27,13 @@ pub enum Object {
     /// The right to monitor the network (bind filters that claim no port). The boot
     /// command line's `monitor=APP` gives each such app a root.
     NetMonitor,
+    /// A bound packet filter, by the id `filter_bind` returned. The binding lasts as long as
+    /// the capability `filter_bind` made for it: removing that one (deleted, revoked with its
+    /// parent, its holder ended) unbinds the filter; removing a granted copy does not.
+    FilterBinding {
+        /// The filter id.
+        id: u32,
+    },
 }
 
 /// A live capability.
@@ -208,6 +215,32 @@ impl CapSpace {
             children: Vec::new(),
         })?;
         if let Some(source) = self.slots[parent as usize].capability.as_mut() {
+            source.children.push(index);
+        }
+        Ok(self.handle_of(index))
+    }
+
+    /// Creates a capability to a new `object` for `owner`, derived from `owner`'s `parent`
+    /// (which needs every right in `needed`): it lives no longer than `parent`, so revoking or
+    /// deleting `parent` removes it too. This is how a resource obtained through a capability
+    /// (a monitor filter bound with a monitor capability) goes when that capability goes.
+    pub fn derive(
+        &mut self,
+        parent: CapHandle,
+        owner: u32,
+        needed: Rights,
+        object: Object,
+        rights: Rights,
+    ) -> Result<CapHandle, CapError> {
+        self.lookup(parent, owner, needed)?;
+        let index = self.insert(Capability {
+            owner,
+            object,
+            rights,
+            parent: Some(parent.index()),
+            children: Vec::new(),
+        })?;
+        if let Some(source) = self.slots[parent.index() as usize].capability.as_mut() {
             source.children.push(index);
         }
         Ok(self.handle_of(index))
@@ -475,6 +508,45 @@ mod tests {
             space.lookup(child, B, Rights::MONITOR),
             Err(CapError::Invalid)
         );
+    }
+
+    #[test]
+    fn a_derived_object_goes_with_its_parent() {
+        let mut space = CapSpace::new(16);
+        let monitor = space
+            .create(A, Object::NetMonitor, Rights::MONITOR | Rights::GRANT)
+            .unwrap();
+        let binding_rights = Rights::CONTROL | Rights::GRANT;
+        let binding = Object::FilterBinding { id: 7 };
+        // Deriving needs the parent's right, and the parent must be the caller's.
+        assert_eq!(
+            space.derive(monitor, A, Rights::CALL, binding, binding_rights),
+            Err(CapError::Denied)
+        );
+        assert_eq!(
+            space.derive(monitor, B, Rights::MONITOR, binding, binding_rights),
+            Err(CapError::Invalid)
+        );
+        let own = space
+            .derive(monitor, A, Rights::MONITOR, binding, binding_rights)
+            .unwrap();
+        assert_eq!(
+            space.lookup(own, A, Rights::CONTROL).unwrap().object,
+            binding
+        );
+        let copy = space.grant(own, A, B, Rights::CONTROL).unwrap();
+        let mut removed = Vec::new();
+        assert_eq!(space.revoke(monitor, A, &mut |r| removed.push(r)), Ok(2));
+        assert!(
+            removed
+                .iter()
+                .any(|r| r.handle == own && r.object == binding)
+        );
+        assert_eq!(
+            space.lookup(copy, B, Rights::CONTROL),
+            Err(CapError::Invalid)
+        );
+        assert!(space.lookup(monitor, A, Rights::MONITOR).is_ok());
     }
 
     #[test]

@@ -561,9 +561,15 @@ impl Kernel {
         drop(env);
     }
 
-    /// Undoes what removed capabilities were used for: their mappings go, and frames whose
-    /// root capability went are freed (after every mapping of them is gone).
+    /// Undoes what removed capabilities were used for: filters bound by them are unbound,
+    /// their mappings go, and frames whose root capability went are freed (after every
+    /// mapping of them is gone).
     pub fn undo(&mut self, removed: &[Removed]) {
+        for capability in removed {
+            if let Object::FilterBinding { id } = capability.object {
+                crate::net::capability_removed(id, capability.handle);
+            }
+        }
         for capability in removed {
             let Some(env) = self.env_mut(capability.owner) else {
                 continue;

@@ -86,20 +86,14 @@ fn call_of(kernel: &mut Kernel, frame: &mut TrapFrame, call: Syscall) -> Flow {
             Ok(_) => Flow::Return(Err(Error::PeerGone)),
             Err(error) => Flow::Return(Err(error)),
         },
-        Syscall::FilterBind => {
-            // Checked only for a filter that claims no port (a monitor filter); any failure
-            // (none, forged, revoked, wrong object or rights) is `Denied`.
-            let monitor = kernel
-                .caps
-                .lookup(CapHandle(frame.r8), kernel.running(), Rights::MONITOR)
-                .is_ok_and(|capability| capability.object == Object::NetMonitor);
-            Flow::Return(net::filter_bind(
-                kernel.current(),
-                UserSlice::new(a0, a1),
-                UserSlice::new(a2, frame.r10),
-                monitor,
-            ))
-        }
+        Syscall::FilterBind => match filter_bind(kernel, frame) {
+            Ok((id, capability)) => {
+                // The second result travels in `rdi` (see the ABI).
+                frame.rdi = capability.raw();
+                Flow::Return(Ok(u64::from(id)))
+            }
+            Err(error) => Flow::Return(Err(error)),
+        },
         _ => Flow::Return(simple_call(kernel, call, a0, a1, a2, frame.r10)),
     }
 }
@@ -222,7 +216,7 @@ fn simple_call(
             let _ = a3;
             Ok(count)
         }
-        Syscall::FilterUnbind => net::filter_unbind(me, a0),
+        Syscall::FilterUnbind => filter_unbind(kernel, a0),
         Syscall::NetWait => net::wait(me, a0),
         Syscall::NetCounter => net::counter(a0),
         Syscall::NetTransmit => net::transmit(kernel.current(), a0, a1),
@@ -237,6 +231,70 @@ fn simple_call(
         | Syscall::FilterBind
         | Syscall::EnvDestroy => unreachable!("handled in call_of"),
     }
+}
+
+/// Rights on the capability `filter_bind` returns: unbind (`CONTROL`) and pass it on.
+pub const BINDING_RIGHTS: Rights = Rights::CONTROL.union(Rights::GRANT);
+
+/// `filter_bind`: binds, then makes the binding's capability (derived from the monitor
+/// capability for a monitor filter, so revoking that one unbinds it; a root otherwise).
+fn filter_bind(kernel: &mut Kernel, frame: &TrapFrame) -> Result<(u32, CapHandle), Error> {
+    let me = kernel.running();
+    let monitor_handle = CapHandle(frame.r8);
+    // Checked only for a filter that claims no port (a monitor filter); any failure (none,
+    // forged, revoked, wrong object or rights) is `Denied`.
+    let monitor = kernel
+        .caps
+        .lookup(monitor_handle, me, Rights::MONITOR)
+        .is_ok_and(|capability| capability.object == Object::NetMonitor);
+    let binding = net::filter_bind(
+        kernel.current(),
+        UserSlice::new(frame.rdi, frame.rsi),
+        UserSlice::new(frame.rdx, frame.r10),
+        monitor,
+    )?;
+    let object = Object::FilterBinding { id: binding.id };
+    let capability = if binding.monitor {
+        kernel
+            .caps
+            .derive(monitor_handle, me, Rights::MONITOR, object, BINDING_RIGHTS)
+    } else {
+        kernel.caps.create(me, object, BINDING_RIGHTS)
+    };
+    match capability {
+        Ok(capability) => {
+            net::attach_capability(binding.id, capability);
+            Ok((binding.id, capability))
+        }
+        Err(error) => {
+            net::unbind(binding.id);
+            Err(error.into())
+        }
+    }
+}
+
+/// `filter_unbind(binding_cap)`: deletes the capability the binding lives by, with every copy
+/// granted from it; `Kernel::undo` then unbinds the filter.
+fn filter_unbind(kernel: &mut Kernel, handle: u64) -> Result<u64, Error> {
+    let me = kernel.running();
+    let handle = CapHandle(handle);
+    // The type first, as for environments: another object is the wrong capability.
+    let capability = kernel.caps.lookup(handle, me, Rights::empty())?;
+    let Object::FilterBinding { id } = capability.object else {
+        return Err(Error::InvalidCapability);
+    };
+    if !capability.rights.contains(Rights::CONTROL) {
+        return Err(Error::Denied);
+    }
+    // The binding is gone only if its ring was dropped for want of memory (see `net::unbind`):
+    // then the capability presented is all that is left to delete.
+    let (primary, holder) = net::binding_capability(id).unwrap_or((handle, me));
+    let mut removed = Vec::new();
+    kernel
+        .caps
+        .delete(primary, holder, &mut |r| removed.push(r))?;
+    kernel.undo(&removed);
+    Ok(0)
 }
 
 fn set_upcall(kernel: &mut Kernel, kind: u64, entry: u64, stack: u64) -> Result<u64, Error> {

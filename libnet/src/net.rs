@@ -1,6 +1,7 @@
 //! The network calls: bind DPF filters to packet rings in this app's memory, wait for frames,
 //! read the kernel's counters. Ring layout: `exo_abi::net`.
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use exo_abi::cap::CapHandle;
 use exo_abi::net::{RING_SLOT_BYTES, RING_SLOT_HEADER_BYTES};
 use exo_abi::{Error, Syscall, error::decode_result};
 
@@ -25,36 +26,60 @@ fn syscall4(call: Syscall, a0: u64, a1: u64, a2: u64, a3: u64) -> u64 {
     result
 }
 
+/// A bound filter: its id, and the capability the binding lives by (rights
+/// `CONTROL | GRANT`; delete it or pass it to [`filter_unbind`] to unbind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// The filter id the kernel gave it.
+    pub id: u64,
+    /// The binding's capability.
+    pub capability: CapHandle,
+}
+
 /// Binds an encoded filter (`dpf::wire`) to the ring at `ring` (`ring_length_bytes` long).
 /// `monitor` is a monitor capability (right `MONITOR`), needed only for a filter that claims
 /// no port; `CapHandle::NONE` otherwise.
+#[allow(unsafe_code)]
 pub fn filter_bind(
     filter: &[u8],
     ring: u64,
     ring_length_bytes: u64,
-    monitor: exo_abi::cap::CapHandle,
-) -> Result<u64, Error> {
-    crate::sys::syscall5(
-        Syscall::FilterBind,
-        [
-            filter.as_ptr() as u64,
-            filter.len() as u64,
-            ring,
-            ring_length_bytes,
-            monitor.raw(),
-        ],
-    )
+    monitor: CapHandle,
+) -> Result<Binding, Error> {
+    let result: u64;
+    let capability: u64;
+    // SAFETY: as `sys::syscall5`; `filter_bind` also returns the capability in `rdi`, and the
+    // kernel reads only the filter and checks the ring against this environment's mappings.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") Syscall::FilterBind.number() => result,
+            inlateout("rdi") filter.as_ptr() as u64 => capability,
+            in("rsi") filter.len() as u64,
+            in("rdx") ring,
+            in("r10") ring_length_bytes,
+            in("r8") monitor.raw(),
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    decode_result(result).map(|id| Binding {
+        id,
+        capability: CapHandle(capability),
+    })
 }
 
 /// The monitor capability a boot app named in `monitor=APP` starts with (in the argument
 /// register); meaningless for a spawned child, whose argument is its parent's.
-pub fn boot_monitor() -> exo_abi::cap::CapHandle {
-    exo_abi::cap::CapHandle(crate::env::argument())
+pub fn boot_monitor() -> CapHandle {
+    CapHandle(crate::env::argument())
 }
 
-/// Removes a binding.
-pub fn filter_unbind(id: u64) -> Result<u64, Error> {
-    decode_result(syscall4(Syscall::FilterUnbind, id, 0, 0, 0))
+/// Removes the binding `capability` names (the binder's own or a granted copy with
+/// `CONTROL`).
+pub fn filter_unbind(capability: CapHandle) -> Result<u64, Error> {
+    decode_result(syscall4(Syscall::FilterUnbind, capability.raw(), 0, 0, 0))
 }
 
 /// Polls the NIC until frames reach this app's rings (their count) or `spin_budget` empty

@@ -125,7 +125,7 @@ impl Outcome {
 }
 
 /// The expression without netmon's option prefix (`stall:`, `claimed:`, `revoked:`,
-/// `unbind-after=N:`).
+/// `unbind-after=N:`, `revoke-after=N:`).
 fn strip_options(expression: &str) -> &str {
     if let Some(rest) = expression
         .strip_prefix("stall:")
@@ -134,7 +134,9 @@ fn strip_options(expression: &str) -> &str {
     {
         return rest;
     }
-    if let Some(rest) = expression.strip_prefix("unbind-after=")
+    if let Some(rest) = expression
+        .strip_prefix("unbind-after=")
+        .or_else(|| expression.strip_prefix("revoke-after="))
         && let Some((_, rest)) = rest.split_once(':')
     {
         return rest;
@@ -516,7 +518,8 @@ const NET_SCENARIOS: &[NetScenario] = &[
     },
     NetScenario {
         // The monitor right is a capability: netmon starts with a root one (`monitor=netmon`),
-        // grants itself a derived one and binds a monitor filter with it, unbinds, revokes it
+        // grants itself a derived one and binds a monitor filter with it, revokes it (which
+        // unbinds that filter: its binding capability derives from the monitor capability)
         // and is refused (`Denied`) the same binding; then binds with the root and gets all.
         name: "net-monitor-capability",
         expressions: &["revoked:udp"],
@@ -527,6 +530,9 @@ const NET_SCENARIOS: &[NetScenario] = &[
             let checked = outcome
                 .serial
                 .contains("netmon: bound with a granted monitor capability")
+                && outcome
+                    .serial
+                    .contains("netmon: revoking the monitor capability unbound its filters")
                 && outcome.serial.contains("netmon: after revoke: Denied")
                 && outcome
                     .serial
@@ -627,6 +633,51 @@ const NET_SCENARIOS: &[NetScenario] = &[
             Ok(())
         },
     },
+    NetScenario {
+        // Bindings are capabilities: the first app checks `filter_unbind` refuses bad
+        // capabilities (none, an environment's, forged, a copy without CONTROL), unbinds
+        // through a granted copy and by deleting its capabilities, which are stale after; its
+        // ring gets nothing more, and the port it claimed is free: the third app, refused at
+        // first (`AddressInUse`), binds it and gets the rest.
+        name: "net-binding-capability",
+        expressions: &[
+            "revoke-after=50:udp dst port 7001",
+            "udp dst port 7002",
+            "claimed:udp dst port 7001",
+        ],
+        counts: &[300, 300],
+        runts: 0,
+        judge: |outcome| {
+            outcome.no_loss()?;
+            let (first, hosted) = app_count(outcome, 0);
+            let (second, second_hosted) = app_count(outcome, 1);
+            let (third, _) = app_count(outcome, 2);
+            let checks = outcome
+                .serial
+                .contains("]: binding capability checks passed");
+            let silent = outcome
+                .serial
+                .contains("]: filter 0 received 0 after unbinding");
+            let refused = outcome.serial.contains(
+                "]: filter 0 \"udp dst port 7001\": AddressInUse, waiting for the owner to unbind",
+            );
+            let rebound = outcome.serial.contains("]: filter 0 bound once released");
+            if !checks
+                || !silent
+                || !refused
+                || !rebound
+                || !(50..hosted).contains(&first)
+                || third == 0
+                || first + third > hosted
+                || second != second_hosted
+            {
+                return Err(format!(
+                    "checks {checks}, nothing after unbinding {silent}, refused {refused}, rebound {rebound}; port 7001: first app {first}, third {third} of {hosted}; port 7002: {second} of {second_hosted}"
+                ));
+            }
+            Ok(())
+        },
+    },
 ];
 
 /// Runs the scenarios that need traffic (for `cargo xtask test`); returns (passed, failed).
@@ -690,6 +741,7 @@ mod tests {
         assert_eq!(strip_options("stall:tcp"), "tcp");
         assert_eq!(strip_options("claimed:tcp"), "tcp");
         assert_eq!(strip_options("unbind-after=5:udp"), "udp");
+        assert_eq!(strip_options("revoke-after=5:udp"), "udp");
         assert_eq!(hex("ab "), "616220");
     }
 }

@@ -10,6 +10,10 @@
 //!
 //! An argument may start with an option: `stall:EXPR` binds but never drains that ring (it
 //! fills; the kernel drops and counts), `unbind-after=N:EXPR` unbinds once N frames arrived,
+//! `revoke-after=N:EXPR` does the same by deleting the bindings' capabilities, after checking
+//! `filter_unbind` refuses bad capabilities (none, another object, forged, a copy without
+//! `CONTROL`) and that a granted copy with `CONTROL` unbinds, and that the capabilities are
+//! stale afterwards; both print how many frames reached the ring after unbinding (0).
 //! `claimed:EXPR` expects another instance to own EXPR's port: the first bind (after a short
 //! wait, so that instance has bound) must be refused with `AddressInUse`; netmon then retries
 //! after every wait until the port is released and the bind succeeds.
@@ -90,10 +94,11 @@ fn main() -> u8 {
 
     let mut expressions = 0;
     let mut stalled = [false; MAX_EXPRESSIONS];
-    let mut unbind_after = [None::<u64>; MAX_EXPRESSIONS];
+    let mut unbind_after = [None::<(u64, Unbinding)>; MAX_EXPRESSIONS];
+    let mut after_unbind = [None::<u64>; MAX_EXPRESSIONS];
     let mut claimed: [Option<alloc::vec::Vec<dpf::Filter>>; MAX_EXPRESSIONS] = Default::default();
     let mut owned_port = None;
-    let mut ids: [alloc::vec::Vec<u64>; MAX_EXPRESSIONS] = Default::default();
+    let mut bindings: [alloc::vec::Vec<net::Binding>; MAX_EXPRESSIONS] = Default::default();
     let mut buffer = [0u8; 1024];
     while expressions < MAX_EXPRESSIONS {
         let Ok(length) = net::boot_argument(expressions as u64, &mut buffer) else {
@@ -107,11 +112,18 @@ fn main() -> u8 {
         if let Some(rest) = expression.strip_prefix("stall:") {
             stalled[expressions] = true;
             expression = rest;
-        } else if let Some(rest) = expression.strip_prefix("unbind-after=")
+        } else if let Some((rest, how)) = expression
+            .strip_prefix("unbind-after=")
+            .map(|rest| (rest, Unbinding::Unbind))
+            .or_else(|| {
+                expression
+                    .strip_prefix("revoke-after=")
+                    .map(|rest| (rest, Unbinding::Revoke))
+            })
             && let Some((count, rest)) = rest.split_once(':')
             && let Ok(count) = count.parse()
         {
-            unbind_after[expressions] = Some(count);
+            unbind_after[expressions] = Some((count, how));
             expression = rest;
         } else if let Some(rest) = expression.strip_prefix("revoked:") {
             revoked = true;
@@ -143,7 +155,7 @@ fn main() -> u8 {
             }
         }
         match bind_all(&filters, &RINGS[expressions], net::boot_monitor()) {
-            Ok(bound) => ids[expressions] = bound,
+            Ok(bound) => bindings[expressions] = bound,
             Err(error) if claimed[expressions].is_some() => {
                 println!(
                     "netmon[{me}]: filter {expressions} {expression:?}: {error:?}, waiting for the owner to unbind"
@@ -217,7 +229,7 @@ fn main() -> u8 {
             if let Some(filters) = claimed[index].as_ref().filter(|f| !f.is_empty()) {
                 match bind_all(filters, &RINGS[index], net::boot_monitor()) {
                     Ok(bound) => {
-                        ids[index] = bound;
+                        bindings[index] = bound;
                         claimed[index] = None;
                         println!("netmon[{me}]: filter {index} bound once released");
                     }
@@ -229,15 +241,22 @@ fn main() -> u8 {
                 }
             }
             while RINGS[index].take(|_, _| received[index] += 1) {}
-            if let Some(limit) = unbind_after[index]
+            if let Some((limit, how)) = unbind_after[index]
                 && received[index] >= limit
             {
-                for id in ids[index].drain(..) {
-                    if let Err(error) = net::filter_unbind(id) {
-                        println!("netmon[{me}]: unbinding {id}: {error:?}");
-                        return 6;
-                    }
+                let unbound = match how {
+                    Unbinding::Unbind => bindings[index]
+                        .drain(..)
+                        .try_for_each(|binding| net::filter_unbind(binding.capability).map(|_| ())),
+                    Unbinding::Revoke => revoke_bindings(me, &mut bindings[index]),
+                };
+                if let Err(error) = unbound {
+                    println!("netmon[{me}]: unbinding filter {index}: {error:?}");
+                    return 6;
                 }
+                // Everything in the ring now was delivered before the unbinding.
+                while RINGS[index].take(|_, _| received[index] += 1) {}
+                after_unbind[index] = Some(received[index]);
                 unbind_after[index] = None;
                 println!(
                     "netmon[{me}]: filter {index} unbound after {}",
@@ -263,6 +282,12 @@ fn main() -> u8 {
     }
     for (index, count) in received.iter().take(expressions).enumerate() {
         println!("netmon[{me}]: filter {index} received {count}");
+        if let Some(at_unbind) = after_unbind[index] {
+            println!(
+                "netmon[{me}]: filter {index} received {} after unbinding",
+                count - at_unbind
+            );
+        }
     }
     0
 }
@@ -271,31 +296,96 @@ fn main() -> u8 {
 #[cfg(target_os = "none")]
 const CLAIMED_WAIT_TICKS: u64 = 20;
 
+/// How an `unbind-after=`/`revoke-after=` expression ends its bindings.
+#[cfg(target_os = "none")]
+#[derive(Clone, Copy, Debug)]
+enum Unbinding {
+    /// `filter_unbind` with each binding's capability.
+    Unbind,
+    /// Checks, then deletes the capabilities (see [`revoke_bindings`]).
+    Revoke,
+}
+
 /// Binds every conjunction to `ring`; on an error, unbinds those it bound.
 #[cfg(target_os = "none")]
 fn bind_all<const N: usize>(
     filters: &[dpf::Filter],
     ring: &libnet::net::Ring<N>,
     monitor: libnet::abi::cap::CapHandle,
-) -> Result<alloc::vec::Vec<u64>, libnet::Error> {
+) -> Result<alloc::vec::Vec<libnet::net::Binding>, libnet::Error> {
     let (address, bytes) = ring.region();
-    let mut ids = alloc::vec::Vec::new();
+    let mut bindings = alloc::vec::Vec::new();
     for filter in filters {
         match libnet::net::filter_bind(&dpf::wire::encode(filter), address, bytes, monitor) {
-            Ok(id) => ids.push(id),
+            Ok(binding) => bindings.push(binding),
             Err(error) => {
-                for id in ids {
-                    let _ = libnet::net::filter_unbind(id);
+                for binding in bindings {
+                    let _ = libnet::net::filter_unbind(binding.capability);
                 }
                 return Err(error);
             }
         }
     }
-    Ok(ids)
+    Ok(bindings)
+}
+
+/// Ends `bindings` through their capabilities, checking the refusals on the way: `filter_unbind`
+/// of no capability, of an environment capability and of a forged handle is
+/// `InvalidCapability`; of a granted copy without `CONTROL`, `Denied`. The first binding is
+/// unbound through a granted copy with `CONTROL`, the others by deleting their capability;
+/// afterwards the capabilities and the copy are stale (`InvalidCapability`).
+#[cfg(target_os = "none")]
+fn revoke_bindings(
+    me: u64,
+    bindings: &mut alloc::vec::Vec<libnet::net::Binding>,
+) -> Result<(), libnet::Error> {
+    use libnet::abi::cap::{CapHandle, Rights};
+    use libnet::{Error, env, net, sys};
+    let Some(first) = bindings.first().copied() else {
+        return Ok(());
+    };
+    let handle = first.capability;
+    let forged = CapHandle::new(handle.index(), handle.generation().wrapping_add(1));
+    let refusals = [
+        net::filter_unbind(CapHandle::NONE),
+        net::filter_unbind(env::own()),
+        net::filter_unbind(forged),
+    ];
+    let weak = sys::cap_grant(handle, env::own(), Rights::GRANT)?;
+    let without_control = net::filter_unbind(weak);
+    let strong = sys::cap_grant(handle, env::own(), Rights::CONTROL)?;
+    let by_copy = net::filter_unbind(strong);
+    let mut deleted = Ok(0);
+    for binding in bindings.iter().skip(1) {
+        deleted = deleted.and(sys::cap_delete(binding.capability));
+    }
+    let stale = [
+        net::filter_unbind(handle),
+        net::filter_unbind(strong),
+        net::filter_unbind(weak),
+    ];
+    libnet::println!(
+        "netmon[{me}]: binding capability: none, env, forged {refusals:?}; copy without CONTROL {without_control:?}; unbound by a granted copy {by_copy:?}, {} by cap_delete {deleted:?}; stale {stale:?}",
+        bindings.len() - 1
+    );
+    let invalid = Err(Error::InvalidCapability);
+    let good = refusals.iter().all(|r| *r == invalid)
+        && without_control == Err(Error::Denied)
+        && by_copy.is_ok()
+        && deleted.is_ok()
+        && stale.iter().all(|r| *r == invalid);
+    bindings.clear();
+    if good {
+        libnet::println!("netmon[{me}]: binding capability checks passed");
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument)
+    }
 }
 
 /// Grants this app's boot monitor capability to itself, binds `filters` with the granted
-/// one, unbinds, revokes the grant and binds again: `Ok` when that last bind is `Denied`.
+/// one, revokes the grant (which must unbind them: their capabilities derive from it, and are
+/// stale afterwards) and binds again: `Ok` when that last bind is `Denied`.
 #[cfg(target_os = "none")]
 fn revoke_check<const N: usize>(
     filters: &[dpf::Filter],
@@ -305,12 +395,15 @@ fn revoke_check<const N: usize>(
     use libnet::{env, net, sys};
     let granted = sys::cap_grant(net::boot_monitor(), env::own(), Rights::MONITOR)
         .map_err(|_| "grant refused")?;
-    let ids = bind_all(filters, ring, granted).map_err(|_| "granted capability refused")?;
+    let bindings = bind_all(filters, ring, granted).map_err(|_| "granted capability refused")?;
     libnet::println!("netmon: bound with a granted monitor capability");
-    for id in ids {
-        net::filter_unbind(id).map_err(|_| "unbind refused")?;
-    }
     sys::cap_revoke(net::boot_monitor()).map_err(|_| "revoke refused")?;
+    for binding in bindings {
+        if net::filter_unbind(binding.capability) != Err(libnet::Error::InvalidCapability) {
+            return Err("a binding outlived the monitor capability it was bound with");
+        }
+    }
+    libnet::println!("netmon: revoking the monitor capability unbound its filters");
     match bind_all(filters, ring, granted) {
         Err(libnet::Error::Denied) => {
             libnet::println!("netmon: after revoke: Denied");

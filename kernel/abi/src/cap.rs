@@ -22,6 +22,7 @@ bitflags::bitflags! {
         /// Environment: donate the rest of a time slice to it (`yield_to`).
         const YIELD = 1 << 5;
         /// Environment: control it (destroy it, ask it for pages back, read its accounting).
+        /// Filter binding: unbind it (`filter_unbind`).
         const CONTROL = 1 << 6;
         /// Network monitor: bind monitor filters (filters that claim no port; `filter_bind`).
         const MONITOR = 1 << 7;

@@ -120,26 +120,36 @@ pub enum Syscall {
     /// access bits), `BadAddress` (not user half), `NotMapped` (a page is not a `page_map`
     /// mapping), `Denied`.
     PageProtectRange = 25,
-    /// `filter_bind(filter, filter_length_bytes, ring, ring_length_bytes, monitor_cap) -> filter
-    /// id`: binds
-    /// a DPF filter (one conjunction, in `dpf::wire` encoding, at most
-    /// [`crate::net::FILTER_MAX_BYTES`]) to a packet ring (see [`crate::net`]) in the caller's
-    /// read+write memory. The kernel decodes and verifies the filter (`InvalidArgument` if
-    /// either fails) and overrides the id it claims with its own. A filter whose atoms pin
-    /// IPv4 or IPv6, TCP or UDP and a destination port (see `dpf::claim`) claims that local
-    /// port for the caller: `AddressInUse` if another environment holds a filter claiming the
-    /// same protocol and port (either IP version); the caller may bind several filters on its
-    /// own port, and may transmit from it (see `NetTransmit`). Any other filter is a *monitor*
-    /// filter (it receives copies, whatever else matches), which needs a monitor capability
-    /// (right `MONITOR`) passed in `r8`: `Denied` without a live one (absent, forged,
-    /// revoked); `r8` is ignored for filters that claim a port. Each boot app named in the
-    /// command line's `monitor=APP` starts with a root monitor capability (`MONITOR | GRANT`)
-    /// in `rdx`, which it may grant to others (`cap_grant`) and revoke. Several filters may
-    /// share one ring. The binding, and its claim, end with `filter_unbind` or the
-    /// environment.
+    /// `filter_bind(filter, filter_length_bytes, ring, ring_length_bytes, monitor_cap) ->
+    /// filter id`, with the binding's capability in `rdi`: binds a DPF filter (one
+    /// conjunction, in `dpf::wire` encoding, at most [`crate::net::FILTER_MAX_BYTES`]) to a
+    /// packet ring (see [`crate::net`]) in the caller's read+write memory. The kernel decodes
+    /// and verifies the filter (`InvalidArgument` if either fails) and overrides the id it
+    /// claims with its own. A filter whose atoms pin IPv4 or IPv6, TCP or UDP and a
+    /// destination port (see `dpf::claim`) claims that local port for the caller:
+    /// `AddressInUse` if another environment holds a filter claiming the same protocol and
+    /// port (either IP version); the caller may bind several filters on its own port, and may
+    /// transmit from it (see `NetTransmit`). Any other filter is a *monitor* filter (it
+    /// receives copies, whatever else matches), which needs a monitor capability (right
+    /// `MONITOR`) passed in `r8`: `Denied` without a live one (absent, forged, revoked); `r8`
+    /// is ignored for filters that claim a port. Each boot app named in the command line's
+    /// `monitor=APP` starts with a root monitor capability (`MONITOR | GRANT`) in `rdx`, which
+    /// it may grant to others (`cap_grant`) and revoke. Several filters may share one ring.
+    ///
+    /// The binding's capability (object: this binding; rights `CONTROL | GRANT`) is what the
+    /// binding lives by: deleting it (`cap_delete`, or `filter_unbind`), revoking a capability
+    /// it derives from, or the end of its holder unbinds the filter, and the port claim goes
+    /// with it. A monitor filter's capability derives from the monitor capability it was bound
+    /// with, so revoking the monitor right also unbinds the monitor filters bound with it. It
+    /// may be granted like any capability: a copy with `CONTROL` can unbind (a copy going
+    /// away unbinds nothing). `Exhausted` when the capability table is full (nothing is
+    /// bound then).
     FilterBind = 26,
-    /// `filter_unbind(filter id)`: removes a binding the caller made; `InvalidArgument` for an
-    /// id that is not the caller's. Frames in the ring stay where they are.
+    /// `filter_unbind(binding_cap) -> 0`: removes the binding the capability names (right
+    /// `CONTROL`; the caller's own or a granted copy), deleting the binding's capability and
+    /// every copy of it. Frames in the ring stay where they are. Errors: `InvalidCapability`
+    /// (forged, stale, another environment's, or a capability to something other than a
+    /// binding), `Denied` (a copy without `CONTROL`).
     FilterUnbind = 27,
     /// `net_wait(spin_budget) -> frames received`: polls the NIC, demultiplexing every frame
     /// to every binding, until frames arrived and the NIC is empty again, a batch of them

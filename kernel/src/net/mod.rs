@@ -9,7 +9,10 @@
 //! filter claiming that port (else `AddressInUse`), and the claim is the environment's until
 //! the filter is unbound or the environment ends; it is also what lets the environment transmit
 //! from that port. A filter that claims nothing specific is a monitor filter: it gets copies
-//! and needs a monitor capability (`Object::NetMonitor`, right `MONITOR`). Code
+//! and needs a monitor capability (`Object::NetMonitor`, right `MONITOR`). Each binding
+//! lives by a capability (`Object::FilterBinding`) the system-call layer makes at bind time:
+//! when that capability goes (deleted, revoked with its parent, its holder ended), the
+//! capability layer calls [`capability_removed`] and the filter is unbound. Code
 //! is swapped only in system calls, which run with interrupts off on the one CPU, so no frame
 //! is ever being classified while old code is freed: that is the whole of the "atomic swap"
 //! argument today.
@@ -29,6 +32,7 @@ use alloc::vec::Vec;
 use dpf::claim::PortClaim;
 use dpf::{FilterId, Packet, trie::Trie};
 use exo_abi::Error;
+use exo_abi::cap::CapHandle;
 use exo_abi::net::{self as abi, Counter};
 use exo_kernel::elf::Access;
 use spin::Mutex;
@@ -43,12 +47,22 @@ struct Ring {
     trie: Trie,
     /// The trie's generated code; `None` while the trie is empty.
     code: Option<jit::KernelCode>,
-    /// Filter ids bound to this ring, and the port each claims (`None`: a monitor filter).
-    filters: Vec<(u32, Option<PortClaim>)>,
+    /// Filters bound to this ring.
+    filters: Vec<Bound>,
     /// Copies delivered to this ring.
     delivered: u64,
     /// Whether the frame being demultiplexed matched (scratch between the two passes).
     matched: bool,
+}
+
+/// One bound filter.
+struct Bound {
+    id: u32,
+    /// The port it claims (`None`: a monitor filter).
+    claim: Option<PortClaim>,
+    /// The capability `filter_bind` made for it (`NONE` until the system-call layer attached
+    /// it, within the same call): the binding lasts as long as this capability.
+    capability: CapHandle,
 }
 
 struct Net {
@@ -164,14 +178,25 @@ impl Net {
     }
 }
 
+/// What `filter_bind` bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// The filter id.
+    pub id: u32,
+    /// Whether it is a monitor filter (claims no port; bound on a monitor capability).
+    pub monitor: bool,
+}
+
 /// `filter_bind(filter, length, ring, ring_length, monitor_cap)` from `env`; `monitor` says
-/// whether the capability passed is a live monitor capability of `env`'s.
+/// whether the capability passed is a live monitor capability of `env`'s. The caller attaches
+/// the binding's capability ([`attach_capability`]) or, if it cannot make one, unbinds
+/// ([`unbind`]).
 pub fn filter_bind(
     env: &Environment,
     filter: UserSlice,
     ring: UserSlice,
     monitor: bool,
-) -> Result<u64, Error> {
+) -> Result<Binding, Error> {
     if filter.length_bytes() > abi::FILTER_MAX_BYTES {
         return Err(Error::InvalidArgument);
     }
@@ -210,7 +235,7 @@ pub fn filter_bind(
                 .iter()
                 .filter(|ring| ring.owner != owner)
                 .flat_map(|ring| ring.filters.iter())
-                .any(|(_, other)| other.is_some_and(|other| other.overlaps(claim)));
+                .any(|bound| bound.claim.is_some_and(|other| other.overlaps(claim)));
             if taken {
                 return Err(Error::AddressInUse);
             }
@@ -253,9 +278,46 @@ pub fn filter_bind(
         }
         return Err(error);
     }
-    target.filters.push((id, claim));
+    let monitor = claim.is_none();
+    target.filters.push(Bound {
+        id,
+        claim,
+        capability: CapHandle::NONE,
+    });
     net.next_filter += 1;
-    Ok(u64::from(id))
+    Ok(Binding { id, monitor })
+}
+
+/// Records the capability made for binding `id` (see [`filter_bind`]).
+pub fn attach_capability(id: u32, capability: CapHandle) {
+    let mut net = NET.lock();
+    if let Some(bound) = net
+        .rings
+        .iter_mut()
+        .flat_map(|ring| ring.filters.iter_mut())
+        .find(|bound| bound.id == id)
+    {
+        bound.capability = capability;
+    }
+}
+
+/// The capability binding `id` lives by, and who holds it (the environment that bound it).
+pub fn binding_capability(id: u32) -> Option<(CapHandle, EnvId)> {
+    let net = NET.lock();
+    net.rings.iter().find_map(|ring| {
+        ring.filters
+            .iter()
+            .find(|bound| bound.id == id)
+            .map(|bound| (bound.capability, ring.owner))
+    })
+}
+
+/// A capability naming binding `id` was removed: if it is the one the binding lives by, the
+/// filter is unbound (its port claim goes with it).
+pub fn capability_removed(id: u32, handle: CapHandle) {
+    if binding_capability(id).is_some_and(|(capability, _)| capability == handle) {
+        unbind(id);
+    }
 }
 
 /// Compiles `trie` and makes it and its code the ring's; nothing changes if that fails. The
@@ -278,31 +340,42 @@ fn swap_in(ring: &mut Ring, trie: Trie) -> Result<(), Error> {
     Ok(())
 }
 
-/// `filter_unbind(id)` from `owner`.
-pub fn filter_unbind(owner: EnvId, id: u64) -> Result<u64, Error> {
+/// Removes binding `id`, whoever made it (the capability checks are the caller's: see
+/// [`capability_removed`]). Frames already in the ring stay there. Does nothing for an id
+/// that is not bound.
+pub fn unbind(id: u32) {
     let mut net = NET.lock();
-    let index = net
+    let Some(index) = net
         .rings
         .iter()
-        .position(|ring| {
-            ring.owner == owner && ring.filters.iter().any(|(f, _)| u64::from(*f) == id)
-        })
-        .ok_or(Error::InvalidArgument)?;
+        .position(|ring| ring.filters.iter().any(|bound| bound.id == id))
+    else {
+        return;
+    };
     let ring = &mut net.rings[index];
     let handle = ring
         .trie
         .filters()
-        .find(|(_, filter)| u64::from(filter.id().0) == id)
-        .map(|(handle, _)| handle)
-        .ok_or(Error::InvalidArgument)?;
+        .find(|(_, filter)| filter.id().0 == id)
+        .map(|(handle, _)| handle);
     let mut trie = ring.trie.clone();
-    trie.remove(handle).map_err(|_| Error::InvalidArgument)?;
-    swap_in(ring, trie)?;
-    ring.filters.retain(|(f, _)| u64::from(*f) != id);
+    // Removing a filter the trie holds and compiling what is left fails only without memory
+    // for the code; then the whole ring goes (every filter on it stops, and their claims with
+    // them) rather than keep delivering for a filter that is no longer bound.
+    let swapped =
+        handle.is_some_and(|handle| trie.remove(handle).is_ok() && swap_in(ring, trie).is_ok());
+    if !swapped {
+        log!(
+            "net: unbinding filter {id}: could not regenerate the ring's code; ring {:#x} unbound",
+            ring.address
+        );
+        net.rings.remove(index);
+        return;
+    }
+    ring.filters.retain(|bound| bound.id != id);
     if ring.filters.is_empty() {
         net.rings.remove(index);
     }
-    Ok(0)
 }
 
 /// `net_wait(spin_budget)` from `caller`: polls until frames arrived or the budget ran out.
@@ -377,7 +450,11 @@ pub fn transmit(env: &Environment, gather: u64, pieces_count: u64) -> Result<u64
         .iter()
         .filter(|ring| ring.owner == env.id)
         .flat_map(|ring| ring.filters.iter())
-        .filter_map(|(_, claim)| claim.map(|claim| (claim.transport.protocol(), claim.port)))
+        .filter_map(|bound| {
+            bound
+                .claim
+                .map(|claim| (claim.transport.protocol(), claim.port))
+        })
         .collect();
     let sender = exo_kernel::tx_check::SenderIdentity {
         mac: nic.mac(),
