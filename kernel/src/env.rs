@@ -34,6 +34,12 @@ pub enum State {
     Calling(EnvId),
     /// Running a PCT activation, for this synchronous caller (`None`: an async send).
     Serving(Option<EnvId>),
+    /// Blocked in `net_wait` until frames reach its rings, the kernel has taken more than
+    /// `rx_frames_seen` frames from the NIC, or the timer reaches `deadline_tick`.
+    NetWaiting {
+        deadline_tick: u64,
+        rx_frames_seen: u64,
+    },
 }
 
 /// A page mapped through a capability.
@@ -89,6 +95,11 @@ pub struct Environment {
     /// What the kernel repossessed and the environment has not read yet.
     pub repossessed: Vec<RepossessedPage>,
     pub repossessed_total: u64,
+    /// Copies delivered to its packet rings since its last `net_wait` returned.
+    pub net_delivered: u64,
+    /// Copies delivered since its last packet upcall (counted only with a `Packet` entry):
+    /// nonzero means one is due.
+    pub packet_upcall_due: u64,
 }
 
 impl Environment {
@@ -125,6 +136,8 @@ impl Environment {
             revoke_upcall_pending: false,
             repossessed: Vec::new(),
             repossessed_total: 0,
+            net_delivered: 0,
+            packet_upcall_due: 0,
         };
         for segment in &elf.segments {
             env.map_region(segment.page_start(), segment.page_end(), segment.access)?;

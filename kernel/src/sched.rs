@@ -14,10 +14,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use exo_abi::cap::{CapHandle, Rights};
 use exo_abi::layout::USER_END;
+use exo_abi::net::Counter as NetCounter;
 use exo_abi::pack::Pack;
 use exo_abi::upcall::{
-    self, EnvStatus, FRAME_REVOKE, FRAME_SLICE_END, FRAME_SLICE_START, OVERSTAY_LIMIT,
-    RepossessedPage, UPCALL_FRAME_BYTES, UpcallFrame, UpcallKind,
+    self, EnvStatus, FRAME_PACKET, FRAME_REVOKE, FRAME_SLICE_END, FRAME_SLICE_START,
+    OVERSTAY_LIMIT, RepossessedPage, UPCALL_FRAME_BYTES, UpcallFrame, UpcallKind,
 };
 use exo_abi::{Error, KernelExit};
 use exo_kernel::cap::{CapSpace, Object, Removed};
@@ -94,7 +95,7 @@ pub fn init(pack: Pack<'static>) {
         active_space: 0,
         ended: EndedRecords::new(ENDED_RECORDS),
         boot_apps: Vec::new(),
-        frames_before: frames::free_count(),
+        frames_before: frames::free_count() + paging::code_table_frames(),
         pack,
     });
 }
@@ -156,6 +157,19 @@ pub enum Advance {
 /// A timer interrupt in ring 3: charge the slice, enforce deadlines, end the slice.
 pub fn timer_tick(frame: &mut TrapFrame) {
     with_kernel(|kernel| kernel.timer_tick(frame));
+}
+
+/// The NIC's interrupt: acknowledged at the device and the PIC in any mode; from ring 3 its
+/// frames are taken at once, while idling (kernel mode, kernel lock held) the idle loop takes
+/// them when the interrupt has returned.
+pub fn network_interrupt(frame: &mut TrapFrame) {
+    crate::net::acknowledge_interrupt();
+    if let Some(irq) = crate::net::irq() {
+        arch::timer::end_of_interrupt(irq);
+    }
+    if frame.interrupted_user() {
+        with_kernel(|kernel| kernel.network_interrupt(frame));
+    }
 }
 
 /// A CPU exception in ring 3: deliver it to the environment's handler, or end it.
@@ -330,7 +344,7 @@ impl Kernel {
             let env = envs[slot(id)].as_deref().filter(|env| env.id == id)?;
             match env.state {
                 State::Runnable | State::Serving(_) => return Some(id),
-                State::Receiving => return None,
+                State::Receiving | State::NetWaiting { .. } => return None,
                 State::Calling(callee) => id = callee,
             }
         }
@@ -364,7 +378,147 @@ impl Kernel {
     /// Picks who runs next and loads its context into `frame` (the running environment's
     /// context must already be saved, or it must have ended). Ends the run when nothing can
     /// run any more.
-    pub fn schedule(&mut self, frame: &mut TrapFrame, advance: Advance) {
+    pub fn schedule(&mut self, frame: &mut TrapFrame, mut advance: Advance) {
+        loop {
+            if self.try_schedule(frame, advance) {
+                return;
+            }
+            if !self.any_net_waiting() {
+                self.finish_or_end_waiters(frame);
+                return;
+            }
+            self.idle();
+            advance = Advance::NextSlice;
+        }
+    }
+
+    /// Whether an environment is blocked in `net_wait` (it will wake: deadlines are finite).
+    fn any_net_waiting(&self) -> bool {
+        self.envs
+            .iter()
+            .flatten()
+            .any(|env| matches!(env.state, State::NetWaiting { .. }))
+    }
+
+    /// Nothing can run, but environments wait for the network: sleeps until an interrupt
+    /// (the NIC's, or the timer's, for the deadlines), takes what arrived and returns once
+    /// someone was woken. Runs inside a system call or interrupt with the kernel lock held:
+    /// the interrupts that arrive here only acknowledge their device and count ticks (see
+    /// `arch::trap`), they never take that lock.
+    fn idle(&mut self) {
+        loop {
+            let (backlog, woken) = self.poll_network();
+            if woken > 0 {
+                return;
+            }
+            if backlog == crate::net::Backlog::Empty {
+                arch::idle_until_interrupt();
+            }
+        }
+    }
+
+    /// Takes frames from the NIC (one budget), then wakes the `net_wait`ers that are due.
+    /// Returns whether frames were left over and how many environments woke.
+    fn poll_network(&mut self) -> (crate::net::Backlog, usize) {
+        let envs = &mut self.envs;
+        let backlog = crate::net::poll(|owner, copies| {
+            if let Some(env) = envs[slot(owner)]
+                .as_deref_mut()
+                .filter(|env| env.id == owner)
+            {
+                env.net_delivered += copies;
+                if env.upcall(UpcallKind::Packet) != 0 {
+                    env.packet_upcall_due += copies;
+                }
+            }
+        });
+        (backlog, self.wake_net_waiters())
+    }
+
+    /// Ends the `net_wait`s that are due (frames for the waiter, frames past the count it
+    /// saw, or its deadline); the woken run at their next slice. Returns how many woke.
+    fn wake_net_waiters(&mut self) -> usize {
+        let now = arch::timer::ticks();
+        let received = crate::net::received();
+        let mut woken = 0;
+        for env in self.envs.iter_mut().flatten() {
+            let State::NetWaiting {
+                deadline_tick,
+                rx_frames_seen,
+            } = env.state
+            else {
+                continue;
+            };
+            let by_frames = env.net_delivered > 0 || received > rx_frames_seen;
+            if !by_frames && now < deadline_tick {
+                continue;
+            }
+            crate::net::count(if by_frames {
+                NetCounter::WaitsWoken
+            } else {
+                NetCounter::WaitsTimedOut
+            });
+            env.state = State::Runnable;
+            // The call's result says what arrived: no packet upcall for the same frames.
+            env.packet_upcall_due = 0;
+            env.context.rax =
+                exo_abi::error::encode_result(Ok(core::mem::take(&mut env.net_delivered)));
+            woken += 1;
+        }
+        woken
+    }
+
+    /// `net_wait(timeout_ticks, rx_frames_seen)`: polls the NIC; returns `Some(copies)` at
+    /// once when the call is already satisfied (or must not block), else blocks the caller
+    /// and schedules someone else (`None`: `frame` holds another context).
+    pub fn net_wait(
+        &mut self,
+        frame: &mut TrapFrame,
+        timeout_ticks: u64,
+        rx_frames_seen: u64,
+    ) -> Result<Option<u64>, Error> {
+        if timeout_ticks > exo_abi::syscall::NET_WAIT_MAX_TICKS || !crate::net::has_nic() {
+            return Err(Error::InvalidArgument);
+        }
+        self.poll_network();
+        let received = crate::net::received();
+        let env = self.current();
+        if env.net_delivered > 0 || received > rx_frames_seen || timeout_ticks == 0 {
+            env.packet_upcall_due = 0;
+            return Ok(Some(core::mem::take(&mut env.net_delivered)));
+        }
+        env.state = State::NetWaiting {
+            deadline_tick: arch::timer::ticks() + timeout_ticks,
+            rx_frames_seen,
+        };
+        // Blocking gives the slice up, as `yield` does (it answers an end-of-slice upcall).
+        env.slice_end_pending = false;
+        env.context = *frame;
+        crate::net::count(NetCounter::WaitsBlocked);
+        self.schedule(frame, Advance::SameSlice);
+        Ok(None)
+    }
+
+    /// The NIC interrupted ring 3: take its frames and wake whom they are for; a packet
+    /// upcall due to the running environment goes straight into its context.
+    fn network_interrupt(&mut self, frame: &mut TrapFrame) {
+        self.poll_network();
+        let id = self.running;
+        let Some(env) = self.env_mut(id) else {
+            return;
+        };
+        if env.state != State::Runnable || env.packet_upcall_due == 0 {
+            return;
+        }
+        let entry = env.upcall(UpcallKind::Packet);
+        let copies = core::mem::take(&mut env.packet_upcall_due);
+        if deliver(env, frame, entry, FRAME_PACKET, copies, 0).is_err() {
+            self.abort_undeliverable(frame, id);
+        }
+    }
+
+    /// Tries to pick who runs next; `false` when nobody can.
+    fn try_schedule(&mut self, frame: &mut TrapFrame, advance: Advance) -> bool {
         let mut choice = None;
         if advance == Advance::SameSlice
             && let (_, Some(owner)) = self.slices.current()
@@ -394,11 +548,11 @@ impl Kernel {
                 });
         }
         let Some((owner, runner, new_slice)) = choice else {
-            self.finish_or_end_waiters(frame);
-            return;
+            return false;
         };
         self.slice_owner = owner;
         self.run(frame, runner, new_slice && runner == owner);
+        true
     }
 
     /// Loads `id`'s context and page table; at a slice start, delivers the upcalls it is due.
@@ -425,6 +579,13 @@ impl Kernel {
                     revocation.deadline_tick,
                 )
                 .is_err();
+            }
+        }
+        if env.packet_upcall_due > 0 {
+            let entry = env.upcall(UpcallKind::Packet);
+            let copies = core::mem::take(&mut env.packet_upcall_due);
+            if entry != 0 {
+                undeliverable |= deliver(env, frame, entry, FRAME_PACKET, copies, 0).is_err();
             }
         }
         let entry = env.upcall(UpcallKind::SliceStart);
@@ -470,7 +631,8 @@ impl Kernel {
     fn finish(&mut self) -> ! {
         paging::activate_kernel();
         self.active_space = 0;
-        let frames_after = frames::free_count();
+        // The generated-code region's page tables are the kernel's (see `paging`).
+        let frames_after = frames::free_count() + paging::code_table_frames();
         assert_eq!(
             self.frames_before,
             frames_after,
@@ -530,7 +692,7 @@ impl Kernel {
         let serving = match env.state {
             State::Serving(caller) => caller,
             State::Calling(_) => env.nested_in.flatten(),
-            State::Runnable | State::Receiving => None,
+            State::Runnable | State::Receiving | State::NetWaiting { .. } => None,
         };
         if let Some(caller) = serving
             && let Some(caller) = self.env_mut(caller)
@@ -630,6 +792,8 @@ impl Kernel {
     }
 
     fn timer_tick(&mut self, frame: &mut TrapFrame) {
+        // NAPI's other half: frames left over by the last poll, and `net_wait` deadlines.
+        self.poll_network();
         let now = arch::timer::ticks();
         let owner = self.slice_owner;
         if let Some(env) = self.env_mut(owner) {

@@ -73,6 +73,11 @@ fn call_of(kernel: &mut Kernel, frame: &mut TrapFrame, call: Syscall) -> Flow {
             Err(error) => Flow::Return(Err(error)),
         },
         Syscall::PctReturn => switched(kernel.pct_return(frame)),
+        Syscall::NetWait => match kernel.net_wait(frame, a0, a1) {
+            Ok(Some(copies)) => Flow::Return(Ok(copies)),
+            Ok(None) => Flow::Switched,
+            Err(error) => Flow::Return(Err(error)),
+        },
         Syscall::PctWait => switched(kernel.pct_wait(frame)),
         Syscall::EnvDestroy => match kernel.env_cap(a0, Rights::CONTROL) {
             Ok(id) if id == kernel.running() => {
@@ -217,7 +222,6 @@ fn simple_call(
             Ok(count)
         }
         Syscall::FilterUnbind => filter_unbind(kernel, a0),
-        Syscall::NetWait => net::wait(me, a0),
         Syscall::NetCounter => net::counter(a0),
         Syscall::NetTransmit => net::transmit(kernel.current(), a0, a1),
         Syscall::NetMac => net::mac(),
@@ -229,6 +233,7 @@ fn simple_call(
         | Syscall::PctReturn
         | Syscall::PctWait
         | Syscall::FilterBind
+        | Syscall::NetWait
         | Syscall::EnvDestroy => unreachable!("handled in call_of"),
     }
 }

@@ -82,10 +82,18 @@ pub fn filter_unbind(capability: CapHandle) -> Result<u64, Error> {
     decode_result(syscall4(Syscall::FilterUnbind, capability.raw(), 0, 0, 0))
 }
 
-/// Polls the NIC until frames reach this app's rings (their count) or `spin_budget` empty
-/// polls pass (0).
-pub fn wait(spin_budget: u64) -> Result<u64, Error> {
-    decode_result(syscall4(Syscall::NetWait, spin_budget, 0, 0, 0))
+/// Blocks until frames reach this app's rings (returns how many copies since the last wait
+/// returned), the kernel has taken more than `rx_frames_seen` frames from the NIC
+/// ([`exo_abi::syscall::NET_WAIT_OWN_FRAMES`] to ignore others' frames), or `timeout_ticks`
+/// pass (0 copies). Other environments run meanwhile.
+pub fn wait(timeout_ticks: u64, rx_frames_seen: u64) -> Result<u64, Error> {
+    decode_result(syscall4(
+        Syscall::NetWait,
+        timeout_ticks,
+        rx_frames_seen,
+        0,
+        0,
+    ))
 }
 
 /// Kernel counter `index` (`exo_abi::net::Counter`).

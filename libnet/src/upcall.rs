@@ -7,10 +7,13 @@
 //! with `yield` (the policy the kernel expects of a cooperative environment). A revocation
 //! request goes to the app's handler ([`on_revoke`]), or by default to the heap, which gives
 //! back its free pages, least recently allocated first (the kernel repossesses the rest by
-//! force after the deadline). Slice starts are counted ([`slice_starts`]).
+//! force after the deadline). Slice starts are counted ([`slice_starts`]). Packet arrival
+//! upcalls go to the app's handler ([`on_packet`], which also asks the kernel for them).
 #![allow(unsafe_code)]
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use exo_abi::upcall::{FRAME_REVOKE, FRAME_SLICE_END, FRAME_SLICE_START, UpcallFrame, UpcallKind};
+use exo_abi::upcall::{
+    FRAME_PACKET, FRAME_REVOKE, FRAME_SLICE_END, FRAME_SLICE_START, UpcallFrame, UpcallKind,
+};
 
 pub use exo_abi::upcall::UpcallFrame as Frame;
 
@@ -21,9 +24,14 @@ pub const EXCEPTION_EXIT_STATUS: u8 = 61;
 pub type ExceptionHandler = fn(&mut UpcallFrame) -> bool;
 /// A revocation handler: `pages` wanted, `deadline_tick` when the kernel takes them.
 pub type RevokeHandler = fn(pages: u64, deadline_tick: u64);
+/// A packet-arrival handler: `copies` delivered to this app's rings since the last upcall.
+/// It runs on the interrupted stack, between two instructions of the app: it should note the
+/// arrival (an atomic) and let the main code drain the rings.
+pub type PacketHandler = fn(copies: u64);
 
 static EXCEPTION_HANDLER: AtomicUsize = AtomicUsize::new(0);
 static REVOKE_HANDLER: AtomicUsize = AtomicUsize::new(0);
+static PACKET_HANDLER: AtomicUsize = AtomicUsize::new(0);
 static SLICE_STARTS: AtomicU64 = AtomicU64::new(0);
 static SLICE_ENDS: AtomicU64 = AtomicU64::new(0);
 static PROBE_FAULTED: AtomicU64 = AtomicU64::new(0);
@@ -52,6 +60,13 @@ pub fn on_exception(handler: ExceptionHandler) {
 /// Sets the app's revocation handler.
 pub fn on_revoke(handler: RevokeHandler) {
     REVOKE_HANDLER.store(handler as usize, Ordering::Relaxed);
+}
+
+/// Sets the app's packet-arrival handler and registers the `Packet` upcall (needs
+/// [`install`] for the entry's other kinds to be handled too).
+pub fn on_packet(handler: PacketHandler) -> Result<(), exo_abi::Error> {
+    PACKET_HANDLER.store(handler as usize, Ordering::Relaxed);
+    crate::sys::set_upcall(UpcallKind::Packet, upcall_entry as *const () as u64, 0)
 }
 
 /// Slice-start upcalls received.
@@ -179,6 +194,14 @@ extern "C" fn upcall_dispatch(frame: &mut UpcallFrame) {
         FRAME_SLICE_END => {
             SLICE_ENDS.fetch_add(1, Ordering::Relaxed);
             crate::sys::yield_now();
+        }
+        FRAME_PACKET => {
+            let handler = PACKET_HANDLER.load(Ordering::Relaxed);
+            if handler != 0 {
+                // SAFETY: only `on_packet` stores here, always a `PacketHandler`.
+                let handler: PacketHandler = unsafe { core::mem::transmute(handler) };
+                handler(frame.error_code);
+            }
         }
         FRAME_REVOKE => {
             let handler = REVOKE_HANDLER.load(Ordering::Relaxed);

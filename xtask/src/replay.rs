@@ -83,12 +83,31 @@ pub struct Outcome {
     pub send_seconds: f64,
     /// UDP datagrams the host dropped for full socket buffers during the run (host-wide).
     pub host_socket_drops: Option<u64>,
+    /// How the machine stopped.
+    pub exit: crate::qemu::Outcome,
     pub serial: String,
 }
 
 impl Outcome {
-    /// Every count equals hosted dpf's and every frame sent was received (or counted).
+    /// The kernel stopped by itself with every app exited 0 (no panic, no leak).
+    pub fn clean_exit(&self) -> std::result::Result<(), String> {
+        match self.exit {
+            crate::qemu::Outcome::Kernel(exo_abi::KernelExit::Exited(0)) => Ok(()),
+            other => {
+                let panic = self
+                    .serial
+                    .lines()
+                    .find(|line| line.contains("kernel panic"))
+                    .unwrap_or("");
+                Err(format!("the kernel stopped with {other} {panic}"))
+            }
+        }
+    }
+
+    /// Every count equals hosted dpf's and every frame sent was received (or counted), and
+    /// the kernel stopped cleanly.
     pub fn verdict(&self) -> std::result::Result<(), String> {
+        self.clean_exit()?;
         self.no_loss()?;
         for (expression, received, hosted) in &self.apps {
             if received != hosted {
@@ -124,9 +143,10 @@ impl Outcome {
     }
 }
 
-/// The expression without netmon's option prefix (`stall:`, `claimed:`, `revoked:`,
-/// `unbind-after=N:`, `revoke-after=N:`).
+/// The expression without netmon's option prefixes (`upcall:`, then `stall:`, `claimed:`,
+/// `revoked:`, `unbind-after=N:` or `revoke-after=N:`).
 fn strip_options(expression: &str) -> &str {
+    let expression = expression.strip_prefix("upcall:").unwrap_or(expression);
     if let Some(rest) = expression
         .strip_prefix("stall:")
         .or_else(|| expression.strip_prefix("claimed:"))
@@ -153,10 +173,12 @@ fn free_udp_port() -> Result<u16> {
 }
 
 /// Boots, injects `frames` and collects the counts (the pure part of `replay`, used by tests).
+/// `companions` are apps booted after the monitors (they take no part in the counting).
 pub fn replay_frames(
     kernel: &std::path::Path,
     frames: Vec<Vec<u8>>,
     expressions: &[String],
+    companions: &[&str],
     rate: u64,
     icount: bool,
     echo: Echo,
@@ -178,7 +200,9 @@ pub fn replay_frames(
     let host_port = host.local_addr()?.port();
     let guest_port = free_udp_port()?;
     let apps = expressions.len();
-    let mut append = format!("apps={} monitor=netmon", vec!["netmon"; apps].join(","));
+    let mut names = vec!["netmon"; apps];
+    names.extend_from_slice(companions);
+    let mut append = format!("apps={} monitor=netmon", names.join(","));
     for (index, expression) in expressions.iter().enumerate() {
         append.push_str(&format!(" arg={}:{}", index + 1, hex(expression)));
     }
@@ -328,6 +352,7 @@ pub fn replay_frames(
         truncated: 0,
         send_seconds,
         host_socket_drops,
+        exit: run.outcome,
         serial: run.serial,
     })
 }
@@ -365,6 +390,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
         &image.kernel,
         frames,
         &args.expressions,
+        &[],
         args.rate,
         args.icount,
         echo,
@@ -489,7 +515,22 @@ struct NetScenario {
     /// UDP frames to port 7001, 7002, ...
     counts: &'static [usize],
     runts: usize,
+    /// Apps booted beside the monitors.
+    companions: &'static [&'static str],
     judge: fn(&Outcome) -> std::result::Result<(), String>,
+}
+
+/// The numbers in the first serial line that starts with `prefix`, in order.
+fn numbers_after(serial: &str, prefix: &str) -> Vec<u64> {
+    serial
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix))
+        .map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .filter_map(|word| word.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn app_count(outcome: &Outcome, index: usize) -> (u64, u64) {
@@ -505,6 +546,7 @@ const NET_SCENARIOS: &[NetScenario] = &[
         expressions: &["udp dst port 7001", "udp dst port 7002"],
         counts: &[300, 200],
         runts: 7,
+        companions: &[],
         judge: |outcome| {
             outcome.verdict()?;
             if app_count(outcome, 0).0 != 300 || app_count(outcome, 1).0 != 200 {
@@ -525,6 +567,7 @@ const NET_SCENARIOS: &[NetScenario] = &[
         expressions: &["revoked:udp"],
         counts: &[100],
         runts: 0,
+        companions: &[],
         judge: |outcome| {
             outcome.verdict()?;
             let checked = outcome
@@ -553,6 +596,7 @@ const NET_SCENARIOS: &[NetScenario] = &[
         expressions: &["stall:udp dst port 7001", "udp dst port 7002"],
         counts: &[200, 200],
         runts: 0,
+        companions: &[],
         judge: |outcome| {
             outcome.no_loss()?;
             let (stalled, _) = app_count(outcome, 0);
@@ -574,6 +618,7 @@ const NET_SCENARIOS: &[NetScenario] = &[
         expressions: &["unbind-after=50:udp dst port 7001", "udp dst port 7002"],
         counts: &[300, 300],
         runts: 0,
+        companions: &[],
         judge: |outcome| {
             outcome.no_loss()?;
             let (unbound, hosted) = app_count(outcome, 0);
@@ -598,6 +643,7 @@ const NET_SCENARIOS: &[NetScenario] = &[
         ],
         counts: &[300, 300],
         runts: 0,
+        companions: &[],
         judge: |outcome| {
             outcome.no_loss()?;
             let (first, hosted) = app_count(outcome, 0);
@@ -647,6 +693,7 @@ const NET_SCENARIOS: &[NetScenario] = &[
         ],
         counts: &[300, 300],
         runts: 0,
+        companions: &[],
         judge: |outcome| {
             outcome.no_loss()?;
             let (first, hosted) = app_count(outcome, 0);
@@ -678,6 +725,51 @@ const NET_SCENARIOS: &[NetScenario] = &[
             Ok(())
         },
     },
+    NetScenario {
+        // Receive without spinning: the first app blocks in `net_wait` and wakes when its
+        // frames arrive (interrupt-driven receive), the second never waits and learns of its
+        // frames by packet upcall, and a computing app beside them keeps the processor: it is
+        // charged most ticks, the waiter almost none. No frame is lost.
+        name: "net-wait-blocks",
+        expressions: &["udp dst port 7001", "upcall:udp dst port 7002"],
+        counts: &[300, 300],
+        runts: 0,
+        companions: &["spin"],
+        judge: |outcome| {
+            outcome.verdict()?;
+            let spin = numbers_after(&outcome.serial, "spin: ");
+            let waiter = numbers_after(&outcome.serial, "netmon[1]: net_wait returned ");
+            let upcalled = numbers_after(&outcome.serial, "netmon[2]: net_wait returned ");
+            let (
+                [rounds, spin_charged, spin_ticks],
+                [_, with_frames, _, waiter_charged],
+                [_, _, upcalls, _],
+            ) = (spin.as_slice(), waiter.as_slice(), upcalled.as_slice())
+            else {
+                return Err(format!(
+                    "reports missing: spin {spin:?}, waiter {waiter:?}, upcall app {upcalled:?}"
+                ));
+            };
+            let counter = |name: &str| outcome.kernel.get(name).copied().unwrap_or(0);
+            if *rounds == 0
+                || spin_charged * 2 < *spin_ticks
+                || *with_frames == 0
+                || waiter_charged * 4 > *spin_charged
+                || *upcalls == 0
+                || counter("interrupts") == 0
+                || counter("waits_blocked") == 0
+                || counter("waits_woken") == 0
+            {
+                return Err(format!(
+                    "spin: {rounds} rounds, charged {spin_charged} of {spin_ticks} ticks; waiter woken with frames {with_frames} times, charged {waiter_charged}; packet upcalls {upcalls}; interrupts {}, waits blocked {}, woken {}",
+                    counter("interrupts"),
+                    counter("waits_blocked"),
+                    counter("waits_woken")
+                ));
+            }
+            Ok(())
+        },
+    },
 ];
 
 /// Runs the scenarios that need traffic (for `cargo xtask test`); returns (passed, failed).
@@ -691,9 +783,20 @@ pub fn run_scenarios(kernel: &std::path::Path, filter: Option<&str>, verbose: bo
         let expressions: Vec<String> = scenario.expressions.iter().map(|e| e.to_string()).collect();
         let frames = scenario_frames(scenario.counts, scenario.runts);
         let sent = frames.len();
-        let result = replay_frames(kernel, frames, &expressions, 20_000, false, Echo::Quiet)
-            .map_err(|error| error.to_string())
-            .and_then(|outcome| (scenario.judge)(&outcome).map(|()| outcome));
+        let result = replay_frames(
+            kernel,
+            frames,
+            &expressions,
+            scenario.companions,
+            20_000,
+            false,
+            Echo::Quiet,
+        )
+        .map_err(|error| error.to_string())
+        .and_then(|outcome| {
+            outcome.clean_exit()?;
+            (scenario.judge)(&outcome).map(|()| outcome)
+        });
         let seconds = start.elapsed().as_secs_f64();
         match result {
             Ok(outcome) => {
@@ -742,6 +845,11 @@ mod tests {
         assert_eq!(strip_options("claimed:tcp"), "tcp");
         assert_eq!(strip_options("unbind-after=5:udp"), "udp");
         assert_eq!(strip_options("revoke-after=5:udp"), "udp");
+        assert_eq!(strip_options("upcall:stall:udp"), "udp");
         assert_eq!(hex("ab "), "616220");
+        assert_eq!(
+            numbers_after("x\nspin: 5 rounds; ticks charged 3 of 9\n", "spin: "),
+            [5, 3, 9]
+        );
     }
 }

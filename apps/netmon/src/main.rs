@@ -8,7 +8,12 @@
 //! frame (ethertype 0x88b5, `EXOACK`, the kernel's `rx_frames` it has drained up to and its
 //! environment id, each a little-endian u64) whenever the kernel took more frames from the NIC: xtask paces its sending by it.
 //!
-//! An argument may start with an option: `stall:EXPR` binds but never drains that ring (it
+//! It blocks in `net_wait` (for its own frames, or any frame past its last report), or, as
+//! an `upcall:` instance (any argument starting `upcall:`), never waits: it yields until a
+//! packet upcall says frames arrived. At the end it prints how often the wait returned (with
+//! frames), the packet upcalls and the ticks charged to it.
+//!
+//! An argument may start with an option (after `upcall:`): `stall:EXPR` binds but never drains that ring (it
 //! fills; the kernel drops and counts), `unbind-after=N:EXPR` unbinds once N frames arrived,
 //! `revoke-after=N:EXPR` does the same by deleting the bindings' capabilities, after checking
 //! `filter_unbind` refuses bad capabilities (none, another object, forged, a copy without
@@ -34,9 +39,10 @@ const MAX_EXPRESSIONS: usize = 4;
 /// Slots per ring.
 #[cfg(target_os = "none")]
 const SLOTS: usize = 128;
-/// Empty polls per `net_wait` (interrupts are off meanwhile: short, or timer ticks are lost).
+/// Longest a `net_wait` blocks, in timer ticks: netmon checks for the end of the traffic at
+/// least this often.
 #[cfg(target_os = "none")]
-const SPIN_BUDGET: u64 = 20_000;
+const WAIT_TIMEOUT_TICKS: u64 = 10;
 /// Timer ticks (100 Hz) without a new frame at the NIC, after traffic started, that end the
 /// run (the kernel's `rx_frames`: frames another monitor's wait took count too).
 #[cfg(target_os = "none")]
@@ -48,6 +54,20 @@ const IDLE_TICKS_BEFORE_TRAFFIC: u64 = 6_000;
 #[cfg(target_os = "none")]
 static RINGS: [libnet::net::Ring<SLOTS>; MAX_EXPRESSIONS] =
     [const { libnet::net::Ring::new() }; MAX_EXPRESSIONS];
+
+/// Packet upcalls received (`upcall:` instances).
+#[cfg(target_os = "none")]
+static PACKET_UPCALLS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+/// Set by the packet upcall, cleared by the main loop when it drains.
+#[cfg(target_os = "none")]
+static ARRIVED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+#[cfg(target_os = "none")]
+fn on_packet(_copies: u64) {
+    use core::sync::atomic::Ordering;
+    PACKET_UPCALLS.fetch_add(1, Ordering::Relaxed);
+    ARRIVED.store(true, Ordering::Release);
+}
 
 #[cfg(target_os = "none")]
 fn main() -> u8 {
@@ -93,6 +113,7 @@ fn main() -> u8 {
     }
 
     let mut expressions = 0;
+    let mut upcalls = false;
     let mut stalled = [false; MAX_EXPRESSIONS];
     let mut unbind_after = [None::<(u64, Unbinding)>; MAX_EXPRESSIONS];
     let mut after_unbind = [None::<u64>; MAX_EXPRESSIONS];
@@ -109,6 +130,10 @@ fn main() -> u8 {
             return 2;
         };
         let mut revoked = false;
+        if let Some(rest) = expression.strip_prefix("upcall:") {
+            upcalls = true;
+            expression = rest;
+        }
         if let Some(rest) = expression.strip_prefix("stall:") {
             stalled[expressions] = true;
             expression = rest;
@@ -194,7 +219,13 @@ fn main() -> u8 {
         }
     }
     println!("netmon[{me}]: ready {expressions}");
+    if upcalls && let Err(error) = libnet::upcall::on_packet(on_packet) {
+        println!("netmon[{me}]: packet upcall: {error:?}");
+        return 4;
+    }
     let mut received = [0u64; MAX_EXPRESSIONS];
+    let mut waits = 0u64;
+    let mut waits_with_frames = 0u64;
     let mut acked = 0u64;
     let mut last_rx = 0u64;
     let mut last_change = libnet::sys::ticks();
@@ -213,14 +244,24 @@ fn main() -> u8 {
         if now - last_change >= limit {
             break;
         }
-        match net::wait(SPIN_BUDGET) {
-            // Other monitors may have frames to drain.
-            Ok(0) => libnet::sys::yield_now(),
-            Ok(_) => {}
-            Err(error) => {
-                println!("netmon[{me}]: net_wait: {error:?}");
-                return 4;
+        if upcalls {
+            // Woken by nobody: frames announce themselves by upcall; until then, give the
+            // processor away.
+            if !ARRIVED.swap(false, core::sync::atomic::Ordering::Acquire) {
+                libnet::sys::yield_now();
             }
+        } else {
+            // Wake for frames here, or for any frame past the last one reported to xtask
+            // (which paces its sending by every monitor's reports).
+            match net::wait(WAIT_TIMEOUT_TICKS, acked) {
+                Ok(0) => {}
+                Ok(_) => waits_with_frames += 1,
+                Err(error) => {
+                    println!("netmon[{me}]: net_wait: {error:?}");
+                    return 4;
+                }
+            }
+            waits += 1;
         }
         for index in 0..expressions {
             if stalled[index] {
@@ -280,6 +321,15 @@ fn main() -> u8 {
             acked = rx;
         }
     }
+    let charged = libnet::sys::env_info(
+        libnet::env::own(),
+        libnet::abi::upcall::EnvQuery::TicksCharged,
+    )
+    .unwrap_or(u64::MAX);
+    println!(
+        "netmon[{me}]: net_wait returned {waits} times, {waits_with_frames} with frames; packet upcalls {}; ticks charged {charged}",
+        PACKET_UPCALLS.load(core::sync::atomic::Ordering::Relaxed)
+    );
     for (index, count) in received.iter().take(expressions).enumerate() {
         println!("netmon[{me}]: filter {index} received {count}");
         if let Some(at_unbind) = after_unbind[index] {

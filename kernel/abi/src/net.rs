@@ -66,11 +66,23 @@ pub enum Counter {
     /// rings), summed over `DemuxFrames` frames. Under `-icount shift=0` a cycle is one
     /// guest instruction.
     DemuxCycles = 8,
+    /// NIC interrupts taken.
+    Interrupts = 9,
+    /// Polls that used up their budget with frames still waiting: receive went on by polling
+    /// (the NIC does not interrupt again until the kernel has caught up).
+    PollsOverBudget = 10,
+    /// `net_wait` calls that blocked.
+    WaitsBlocked = 11,
+    /// Blocked `net_wait`s ended by frames (for the caller's rings, or any with
+    /// `rx_frames_seen`).
+    WaitsWoken = 12,
+    /// Blocked `net_wait`s ended by their timeout.
+    WaitsTimedOut = 13,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 9] = [
+    pub const ALL: [Counter; 14] = [
         Counter::RxFrames,
         Counter::Delivered,
         Counter::NoMatch,
@@ -80,6 +92,11 @@ impl Counter {
         Counter::TxFrames,
         Counter::DemuxFrames,
         Counter::DemuxCycles,
+        Counter::Interrupts,
+        Counter::PollsOverBudget,
+        Counter::WaitsBlocked,
+        Counter::WaitsWoken,
+        Counter::WaitsTimedOut,
     ];
 
     /// The name xtask prints and writes to JSON.
@@ -94,6 +111,11 @@ impl Counter {
             Counter::TxFrames => "tx_frames",
             Counter::DemuxFrames => "demux_frames",
             Counter::DemuxCycles => "demux_cycles",
+            Counter::Interrupts => "interrupts",
+            Counter::PollsOverBudget => "polls_over_budget",
+            Counter::WaitsBlocked => "waits_blocked",
+            Counter::WaitsWoken => "waits_woken",
+            Counter::WaitsTimedOut => "waits_timed_out",
         }
     }
 

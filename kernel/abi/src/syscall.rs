@@ -151,10 +151,17 @@ pub enum Syscall {
     /// (forged, stale, another environment's, or a capability to something other than a
     /// binding), `Denied` (a copy without `CONTROL`).
     FilterUnbind = 27,
-    /// `net_wait(spin_budget) -> frames received`: polls the NIC, demultiplexing every frame
-    /// to every binding, until frames arrived and the NIC is empty again, a batch of them
-    /// reached the caller's rings or the NIC, or `spin_budget` polls found nothing; returns how
-    /// many frames the kernel took from the NIC meanwhile (0 = nothing arrived).
+    /// `net_wait(timeout_ticks, rx_frames_seen) -> copies`: blocks the calling environment
+    /// (others run meanwhile) until frames were delivered to its rings since its last
+    /// `net_wait` returned, or the kernel's `rx_frames` counter (see
+    /// [`crate::net::Counter`]) exceeds `rx_frames_seen` (pass `u64::MAX` to wait for the
+    /// caller's own frames only), or `timeout_ticks` timer ticks passed (0: do not block, only
+    /// take what the NIC holds). Returns the copies delivered to the caller's rings since its
+    /// last `net_wait` returned (0 on a timeout). Receive is interrupt-driven: the NIC's
+    /// interrupt, the timer tick and every `net_wait` take frames from the NIC (at most a
+    /// budget each; under load the NIC stops interrupting and the kernel polls), and an
+    /// environment woken runs at its next time slice. Errors: `InvalidArgument` without a NIC
+    /// or with `timeout_ticks` over [`NET_WAIT_MAX_TICKS`].
     NetWait = 28,
     /// `net_counter(index) -> value`: reads kernel network counter `index`
     /// ([`crate::net::Counter`]); `InvalidArgument` past the last.
@@ -181,6 +188,12 @@ pub enum Syscall {
 
 /// Most pages one `page_protect_range` changes.
 pub const PAGE_PROTECT_RANGE_MAX_PAGES: u64 = 512;
+
+/// Longest `net_wait` timeout, in timer ticks (10 s at 100 Hz).
+pub const NET_WAIT_MAX_TICKS: u64 = 1000;
+
+/// `net_wait`'s `rx_frames_seen` that never wakes the caller for others' frames.
+pub const NET_WAIT_OWN_FRAMES: u64 = u64::MAX;
 
 /// Most pieces one `net_transmit` gathers.
 pub const NET_TRANSMIT_MAX_PIECES: u64 = 16;

@@ -35,7 +35,10 @@ pub enum UpcallKind {
     /// The kernel asks for pages back (frame kind [`FRAME_REVOKE`], `error_code` = pages
     /// wanted, `fault_address` = the tick of the deadline).
     Revoke = 3,
-    /// A packet arrived on a ring (reserved for the network path).
+    /// Frames were delivered to the environment's packet rings (frame kind
+    /// [`FRAME_PACKET`], `error_code` = copies delivered since the last packet upcall or
+    /// `net_wait` return). Delivered when the environment next runs (at once if it is running
+    /// when the frames arrive); frames that end a `net_wait` raise none (the call says so).
     Packet = 4,
     /// Protected control transfer entry; `stack` is the stack the entry starts on. Entered
     /// with `rdi` = caller's environment id and `rsi`, `rdx`, `r10`, `r8`, `r9` = the caller's
@@ -67,6 +70,8 @@ pub const FRAME_SLICE_START: u64 = 32;
 pub const FRAME_SLICE_END: u64 = 33;
 /// Frame kind of a revocation request.
 pub const FRAME_REVOKE: u64 = 34;
+/// Frame kind of a packet-arrival upcall.
+pub const FRAME_PACKET: u64 = 35;
 
 /// End-of-slice upcalls an environment may overstay before the kernel aborts it.
 pub const OVERSTAY_LIMIT: u64 = 3;

@@ -32,6 +32,15 @@ pub fn wait_for_interrupt() {
     hlt();
 }
 
+/// From kernel code (interrupts off): enables interrupts and sleeps until one has been
+/// handled, then disables them again. `sti; hlt` is one step for interrupts (`sti` takes
+/// effect after the next instruction), so one that became pending before cannot slip in
+/// between and leave the CPU asleep.
+pub fn idle_until_interrupt() {
+    interrupts::enable_and_hlt();
+    interrupts::disable();
+}
+
 /// Reads virtual address 0x10, which the kernel never maps (page 0 stays unmapped to catch
 /// null dereferences): a self-test of the kernel's own page-fault report. Does not return.
 pub fn read_unmapped_kernel_address() {

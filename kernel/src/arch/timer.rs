@@ -1,4 +1,5 @@
-//! The periodic timer: the legacy PIT on IRQ 0 through the 8259 PICs, remapped to vector 32.
+//! The periodic timer: the legacy PIT on IRQ 0 through the 8259 PICs, remapped to vector 32;
+//! and the PICs themselves, which also carry the devices' legacy INTx lines (the NIC's).
 //!
 //! The PIT needs no memory-mapped registers or calibration, which keeps the first kernel
 //! small; time slices will want the local APIC timer, and only this module has to change.
@@ -19,6 +20,14 @@ const PIC_SLAVE_COMMAND: u16 = 0xa0;
 const PIC_SLAVE_DATA: u16 = 0xa1;
 const END_OF_INTERRUPT: u8 = 0x20;
 
+/// Vector of IRQ `irq` (0..16) after remapping.
+pub const fn irq_vector(irq: u8) -> u8 {
+    TIMER_VECTOR + irq
+}
+
+/// The cascade input of the master PIC (the slave's INTR).
+const CASCADE_IRQ: u8 = 2;
+
 static TICKS: AtomicU64 = AtomicU64::new(0);
 
 fn outb(port: u16, value: u8) {
@@ -26,6 +35,34 @@ fn outb(port: u16, value: u8) {
     // SAFETY: only called with the PIC and PIT ports below; programming them changes which
     // interrupts arrive, never memory.
     unsafe { port.write(value) };
+}
+
+fn inb(port: u16) -> u8 {
+    let mut port: Port<u8> = Port::new(port);
+    // SAFETY: reading a PIC's mask register has no side effect.
+    unsafe { port.read() }
+}
+
+/// Lets IRQ `irq` (0..16) through (and the cascade, for the slave's lines). Interrupts
+/// reach the CPU only while it runs ring 3 or idles, so the handler never finds kernel state
+/// half-changed.
+pub fn unmask(irq: u8) {
+    let (port, bit) = if irq < 8 {
+        (PIC_MASTER_DATA, irq)
+    } else {
+        unmask(CASCADE_IRQ);
+        (PIC_SLAVE_DATA, irq - 8)
+    };
+    outb(port, inb(port) & !(1 << bit));
+}
+
+/// Ends the handling of IRQ `irq` at the PICs (after the device was acknowledged, so a
+/// level-triggered line is low again).
+pub fn end_of_interrupt(irq: u8) {
+    if irq >= 8 {
+        outb(PIC_SLAVE_COMMAND, END_OF_INTERRUPT);
+    }
+    outb(PIC_MASTER_COMMAND, END_OF_INTERRUPT);
 }
 
 /// Remaps the PICs to vectors 32..48, masks everything but IRQ 0 and starts the PIT.

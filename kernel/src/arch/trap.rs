@@ -389,7 +389,20 @@ trap_stubs! {
     vector_29 = 29 error_code via exception_fast,
     vector_30 = 30 error_code via exception_fast,
     vector_32 = 32 no_error_code via trap_common,
+    vector_33 = 33 no_error_code via trap_common,
+    vector_34 = 34 no_error_code via trap_common,
+    vector_35 = 35 no_error_code via trap_common,
+    vector_36 = 36 no_error_code via trap_common,
+    vector_37 = 37 no_error_code via trap_common,
+    vector_38 = 38 no_error_code via trap_common,
     vector_39 = 39 no_error_code via trap_common,
+    vector_40 = 40 no_error_code via trap_common,
+    vector_41 = 41 no_error_code via trap_common,
+    vector_42 = 42 no_error_code via trap_common,
+    vector_43 = 43 no_error_code via trap_common,
+    vector_44 = 44 no_error_code via trap_common,
+    vector_45 = 45 no_error_code via trap_common,
+    vector_46 = 46 no_error_code via trap_common,
     vector_47 = 47 no_error_code via trap_common,
 }
 
@@ -452,6 +465,10 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             if frame.interrupted_user() {
                 crate::sched::timer_tick(frame);
             }
+        }
+        // The NIC's line first: it may share a vector with a PIC's spurious one.
+        vector if crate::net::irq().is_some_and(|irq| timer::irq_vector(irq) == vector) => {
+            crate::sched::network_interrupt(frame);
         }
         vector if timer::SPURIOUS_VECTORS.contains(&vector) => {}
         0..32 => {

@@ -1,9 +1,14 @@
 //! The virtio-net device: `virtio-drivers`' raw driver over our [`Hal`] (DMA from the frame
 //! allocator, physical = virtual through the kernel's identity map), found on PCI bus 0.
 //!
-//! Receive is polled: from `net_wait`, which an app calls when it has nothing to do (the
-//! device's interrupt is left disabled; an interrupt line is follow-up work). Every receive
-//! buffer is one frame, so a buffer never straddles discontiguous memory.
+//! Receive is interrupt-driven with polling under load: the device raises its legacy INTx
+//! line (the PCI interrupt line the firmware wrote at config offset 0x3C, through the 8259
+//! PICs); reading its ISR status acknowledges it. With `VIRTIO_F_RING_EVENT_IDX` (which
+//! virtio-drivers negotiates and QEMU offers) the driver's `used_event` follows what it has
+//! taken, so the device interrupts only when a frame arrives in a queue the kernel had
+//! emptied: while frames are left over the device stays quiet and the kernel polls (the net
+//! module's budget), and emptying the queue re-arms the interrupt. Every receive buffer is one
+//! frame, so a buffer never straddles discontiguous memory.
 //!
 //! This is one of the kernel's named `unsafe` modules: DMA and device memory.
 use crate::arch::pci::PortConfigurationAccess;
@@ -11,7 +16,7 @@ use crate::mm::{frames, paging};
 use core::ptr::NonNull;
 use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::pci::PciTransport;
-use virtio_drivers::transport::pci::bus::{Command, PciRoot};
+use virtio_drivers::transport::pci::bus::{Command, ConfigurationAccess, PciRoot};
 use virtio_drivers::transport::{DeviceType, pci::virtio_device_type};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 use x86_64::PhysAddr as X86PhysAddr;
@@ -93,7 +98,12 @@ pub struct Nic {
     /// The transmit buffer (one frame; `send` waits for the device).
     tx_frame: u64,
     mac: [u8; 6],
+    /// The PIC input its interrupt arrives on (`None`: polled only).
+    irq: Option<u8>,
 }
+
+/// PCI configuration offset of the interrupt line and pin registers.
+const INTERRUPT_LINE_OFFSET: u8 = 0x3c;
 
 impl core::fmt::Debug for Nic {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -107,10 +117,15 @@ pub fn probe() -> Option<Nic> {
     let (function, _) = root
         .enumerate_bus(0)
         .find(|(_, info)| virtio_device_type(info) == Some(DeviceType::Network))?;
-    root.set_command(
-        function,
-        Command::MEMORY_SPACE | Command::BUS_MASTER | Command::INTERRUPT_DISABLE,
-    );
+    // The interrupt line register (the low byte at 0x3C): the PIC input the firmware routed
+    // the function's INTx to; 0xFF (or anything past the PICs' 16) means none.
+    let line = (PortConfigurationAccess.read_word(function, INTERRUPT_LINE_OFFSET) & 0xff) as u8;
+    let irq = (line < 16).then_some(line);
+    let mut command = Command::MEMORY_SPACE | Command::BUS_MASTER;
+    if irq.is_none() {
+        command |= Command::INTERRUPT_DISABLE;
+    }
+    root.set_command(function, command);
     let transport = match PciTransport::new::<KernelHal, _>(&mut root, function) {
         Ok(transport) => transport,
         Err(error) => {
@@ -125,7 +140,9 @@ pub fn probe() -> Option<Nic> {
             return None;
         }
     };
-    raw.disable_interrupts();
+    // Without event indices this clears the "no interrupt" flags; with them (see the module
+    // comment) the device interrupts when the kernel has caught up.
+    raw.enable_interrupts();
     let mut rx_frames = [0u64; QUEUE_SIZE];
     for (index, slot) in rx_frames.iter_mut().enumerate() {
         let frame = frames::allocate().expect("a frame for a receive buffer");
@@ -136,7 +153,14 @@ pub fn probe() -> Option<Nic> {
         assert_eq!(usize::from(token), index);
     }
     let mac = raw.mac_address();
-    log!("net: virtio-net at {function:?}, MAC {mac:02x?}, {QUEUE_SIZE} receive buffers");
+    match irq {
+        Some(irq) => log!(
+            "net: virtio-net at {function:?}, MAC {mac:02x?}, {QUEUE_SIZE} receive buffers, IRQ {irq}"
+        ),
+        None => log!(
+            "net: virtio-net at {function:?}, MAC {mac:02x?}, {QUEUE_SIZE} receive buffers, no interrupt line (polled)"
+        ),
+    }
     let tx_frame = frames::allocate()
         .expect("a frame for the transmit buffer")
         .start_address()
@@ -146,6 +170,7 @@ pub fn probe() -> Option<Nic> {
         rx_frames,
         tx_frame,
         mac,
+        irq,
     })
 }
 
@@ -162,11 +187,26 @@ impl Nic {
         self.mac
     }
 
+    /// The PIC input (IRQ) the NIC interrupts on, if the firmware routed one.
+    pub fn irq(&self) -> Option<u8> {
+        self.irq
+    }
+
+    /// Acknowledges the device's interrupt (reading the ISR status lowers its INTx line).
+    pub fn acknowledge_interrupt(&mut self) {
+        self.raw.ack_interrupt();
+    }
+
     /// Sends one frame and waits until the device has taken it.
     pub fn send(&mut self, frame: &[u8]) -> bool {
         let buffer = buffer(self.tx_frame);
         buffer[..frame.len()].copy_from_slice(frame);
         self.raw.send(&buffer[..frame.len()]).is_ok()
+    }
+
+    /// Whether a received frame is waiting.
+    pub fn has_received(&self) -> bool {
+        self.raw.poll_receive().is_some()
     }
 
     /// Takes one received frame, hands its bytes to `deliver`, and reposts the buffer.

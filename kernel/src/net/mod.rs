@@ -12,10 +12,17 @@
 //! and needs a monitor capability (`Object::NetMonitor`, right `MONITOR`). Each binding
 //! lives by a capability (`Object::FilterBinding`) the system-call layer makes at bind time:
 //! when that capability goes (deleted, revoked with its parent, its holder ended), the
-//! capability layer calls [`capability_removed`] and the filter is unbound. Code
-//! is swapped only in system calls, which run with interrupts off on the one CPU, so no frame
-//! is ever being classified while old code is freed: that is the whole of the "atomic swap"
-//! argument today.
+//! capability layer calls [`capability_removed`] and the filter is unbound.
+//!
+//! Receive: [`poll`] takes at most [`POLL_BUDGET`] frames; the scheduler calls it from the
+//! NIC's interrupt (taken in ring 3 or while idle), every timer tick and every `net_wait`, and
+//! wakes the environments whose rings got frames (see `sched`).
+//!
+//! Code is swapped only in system calls, which run with interrupts off on the one CPU, and
+//! frames are classified only in [`poll`], called from system calls, from interrupts of ring 3
+//! and from the idle loop, never in the middle of another system call: so no frame is ever
+//! being classified while old code is freed. That is the whole of the "atomic swap" argument
+//! today.
 #![deny(unsafe_code)]
 #[allow(unsafe_code)]
 mod device;
@@ -29,6 +36,7 @@ use crate::usermem::UserSlice;
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU8, Ordering};
 use dpf::claim::PortClaim;
 use dpf::{FilterId, Packet, trie::Trie};
 use exo_abi::Error;
@@ -51,6 +59,8 @@ struct Ring {
     filters: Vec<Bound>,
     /// Copies delivered to this ring.
     delivered: u64,
+    /// Copies delivered since the last poll reported them (see [`poll`]).
+    fresh: u64,
     /// Whether the frame being demultiplexed matched (scratch between the two passes).
     matched: bool,
 }
@@ -100,7 +110,14 @@ pub fn init(arguments: &[&str]) {
     if nic.is_none() {
         log!("net: no virtio-net device");
     }
+    let irq = nic.as_ref().and_then(device::Nic::irq);
     net.nic = nic.map(Box::new);
+    drop(net);
+    // Unmasked last, with the lock free: the handler takes it.
+    if let Some(irq) = irq {
+        IRQ.store(irq, Ordering::Relaxed);
+        crate::arch::timer::unmask(irq);
+    }
 }
 
 fn bump(counters: &mut Counters, counter: Counter) {
@@ -109,12 +126,12 @@ fn bump(counters: &mut Counters, counter: Counter) {
 
 type Counters = [u64; Counter::ALL.len()];
 
-/// Demultiplexes one frame to every ring; returns copies delivered to `caller`'s rings.
-fn demux(rings: &mut [Ring], counters: &mut Counters, frame: &[u8], caller: EnvId) -> u64 {
+/// Demultiplexes one frame to every ring.
+fn demux(rings: &mut [Ring], counters: &mut Counters, frame: &[u8]) {
     let length = frame.len() as u64;
     if !(abi::FRAME_MIN_BYTES..=abi::FRAME_MAX_BYTES).contains(&length) {
         bump(counters, Counter::Malformed);
-        return 0;
+        return;
     }
     // Classify first (timed: the demux cost), then deliver the copies (not timed).
     let start = physical::tsc();
@@ -128,7 +145,6 @@ fn demux(rings: &mut [Ring], counters: &mut Counters, frame: &[u8], caller: EnvI
     counters[Counter::DemuxCycles as usize] += cycles;
     let packet = Packet::whole(frame);
     let mut matched = 0u64;
-    let mut to_caller = 0u64;
     let mut full = 0u64;
     for ring in rings.iter_mut() {
         debug_assert_eq!(
@@ -150,9 +166,7 @@ fn demux(rings: &mut [Ring], counters: &mut Counters, frame: &[u8], caller: EnvI
         physical::store_owner(slot, length as u32);
         ring.next = (ring.next + 1) % ring.slots.len();
         ring.delivered += 1;
-        if ring.owner == caller {
-            to_caller += 1;
-        }
+        ring.fresh += 1;
     }
     bump(counters, Counter::DemuxFrames);
     counters[Counter::RingFull as usize] += full;
@@ -160,22 +174,92 @@ fn demux(rings: &mut [Ring], counters: &mut Counters, frame: &[u8], caller: EnvI
     if matched == 0 {
         bump(counters, Counter::NoMatch);
     }
-    to_caller
 }
 
-impl Net {
-    /// Takes one frame from the NIC and demultiplexes it; `None` when none was waiting.
-    fn poll_once(&mut self, caller: EnvId) -> Option<u64> {
-        let nic = self.nic.as_mut()?;
-        let rings = &mut self.rings;
-        let counters = &mut self.counters;
-        let mut delivered = None;
-        nic.receive(|frame| {
+/// Frames one poll takes from the NIC at most (NAPI's budget): an interrupt, a timer tick or
+/// a `net_wait` classifies this many and lets the environments run; frames left over are
+/// taken by the next poll, and the device does not interrupt again until one has emptied the
+/// queue (see `device`).
+pub const POLL_BUDGET: usize = 64;
+
+/// Whether frames were left in the NIC after a poll.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backlog {
+    /// The receive queue is empty: the next frame interrupts.
+    Empty,
+    /// The budget ran out first: receive goes on by polling.
+    Pending,
+}
+
+/// Takes up to [`POLL_BUDGET`] frames from the NIC and demultiplexes them; then reports, per
+/// ring that got copies, its owner and how many (`delivered`, called with the lock held: it
+/// must not call back into this module).
+pub fn poll(mut delivered: impl FnMut(EnvId, u64)) -> Backlog {
+    let mut net = NET.lock();
+    let Net {
+        nic,
+        rings,
+        counters,
+        ..
+    } = &mut *net;
+    let Some(nic) = nic.as_mut() else {
+        return Backlog::Empty;
+    };
+    let mut taken = 0;
+    while taken < POLL_BUDGET
+        && nic.receive(|frame| {
             bump(counters, Counter::RxFrames);
-            delivered = Some(demux(rings, counters, frame, caller));
-        });
-        delivered
+            demux(rings, counters, frame);
+        })
+    {
+        taken += 1;
     }
+    let backlog = if taken == POLL_BUDGET && nic.has_received() {
+        bump(counters, Counter::PollsOverBudget);
+        Backlog::Pending
+    } else {
+        Backlog::Empty
+    };
+    for ring in rings.iter_mut().filter(|ring| ring.fresh > 0) {
+        delivered(ring.owner, core::mem::take(&mut ring.fresh));
+    }
+    backlog
+}
+
+/// The IRQ the NIC interrupts on, for the trap dispatcher (which must not take the lock to
+/// find out); [`NO_IRQ`] when there is none.
+static IRQ: AtomicU8 = AtomicU8::new(NO_IRQ);
+const NO_IRQ: u8 = u8::MAX;
+
+/// The PIC input the NIC interrupts on, if any.
+pub fn irq() -> Option<u8> {
+    let irq = IRQ.load(Ordering::Relaxed);
+    (irq != NO_IRQ).then_some(irq)
+}
+
+/// The NIC interrupted: acknowledges it at the device (the frames are taken by [`poll`]).
+pub fn acknowledge_interrupt() {
+    let mut net = NET.lock();
+    let Net { nic, counters, .. } = &mut *net;
+    if let Some(nic) = nic.as_mut() {
+        nic.acknowledge_interrupt();
+        bump(counters, Counter::Interrupts);
+    }
+}
+
+/// Whether there is a NIC.
+pub fn has_nic() -> bool {
+    NET.lock().nic.is_some()
+}
+
+/// Frames taken from the NIC so far (the `rx_frames` counter).
+pub fn received() -> u64 {
+    NET.lock().counters[Counter::RxFrames as usize]
+}
+
+/// Counts one event of the scheduler's side of the network path (`net_wait`).
+pub fn count(counter: Counter) {
+    bump(&mut NET.lock().counters, counter);
 }
 
 /// What `filter_bind` bound.
@@ -262,6 +346,7 @@ pub fn filter_bind(
                 matched: false,
                 filters: Vec::new(),
                 delivered: 0,
+                fresh: 0,
             });
             net.rings.len() - 1
         }
@@ -375,40 +460,6 @@ pub fn unbind(id: u32) {
     ring.filters.retain(|bound| bound.id != id);
     if ring.filters.is_empty() {
         net.rings.remove(index);
-    }
-}
-
-/// `net_wait(spin_budget)` from `caller`: polls until frames arrived or the budget ran out.
-/// It polls with interrupts off, inside the caller's time slice: other environments wait for
-/// at most `spin_budget` empty polls (an interrupt-driven wait is follow-up work).
-pub fn wait(caller: EnvId, spin_budget: u64) -> Result<u64, Error> {
-    let mut net = NET.lock();
-    if net.nic.is_none() {
-        return Err(Error::InvalidArgument);
-    }
-    let mut delivered = 0u64;
-    let mut received = 0u64;
-    let mut idle = 0u64;
-    loop {
-        match net.poll_once(caller) {
-            Some(count) => {
-                delivered += count;
-                received += 1;
-                // Give the app its batch before its rings fill, and a chance to report
-                // progress.
-                if delivered >= 16 || received >= 32 {
-                    return Ok(received);
-                }
-            }
-            None if received > 0 => return Ok(received),
-            None => {
-                idle += 1;
-                if idle >= spin_budget {
-                    return Ok(0);
-                }
-                core::hint::spin_loop();
-            }
-        }
     }
 }
 
