@@ -74,7 +74,7 @@ pub extern "C" fn kernel_main(start_info_address: u64) -> ! {
         }
     };
     log!("command line {line:?}: apps {:?}", command.apps);
-    crate::net::init(&command.arguments);
+    crate::net::init(&command.arguments, command.ipv4);
     match command.self_test {
         Some(SelfTest::Panic) => panic!("self-test: test=panic asked the kernel to panic"),
         Some(SelfTest::Hang) => {

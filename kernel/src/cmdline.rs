@@ -2,12 +2,17 @@
 //!
 //! Grammar: space-separated `key=value` words. `apps=a,b` names apps from the boot pack, run
 //! in order; `test=panic`, `test=hang` and `test=kernel-fault` make the kernel misbehave on purpose so the harness
-//! can prove it notices. Unknown words are an error: a typo must not silently boot defaults.
+//! can prove it notices; `ipv4=A.B.C.D` is the host's IPv4 address, which apps share
+//! (default [`DEFAULT_IPV4`]). Unknown words are an error: a typo must not silently boot
+//! defaults.
 
 use alloc::vec::Vec;
 
 /// App started when the command line names none.
 pub const DEFAULT_APP: &str = "hello";
+
+/// The host's IPv4 address when the command line names none (QEMU's usual guest address).
+pub const DEFAULT_IPV4: [u8; 4] = [10, 0, 2, 15];
 
 /// A deliberate kernel misbehaviour, for testing the test harness.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +39,8 @@ pub struct BootCommand<'a> {
     /// Arguments for the apps (`arg=HEX` for every app, `arg=K:HEX` for the K-th boot app;
     /// hex so they may contain spaces), in order.
     pub arguments: Vec<&'a str>,
+    /// The host's IPv4 address (`ipv4=A.B.C.D`).
+    pub ipv4: [u8; 4],
 }
 
 /// Why a command line was refused, with the offending word.
@@ -45,6 +52,23 @@ pub enum CmdlineError<'a> {
     UnknownSelfTest(&'a str),
     /// `apps=` with an empty name in its list.
     EmptyAppName,
+    /// `ipv4=` with something other than four dot-separated decimal bytes.
+    BadIpv4(&'a str),
+}
+
+/// Parses dotted-quad IPv4 (`10.0.2.15`): exactly four decimal numbers 0..=255, no leading
+/// `+`, no empty parts.
+pub fn parse_ipv4(text: &str) -> Option<[u8; 4]> {
+    let mut address = [0u8; 4];
+    let mut parts = text.split('.');
+    for byte in &mut address {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *byte = part.parse().ok()?;
+    }
+    parts.next().is_none().then_some(address)
 }
 
 /// Parses a command line.
@@ -54,6 +78,7 @@ pub fn parse(cmdline: &str) -> Result<BootCommand<'_>, CmdlineError<'_>> {
         self_test: None,
         monitors: Vec::new(),
         arguments: Vec::new(),
+        ipv4: DEFAULT_IPV4,
     };
     for word in cmdline.split_ascii_whitespace() {
         match word.split_once('=') {
@@ -67,6 +92,9 @@ pub fn parse(cmdline: &str) -> Result<BootCommand<'_>, CmdlineError<'_>> {
             }
             Some(("monitor", list)) => command.monitors.extend(list.split(',')),
             Some(("arg", hex)) => command.arguments.push(hex),
+            Some(("ipv4", text)) => {
+                command.ipv4 = parse_ipv4(text).ok_or(CmdlineError::BadIpv4(text))?;
+            }
             Some(("test", "panic")) => command.self_test = Some(SelfTest::Panic),
             Some(("test", "hang")) => command.self_test = Some(SelfTest::Hang),
             Some(("test", "kernel-fault")) => command.self_test = Some(SelfTest::KernelFault),
@@ -121,6 +149,28 @@ mod tests {
             parse("test=boom"),
             Err(CmdlineError::UnknownSelfTest("boom"))
         );
+    }
+
+    #[test]
+    fn host_ipv4_address() {
+        assert_eq!(parse("").unwrap().ipv4, DEFAULT_IPV4);
+        assert_eq!(parse("ipv4=192.168.7.2").unwrap().ipv4, [192, 168, 7, 2]);
+        assert_eq!(parse_ipv4("0.0.0.0"), Some([0; 4]));
+        assert_eq!(parse_ipv4("255.255.255.255"), Some([255; 4]));
+        for bad in [
+            "",
+            "10.0.2",
+            "10.0.2.15.1",
+            "10.0.2.256",
+            "10..2.15",
+            "10.0.2.+1",
+            "a.b.c.d",
+            "10.0.2.0015",
+            " 10.0.2.15",
+        ] {
+            assert_eq!(parse_ipv4(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse("ipv4=10.0.2"), Err(CmdlineError::BadIpv4("10.0.2")));
     }
 
     #[test]

@@ -225,6 +225,7 @@ fn simple_call(
         Syscall::NetCounter => net::counter(a0),
         Syscall::NetTransmit => net::transmit(kernel.current(), a0, a1),
         Syscall::NetMac => net::mac(),
+        Syscall::NetIpv4 => net::ipv4(),
         Syscall::BootArgument => net::boot_argument(kernel.current(), a0, UserSlice::new(a1, a2)),
         Syscall::Exit
         | Syscall::Yield

@@ -185,3 +185,10 @@ pub fn mac() -> Result<[u8; 6], Error> {
     mac.copy_from_slice(&bytes[..6]);
     Ok(mac)
 }
+
+/// The host's IPv4 address (which this app shares with the others; the source address a
+/// transmit must carry).
+pub fn ipv4() -> Result<[u8; 4], Error> {
+    let value = decode_result(syscall4(Syscall::NetIpv4, 0, 0, 0, 0))?;
+    Ok((value as u32).to_le_bytes())
+}

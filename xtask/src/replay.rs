@@ -173,12 +173,15 @@ fn free_udp_port() -> Result<u16> {
 }
 
 /// Boots, injects `frames` and collects the counts (the pure part of `replay`, used by tests).
-/// `companions` are apps booted after the monitors (they take no part in the counting).
+/// `companions` are apps booted after the monitors (they take no part in the counting);
+/// `boot_words` go on the kernel command line as they are.
+#[allow(clippy::too_many_arguments)]
 pub fn replay_frames(
     kernel: &std::path::Path,
     frames: Vec<Vec<u8>>,
     expressions: &[String],
     companions: &[&str],
+    boot_words: &str,
     rate: u64,
     icount: bool,
     echo: Echo,
@@ -203,6 +206,10 @@ pub fn replay_frames(
     let mut names = vec!["netmon"; apps];
     names.extend_from_slice(companions);
     let mut append = format!("apps={} monitor=netmon", names.join(","));
+    if !boot_words.is_empty() {
+        append.push(' ');
+        append.push_str(boot_words);
+    }
     for (index, expression) in expressions.iter().enumerate() {
         append.push_str(&format!(" arg={}:{}", index + 1, hex(expression)));
     }
@@ -391,6 +398,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode> {
         frames,
         &args.expressions,
         &[],
+        "",
         args.rate,
         args.icount,
         echo,
@@ -517,6 +525,8 @@ struct NetScenario {
     runts: usize,
     /// Apps booted beside the monitors.
     companions: &'static [&'static str],
+    /// More kernel command-line words.
+    boot_words: &'static str,
     judge: fn(&Outcome) -> std::result::Result<(), String>,
 }
 
@@ -547,6 +557,7 @@ const NET_SCENARIOS: &[NetScenario] = &[
         counts: &[300, 200],
         runts: 7,
         companions: &[],
+        boot_words: "",
         judge: |outcome| {
             outcome.verdict()?;
             if app_count(outcome, 0).0 != 300 || app_count(outcome, 1).0 != 200 {
@@ -568,6 +579,7 @@ const NET_SCENARIOS: &[NetScenario] = &[
         counts: &[100],
         runts: 0,
         companions: &[],
+        boot_words: "",
         judge: |outcome| {
             outcome.verdict()?;
             let checked = outcome
@@ -597,6 +609,7 @@ const NET_SCENARIOS: &[NetScenario] = &[
         counts: &[200, 200],
         runts: 0,
         companions: &[],
+        boot_words: "",
         judge: |outcome| {
             outcome.no_loss()?;
             let (stalled, _) = app_count(outcome, 0);
@@ -619,6 +632,7 @@ const NET_SCENARIOS: &[NetScenario] = &[
         counts: &[300, 300],
         runts: 0,
         companions: &[],
+        boot_words: "",
         judge: |outcome| {
             outcome.no_loss()?;
             let (unbound, hosted) = app_count(outcome, 0);
@@ -644,6 +658,7 @@ const NET_SCENARIOS: &[NetScenario] = &[
         counts: &[300, 300],
         runts: 0,
         companions: &[],
+        boot_words: "",
         judge: |outcome| {
             outcome.no_loss()?;
             let (first, hosted) = app_count(outcome, 0);
@@ -694,6 +709,7 @@ const NET_SCENARIOS: &[NetScenario] = &[
         counts: &[300, 300],
         runts: 0,
         companions: &[],
+        boot_words: "",
         judge: |outcome| {
             outcome.no_loss()?;
             let (first, hosted) = app_count(outcome, 0);
@@ -735,6 +751,7 @@ const NET_SCENARIOS: &[NetScenario] = &[
         counts: &[300, 300],
         runts: 0,
         companions: &["spin"],
+        boot_words: "",
         judge: |outcome| {
             outcome.verdict()?;
             let spin = numbers_after(&outcome.serial, "spin: ");
@@ -770,6 +787,31 @@ const NET_SCENARIOS: &[NetScenario] = &[
             Ok(())
         },
     },
+    NetScenario {
+        // The host's IPv4 address is a boot parameter: booted with 192.168.7.2, netmon learns
+        // it (`net_ipv4`), transmits from it and is refused the default 10.0.2.15.
+        name: "net-ipv4-parameter",
+        expressions: &["udp dst port 7001"],
+        counts: &[100],
+        runts: 0,
+        companions: &[],
+        boot_words: "ipv4=192.168.7.2",
+        judge: |outcome| {
+            outcome.verdict()?;
+            let configured = outcome
+                .serial
+                .contains("]: IPv4 192.168.7.2; transmit from 10.0.2.15: Err(Denied)");
+            let sent = outcome
+                .serial
+                .contains("]: transmit from owned port Udp 7001: Ok(42)");
+            if !configured || !sent {
+                return Err(format!(
+                    "default address refused {configured}, configured address sent {sent}"
+                ));
+            }
+            Ok(())
+        },
+    },
 ];
 
 /// Runs the scenarios that need traffic (for `cargo xtask test`); returns (passed, failed).
@@ -788,6 +830,7 @@ pub fn run_scenarios(kernel: &std::path::Path, filter: Option<&str>, verbose: bo
             frames,
             &expressions,
             scenario.companions,
+            scenario.boot_words,
             20_000,
             false,
             Echo::Quiet,

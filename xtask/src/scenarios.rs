@@ -300,6 +300,15 @@ pub const SCENARIOS: &[Scenario] = &[
         expect: Expect::Pass,
     },
     Scenario {
+        // A malformed host address is refused before anything boots.
+        name: "bad-ipv4",
+        cmdline: "apps=hello ipv4=10.0.2",
+        exit: KernelExit::BadCommandLine,
+        serial: &["BadIpv4(\"10.0.2\")"],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
         name: "missing-app",
         cmdline: "apps=nosuch",
         exit: KernelExit::AppMissing,

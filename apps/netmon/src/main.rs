@@ -89,6 +89,7 @@ fn main() -> u8 {
             [0; 6]
         }
     };
+    let ipv4 = net::ipv4().unwrap_or(DEFAULT_IPV4);
     let mut spoofed_mac = mac;
     spoofed_mac[5] ^= 1;
     let spoofed = net::transmit(&[&[0xff; 6], &spoofed_mac, &[0x88, 0xb5, 0, 0]]);
@@ -100,7 +101,7 @@ fn main() -> u8 {
     spoofed_ip[14 + 12..14 + 16].copy_from_slice(&[10, 0, 2, 99]);
     let spoofed_address = net::transmit(&[&spoofed_ip]);
     // Nothing is bound yet: no port is netmon's.
-    let spoofed_port = net::transmit(&[&from_port(mac, 17, 7001)]);
+    let spoofed_port = net::transmit(&[&from_port(mac, ipv4, 17, 7001)]);
     println!(
         "netmon[{me}]: spoofed transmit: MAC {spoofed:?}, IPv4 {spoofed_address:?}, source port {spoofed_port:?}"
     );
@@ -209,13 +210,32 @@ fn main() -> u8 {
         expressions += 1;
     }
     if let Some(claim) = owned_port {
-        let sent = net::transmit(&[&from_port(mac, claim.transport.protocol(), claim.port)]);
+        let protocol = claim.transport.protocol();
+        let sent = net::transmit(&[&from_port(mac, ipv4, protocol, claim.port)]);
         println!(
             "netmon[{me}]: transmit from owned port {:?} {}: {sent:?}",
             claim.transport, claim.port
         );
         if mac != [0; 6] && sent.is_err() {
             return 5;
+        }
+        if ipv4 != DEFAULT_IPV4 {
+            // Booted with another address: the default one is now someone else's.
+            let old = net::transmit(&[&from_port(mac, DEFAULT_IPV4, protocol, claim.port)]);
+            println!(
+                "netmon[{me}]: IPv4 {}.{}.{}.{}; transmit from {}.{}.{}.{}: {old:?}",
+                ipv4[0],
+                ipv4[1],
+                ipv4[2],
+                ipv4[3],
+                DEFAULT_IPV4[0],
+                DEFAULT_IPV4[1],
+                DEFAULT_IPV4[2],
+                DEFAULT_IPV4[3]
+            );
+            if old != Err(libnet::Error::Denied) {
+                return 5;
+            }
         }
     }
     println!("netmon[{me}]: ready {expressions}");
@@ -463,15 +483,19 @@ fn revoke_check<const N: usize>(
     }
 }
 
-/// An IPv4 frame from the host's address (10.0.2.15) and `source_port`, to the broadcast MAC.
+/// The kernel's IPv4 address unless booted with `ipv4=`.
 #[cfg(target_os = "none")]
-fn from_port(mac: [u8; 6], protocol: u8, source_port: u16) -> [u8; 14 + 20 + 8] {
+const DEFAULT_IPV4: [u8; 4] = [10, 0, 2, 15];
+
+/// An IPv4 frame from `source` and `source_port`, to the broadcast MAC.
+#[cfg(target_os = "none")]
+fn from_port(mac: [u8; 6], source: [u8; 4], protocol: u8, source_port: u16) -> [u8; 14 + 20 + 8] {
     let mut frame = [0u8; 14 + 20 + 8];
     frame[..6].copy_from_slice(&[0xff; 6]);
     frame[6..12].copy_from_slice(&mac);
     frame[12..14].copy_from_slice(&[0x08, 0x00]);
     frame[14..26].copy_from_slice(&[0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, protocol, 0, 0]);
-    frame[26..30].copy_from_slice(&[10, 0, 2, 15]);
+    frame[26..30].copy_from_slice(&source);
     frame[30..34].copy_from_slice(&[10, 0, 2, 2]);
     frame[34..36].copy_from_slice(&source_port.to_be_bytes());
     frame[36..38].copy_from_slice(&9u16.to_be_bytes());

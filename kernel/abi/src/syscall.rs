@@ -177,13 +177,17 @@ pub enum Syscall {
     /// (at most [`NET_TRANSMIT_MAX_PIECES`]) `(address, length_bytes)` pairs of `u64` at
     /// `gather`, all in the caller's readable memory, at most
     /// [`crate::net::FRAME_MAX_BYTES`] in total. The frame must pass the transmit check: the
-    /// NIC's source MAC, the host's IPv4 address, a TCP/UDP source port the caller owns (a
+    /// NIC's source MAC, the host's IPv4 address (`NetIpv4`), a TCP/UDP source port the caller owns (a
     /// port one of its bound filters claims, see `FilterBind`); otherwise `Denied`, counted
     /// as `tx_refused`.
     NetTransmit = 31,
     /// `net_mac() -> mac`: the NIC's MAC address in the low 48 bits (first byte lowest);
     /// `InvalidArgument` without a NIC.
     NetMac = 32,
+    /// `net_ipv4() -> address`: the host's IPv4 address, which apps share (the boot command
+    /// line's `ipv4=A.B.C.D`, default 10.0.2.15), in the low 32 bits, first byte lowest; the
+    /// source address `NetTransmit` accepts. `InvalidArgument` without a NIC.
+    NetIpv4 = 33,
 }
 
 /// Most pages one `page_protect_range` changes.
@@ -206,7 +210,7 @@ pub const ANY_FRAME: u64 = u64::MAX;
 
 impl Syscall {
     /// Every system call, in number order; the kernel's dispatch is checked against it.
-    pub const ALL: [Syscall; 33] = [
+    pub const ALL: [Syscall; 34] = [
         Syscall::Exit,
         Syscall::ConsoleWrite,
         Syscall::Null,
@@ -240,6 +244,7 @@ impl Syscall {
         Syscall::BootArgument,
         Syscall::NetTransmit,
         Syscall::NetMac,
+        Syscall::NetIpv4,
     ];
 
     /// The number user code places in `rax`.
@@ -280,6 +285,7 @@ mod tests {
         assert_eq!(Syscall::PageProtectRange.number(), 25);
         assert_eq!(Syscall::FilterBind.number(), 26);
         assert_eq!(Syscall::NetMac.number(), 32);
+        assert_eq!(Syscall::NetIpv4.number(), 33);
         for (index, call) in Syscall::ALL.iter().enumerate() {
             assert_eq!(call.number(), index as u64);
         }

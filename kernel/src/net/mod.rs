@@ -85,6 +85,8 @@ struct Net {
     arguments: Vec<(Option<usize>, String)>,
     /// Boot apps' environments and their 1-based positions on the command line.
     boot_apps: Vec<(EnvId, usize)>,
+    /// The host's IPv4 address, which apps share (the command line's `ipv4=`).
+    ipv4: [u8; 4],
 }
 
 static NET: Mutex<Net> = Mutex::new(Net {
@@ -94,12 +96,14 @@ static NET: Mutex<Net> = Mutex::new(Net {
     counters: [0; Counter::ALL.len()],
     arguments: Vec::new(),
     boot_apps: Vec::new(),
+    ipv4: exo_kernel::cmdline::DEFAULT_IPV4,
 });
 
-/// Boot: records the apps' arguments and probes the NIC.
-pub fn init(arguments: &[&str]) {
+/// Boot: records the apps' arguments and the host's IPv4 address, and probes the NIC.
+pub fn init(arguments: &[&str], ipv4: [u8; 4]) {
     let nic = device::probe();
     let mut net = NET.lock();
+    net.ipv4 = ipv4;
     net.arguments = arguments
         .iter()
         .map(|word| match word.split_once(':') {
@@ -463,9 +467,6 @@ pub fn unbind(id: u32) {
     }
 }
 
-/// The host's IPv4 address, which apps share (a boot parameter, later).
-const HOST_IPV4: [u8; 4] = [10, 0, 2, 15];
-
 /// `net_transmit(gather, count)` from `env`.
 pub fn transmit(env: &Environment, gather: u64, pieces_count: u64) -> Result<u64, Error> {
     if pieces_count == 0 || pieces_count > exo_abi::syscall::NET_TRANSMIT_MAX_PIECES {
@@ -494,6 +495,7 @@ pub fn transmit(env: &Environment, gather: u64, pieces_count: u64) -> Result<u64
         nic,
         counters,
         rings,
+        ipv4,
         ..
     } = &mut *net;
     let nic = nic.as_mut().ok_or(Error::InvalidArgument)?;
@@ -509,7 +511,7 @@ pub fn transmit(env: &Environment, gather: u64, pieces_count: u64) -> Result<u64
         .collect();
     let sender = exo_kernel::tx_check::SenderIdentity {
         mac: nic.mac(),
-        ipv4: HOST_IPV4,
+        ipv4: *ipv4,
         ports: &ports,
     };
     if let Err(refusal) = exo_kernel::tx_check::check(&frame, &sender) {
@@ -531,6 +533,13 @@ pub fn mac() -> Result<u64, Error> {
     let mut bytes = [0u8; 8];
     bytes[..6].copy_from_slice(&mac);
     Ok(u64::from_le_bytes(bytes))
+}
+
+/// `net_ipv4()`.
+pub fn ipv4() -> Result<u64, Error> {
+    let net = NET.lock();
+    net.nic.as_ref().ok_or(Error::InvalidArgument)?;
+    Ok(u64::from(u32::from_le_bytes(net.ipv4)))
 }
 
 /// Boot: the app at 1-based command-line `position` runs as `id` (it gets the `arg=K:` words
