@@ -1,17 +1,22 @@
 //! What a verified filter claims: the local transport port every packet it matches is sent to.
 //!
 //! The kernel's overlap rule rests on this. A filter is a conjunction, so any atom it holds is a
-//! property of every packet it matches. When its atoms pin, at the places untagged Ethernet puts
-//! them, the ethertype (IPv4 or IPv6), the IP protocol (TCP or UDP) and the transport destination
+//! property of every packet it matches. When its atoms pin, at the places Ethernet puts them,
+//! the ethertype (IPv4 or IPv6), the IP protocol (TCP or UDP) and the transport destination
 //! port (full masks, equality, the IPv4 port read after exactly the header-length shift), every
 //! packet it matches carries that protocol and port, and two filters claiming different
-//! `(protocol, port)` pairs can never match the same packet. Anything else (no port, a source
-//! port, a VLAN tag, a partial mask, a range) claims nothing specific: it is a monitor filter.
+//! `(protocol, port)` pairs can never match the same packet. VLAN tags (802.1Q, 802.1ad, and
+//! stacks of them, as `vlan` compiles) move all of those places by 4 bytes per tag: a filter
+//! claims through `k` tags only if it pins a tag protocol identifier at each of the `k` tag
+//! positions, so every packet it matches really has its headers there. Anything else (no port,
+//! a source port, a partial mask, a range, an ethertype at a tagged position without the tags
+//! before it) claims nothing specific: it is a monitor filter.
 //!
 //! Ports are owned per transport protocol across both IP versions: apps share the host's IPv4
 //! and IPv6 addresses, so `ip6 and tcp dst port 443` and `tcp dst port 443` claim one port.
 
 use crate::ir::{Atom, CmpOp, Field, Filter, Shift, Step, Width};
+use alloc::vec::Vec;
 
 /// The transport protocols whose ports can be owned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,13 +73,22 @@ impl PortClaim {
 
 const ETHERTYPE_IPV4: u32 = 0x0800;
 const ETHERTYPE_IPV6: u32 = 0x86dd;
-/// IPv4's header-length shift, from the start of the frame.
-const IPV4_HEADER_LENGTH: Shift = Shift {
-    offset: 14,
-    width: Width::B1,
-    mask: 0x0f,
-    shift: 2,
-};
+/// Tag protocol identifiers a VLAN tag may carry (802.1Q, 802.1ad, the older QinQ one).
+const TAG_PROTOCOL_IDENTIFIERS: [u32; 3] = [0x8100, 0x88a8, 0x9100];
+/// Most stacked VLAN tags a claim looks through (each one is 4 bytes).
+const MAX_TAGS: u16 = 8;
+/// Bytes one VLAN tag adds before the ethertype.
+const TAG_BYTES: u16 = 4;
+
+/// IPv4's header-length shift, from the start of the frame, behind `tags` VLAN tags.
+const fn ipv4_header_length(tags: u16) -> Shift {
+    Shift {
+        offset: 14 + TAG_BYTES * tags,
+        width: Width::B1,
+        mask: 0x0f,
+        shift: 2,
+    }
+}
 
 /// Where (after how many shifts) and what an equality atom pins.
 fn pinned(atom: &Atom) -> Option<(u16, Width, u32)> {
@@ -88,40 +102,76 @@ fn pinned(atom: &Atom) -> Option<(u16, Width, u32)> {
     }
 }
 
+/// The pins of a filter: those taken from the frame's start, and those taken after its first
+/// shift (pins after a second shift are relative to a base this module does not follow).
+struct Pins {
+    at_start: Vec<(u16, Width, u32)>,
+    first_shift: Option<Shift>,
+    after_first_shift: Vec<(u16, Width, u32)>,
+}
+
+impl Pins {
+    fn of(filter: &Filter) -> Pins {
+        let mut pins = Pins {
+            at_start: Vec::new(),
+            first_shift: None,
+            after_first_shift: Vec::new(),
+        };
+        let mut shifts = 0;
+        for step in filter.steps() {
+            match step {
+                Step::Shift(shift) => {
+                    shifts += 1;
+                    pins.first_shift = pins.first_shift.or(Some(*shift));
+                }
+                Step::Test(atom) => {
+                    let Some(pin) = pinned(atom) else { continue };
+                    match shifts {
+                        0 => pins.at_start.push(pin),
+                        1 => pins.after_first_shift.push(pin),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        pins
+    }
+
+    /// The first value pinned at `offset` with `width` (a filter pinning two different values
+    /// at one place matches nothing, so which one is taken does not matter).
+    fn value(pins: &[(u16, Width, u32)], offset: u16, width: Width) -> Option<u32> {
+        pins.iter()
+            .find(|(at, pinned_width, _)| *at == offset && *pinned_width == width)
+            .map(|(_, _, value)| *value)
+    }
+}
+
 /// The port `filter` claims; `None` when it claims nothing specific (a monitor filter).
 pub fn claim(filter: &Filter) -> Option<PortClaim> {
-    let mut ethertype = None;
-    let (mut v4_protocol, mut v6_protocol) = (None, None);
-    let (mut v4_port, mut v6_port) = (None, None);
-    // `Some(true)` while the only shift taken is IPv4's header length; `Some(false)` at the
-    // frame's start; `None` after any other shift sequence.
-    let mut after_header_length = Some(false);
-    for step in filter.steps() {
-        let atom = match step {
-            Step::Shift(shift) => {
-                after_header_length = match after_header_length {
-                    Some(false) if *shift == IPV4_HEADER_LENGTH => Some(true),
-                    _ => None,
-                };
-                continue;
-            }
-            Step::Test(atom) => atom,
-        };
-        let Some((offset, width, value)) = pinned(atom) else {
-            continue;
-        };
-        match (after_header_length, offset, width) {
-            (Some(false), 12, Width::B2) => ethertype = ethertype.or(Some(value)),
-            (Some(false), 23, Width::B1) => v4_protocol = v4_protocol.or(Some(value)),
-            (Some(false), 20, Width::B1) => v6_protocol = v6_protocol.or(Some(value)),
-            (Some(false), 56, Width::B2) => v6_port = v6_port.or(Some(value)),
-            (Some(true), 16, Width::B2) => v4_port = v4_port.or(Some(value)),
-            _ => {}
-        }
+    let pins = Pins::of(filter);
+    let start = |offset, width| Pins::value(&pins.at_start, offset, width);
+    // Tags the filter requires: a tag protocol identifier pinned at each tag position.
+    let mut tags = 0;
+    while tags < MAX_TAGS
+        && start(12 + TAG_BYTES * tags, Width::B2)
+            .is_some_and(|tpid| TAG_PROTOCOL_IDENTIFIERS.contains(&tpid))
+    {
+        tags += 1;
     }
-    let (ip, protocol, port) = match ethertype? {
-        ETHERTYPE_IPV4 => (IpVersion::V4, v4_protocol?, v4_port?),
-        ETHERTYPE_IPV6 => (IpVersion::V6, v6_protocol?, v6_port?),
+    let moved = TAG_BYTES * tags;
+    let (ip, protocol, port) = match start(12 + moved, Width::B2)? {
+        ETHERTYPE_IPV4 => {
+            if pins.first_shift? != ipv4_header_length(tags) {
+                return None;
+            }
+            let port = Pins::value(&pins.after_first_shift, 16 + moved, Width::B2)?;
+            (IpVersion::V4, start(23 + moved, Width::B1)?, port)
+        }
+        ETHERTYPE_IPV6 => (
+            IpVersion::V6,
+            start(20 + moved, Width::B1)?,
+            start(56 + moved, Width::B2)?,
+        ),
         _ => return None,
     };
     Some(PortClaim {
@@ -177,7 +227,7 @@ mod tests {
             "ip",
             "udp src port 53",
             "tcp dst portrange 80-90",
-            "vlan and tcp dst port 80",
+            "vlan and udp src port 53",
             "ip[23] = 6 and tcp[2:2] & 0xff = 80",
             "arp",
         ] {
@@ -214,7 +264,7 @@ mod tests {
         };
         let ethertype = eq(12, Width::B2, ETHERTYPE_IPV4);
         let protocol = eq(23, Width::B1, 6);
-        let header_length = Step::Shift(IPV4_HEADER_LENGTH);
+        let header_length = Step::Shift(ipv4_header_length(0));
         let destination = eq(16, Width::B2, 80);
         assert_eq!(
             claim(&filter(alloc::vec![
@@ -266,6 +316,116 @@ mod tests {
             ])),
             None
         );
+    }
+
+    #[test]
+    fn vlan_tagged_filters_claim_their_port() {
+        use IpVersion::*;
+        use Transport::*;
+        for expression in [
+            "vlan and tcp dst port 80",
+            "vlan 100 and tcp dst port 80",
+            "vlan and vlan and tcp dst port 80",
+            "vlan 100 and vlan 200 and ip and tcp dst port 80",
+        ] {
+            let claims = claims(expression);
+            assert!(!claims.is_empty());
+            for claim in &claims {
+                assert!(
+                    *claim == port(V4, Tcp, 80) || *claim == port(V6, Tcp, 80),
+                    "{expression:?}: {claims:?}"
+                );
+            }
+        }
+        assert!(claims("vlan and udp dst port 53").contains(&port(V6, Udp, 53)));
+    }
+
+    #[test]
+    fn a_tagged_port_counts_only_behind_its_tags() {
+        use crate::{Atom, Step, UnverifiedFilter};
+        let eq = |offset, width, value| {
+            Step::Test(Atom {
+                field: Field::Packet { offset, width },
+                mask: width.max_value(),
+                op: CmpOp::Eq,
+                value,
+            })
+        };
+        let filter = |steps: Vec<Step>| {
+            UnverifiedFilter {
+                id: FilterId(1),
+                steps,
+            }
+            .verify()
+            .unwrap()
+        };
+        let tag = eq(12, Width::B2, 0x8100);
+        let ethertype = eq(16, Width::B2, ETHERTYPE_IPV4);
+        let protocol = eq(27, Width::B1, 17);
+        let header_length = Step::Shift(ipv4_header_length(1));
+        let destination = eq(20, Width::B2, 53);
+        assert_eq!(
+            claim(&filter(alloc::vec![
+                tag,
+                ethertype,
+                protocol,
+                header_length,
+                destination
+            ])),
+            port(IpVersion::V4, Transport::Udp, 53)
+        );
+        // Without the tag pinned, offset 16 of an untagged IPv4 frame is its total length:
+        // such a filter says nothing about where the port is.
+        assert_eq!(
+            claim(&filter(alloc::vec![
+                ethertype,
+                protocol,
+                header_length,
+                destination
+            ])),
+            None
+        );
+        // Something else than a tag protocol identifier at the tag's place.
+        assert_eq!(
+            claim(&filter(alloc::vec![
+                eq(12, Width::B2, 0x0800),
+                ethertype,
+                protocol,
+                header_length,
+                destination
+            ])),
+            None
+        );
+        // The protocol or the header length read where an untagged frame has them.
+        assert_eq!(
+            claim(&filter(alloc::vec![
+                tag,
+                ethertype,
+                eq(23, Width::B1, 17),
+                header_length,
+                destination
+            ])),
+            None
+        );
+        assert_eq!(
+            claim(&filter(alloc::vec![
+                tag,
+                ethertype,
+                protocol,
+                Step::Shift(ipv4_header_length(0)),
+                destination
+            ])),
+            None
+        );
+        // IPv6 behind two tags.
+        let v6 = filter(alloc::vec![
+            tag,
+            eq(16, Width::B2, 0x88a8),
+            eq(20, Width::B2, ETHERTYPE_IPV6),
+            eq(28, Width::B1, 6),
+            eq(64, Width::B2, 443),
+        ]);
+        assert_eq!(claim(&v6), port(IpVersion::V6, Transport::Tcp, 443));
     }
 
     #[test]

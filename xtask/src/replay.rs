@@ -788,6 +788,35 @@ const NET_SCENARIOS: &[NetScenario] = &[
         },
     },
     NetScenario {
+        // A VLAN-tagged filter that pins ethertype, protocol and destination port claims that
+        // port like an untagged one: the second app's untagged bind of the same port is
+        // refused (`AddressInUse`) for the whole run. (The frames are untagged: the first app
+        // gets none of them, and nobody gets the second app's.)
+        name: "net-vlan-claim",
+        expressions: &["vlan and udp dst port 7001", "claimed:udp dst port 7001"],
+        counts: &[100],
+        runts: 0,
+        companions: &[],
+        boot_words: "",
+        judge: |outcome| {
+            outcome.no_loss()?;
+            let refused = outcome.serial.contains(
+                "]: filter 0 \"udp dst port 7001\": AddressInUse, waiting for the owner to unbind",
+            );
+            let rebound = outcome.serial.contains("]: filter 0 bound once released");
+            let sent = outcome
+                .serial
+                .contains("]: transmit from owned port Udp 7001: Ok(42)");
+            if !refused || rebound || !sent || app_count(outcome, 0).0 != 0 {
+                return Err(format!(
+                    "untagged bind refused {refused}, bound later {rebound}, tagged owner sent from its port {sent}, tagged owner received {}",
+                    app_count(outcome, 0).0
+                ));
+            }
+            Ok(())
+        },
+    },
+    NetScenario {
         // The host's IPv4 address is a boot parameter: booted with 192.168.7.2, netmon learns
         // it (`net_ipv4`), transmits from it and is refused the default 10.0.2.15.
         name: "net-ipv4-parameter",
