@@ -61,6 +61,9 @@ pub extern "C" fn kernel_main(start_info_address: u64) -> ! {
         timer::TICKS_PER_SECOND,
         timer::ticks()
     );
+    // Kernel code runs with interrupts off from here on (they come back in ring 3 and in the
+    // idle loop): the NIC's handler takes the net lock, which boot takes too.
+    arch::interrupts_disable();
 
     let Ok(line) = core::str::from_utf8(boot.cmdline()) else {
         log!("command line is not UTF-8");
@@ -79,6 +82,7 @@ pub extern "C" fn kernel_main(start_info_address: u64) -> ! {
         Some(SelfTest::Panic) => panic!("self-test: test=panic asked the kernel to panic"),
         Some(SelfTest::Hang) => {
             log!("self-test: test=hang, spinning with the timer on");
+            arch::interrupts_enable();
             loop {
                 arch::wait_for_interrupt();
             }
