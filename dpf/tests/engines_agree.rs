@@ -1048,3 +1048,85 @@ fn two_byte_dispatch_over_templated_tables_selects_by_cmov() {
         }
     }
 }
+
+/// A match that did not return (something later might beat it) must survive a later branch
+/// that matches with a lower score: the code may skip comparing with the best held only where
+/// nothing can have matched yet.
+#[test]
+fn a_better_earlier_match_beats_a_weaker_later_one() {
+    let p = eq(0, Width::B1, 7);
+    let one = |offset| eq(offset, Width::B1, 1);
+    let filters: Vec<Filter> = [
+        vec![p, one(1), one(2), one(3), one(4)],
+        vec![p, one(1), one(2)],
+        vec![p, one(10), one(11), one(12)],
+        vec![p, one(10)],
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(id, steps)| {
+        UnverifiedFilter {
+            id: FilterId(id as u32),
+            steps,
+        }
+        .verify()
+        .unwrap()
+    })
+    .collect();
+    let (bound, trie) = bind_all(filters);
+    let code = executable(&trie);
+    let mut data = [0u8; 16];
+    data[0] = 7;
+    data[1] = 1;
+    data[2] = 1;
+    data[10] = 1;
+    let packet = Packet::whole(&data);
+    assert_eq!(reference_classify(&bound, &packet), Some(FilterId(1)));
+    assert_eq!(code.classify(&packet), Some(FilterId(1)));
+    assert_eq!(interp::classify(&trie, &packet), Some(FilterId(1)));
+}
+
+/// The same inside a templated table, whose entries' scores differ (by filter id): an earlier
+/// match that did not return (the table might hold a better one) beats the worse entry the
+/// packet finds.
+#[test]
+fn a_better_earlier_match_beats_a_weaker_table_entry() {
+    let ip = eq(12, Width::B2, 0x0800);
+    let one = |offset| eq(offset, Width::B1, 1);
+    let mut sets: Vec<(u32, Vec<Step>)> = vec![
+        (5, vec![ip, one(40), one(41)]),
+        (20, vec![ip, one(40), one(41), one(42), one(43), one(44)]),
+    ];
+    for id in [1u32, 2, 3, 9] {
+        sets.push((id, vec![ip, eq(26, Width::B4, id), eq(36, Width::B2, id)]));
+    }
+    let filters: Vec<Filter> = sets
+        .into_iter()
+        .map(|(id, steps)| {
+            UnverifiedFilter {
+                id: FilterId(id),
+                steps,
+            }
+            .verify()
+            .unwrap()
+        })
+        .collect();
+    let (bound, trie) = bind_all(filters);
+    let compiled = jit::compile(&trie).unwrap();
+    assert!(
+        compiled.stats().templated_tables >= 1,
+        "{:?}",
+        compiled.stats()
+    );
+    let code = ExecutableTrie::new(&compiled).unwrap();
+    let mut data = [0u8; 48];
+    data[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    data[26..30].copy_from_slice(&9u32.to_be_bytes());
+    data[36..38].copy_from_slice(&9u16.to_be_bytes());
+    data[40] = 1;
+    data[41] = 1;
+    let packet = Packet::whole(&data);
+    assert_eq!(reference_classify(&bound, &packet), Some(FilterId(5)));
+    assert_eq!(code.classify(&packet), Some(FilterId(5)));
+    assert_eq!(interp::classify(&trie, &packet), Some(FilterId(5)));
+}

@@ -171,6 +171,8 @@ struct Codegen<'t> {
     later: u64,
     /// While emitting a node: shifts whose saved base (two pushes each) is on the stack.
     depth: u32,
+    /// While emitting a node: no accept can have run on any path to it, so `r8` is 0.
+    r8_zero: bool,
 }
 
 /// Tables start on a page of their own, so a loader can map them read+write apart from the
@@ -252,6 +254,7 @@ pub fn generate(trie: &Trie) -> Result<GeneratedCode, EmitError> {
         pending_offsets: Vec::new(),
         later: 0,
         depth: 0,
+        r8_zero: true,
     };
     let entry = generator.ops.offset();
     dynasm!(generator.ops
@@ -298,7 +301,10 @@ impl Codegen<'_> {
         let alternatives = trie.node(parent).alternatives();
         let end = self.ops.new_dynamic_label();
         let outer = self.later;
+        let outer_zero = self.r8_zero;
         for (i, &alternative) in alternatives.iter().enumerate() {
+            // An earlier alternative may have matched without returning.
+            self.r8_zero = outer_zero && i == 0;
             // Sorted best bound first: the next alternative is the best that may follow.
             let following = alternatives
                 .get(i + 1)
@@ -319,7 +325,25 @@ impl Codegen<'_> {
             dynasm!(self.ops ; .arch x64 ; =>next);
         }
         self.later = outer;
+        self.r8_zero = outer_zero;
         dynasm!(self.ops ; .arch x64 ; =>end);
+    }
+
+    /// A match scoring `rax` that nothing later can beat: returns it, or the best held if that
+    /// is better (no compare needed while nothing can have matched yet).
+    fn return_best_of_rax(&mut self) {
+        if !self.r8_zero {
+            dynasm!(self.ops
+                ; .arch x64
+                ; cmp rax, r8
+                ; cmovb rax, r8
+            );
+        }
+        if self.depth > 0 {
+            let bytes = (16 * self.depth) as i32;
+            dynasm!(self.ops ; .arch x64 ; add rsp, DWORD bytes);
+        }
+        dynasm!(self.ops ; .arch x64 ; ret);
     }
 
     /// After a match: nothing left can beat the best held, so drop the saved bases and return.
@@ -342,14 +366,15 @@ impl Codegen<'_> {
             NodeKind::Accept { score, .. } => {
                 let done = score.0 >= self.later;
                 let score = score.0 as i64;
-                dynasm!(self.ops
-                    ; .arch x64
-                    ; mov rax, QWORD score
-                    ; cmp rax, r8
-                    ; cmova r8, rax
-                );
+                dynasm!(self.ops ; .arch x64 ; mov rax, QWORD score);
                 if done {
-                    self.return_now();
+                    self.return_best_of_rax();
+                } else {
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; cmp rax, r8
+                        ; cmova r8, rax
+                    );
                 }
             }
             NodeKind::Test(atom) => {
@@ -1148,15 +1173,16 @@ impl Codegen<'_> {
                         ; jz =>next
                     );
                 }
-                dynasm!(self.ops
-                    ; .arch x64
-                    ; cmp rdi, r8
-                    ; cmova r8, rdi
-                );
                 // Scores differ by entry (and patches add some): test the one held.
                 if self.later == 0 {
-                    self.return_now();
+                    dynasm!(self.ops ; .arch x64 ; mov rax, rdi);
+                    self.return_best_of_rax();
                 } else {
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; cmp rdi, r8
+                        ; cmova r8, rdi
+                    );
                     let later = self.later as i64;
                     let keep_going = self.ops.new_dynamic_label();
                     dynasm!(self.ops
