@@ -1064,10 +1064,12 @@ impl Codegen<'_> {
                 child_keys.push(value);
                 child_key_nodes.push(k);
             }
-            if child_keys.len() <= MAX_COMPARE_CHAIN || !matches!(field, Field::Packet { .. }) {
+            if !matches!(field, Field::Packet { .. }) {
                 return None;
             }
-            let partition = template::partition_chains(trie, &child_key_nodes, MAX_COMPARE_CHAIN)?;
+            // Any number of keys: with the table chosen and probed without a branch on the
+            // packet, even a table of one or two keys beats compares that mispredict.
+            let partition = template::partition_chains(trie, &child_key_nodes, 0)?;
             let need = self.need(child);
             let plan = plan.get_or_insert_with(|| SelectedTables {
                 field,
