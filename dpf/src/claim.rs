@@ -185,7 +185,26 @@ pub fn claim(filter: &Filter) -> Option<PortClaim> {
 mod tests {
     use super::*;
     use crate::FilterId;
+    use crate::{Atom, Step, UnverifiedFilter};
     use alloc::vec::Vec;
+
+    fn eq(offset: u16, width: Width, value: u32) -> Step {
+        Step::Test(Atom {
+            field: Field::Packet { offset, width },
+            mask: width.max_value(),
+            op: CmpOp::Eq,
+            value,
+        })
+    }
+
+    fn filter(steps: Vec<Step>) -> Filter {
+        UnverifiedFilter {
+            id: FilterId(1),
+            steps,
+        }
+        .verify()
+        .unwrap()
+    }
 
     fn claims(expression: &str) -> Vec<Option<PortClaim>> {
         crate::frontend::compile(expression, FilterId(1))
@@ -245,23 +264,6 @@ mod tests {
 
     #[test]
     fn a_port_atom_counts_only_where_the_port_is() {
-        use crate::{Atom, Step, UnverifiedFilter};
-        let eq = |offset, width, value| {
-            Step::Test(Atom {
-                field: Field::Packet { offset, width },
-                mask: width.max_value(),
-                op: CmpOp::Eq,
-                value,
-            })
-        };
-        let filter = |steps: Vec<Step>| {
-            UnverifiedFilter {
-                id: FilterId(1),
-                steps,
-            }
-            .verify()
-            .unwrap()
-        };
         let ethertype = eq(12, Width::B2, ETHERTYPE_IPV4);
         let protocol = eq(23, Width::B1, 6);
         let header_length = Step::Shift(ipv4_header_length(0));
@@ -342,23 +344,6 @@ mod tests {
 
     #[test]
     fn a_tagged_port_counts_only_behind_its_tags() {
-        use crate::{Atom, Step, UnverifiedFilter};
-        let eq = |offset, width, value| {
-            Step::Test(Atom {
-                field: Field::Packet { offset, width },
-                mask: width.max_value(),
-                op: CmpOp::Eq,
-                value,
-            })
-        };
-        let filter = |steps: Vec<Step>| {
-            UnverifiedFilter {
-                id: FilterId(1),
-                steps,
-            }
-            .verify()
-            .unwrap()
-        };
         let tag = eq(12, Width::B2, 0x8100);
         let ethertype = eq(16, Width::B2, ETHERTYPE_IPV4);
         let protocol = eq(27, Width::B1, 17);
