@@ -432,7 +432,7 @@ fn report(outcome: &Outcome, icount: bool) -> Result<ExitCode> {
         "TSC cycles"
     };
     println!(
-        "sent {} frames in {:.2} s ({:.0} frames/s); in-kernel demux {per_packet:.0} {unit}/packet ({} monitors)",
+        "sent {} frames in {:.2} s ({:.0} frames/s); in-kernel demux {per_packet:.0} {unit}/packet ({} netmon apps)",
         outcome.sent,
         outcome.send_seconds,
         outcome.sent as f64 / outcome.send_seconds.max(1e-9),
@@ -549,6 +549,47 @@ fn app_count(outcome: &Outcome, index: usize) -> (u64, u64) {
 }
 
 const NET_SCENARIOS: &[NetScenario] = &[
+    NetScenario {
+        // Three apps bind 16 ports each (32 port-claiming conjunctions: IPv4 and IPv6), all
+        // merged into the kernel's one shared demux: each app gets exactly its ports' frames,
+        // and once a port table exists binds only patch a table entry (no new code).
+        name: "net-shared-demux",
+        expressions: &[
+            "udp dst port 7001 or 7004 or 7007 or 7010 or 7013 or 7016 or 7019 or 7022 or 7025 or 7028 or 7031 or 7034 or 7037 or 7040 or 7043 or 7046",
+            "udp dst port 7002 or 7005 or 7008 or 7011 or 7014 or 7017 or 7020 or 7023 or 7026 or 7029 or 7032 or 7035 or 7038 or 7041 or 7044 or 7047",
+            "udp dst port 7003 or 7006 or 7009 or 7012 or 7015 or 7018 or 7021 or 7024 or 7027 or 7030 or 7033 or 7036 or 7039 or 7042 or 7045 or 7048",
+        ],
+        counts: &[10; 48],
+        runts: 0,
+        companions: &[],
+        boot_words: "",
+        judge: |outcome| {
+            outcome.verdict()?;
+            for app in 0..3 {
+                if app_count(outcome, app).0 != 160 {
+                    return Err(format!(
+                        "app {app} got {} frames, not its 16 ports x 10",
+                        app_count(outcome, app).0
+                    ));
+                }
+            }
+            let patched = outcome.kernel.get("demux_patched").copied().unwrap_or(0);
+            let regenerated = outcome
+                .kernel
+                .get("demux_regenerated")
+                .copied()
+                .unwrap_or(0);
+            // 96 binds, then three releases: a few regenerations while each port dispatch is
+            // still a compare chain, patches after.
+            if patched < 60 || regenerated * 3 > patched {
+                return Err(format!(
+                    "shared demux: {patched} changes patched, {regenerated} regenerated (want most patched); kernel {:?}",
+                    outcome.kernel
+                ));
+            }
+            Ok(())
+        },
+    },
     NetScenario {
         // Two apps with disjoint filters each get exactly their frames; runts, bad headers and
         // cut-off frames are counted and crash nothing.

@@ -123,6 +123,16 @@ impl Demux {
         self.dirty.push((start, start + len));
     }
 
+    /// What a loader of this demux's code must do to catch up since it last asked: `None` when
+    /// the code was generated anew (load [`Demux::compiled`] afresh), else the byte ranges of
+    /// [`CompiledTrie::code`] (all inside the tables) patched in place, to copy into its
+    /// mapped tables. The `no_std` counterpart of [`Demux::sync`], for the kernel.
+    pub fn take_patches(&mut self) -> Option<Vec<(usize, usize)>> {
+        let stale = core::mem::replace(&mut self.stale, false);
+        let dirty = core::mem::take(&mut self.dirty);
+        (!stale).then_some(dirty)
+    }
+
     /// Brings `mapped` (mapped from this demux's code) up to date: patched table entries are
     /// written into its data in place, a regenerated function is mapped afresh.
     #[cfg(feature = "std")]
@@ -383,6 +393,36 @@ mod tests {
             slot = (slot + 1) & ((1 << table.bits) - 1);
         }
         None
+    }
+
+    #[test]
+    fn take_patches_says_what_a_loader_must_copy() {
+        let mut demux = Demux::from_filters((0..8).map(|i| flow(i, 0x0a00_0000 + i))).unwrap();
+        // Fresh code: load it whole.
+        assert_eq!(demux.take_patches(), None);
+        assert_eq!(demux.take_patches(), Some(vec![]));
+        let (handle, update) = demux.insert(flow(20, 0x0a00_0020)).unwrap();
+        assert_eq!(update, Update::Patched);
+        let patches = demux.take_patches().unwrap();
+        assert!(!patches.is_empty());
+        assert!(
+            patches
+                .iter()
+                .all(|&(start, end)| start >= demux.compiled().data_offset() && end > start)
+        );
+        demux.remove(handle).unwrap();
+        assert!(demux.take_patches().is_some_and(|p| !p.is_empty()));
+        // A better score than the table's bound regenerates.
+        let mut longer = flow(0, 0x0b00_0000).steps().to_vec();
+        longer.push(longer[1]);
+        let longer = UnverifiedFilter {
+            id: FilterId(30),
+            steps: longer,
+        }
+        .verify()
+        .unwrap();
+        assert_eq!(demux.insert(longer).unwrap().1, Update::Regenerated);
+        assert_eq!(demux.take_patches(), None);
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub enum Counter {
     TxFrames = 6,
     /// Frames the demux classified (the denominator of the next two).
     DemuxFrames = 7,
-    /// TSC cycles spent classifying (every ring's generated code; not the copies into
+    /// TSC cycles spent classifying (the shared demux code and every monitor ring's; not the copies into
     /// rings), summed over `DemuxFrames` frames. Under `-icount shift=0` a cycle is one
     /// guest instruction.
     DemuxCycles = 8,
@@ -78,11 +78,16 @@ pub enum Counter {
     WaitsWoken = 12,
     /// Blocked `net_wait`s ended by their timeout.
     WaitsTimedOut = 13,
+    /// Binds and unbinds of port-claiming filters that changed only a table entry of the
+    /// shared demux code (no new code).
+    DemuxPatched = 14,
+    /// Binds and unbinds of port-claiming filters that generated the shared demux code anew.
+    DemuxRegenerated = 15,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 14] = [
+    pub const ALL: [Counter; 16] = [
         Counter::RxFrames,
         Counter::Delivered,
         Counter::NoMatch,
@@ -97,6 +102,8 @@ impl Counter {
         Counter::WaitsBlocked,
         Counter::WaitsWoken,
         Counter::WaitsTimedOut,
+        Counter::DemuxPatched,
+        Counter::DemuxRegenerated,
     ];
 
     /// The name xtask prints and writes to JSON.
@@ -116,6 +123,8 @@ impl Counter {
             Counter::WaitsBlocked => "waits_blocked",
             Counter::WaitsWoken => "waits_woken",
             Counter::WaitsTimedOut => "waits_timed_out",
+            Counter::DemuxPatched => "demux_patched",
+            Counter::DemuxRegenerated => "demux_regenerated",
         }
     }
 

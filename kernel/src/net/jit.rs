@@ -29,9 +29,12 @@ type DemuxFn =
 pub struct KernelCode {
     code_address: u64,
     code_frames: Vec<u64>,
-    /// The tables the code reads through its base slot (so only held, never read here);
-    /// `u64` for alignment; never moved or resized while the code lives.
-    _tables: Vec<u64>,
+    /// The tables the code reads through its base slot (written only by
+    /// [`KernelCode::write_data`]); `u64` for alignment; never moved or resized while the code
+    /// lives.
+    tables: Vec<u64>,
+    /// Where the tables start in the compiled code.
+    data_offset: usize,
     entry: usize,
 }
 
@@ -105,9 +108,31 @@ impl KernelCode {
         Ok(KernelCode {
             code_address,
             code_frames,
-            _tables: tables,
+            tables,
+            data_offset,
             entry,
         })
+    }
+
+    /// Writes `bytes` at `offset` of the compiled code (which must lie in its tables) into
+    /// the tables this code reads: a table entry [`dpf::jit::Demux`] patched in place. Called
+    /// in a system call with interrupts off on the one CPU, so the code is not running.
+    pub fn write_data(&mut self, offset: usize, bytes: &[u8]) -> Result<(), InstallError> {
+        let start = offset
+            .checked_sub(self.data_offset)
+            .ok_or(InstallError::BadLayout)?;
+        let end = start
+            .checked_add(bytes.len())
+            .ok_or(InstallError::BadLayout)?;
+        if end > self.tables.len() * 8 {
+            return Err(InstallError::BadLayout);
+        }
+        for (at, &byte) in (start..end).zip(bytes) {
+            let shift = 8 * (at % 8);
+            let word = &mut self.tables[at / 8];
+            *word = (*word & !(0xff << shift)) | (u64::from(byte) << shift);
+        }
+        Ok(())
     }
 
     /// Runs the code on `frame` (its captured length is its wire length); nonzero = match.

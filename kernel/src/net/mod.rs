@@ -1,10 +1,13 @@
 //! The network path: virtio-net receive, DPF demultiplexing into app packet rings, counters,
 //! and the network system calls.
 //!
-//! Demux: each ring's filters form one `dpf` trie, compiled by dpf's JIT at every bind and
-//! unbind into code the kernel maps read+execute ([`jit`]); every frame runs through the
-//! generated code of every ring (debug builds check each verdict against dpf's interpreter).
-//! Every ring whose filters match gets a copy. Ownership keeps ordinary filters apart: a filter
+//! Demux: every port-claiming filter of every environment is merged into one live
+//! [`dpf::jit::Demux`], whose generated code the kernel maps read+execute ([`jit`]): one call
+//! classifies a frame and names the winning filter (longest match), hence its ring. A bind or
+//! unbind that only adds or removes a key of a templated hash table is a patch of a few table
+//! bytes; anything else generates the code anew. Monitor filters (they get copies) keep one
+//! compiled trie per ring, run after the shared code; every monitor ring whose filters match
+//! gets a copy. Debug builds check each verdict against dpf's interpreter. Ownership keeps ordinary filters apart: a filter
 //! that claims a local port ([`dpf::claim`]) may be bound only if no other environment holds a
 //! filter claiming that port (else `AddressInUse`), and the claim is the environment's until
 //! the filter is unbound or the environment ends; it is also what lets the environment transmit
@@ -34,11 +37,14 @@ mod physical;
 use crate::env::{EnvId, Environment};
 use crate::usermem::UserSlice;
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, Ordering};
 use dpf::claim::PortClaim;
-use dpf::{FilterId, Packet, trie::Trie};
+use dpf::jit::Demux;
+use dpf::trie::{FilterHandle, Score, Trie};
+use dpf::{FilterId, Packet};
 use exo_abi::Error;
 use exo_abi::cap::CapHandle;
 use exo_abi::net::{self as abi, Counter};
@@ -52,8 +58,9 @@ struct Ring {
     /// Physical address of each slot (one frame each).
     slots: Vec<u64>,
     next: usize,
+    /// The ring's monitor filters (port-claiming ones are in [`Shared`]).
     trie: Trie,
-    /// The trie's generated code; `None` while the trie is empty.
+    /// The monitor trie's generated code; `None` while the trie is empty.
     code: Option<jit::KernelCode>,
     /// Filters bound to this ring.
     filters: Vec<Bound>,
@@ -75,9 +82,82 @@ struct Bound {
     capability: CapHandle,
 }
 
+/// Every port-claiming filter, merged, and its code.
+struct Shared {
+    demux: Demux,
+    /// The demux's code as mapped; `None` while no filter is bound.
+    code: Option<jit::KernelCode>,
+    /// The mapped code is not the demux's (an install failed): install afresh at the next
+    /// change, never patch.
+    stale: bool,
+    /// Each bound filter's trie handle and ring (owner, ring address).
+    filters: BTreeMap<u32, (FilterHandle, EnvId, u64)>,
+}
+
+impl Shared {
+    /// Brings the mapped code up to the demux's: copies the patched table bytes, or maps the
+    /// code generated anew (dropping the old: one CPU, interrupts off, see the module doc).
+    /// Counts which it was.
+    fn sync(&mut self, counters: &mut Counters) -> Result<(), Error> {
+        let patches = self.demux.take_patches().filter(|_| !self.stale);
+        if let (Some(patches), Some(code)) = (&patches, self.code.as_mut()) {
+            let compiled = self.demux.compiled().code();
+            let written = patches
+                .iter()
+                .try_for_each(|&(start, end)| code.write_data(start, &compiled[start..end]));
+            if written.is_ok() {
+                if !patches.is_empty() {
+                    bump(counters, Counter::DemuxPatched);
+                }
+                return Ok(());
+            }
+        }
+        bump(counters, Counter::DemuxRegenerated);
+        self.stale = true;
+        self.code = if self.demux.trie().is_empty() {
+            None
+        } else {
+            Some(install(self.demux.compiled())?)
+        };
+        self.stale = false;
+        Ok(())
+    }
+
+    /// The ring (owner, address) of the filter `score` names, if it is still bound.
+    fn ring_of(&self, score: u64) -> Option<(EnvId, u64)> {
+        let FilterId(id) = Score(score).id()?;
+        self.filters
+            .get(&id)
+            .map(|&(_, owner, address)| (owner, address))
+    }
+
+    /// Unbinds filter `id`; then the code must be synced.
+    fn remove(&mut self, id: u32) -> bool {
+        let Some((handle, _, _)) = self.filters.remove(&id) else {
+            return false;
+        };
+        if self.demux.remove(handle).is_err() {
+            // The trie and the code disagree now: the filter is gone from `filters`, so a
+            // frame it still matches reaches no ring; the next change installs afresh.
+            self.stale = true;
+        }
+        true
+    }
+}
+
+/// Maps `compiled`, with the errors a system call reports.
+fn install(compiled: &dpf::jit::CompiledTrie) -> Result<jit::KernelCode, Error> {
+    jit::KernelCode::install(compiled).map_err(|error| match error {
+        jit::InstallError::OutOfMemory => Error::OutOfMemory,
+        jit::InstallError::BadLayout => Error::InvalidArgument,
+    })
+}
+
 struct Net {
     /// Boxed: the driver's queues are large, and system calls run on a 64 KiB stack.
     nic: Option<Box<device::Nic>>,
+    /// Created at the first bind of a port-claiming filter.
+    shared: Option<Shared>,
     rings: Vec<Ring>,
     next_filter: u32,
     counters: [u64; Counter::ALL.len()],
@@ -91,6 +171,7 @@ struct Net {
 
 static NET: Mutex<Net> = Mutex::new(Net {
     nic: None,
+    shared: None,
     rings: Vec::new(),
     next_filter: 1,
     counters: [0; Counter::ALL.len()],
@@ -130,8 +211,9 @@ fn bump(counters: &mut Counters, counter: Counter) {
 
 type Counters = [u64; Counter::ALL.len()];
 
-/// Demultiplexes one frame to every ring.
-fn demux(rings: &mut [Ring], counters: &mut Counters, frame: &[u8]) {
+/// Demultiplexes one frame: to the ring of the port-claiming filter that wins, and to every
+/// ring whose monitor filters match.
+fn demux(shared: Option<&Shared>, rings: &mut [Ring], counters: &mut Counters, frame: &[u8]) {
     let length = frame.len() as u64;
     if !(abi::FRAME_MIN_BYTES..=abi::FRAME_MAX_BYTES).contains(&length) {
         bump(counters, Counter::Malformed);
@@ -139,6 +221,9 @@ fn demux(rings: &mut [Ring], counters: &mut Counters, frame: &[u8]) {
     }
     // Classify first (timed: the demux cost), then deliver the copies (not timed).
     let start = physical::tsc();
+    let winner = shared
+        .and_then(|shared| Some(shared.code.as_ref()?.classify(frame)))
+        .unwrap_or(0);
     for ring in rings.iter_mut() {
         ring.matched = ring
             .code
@@ -148,14 +233,30 @@ fn demux(rings: &mut [Ring], counters: &mut Counters, frame: &[u8]) {
     let cycles = physical::tsc().wrapping_sub(start);
     counters[Counter::DemuxCycles as usize] += cycles;
     let packet = Packet::whole(frame);
-    let mut matched = 0u64;
-    let mut full = 0u64;
-    for ring in rings.iter_mut() {
+    if let Some(shared) = shared.filter(|shared| !shared.stale) {
+        debug_assert_eq!(
+            Score(winner).id(),
+            dpf::interp::classify(shared.demux.trie(), &packet),
+            "the shared JIT and the interpreter disagree"
+        );
+    }
+    for ring in rings.iter() {
         debug_assert_eq!(
             ring.matched,
             dpf::interp::classify(&ring.trie, &packet).is_some(),
-            "the JIT and the interpreter disagree"
+            "a monitor ring's JIT and the interpreter disagree"
         );
+    }
+    if let Some((owner, address)) = shared.and_then(|shared| shared.ring_of(winner))
+        && let Some(ring) = rings
+            .iter_mut()
+            .find(|ring| ring.owner == owner && ring.address == address)
+    {
+        ring.matched = true;
+    }
+    let mut matched = 0u64;
+    let mut full = 0u64;
+    for ring in rings.iter_mut() {
         if !ring.matched {
             continue;
         }
@@ -202,6 +303,7 @@ pub fn poll(mut delivered: impl FnMut(EnvId, u64)) -> Backlog {
     let mut net = NET.lock();
     let Net {
         nic,
+        shared,
         rings,
         counters,
         ..
@@ -213,7 +315,7 @@ pub fn poll(mut delivered: impl FnMut(EnvId, u64)) -> Backlog {
     while taken < POLL_BUDGET
         && nic.receive(|frame| {
             bump(counters, Counter::RxFrames);
-            demux(rings, counters, frame);
+            demux(shared.as_ref(), rings, counters, frame);
         })
     {
         taken += 1;
@@ -355,15 +457,24 @@ pub fn filter_bind(
             net.rings.len() - 1
         }
     };
-    let target = &mut net.rings[index];
-    let mut trie = target.trie.clone();
-    let installed = trie
-        .insert(filter)
-        .map_err(|_| Error::InvalidArgument)
-        .and_then(|_| swap_in(target, trie));
+    let Net {
+        shared,
+        rings,
+        counters,
+        ..
+    } = &mut *net;
+    let target = &mut rings[index];
+    let installed = if claim.is_some() {
+        bind_shared(shared, counters, filter, (id, owner, target.address))
+    } else {
+        let mut trie = target.trie.clone();
+        trie.insert(filter)
+            .map_err(|_| Error::InvalidArgument)
+            .and_then(|_| swap_in(target, trie))
+    };
     if let Err(error) = installed {
         if target.filters.is_empty() {
-            net.rings.remove(index);
+            rings.remove(index);
         }
         return Err(error);
     }
@@ -375,6 +486,41 @@ pub fn filter_bind(
     });
     net.next_filter += 1;
     Ok(Binding { id, monitor })
+}
+
+/// Merges a port-claiming `filter` into the shared demux (made at the first such bind) for
+/// ring `(owner, address)` as filter `id`, and brings the mapped code up to date; on failure
+/// nothing is bound.
+fn bind_shared(
+    shared: &mut Option<Shared>,
+    counters: &mut Counters,
+    filter: dpf::Filter,
+    (id, owner, address): (u32, EnvId, u64),
+) -> Result<(), Error> {
+    if shared.is_none() {
+        *shared = Some(Shared {
+            demux: Demux::new().map_err(|_| Error::OutOfMemory)?,
+            code: None,
+            stale: false,
+            filters: BTreeMap::new(),
+        });
+    }
+    let Some(shared) = shared.as_mut() else {
+        return Err(Error::OutOfMemory);
+    };
+    let (handle, _) = shared
+        .demux
+        .insert(filter)
+        .map_err(|_| Error::InvalidArgument)?;
+    if let Err(error) = shared.sync(counters) {
+        // The mapped code is still the old one, for the filters bound before: take the new
+        // filter out of the demux again (the next change installs afresh).
+        let _ = shared.demux.remove(handle);
+        shared.stale = true;
+        return Err(error);
+    }
+    shared.filters.insert(id, (handle, owner, address));
+    Ok(())
 }
 
 /// Records the capability made for binding `id` (see [`filter_bind`]).
@@ -409,7 +555,7 @@ pub fn capability_removed(id: u32, handle: CapHandle) {
     }
 }
 
-/// Compiles `trie` and makes it and its code the ring's; nothing changes if that fails. The
+/// Compiles `trie` (monitor filters) and makes it and its code the ring's; nothing changes if that fails. The
 /// old code is dropped (unmapped and freed) here, in a system call with interrupts off on the
 /// one CPU, so no frame is being classified by it.
 fn swap_in(ring: &mut Ring, trie: Trie) -> Result<(), Error> {
@@ -441,6 +587,27 @@ pub fn unbind(id: u32) {
     else {
         return;
     };
+    let Net {
+        shared,
+        rings,
+        counters,
+        ..
+    } = &mut *net;
+    if let Some(shared) = shared.as_mut()
+        && shared.remove(id)
+    {
+        if let Err(error) = shared.sync(counters) {
+            // The old code stays mapped; the filter is out of `filters`, so the frames it
+            // still matches reach no ring. The next change installs afresh.
+            log!("net: unbinding filter {id}: could not update the shared demux code: {error:?}");
+        }
+        let ring = &mut rings[index];
+        ring.filters.retain(|bound| bound.id != id);
+        if ring.filters.is_empty() {
+            rings.remove(index);
+        }
+        return;
+    }
     let ring = &mut net.rings[index];
     let handle = ring
         .trie
@@ -584,6 +751,25 @@ pub fn boot_argument(env: &mut Environment, index: u64, buffer: UserSlice) -> Re
 pub fn release(owner: EnvId) {
     let mut net = NET.lock();
     let before = net.rings.len();
+    let Net {
+        shared,
+        rings,
+        counters,
+        ..
+    } = &mut *net;
+    if let Some(shared) = shared.as_mut() {
+        let mut removed = false;
+        for bound in rings
+            .iter()
+            .filter(|ring| ring.owner == owner)
+            .flat_map(|ring| ring.filters.iter())
+        {
+            removed |= shared.remove(bound.id);
+        }
+        if removed && let Err(error) = shared.sync(counters) {
+            log!("net: env {owner} ended: could not update the shared demux code: {error:?}");
+        }
+    }
     for ring in net.rings.iter().filter(|ring| ring.owner == owner) {
         log!(
             "net: env {owner} ring {:#x}: {} filters, {} frames delivered",
