@@ -12,20 +12,11 @@ use dpf::ir::{Atom, CmpOp, Field, Filter, FilterId, Packet, Shift, Step, Unverif
 use dpf::jit::{self, Demux, ExecutableTrie, Update};
 use dpf::trie::Trie;
 
-fn eq(offset: u16, width: Width, value: u32) -> Step {
-    Step::Test(Atom {
-        field: Field::Packet { offset, width },
-        mask: width.max_value(),
-        op: CmpOp::Eq,
-        value,
-    })
-}
-
 /// `ip and tcp and [src host H and] dst port P`, as the front end would emit it.
 fn tcp_filter(id: u32, host: Option<u32>, port: u16) -> Filter {
     let mut steps = vec![
-        eq(12, Width::B2, 0x0800),
-        eq(23, Width::B1, 6),
+        Step::eq(12, Width::B2, 0x0800),
+        Step::eq(23, Width::B1, 6),
         Step::Test(Atom {
             field: Field::Packet {
                 offset: 20,
@@ -37,7 +28,7 @@ fn tcp_filter(id: u32, host: Option<u32>, port: u16) -> Filter {
         }),
     ];
     if let Some(host) = host {
-        steps.push(eq(26, Width::B4, host));
+        steps.push(Step::eq(26, Width::B4, host));
     }
     steps.push(Step::Shift(Shift {
         offset: 14,
@@ -45,7 +36,7 @@ fn tcp_filter(id: u32, host: Option<u32>, port: u16) -> Filter {
         mask: 0x0f,
         shift: 2,
     }));
-    steps.push(eq(16, Width::B2, port as u32));
+    steps.push(Step::eq(16, Width::B2, port as u32));
     UnverifiedFilter {
         id: FilterId(id),
         steps,

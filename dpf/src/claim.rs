@@ -185,17 +185,8 @@ pub fn claim(filter: &Filter) -> Option<PortClaim> {
 mod tests {
     use super::*;
     use crate::FilterId;
-    use crate::{Atom, Step, UnverifiedFilter};
+    use crate::{Step, UnverifiedFilter};
     use alloc::vec::Vec;
-
-    fn eq(offset: u16, width: Width, value: u32) -> Step {
-        Step::Test(Atom {
-            field: Field::Packet { offset, width },
-            mask: width.max_value(),
-            op: CmpOp::Eq,
-            value,
-        })
-    }
 
     fn filter(steps: Vec<Step>) -> Filter {
         UnverifiedFilter {
@@ -264,10 +255,10 @@ mod tests {
 
     #[test]
     fn a_port_atom_counts_only_where_the_port_is() {
-        let ethertype = eq(12, Width::B2, ETHERTYPE_IPV4);
-        let protocol = eq(23, Width::B1, 6);
+        let ethertype = Step::eq(12, Width::B2, ETHERTYPE_IPV4);
+        let protocol = Step::eq(23, Width::B1, 6);
         let header_length = Step::Shift(ipv4_header_length(0));
-        let destination = eq(16, Width::B2, 80);
+        let destination = Step::eq(16, Width::B2, 80);
         assert_eq!(
             claim(&filter(alloc::vec![
                 ethertype,
@@ -312,7 +303,7 @@ mod tests {
         assert_eq!(
             claim(&filter(alloc::vec![
                 ethertype,
-                eq(23, Width::B1, 132),
+                Step::eq(23, Width::B1, 132),
                 header_length,
                 destination
             ])),
@@ -344,11 +335,11 @@ mod tests {
 
     #[test]
     fn a_tagged_port_counts_only_behind_its_tags() {
-        let tag = eq(12, Width::B2, 0x8100);
-        let ethertype = eq(16, Width::B2, ETHERTYPE_IPV4);
-        let protocol = eq(27, Width::B1, 17);
+        let tag = Step::eq(12, Width::B2, 0x8100);
+        let ethertype = Step::eq(16, Width::B2, ETHERTYPE_IPV4);
+        let protocol = Step::eq(27, Width::B1, 17);
         let header_length = Step::Shift(ipv4_header_length(1));
-        let destination = eq(20, Width::B2, 53);
+        let destination = Step::eq(20, Width::B2, 53);
         assert_eq!(
             claim(&filter(alloc::vec![
                 tag,
@@ -373,7 +364,7 @@ mod tests {
         // Something else than a tag protocol identifier at the tag's place.
         assert_eq!(
             claim(&filter(alloc::vec![
-                eq(12, Width::B2, 0x0800),
+                Step::eq(12, Width::B2, 0x0800),
                 ethertype,
                 protocol,
                 header_length,
@@ -386,7 +377,7 @@ mod tests {
             claim(&filter(alloc::vec![
                 tag,
                 ethertype,
-                eq(23, Width::B1, 17),
+                Step::eq(23, Width::B1, 17),
                 header_length,
                 destination
             ])),
@@ -405,10 +396,10 @@ mod tests {
         // IPv6 behind two tags.
         let v6 = filter(alloc::vec![
             tag,
-            eq(16, Width::B2, 0x88a8),
-            eq(20, Width::B2, ETHERTYPE_IPV6),
-            eq(28, Width::B1, 6),
-            eq(64, Width::B2, 443),
+            Step::eq(16, Width::B2, 0x88a8),
+            Step::eq(20, Width::B2, ETHERTYPE_IPV6),
+            Step::eq(28, Width::B1, 6),
+            Step::eq(64, Width::B2, 443),
         ]);
         assert_eq!(claim(&v6), port(IpVersion::V6, Transport::Tcp, 443));
     }

@@ -182,6 +182,18 @@ pub enum Step {
     Shift(Shift),
 }
 
+impl Step {
+    /// `pkt[base + offset : width] == value`, the whole field compared: the commonest step.
+    pub fn eq(offset: u16, width: Width, value: u32) -> Step {
+        Step::Test(Atom {
+            field: Field::Packet { offset, width },
+            mask: width.max_value(),
+            op: CmpOp::Eq,
+            value,
+        })
+    }
+}
+
 /// A filter as it arrives: nothing about it is trusted yet.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct UnverifiedFilter {

@@ -147,15 +147,6 @@ fn random_filter() -> impl Strategy<Value = Filter> {
         })
 }
 
-fn eq(offset: u16, width: Width, value: u32) -> Step {
-    Step::Test(Atom {
-        field: Field::Packet { offset, width },
-        mask: width.max_value(),
-        op: CmpOp::Eq,
-        value,
-    })
-}
-
 const IHL: Step = Step::Shift(Shift {
     offset: 14,
     width: Width::B1,
@@ -179,20 +170,20 @@ impl Flow {
     fn filter(&self, id: u32) -> Filter {
         let mut steps = Vec::new();
         if self.ipv6 {
-            steps.push(eq(12, Width::B2, 0x86dd));
-            steps.push(eq(20, Width::B1, self.protocol as u32));
+            steps.push(Step::eq(12, Width::B2, 0x86dd));
+            steps.push(Step::eq(20, Width::B1, self.protocol as u32));
             // Source address 2001:db8::<host> at 22..38.
-            steps.push(eq(22, Width::B4, 0x2001_0db8));
-            steps.push(eq(26, Width::B4, 0));
-            steps.push(eq(30, Width::B4, 0));
-            steps.push(eq(34, Width::B4, self.host));
+            steps.push(Step::eq(22, Width::B4, 0x2001_0db8));
+            steps.push(Step::eq(26, Width::B4, 0));
+            steps.push(Step::eq(30, Width::B4, 0));
+            steps.push(Step::eq(34, Width::B4, self.host));
             if let Some(port) = self.with_source_port {
-                steps.push(eq(54, Width::B2, port as u32));
+                steps.push(Step::eq(54, Width::B2, port as u32));
             }
-            steps.push(eq(56, Width::B2, self.port as u32));
+            steps.push(Step::eq(56, Width::B2, self.port as u32));
         } else {
-            steps.push(eq(12, Width::B2, 0x0800));
-            steps.push(eq(23, Width::B1, self.protocol as u32));
+            steps.push(Step::eq(12, Width::B2, 0x0800));
+            steps.push(Step::eq(23, Width::B1, self.protocol as u32));
             steps.push(Step::Test(Atom {
                 field: Field::Packet {
                     offset: 20,
@@ -202,12 +193,12 @@ impl Flow {
                 op: CmpOp::Eq,
                 value: 0,
             }));
-            steps.push(eq(26, Width::B4, self.host));
+            steps.push(Step::eq(26, Width::B4, self.host));
             steps.push(IHL);
             if let Some(port) = self.with_source_port {
-                steps.push(eq(14, Width::B2, port as u32));
+                steps.push(Step::eq(14, Width::B2, port as u32));
             }
-            steps.push(eq(16, Width::B2, self.port as u32));
+            steps.push(Step::eq(16, Width::B2, self.port as u32));
         }
         UnverifiedFilter {
             id: FilterId(id),
@@ -466,7 +457,7 @@ proptest! {
             filters.push(flow.filter(100));
         }
         if catch_all {
-            filters.push(UnverifiedFilter { id: FilterId(200), steps: vec![eq(12, Width::B2, 0x0800), eq(23, Width::B1, 6)] }.verify().expect("valid"));
+            filters.push(UnverifiedFilter { id: FilterId(200), steps: vec![Step::eq(12, Width::B2, 0x0800), Step::eq(23, Width::B1, 6)] }.verify().expect("valid"));
         }
         let mut packets = Vec::new();
         // The ordered test's value, and one either side, are what tell the conditions apart.
@@ -909,7 +900,7 @@ fn key_zero_in_templated_tables() {
     };
     let any_tcp = UnverifiedFilter {
         id: FilterId(900),
-        steps: vec![eq(12, Width::B2, 0x0800), eq(23, Width::B1, 6)],
+        steps: vec![Step::eq(12, Width::B2, 0x0800), Step::eq(23, Width::B1, 6)],
     }
     .verify()
     .unwrap();
@@ -1006,9 +997,9 @@ fn two_byte_dispatch_over_templated_tables_selects_by_cmov() {
     let mut filters = Vec::new();
     for i in 0..60u32 {
         let steps = vec![
-            eq(12, Width::B2, types[i as usize % 3]),
-            eq(26, Width::B4, 0x0a00_0000 + i),
-            eq(36, Width::B2, 1000 + i),
+            Step::eq(12, Width::B2, types[i as usize % 3]),
+            Step::eq(26, Width::B4, 0x0a00_0000 + i),
+            Step::eq(36, Width::B2, 1000 + i),
         ];
         filters.push(
             UnverifiedFilter {
@@ -1054,8 +1045,8 @@ fn two_byte_dispatch_over_templated_tables_selects_by_cmov() {
 /// nothing can have matched yet.
 #[test]
 fn a_better_earlier_match_beats_a_weaker_later_one() {
-    let p = eq(0, Width::B1, 7);
-    let one = |offset| eq(offset, Width::B1, 1);
+    let p = Step::eq(0, Width::B1, 7);
+    let one = |offset| Step::eq(offset, Width::B1, 1);
     let filters: Vec<Filter> = [
         vec![p, one(1), one(2), one(3), one(4)],
         vec![p, one(1), one(2)],
@@ -1091,14 +1082,17 @@ fn a_better_earlier_match_beats_a_weaker_later_one() {
 /// packet finds.
 #[test]
 fn a_better_earlier_match_beats_a_weaker_table_entry() {
-    let ip = eq(12, Width::B2, 0x0800);
-    let one = |offset| eq(offset, Width::B1, 1);
+    let ip = Step::eq(12, Width::B2, 0x0800);
+    let one = |offset| Step::eq(offset, Width::B1, 1);
     let mut sets: Vec<(u32, Vec<Step>)> = vec![
         (5, vec![ip, one(40), one(41)]),
         (20, vec![ip, one(40), one(41), one(42), one(43), one(44)]),
     ];
     for id in [1u32, 2, 3, 9] {
-        sets.push((id, vec![ip, eq(26, Width::B4, id), eq(36, Width::B2, id)]));
+        sets.push((
+            id,
+            vec![ip, Step::eq(26, Width::B4, id), Step::eq(36, Width::B2, id)],
+        ));
     }
     let filters: Vec<Filter> = sets
         .into_iter()

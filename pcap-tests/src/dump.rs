@@ -142,18 +142,7 @@ mod tests {
     use dpf::{FilterId, Step, UnverifiedFilter, Width};
 
     fn port_filter(id: u32, port: u32) -> dpf::Filter {
-        let eq = |offset, width, value| {
-            Step::Test(Atom {
-                field: Field::Packet { offset, width },
-                mask: match width {
-                    Width::B1 => 0xff,
-                    Width::B2 => 0xffff,
-                    Width::B4 => 0xffff_ffff,
-                },
-                op: CmpOp::Eq,
-                value,
-            })
-        };
+        let eq = Step::eq;
         UnverifiedFilter {
             id: FilterId(id),
             steps: vec![

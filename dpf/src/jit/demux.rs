@@ -366,17 +366,9 @@ mod tests {
     use alloc::vec;
 
     fn flow(id: u32, host: u32) -> Filter {
-        let eq = |offset, width: Width, value| {
-            Step::Test(Atom {
-                field: Field::Packet { offset, width },
-                mask: width.max_value(),
-                op: CmpOp::Eq,
-                value,
-            })
-        };
         UnverifiedFilter {
             id: FilterId(id),
-            steps: vec![eq(26, Width::B4, host), eq(36, Width::B2, 80)],
+            steps: vec![Step::eq(26, Width::B4, host), Step::eq(36, Width::B2, 80)],
         }
         .verify()
         .unwrap()

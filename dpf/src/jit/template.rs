@@ -255,17 +255,8 @@ impl EntryLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{Atom, Filter, FilterId, Step, UnverifiedFilter, Width};
+    use crate::ir::{Filter, FilterId, Step, UnverifiedFilter, Width};
     use alloc::vec;
-
-    fn eq(offset: u16, width: Width, value: u32) -> Step {
-        Step::Test(Atom {
-            field: Field::Packet { offset, width },
-            mask: width.max_value(),
-            op: CmpOp::Eq,
-            value,
-        })
-    }
 
     fn filter(id: u32, steps: Vec<Step>) -> Filter {
         UnverifiedFilter {
@@ -282,7 +273,10 @@ mod tests {
         for host in 0..5u32 {
             trie.insert(filter(
                 host,
-                vec![eq(26, Width::B4, host), eq(36, Width::B2, 80 + host)],
+                vec![
+                    Step::eq(26, Width::B4, host),
+                    Step::eq(36, Width::B2, 80 + host),
+                ],
             ))
             .unwrap();
         }
@@ -295,7 +289,7 @@ mod tests {
         // A second filter below one host makes its chain branch: no common shape any more.
         trie.insert(filter(
             9,
-            vec![eq(26, Width::B4, 3), eq(36, Width::B2, 443)],
+            vec![Step::eq(26, Width::B4, 3), Step::eq(36, Width::B2, 443)],
         ))
         .unwrap();
         let keys = trie.node(dispatch).alternatives().to_vec();
@@ -308,18 +302,24 @@ mod tests {
         for host in 0..6u32 {
             trie.insert(filter(
                 host,
-                vec![eq(26, Width::B4, host), eq(36, Width::B2, 80 + host)],
+                vec![
+                    Step::eq(26, Width::B4, host),
+                    Step::eq(36, Width::B2, 80 + host),
+                ],
             ))
             .unwrap();
         }
         // Host 3 branches; host 7 has another shape.
         trie.insert(filter(
             9,
-            vec![eq(26, Width::B4, 3), eq(36, Width::B2, 443)],
+            vec![Step::eq(26, Width::B4, 3), Step::eq(36, Width::B2, 443)],
         ))
         .unwrap();
-        trie.insert(filter(10, vec![eq(26, Width::B4, 7), eq(34, Width::B2, 1)]))
-            .unwrap();
+        trie.insert(filter(
+            10,
+            vec![Step::eq(26, Width::B4, 7), Step::eq(34, Width::B2, 1)],
+        ))
+        .unwrap();
         let dispatch = trie.node(Trie::ROOT).alternatives()[0];
         let keys = trie.node(dispatch).alternatives().to_vec();
         let partition = partition_chains(&trie, &keys, 3).unwrap();

@@ -567,15 +567,6 @@ mod tests {
     use crate::ir::{UnverifiedFilter, Width};
     use alloc::vec;
 
-    fn eq(offset: u16, width: Width, value: u32) -> Step {
-        Step::Test(Atom {
-            field: Field::Packet { offset, width },
-            mask: width.max_value(),
-            op: CmpOp::Eq,
-            value,
-        })
-    }
-
     fn filter(id: u32, steps: Vec<Step>) -> Filter {
         UnverifiedFilter {
             id: FilterId(id),
@@ -591,7 +582,10 @@ mod tests {
         for port in 0..100u32 {
             trie.insert(filter(
                 port,
-                vec![eq(12, Width::B2, 0x0800), eq(36, Width::B2, port)],
+                vec![
+                    Step::eq(12, Width::B2, 0x0800),
+                    Step::eq(36, Width::B2, port),
+                ],
             ))
             .unwrap();
         }
@@ -609,11 +603,11 @@ mod tests {
     #[test]
     fn identical_steps_are_refused_whatever_the_id() {
         let mut trie = Trie::new();
-        trie.insert(filter(1, vec![eq(12, Width::B2, 0x0800)]))
+        trie.insert(filter(1, vec![Step::eq(12, Width::B2, 0x0800)]))
             .unwrap();
         for id in [1, 2] {
             assert_eq!(
-                trie.insert(filter(id, vec![eq(12, Width::B2, 0x0800)])),
+                trie.insert(filter(id, vec![Step::eq(12, Width::B2, 0x0800)])),
                 Err(InsertError::IdenticalSteps {
                     existing: FilterId(1)
                 })
@@ -626,13 +620,13 @@ mod tests {
     fn remove_frees_the_path_and_restores_bounds() {
         let mut trie = Trie::new();
         let short = trie
-            .insert(filter(5, vec![eq(12, Width::B2, 0x0800)]))
+            .insert(filter(5, vec![Step::eq(12, Width::B2, 0x0800)]))
             .unwrap();
         let slots_before = trie.node_slots();
         let long = trie
             .insert(filter(
                 9,
-                vec![eq(12, Width::B2, 0x0800), eq(23, Width::B1, 6)],
+                vec![Step::eq(12, Width::B2, 0x0800), Step::eq(23, Width::B1, 6)],
             ))
             .unwrap();
         assert_eq!(trie.node(Trie::ROOT).bound(), Score::new(2, FilterId(9)));
