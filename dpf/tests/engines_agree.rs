@@ -1041,8 +1041,9 @@ fn two_byte_dispatch_over_templated_tables_selects_by_cmov() {
 }
 
 /// A match that did not return (something later might beat it) must survive a later branch
-/// that matches with a lower score: the code may skip comparing with the best held only where
-/// nothing can have matched yet.
+/// that matches with a lower score. Among plain filters the bound check before that branch
+/// already skips it; the next test is the case where only the compare with the best held
+/// keeps the right answer (a templated table's entries differ in score).
 #[test]
 fn a_better_earlier_match_beats_a_weaker_later_one() {
     let p = Step::eq(0, Width::B1, 7);

@@ -104,6 +104,11 @@ impl Outcome {
         }
     }
 
+    /// The kernel counter `name` (0 if it did not report it).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.kernel.get(name).copied().unwrap_or(0)
+    }
+
     /// Every count equals hosted dpf's and every frame sent was received (or counted), and
     /// the kernel stopped cleanly.
     pub fn verdict(&self) -> std::result::Result<(), String> {
@@ -116,7 +121,7 @@ impl Outcome {
                 ));
             }
         }
-        let ring_full = self.kernel.get("ring_full").copied().unwrap_or(0);
+        let ring_full = self.counter("ring_full");
         if ring_full != 0 {
             return Err(format!("{ring_full} copies dropped on full rings"));
         }
@@ -125,7 +130,7 @@ impl Outcome {
 
     /// Every frame sent reached the kernel.
     pub fn no_loss(&self) -> std::result::Result<(), String> {
-        let rx = self.kernel.get("rx_frames").copied().unwrap_or(0);
+        let rx = self.counter("rx_frames");
         if rx != self.sent {
             let drops = match self.host_socket_drops {
                 Some(drops) => {
@@ -414,7 +419,7 @@ fn report(outcome: &Outcome, icount: bool) -> Result<ExitCode> {
         let mark = if received == hosted { "" } else { "  MISMATCH" };
         println!("{expression:<40} {received:>10} {hosted:>10}{mark}");
     }
-    let counter = |counter: Counter| outcome.kernel.get(counter.name()).copied().unwrap_or(0);
+    let counter = |counter: Counter| outcome.counter(counter.name());
     let demux_frames = counter(Counter::DemuxFrames).max(1);
     let per_packet = counter(Counter::DemuxCycles) as f64 / demux_frames as f64;
     println!(
@@ -573,12 +578,8 @@ const NET_SCENARIOS: &[NetScenario] = &[
                     ));
                 }
             }
-            let patched = outcome.kernel.get("demux_patched").copied().unwrap_or(0);
-            let regenerated = outcome
-                .kernel
-                .get("demux_regenerated")
-                .copied()
-                .unwrap_or(0);
+            let patched = outcome.counter("demux_patched");
+            let regenerated = outcome.counter("demux_regenerated");
             // 96 binds, then three releases: a few regenerations while each port dispatch is
             // still a compare chain, patches after.
             if patched < 60 || regenerated * 3 > patched {
@@ -655,7 +656,7 @@ const NET_SCENARIOS: &[NetScenario] = &[
             outcome.no_loss()?;
             let (stalled, _) = app_count(outcome, 0);
             let (other, other_hosted) = app_count(outcome, 1);
-            let ring_full = outcome.kernel.get("ring_full").copied().unwrap_or(0);
+            let ring_full = outcome.counter("ring_full");
             // netmon's rings hold 128 frames.
             if stalled != 0 || ring_full != 200 - 128 || other != other_hosted {
                 return Err(format!(
@@ -808,7 +809,7 @@ const NET_SCENARIOS: &[NetScenario] = &[
                     "reports missing: spin {spin:?}, waiter {waiter:?}, upcall app {upcalled:?}"
                 ));
             };
-            let counter = |name: &str| outcome.kernel.get(name).copied().unwrap_or(0);
+            let counter = |name: &str| outcome.counter(name);
             if *rounds == 0
                 || spin_charged * 2 < *spin_ticks
                 || *with_frames == 0
