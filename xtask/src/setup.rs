@@ -1,7 +1,7 @@
 //! Installs what a fresh machine lacks, saying so: the bare-metal Rust target, QEMU and the
 //! Debian packages the host tests link against.
 use crate::{Result, qemu::Accel};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 pub const TARGET: &str = "x86_64-unknown-none";
 pub const QEMU: &str = "qemu-system-x86_64";
@@ -25,7 +25,10 @@ pub fn ensure_target() -> Result<()> {
     {
         return Ok(());
     }
-    eprintln!("xtask: installing the {TARGET} target: rustup target add {TARGET}");
+    eprintln!(
+        "xtask: installing the Rust target {TARGET}, which the kernel and apps are built for: \
+         rustup target add {TARGET}"
+    );
     let status = Command::new("rustup")
         .args(["target", "add", TARGET])
         .status()?;
@@ -35,20 +38,54 @@ pub fn ensure_target() -> Result<()> {
     Ok(())
 }
 
-/// Debian packages the host tests need: libpcap to link the libpcap peer and read its programs,
-/// tcpdump to re-check the stored verdicts.
-pub const HOST_TEST_PACKAGES: &[&str] = &["libpcap-dev", "tcpdump"];
+/// A Debian package xtask installs when it is missing, and why it is needed: every install
+/// says what it installs and what for, in one line.
+#[derive(Clone, Copy, Debug)]
+pub struct Package {
+    /// Debian's package name.
+    pub name: &'static str,
+    /// What needs it, as the install line says.
+    pub why: &'static str,
+}
+
+/// Debian packages the host tests need: libpcap (opened at run time, never linked) to compile
+/// the cBPF programs the peers are checked against, tcpdump to re-check the stored verdicts.
+pub const HOST_TEST_PACKAGES: &[Package] = &[
+    Package {
+        name: "libpcap0.8",
+        why: "libpcap's compiler and interpreter, which the host tests compare dpf and the peers with",
+    },
+    Package {
+        name: "tcpdump",
+        why: "re-checking the stored tcpdump verdicts dpf must equal",
+    },
+];
 
 /// Debian packages the demux benchmark's peers need: libpcap, and DPDK's BPF library (without it
 /// the `dpdk-bpf-jit` rows say it is unavailable).
-pub const DEMUX_BENCH_PACKAGES: &[&str] = &["libpcap-dev", "librte-bpf23"];
+pub const DEMUX_BENCH_PACKAGES: &[Package] = &[
+    Package {
+        name: "libpcap0.8",
+        why: "the libpcap peer and the cBPF programs bpfjit and rbpf run",
+    },
+    Package {
+        name: "librte-bpf23",
+        why: "DPDK's rte_bpf JIT peer",
+    },
+];
+
+/// QEMU, for every command that boots the kernel.
+const QEMU_PACKAGE: Package = Package {
+    name: "qemu-system-x86",
+    why: "QEMU, which boots the exo kernel",
+};
 
 /// Installs Debian's `qemu-system-x86` if `qemu-system-x86_64` is missing.
 pub fn ensure_qemu() -> Result<()> {
     if Command::new(QEMU).arg("--version").output().is_ok() {
         return Ok(());
     }
-    ensure_packages(&["qemu-system-x86"])?;
+    ensure_packages(&[QEMU_PACKAGE])?;
     Command::new(QEMU)
         .arg("--version")
         .output()
@@ -56,47 +93,105 @@ pub fn ensure_qemu() -> Result<()> {
     Ok(())
 }
 
-/// Installs whichever of `packages` dpkg does not list as installed, in one `apt-get` run, and
-/// says so. Uses sudo when not root.
-pub fn ensure_packages(packages: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .copied()
-        .filter(|package| !package_installed(package))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
+/// How apt-get can be run here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Privilege {
+    /// We are root.
+    Root,
+    /// `sudo -n` works without asking for a password.
+    Sudo,
+}
+
+fn privilege() -> Option<Privilege> {
     let is_root = Command::new("id")
         .arg("-u")
         .output()
         .map(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
         .unwrap_or(false);
+    if is_root {
+        return Some(Privilege::Root);
+    }
+    let sudo_works = Command::new("sudo")
+        .args(["-n", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    sudo_works.then_some(Privilege::Sudo)
+}
+
+/// Installs whichever of `packages` dpkg does not list as installed, in one `apt-get` run,
+/// with one line per package saying what it is for. As root it runs apt-get; otherwise
+/// `sudo -n apt-get` where sudo needs no password; where neither works it stops with the exact
+/// command to run by hand.
+pub fn ensure_packages(packages: &[Package]) -> Result<()> {
+    let mut missing: Vec<Package> = Vec::new();
+    for package in packages {
+        if !package_installed(package.name) && !missing.iter().any(|m| m.name == package.name) {
+            missing.push(*package);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list = missing
+        .iter()
+        .map(|package| package.name)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let by_hand = format!("sudo apt-get update && sudo apt-get install -y {list}");
+    if Command::new("apt-get").arg("--version").output().is_err() {
+        return Err(format!(
+            "missing Debian packages ({list}) and no apt-get here: exo's setup needs Debian 12 \
+             or a derivative; on one, run: {by_hand}"
+        )
+        .into());
+    }
+    let Some(privilege) = privilege() else {
+        return Err(format!(
+            "missing Debian packages ({list}); installing them needs root, and `sudo -n` asks \
+             for a password. Run this, then try again: {by_hand}"
+        )
+        .into());
+    };
     let apt = |arguments: &[&str]| -> Result<()> {
-        let mut command = if is_root {
-            Command::new("apt-get")
-        } else {
-            let mut sudo = Command::new("sudo");
-            sudo.arg("apt-get");
-            sudo
+        let mut command = match privilege {
+            Privilege::Root => Command::new("apt-get"),
+            Privilege::Sudo => {
+                let mut sudo = Command::new("sudo");
+                sudo.args(["-n", "apt-get"]);
+                sudo
+            }
         };
-        command
+        let status = command
             .args(arguments)
-            .env("DEBIAN_FRONTEND", "noninteractive");
-        let status = command.status()?;
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .status()?;
         if !status.success() {
-            return Err(format!("apt-get {} failed ({status})", arguments.join(" ")).into());
+            return Err(format!(
+                "apt-get {} failed ({status}); to install by hand: {by_hand}",
+                arguments.join(" ")
+            )
+            .into());
         }
         Ok(())
     };
-    let sudo = if is_root { "" } else { "sudo " };
-    let list = missing.join(" ");
-    eprintln!(
-        "xtask: missing Debian packages; installing them: {sudo}apt-get update && {sudo}apt-get install -y {list}"
-    );
-    apt(&["update"])?;
-    let mut install = vec!["install", "-y"];
-    install.extend(&missing);
+    let sudo = match privilege {
+        Privilege::Root => "",
+        Privilege::Sudo => "sudo -n ",
+    };
+    for package in &missing {
+        eprintln!(
+            "xtask: installing Debian package {}: {}",
+            package.name, package.why
+        );
+    }
+    eprintln!("xtask: running {sudo}apt-get update && {sudo}apt-get install -y {list}");
+    apt(&["update", "-q"])?;
+    let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
+    install.extend(missing.iter().map(|package| package.name));
     apt(&install)
 }
 

@@ -656,22 +656,10 @@ mod tests {
     use crate::bench::engines::libpcap::PcapCompiler;
     use crate::synth::{SynthConfig, generate};
 
-    unsafe extern "C" {
-        /// libpcap's classic BPF interpreter (`<pcap/bpf.h>`).
-        fn bpf_filter(
-            program: *const CbpfInsn,
-            packet: *const u8,
-            wire_len: u32,
-            buf_len: u32,
-        ) -> u32;
-    }
-
     /// libpcap's verdict on `data` seen as `wire_len` bytes on the wire.
     fn libpcap_verdict(program: &[CbpfInsn], data: &[u8], wire_len: u32) -> u32 {
-        // SAFETY: `program` ends with a return (every program here is either libpcap's own
-        // output or checked by `convert` first, which requires it, and jumps stay inside), and
-        // `data` is a live slice of `data.len()` bytes, which bpf_filter never reads past.
-        unsafe { bpf_filter(program.as_ptr(), data.as_ptr(), wire_len, data.len() as u32) }
+        crate::bench::engines::libpcap::interpret(program, data, wire_len)
+            .expect("libpcap accepts every program here")
     }
 
     /// rbpf's interpreter, which checks every memory access against the record and the stack.
