@@ -121,6 +121,42 @@ fn privilege() -> Option<Privilege> {
     sudo_works.then_some(Privilege::Sudo)
 }
 
+/// The apt-get runs that install `missing`, as a program and its arguments each, or why they
+/// cannot run here with the exact command to run by hand instead.
+fn install_plan(
+    missing: &[Package],
+    has_apt: bool,
+    privilege: Option<Privilege>,
+) -> std::result::Result<Vec<Vec<&'static str>>, String> {
+    let names: Vec<&'static str> = missing.iter().map(|package| package.name).collect();
+    let list = names.join(" ");
+    let by_hand = format!("sudo apt-get update && sudo apt-get install -y {list}");
+    if !has_apt {
+        return Err(format!(
+            "missing Debian packages ({list}) and no apt-get here: exo's setup needs Debian 12 \
+             or a derivative; on one, run: {by_hand}"
+        ));
+    }
+    let prefix: &[&'static str] = match privilege {
+        Some(Privilege::Root) => &["apt-get"],
+        Some(Privilege::Sudo) => &["sudo", "-n", "apt-get"],
+        None => {
+            return Err(format!(
+                "missing Debian packages ({list}); installing them needs root, and `sudo -n` \
+                 asks for a password. Run this, then try again: {by_hand}"
+            ));
+        }
+    };
+    let update = [prefix, &["update", "-q"]].concat();
+    let install = [
+        prefix,
+        &["install", "-y", "-q", "--no-install-recommends"],
+        &names,
+    ]
+    .concat();
+    Ok(vec![update, install])
+}
+
 /// Installs whichever of `packages` dpkg does not list as installed, in one `apt-get` run,
 /// with one line per package saying what it is for. As root it runs apt-get; otherwise
 /// `sudo -n apt-get` where sudo needs no password; where neither works it stops with the exact
@@ -135,64 +171,27 @@ pub fn ensure_packages(packages: &[Package]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let list = missing
-        .iter()
-        .map(|package| package.name)
-        .collect::<Vec<_>>()
-        .join(" ");
-    let by_hand = format!("sudo apt-get update && sudo apt-get install -y {list}");
-    if Command::new("apt-get").arg("--version").output().is_err() {
-        return Err(format!(
-            "missing Debian packages ({list}) and no apt-get here: exo's setup needs Debian 12 \
-             or a derivative; on one, run: {by_hand}"
-        )
-        .into());
-    }
-    let Some(privilege) = privilege() else {
-        return Err(format!(
-            "missing Debian packages ({list}); installing them needs root, and `sudo -n` asks \
-             for a password. Run this, then try again: {by_hand}"
-        )
-        .into());
-    };
-    let apt = |arguments: &[&str]| -> Result<()> {
-        let mut command = match privilege {
-            Privilege::Root => Command::new("apt-get"),
-            Privilege::Sudo => {
-                let mut sudo = Command::new("sudo");
-                sudo.args(["-n", "apt-get"]);
-                sudo
-            }
-        };
-        let status = command
-            .args(arguments)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .status()?;
-        if !status.success() {
-            return Err(format!(
-                "apt-get {} failed ({status}); to install by hand: {by_hand}",
-                arguments.join(" ")
-            )
-            .into());
-        }
-        Ok(())
-    };
-    let sudo = match privilege {
-        Privilege::Root => "",
-        Privilege::Sudo => "sudo -n ",
-    };
+    let has_apt = Command::new("apt-get").arg("--version").output().is_ok();
+    let runs = install_plan(&missing, has_apt, privilege())?;
     for package in &missing {
         eprintln!(
             "xtask: installing Debian package {}: {}",
             package.name, package.why
         );
     }
-    eprintln!("xtask: running {sudo}apt-get update && {sudo}apt-get install -y {list}");
-    apt(&["update", "-q"])?;
-    let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
-    install.extend(missing.iter().map(|package| package.name));
-    apt(&install)
+    let shown: Vec<String> = runs.iter().map(|run| run.join(" ")).collect();
+    eprintln!("xtask: running {}", shown.join(" && "));
+    for run in &runs {
+        let status = Command::new(run[0])
+            .args(&run[1..])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .status()?;
+        if !status.success() {
+            return Err(format!("`{}` failed ({status})", run.join(" ")).into());
+        }
+    }
+    Ok(())
 }
 
 fn package_installed(package: &str) -> bool {
@@ -224,4 +223,47 @@ pub fn usable_accel(requested: Accel) -> Accel {
         }
     }
     requested
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PCAP: Package = Package {
+        name: "libpcap0.8",
+        why: "testing",
+    };
+
+    #[test]
+    fn installs_as_root_or_through_sudo_without_a_password() {
+        let root = install_plan(&[PCAP, QEMU_PACKAGE], true, Some(Privilege::Root)).unwrap();
+        assert_eq!(root[0], ["apt-get", "update", "-q"]);
+        assert_eq!(
+            root[1],
+            [
+                "apt-get",
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                "libpcap0.8",
+                "qemu-system-x86"
+            ]
+        );
+        let sudo = install_plan(&[PCAP], true, Some(Privilege::Sudo)).unwrap();
+        assert!(sudo.iter().all(|run| run[..3] == ["sudo", "-n", "apt-get"]));
+    }
+
+    #[test]
+    fn without_a_way_to_install_it_says_the_exact_command() {
+        let error = install_plan(&[PCAP, QEMU_PACKAGE], true, None).unwrap_err();
+        assert!(
+            error.ends_with(
+                "sudo apt-get update && sudo apt-get install -y libpcap0.8 qemu-system-x86"
+            ),
+            "{error}"
+        );
+        let error = install_plan(&[PCAP], false, Some(Privilege::Root)).unwrap_err();
+        assert!(error.contains("no apt-get"), "{error}");
+    }
 }
