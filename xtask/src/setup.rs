@@ -59,6 +59,10 @@ pub const HOST_TEST_PACKAGES: &[Package] = &[
         name: "tcpdump",
         why: "re-checking the stored tcpdump verdicts dpf must equal",
     },
+    Package {
+        name: "netbase",
+        why: "/etc/protocols and /etc/services, where tcpdump looks up names such as \\tcp",
+    },
 ];
 
 /// Debian packages the demux benchmark's peers need: libpcap, and DPDK's BPF library (without it
