@@ -259,11 +259,10 @@ impl CapSpace {
             Some(capability) => core::mem::take(&mut capability.children),
             None => Vec::new(),
         };
-        let mut count = 0;
-        for child in children {
-            count += self.remove_subtree(child, removed);
-        }
-        Ok(count)
+        Ok(children
+            .into_iter()
+            .map(|child| self.remove_subtree(child, removed))
+            .sum())
     }
 
     /// Removes `handle` and everything derived from it.
@@ -324,23 +323,29 @@ impl CapSpace {
         self.remove_subtree(index, removed)
     }
 
+    /// Removes `index` and everything derived from it, parents before children. Iterative: a
+    /// derivation chain can be as deep as there are slots (an app granting to itself over and
+    /// over), far deeper than the kernel stack could recurse.
     fn remove_subtree(&mut self, index: u32, removed: &mut impl FnMut(Removed)) -> usize {
-        let handle = self.handle_of(index);
-        let slot = &mut self.slots[index as usize];
-        let Some(capability) = slot.capability.take() else {
-            return 0;
-        };
-        slot.generation = slot.generation.wrapping_add(1).max(1);
-        self.free.push(index);
-        removed(Removed {
-            handle,
-            owner: capability.owner,
-            object: capability.object,
-            root: capability.is_root(),
-        });
-        let mut count = 1;
-        for child in capability.children {
-            count += self.remove_subtree(child, removed);
+        let mut pending = alloc::vec![index];
+        let mut count = 0;
+        while let Some(index) = pending.pop() {
+            let handle = self.handle_of(index);
+            let slot = &mut self.slots[index as usize];
+            let Some(capability) = slot.capability.take() else {
+                continue;
+            };
+            slot.generation = slot.generation.wrapping_add(1).max(1);
+            self.free.push(index);
+            removed(Removed {
+                handle,
+                owner: capability.owner,
+                object: capability.object,
+                root: capability.is_root(),
+            });
+            count += 1;
+            // Reversed so the first child is removed first, as a depth-first walk would.
+            pending.extend(capability.children.into_iter().rev());
         }
         count
     }
@@ -380,6 +385,42 @@ mod tests {
                 Err(CapError::Invalid)
             );
         }
+    }
+
+    /// A chain of grants as deep as the space, each from the previous, deleted from its root
+    /// on a stack as small as the kernel's entry stack (64 KiB): the delete must not recurse.
+    #[test]
+    fn a_chain_as_deep_as_the_space_is_deleted_on_a_small_stack() {
+        let deleted = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(|| {
+                let mut space = CapSpace::new(8192);
+                let root = space.create(A, PAGE, all_page()).unwrap();
+                let (mut tip, mut held) = (root, 1);
+                while let Ok(next) = space.grant(tip, A, A, all_page()) {
+                    tip = next;
+                    held += 1;
+                }
+                assert!(held >= 8191, "the space holds {held}");
+                let mut order = Vec::new();
+                let count = space
+                    .delete(root, A, &mut |removed| order.push(removed.handle))
+                    .unwrap();
+                assert_eq!(order.first(), Some(&root), "parents before children");
+                assert_eq!(order.last(), Some(&tip));
+                assert_eq!(
+                    space.lookup(tip, A, Rights::empty()),
+                    Err(CapError::Invalid)
+                );
+                // Every slot is free again.
+                assert!(space.create(A, PAGE, all_page()).is_ok());
+                assert_eq!(count, held);
+                count
+            })
+            .unwrap()
+            .join()
+            .expect("the delete overflowed its stack");
+        assert!(deleted >= 8191);
     }
 
     #[test]

@@ -177,6 +177,22 @@ pub const SCENARIOS: &[Scenario] = &[
         expect: Expect::Pass,
     },
     Scenario {
+        // The top user page is never mappable (sysretq to a non-canonical RCX), and a
+        // self-grant chain as deep as the capability space is deleted without recursion.
+        name: "hostile-caps-and-top-page",
+        cmdline: "apps=hostile",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "hostile: top user page map Err(BadAddress), refused: true",
+            "then Exhausted",
+            "whole chain: true",
+            "hostile: kernel intact after the attacks: true",
+            "app hostile (env 1) exited with status 0",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
         // Synchronous and asynchronous protected control transfer, and its refusals.
         name: "pct",
         cmdline: "apps=pct",

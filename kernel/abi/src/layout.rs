@@ -10,8 +10,14 @@ pub const PAGE_SIZE_BYTES: u64 = 4096;
 /// Lowest user virtual address (start of PML4 slot 1).
 pub const USER_BASE: u64 = 0x0000_0080_0000_0000;
 
-/// One past the highest user virtual address (end of the lower canonical half).
-pub const USER_END: u64 = 0x0000_8000_0000_0000;
+/// One past the highest user virtual address: the lower canonical half but its last page. That
+/// page is never mappable, so no user instruction ends at the canonical boundary: a `syscall`
+/// in its last two bytes would return to the non-canonical RCX 0x8000_0000_0000, where
+/// `sysretq` faults in ring 0 on Intel CPUs, on the user's stack (CVE-2012-0217).
+pub const USER_END: u64 = 0x0000_8000_0000_0000 - PAGE_SIZE_BYTES;
+
+/// The lower canonical half ends here: a user `rip` at or above it cannot be returned to.
+pub const CANONICAL_LOWER_END: u64 = 0x0000_8000_0000_0000;
 
 /// Where apps are linked (`libnet` generates the linker script from this value) and where the
 /// kernel expects their first loadable segment.
@@ -58,5 +64,8 @@ mod tests {
         assert!(!range_is_user(0x1000, 16));
         assert!(!range_is_user(u64::MAX, 2));
         assert!(!range_is_user(0xffff_8000_0000_0000, 8));
+        // The last page of the lower half is never user memory.
+        assert!(!range_is_user(CANONICAL_LOWER_END - PAGE_SIZE_BYTES, 1));
+        assert!(!range_is_user(CANONICAL_LOWER_END - 2, 2));
     }
 }

@@ -46,11 +46,18 @@ pub const SYSCALL_VECTOR: u64 = 0x100;
 #[unsafe(naked)]
 extern "C" fn syscall_entry() {
     naked_asm!(
-        // The null system call: the cost of the boundary itself, no state touched.
+        // The null system call: the cost of the boundary itself, no state touched. Only to a
+        // canonical user RCX (bits 47..63 clear): `sysretq` to any other faults in ring 0.
+        // The last user page is never mapped, so this always holds; the slow path, which
+        // would `iretq`, is the fallback.
         "cmp rax, {null}",
         "jne 2f",
-        "xor eax, eax",
-        "sysretq",
+        "mov rax, rcx",
+        "shr rax, 47",
+        "jnz 1f",
+        "sysretq", // rax is 0: the null call's result
+        "1:",
+        "mov eax, {null}",
         "2:",
         "swapgs",
         "mov gs:[{user_rsp}], rsp",
@@ -95,9 +102,11 @@ extern "C" fn syscall_entry() {
 
 /// Restores the [`TrapFrame`] at RSP into ring 3. When the frame is one `sysretq` can
 /// reproduce exactly (`rcx` = `rip`, `r11` = `rflags`: every frame saved at a system call, and
-/// every entry the kernel builds) it uses `sysretq`, otherwise `iretq`. Frames only ever hold
-/// canonical user `rip`s (saved by the CPU, or checked when user code named them), which
-/// `sysretq` needs.
+/// every entry the kernel builds) and its `rip` is canonical it uses `sysretq`, otherwise
+/// `iretq`. A non-canonical `rip` would make `sysretq` fault in ring 0 with the user's stack
+/// (CVE-2012-0217); `iretq` raises its #GP before leaving the kernel's stack. The scheduler
+/// never puts one in a frame: entries named by user code are checked to lie in the user half,
+/// and the last user page is never mapped, so no `syscall` can return past it.
 #[unsafe(naked)]
 pub extern "C" fn return_to_user() -> ! {
     naked_asm!(
@@ -118,6 +127,11 @@ pub extern "C" fn return_to_user() -> ! {
         "pop rax",
         "add rsp, 16",
         "cmp rcx, [rsp]",
+        "jne 3f",
+        // rip's bits 47..63 (bytes 5..7 of the saved rip) must be clear; flags only.
+        "test byte ptr [rsp + 5], 0x80",
+        "jnz 3f",
+        "cmp word ptr [rsp + 6], 0",
         "jne 3f",
         "cmp r11, [rsp + 16]",
         "jne 3f",

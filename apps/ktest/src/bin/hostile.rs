@@ -1,0 +1,62 @@
+//! Scenario: an unprivileged app attacks the kernel through capabilities and mappings it is
+//! allowed to hold, and the kernel survives every attack:
+//! - it maps a page at the top of the user half, where a `syscall` in the last two bytes would
+//!   return to a non-canonical RCX (the `sysretq` class of CVE-2012-0217): refused, since the
+//!   last user page is never mappable;
+//! - it grants a page capability to itself, each grant derived from the previous one, until the
+//!   capability space is full, then deletes the root: a chain as deep as the kernel has slots,
+//!   which a recursive delete would follow off the end of its stack.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+libnet::entry!(app::main);
+
+#[cfg(target_os = "none")]
+mod app {
+    use libnet::abi::Error;
+    use libnet::abi::cap::Rights;
+    use libnet::abi::layout::{PAGE_SIZE_BYTES, USER_END};
+    use libnet::abi::syscall::ANY_FRAME;
+    use libnet::{env, println, sys};
+
+    /// The page whose last bytes a `syscall` would return past the canonical boundary from.
+    const TOP_PAGE: u64 = 0x0000_8000_0000_0000 - PAGE_SIZE_BYTES;
+    /// Somewhere ordinary to check the kernel still maps pages afterwards.
+    const FREE: u64 = 0x0000_7000_0000_0000;
+
+    pub fn main() -> u8 {
+        let page = sys::page_alloc(ANY_FRAME).expect("page_alloc");
+        let top = sys::page_map(page, TOP_PAGE, Rights::READ | Rights::EXECUTE);
+        let top_refused = top == Err(Error::BadAddress) && USER_END <= TOP_PAGE;
+        println!("hostile: top user page map {top:?}, refused: {top_refused}");
+
+        let rights = Rights::READ | Rights::GRANT;
+        let root = sys::cap_grant(page, env::own(), rights).expect("first grant");
+        let mut tip = root;
+        let mut depth = 1u64;
+        let stopped = loop {
+            match sys::cap_grant(tip, env::own(), rights) {
+                Ok(next) => {
+                    tip = next;
+                    depth += 1;
+                }
+                Err(error) => break error,
+            }
+        };
+        println!("hostile: self-grant chain {depth} deep, then {stopped:?}");
+        let deleted = sys::cap_delete(root);
+        let whole_chain = deleted == Ok(depth);
+        println!("hostile: deleting its root removed {deleted:?}, whole chain: {whole_chain}");
+
+        // The slots are free again and the kernel still works.
+        let again = sys::cap_grant(page, env::own(), rights).is_ok()
+            && sys::page_map(page, FREE, Rights::READ).is_ok()
+            && sys::page_unmap(FREE).is_ok();
+        let deep = depth > 8000 && stopped == Error::Exhausted;
+        println!("hostile: kernel intact after the attacks: {again}");
+        u8::from(!(top_refused && deep && whole_chain && again))
+    }
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {}
