@@ -15,6 +15,7 @@ extern crate alloc;
 
 pub mod cap;
 pub mod cmdline;
+pub mod code_space;
 pub mod elf;
 pub mod ended;
 pub mod frames;

@@ -613,13 +613,16 @@ unsafe impl FrameAllocator<Size4KiB> for CodeTableFrames {
 /// Maps `frames` read+execute (not writable) at consecutive pages from `virtual_address` in
 /// the generated-code region. The caller wrote the frames' contents first, through the
 /// identity map (which maps them no-execute): no mapping is ever writable and executable.
-pub fn map_kernel_code(virtual_address: u64, frames: &[u64]) {
-    assert!(
-        virtual_address >= KERNEL_CODE_START
-            && virtual_address + frames.len() as u64 * PAGE_BYTES
-                <= KERNEL_CODE_START + KERNEL_CODE_SIZE_BYTES,
-        "outside the generated-code region"
-    );
+/// Without a frame for a page table it maps nothing and says so.
+pub fn map_kernel_code(virtual_address: u64, frames: &[u64]) -> Result<(), OutOfFrames> {
+    let inside = (frames.len() as u64)
+        .checked_mul(PAGE_BYTES)
+        .and_then(|bytes| virtual_address.checked_add(bytes))
+        .is_some_and(|end| {
+            virtual_address >= KERNEL_CODE_START
+                && end <= KERNEL_CODE_START + KERNEL_CODE_SIZE_BYTES
+        });
+    assert!(inside, "outside the generated-code region");
     let pml4 = *KERNEL_PML4.get().expect("paging::init ran");
     // SAFETY: the kernel PML4 changes only in init and in these functions, on one CPU with
     // interrupts off (system calls), holding no other reference into it; identity offset 0.
@@ -629,22 +632,33 @@ pub fn map_kernel_code(virtual_address: u64, frames: &[u64]) {
             virtual_address + index as u64 * PAGE_BYTES,
         ));
         let frame = PhysFrame::containing_address(PhysAddr::new(frame));
-        // SAFETY: a page of the code region nothing else maps (the caller allocates the range
-        // once), mapped to a frame the caller owns; read+execute only.
-        unsafe {
-            mapper
-                .map_to_with_table_flags(
-                    page,
-                    frame,
-                    Flags::PRESENT,
-                    KERNEL_TABLE_FLAGS,
-                    &mut CodeTableFrames,
-                )
-                .expect("a free page of the code region")
-                .flush();
+        // SAFETY: a page of the code region nothing else maps (the caller holds the range
+        // from its code space), mapped to a frame the caller owns; read+execute only.
+        let mapped = unsafe {
+            mapper.map_to_with_table_flags(
+                page,
+                frame,
+                Flags::PRESENT,
+                KERNEL_TABLE_FLAGS,
+                &mut CodeTableFrames,
+            )
+        };
+        match mapped {
+            Ok(flush) => flush.flush(),
+            Err(_) => {
+                // Only a missing table frame can fail here: the range is the caller's alone.
+                // (The mapper is not used again, so its borrow of the PML4 has ended.)
+                unmap_kernel_code(virtual_address, index);
+                return Err(OutOfFrames);
+            }
         }
     }
+    Ok(())
 }
+
+/// No frame was free for a page table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfFrames;
 
 /// Removes `pages` mappings made by [`map_kernel_code`] (the frames stay the caller's).
 pub fn unmap_kernel_code(virtual_address: u64, pages: usize) {

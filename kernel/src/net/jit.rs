@@ -11,14 +11,21 @@ use crate::mm::{frames, paging};
 use alloc::vec;
 use alloc::vec::Vec;
 use dpf::jit::CompiledTrie;
-use spin::Mutex;
+use exo_kernel::code_space::CodeSpace;
+use spin::{Lazy, Mutex};
 use x86_64::{PhysAddr, structures::paging::PhysFrame};
 
 const PAGE_BYTES: usize = 4096;
 
-/// Next free address of the generated-code region (ranges are not reused; 1 GiB lasts
-/// ~262,000 bind or unbind operations of one-page code).
-static NEXT_CODE: Mutex<u64> = Mutex::new(paging::KERNEL_CODE_START);
+/// The generated-code region's pages: each installed code holds a range, given back when the
+/// code is dropped, so binds and unbinds can go on forever.
+static CODE_SPACE: Lazy<Mutex<CodeSpace>> = Lazy::new(|| {
+    Mutex::new(CodeSpace::new(
+        paging::KERNEL_CODE_START,
+        paging::KERNEL_CODE_SIZE_BYTES / PAGE_BYTES as u64,
+        PAGE_BYTES as u64,
+    ))
+});
 
 /// The generated function (see `dpf::jit::exec::DemuxFn`).
 type DemuxFn =
@@ -65,21 +72,23 @@ impl KernelCode {
             *word = u64::from_le_bytes(bytes);
         }
         let pages = instructions.len().div_ceil(PAGE_BYTES);
-        let code_address = {
-            let mut next = NEXT_CODE.lock();
-            let address = *next;
-            let end = address + (pages as u64) * PAGE_BYTES as u64;
-            if end > paging::KERNEL_CODE_START + paging::KERNEL_CODE_SIZE_BYTES {
-                return Err(InstallError::OutOfMemory);
+        let code_address = CODE_SPACE
+            .lock()
+            .allocate(pages as u64)
+            .map_err(|_| InstallError::OutOfMemory)?;
+        let give_back = |frames_held: &[u64]| {
+            for &frame in frames_held {
+                frames::free(PhysFrame::containing_address(PhysAddr::new(frame)));
             }
-            *next = end;
-            address
+            // The range was just allocated, so giving it back cannot be refused.
+            let _ = CODE_SPACE.lock().free(code_address, pages as u64);
         };
         let mut image = Vec::from(instructions);
         if let Some(slot) = compiled.base_slot()
             && !table_bytes.is_empty()
         {
             if slot + 8 > image.len() {
+                give_back(&[]);
                 return Err(InstallError::BadLayout);
             }
             let distance = (tables.as_ptr() as u64)
@@ -90,9 +99,7 @@ impl KernelCode {
         let mut code_frames = Vec::with_capacity(pages);
         for chunk in image.chunks(PAGE_BYTES) {
             let Some(frame) = frames::allocate() else {
-                for frame in code_frames {
-                    frames::free(PhysFrame::containing_address(PhysAddr::new(frame)));
-                }
+                give_back(&code_frames);
                 return Err(InstallError::OutOfMemory);
             };
             let frame = frame.start_address().as_u64();
@@ -104,7 +111,10 @@ impl KernelCode {
             }
             code_frames.push(frame);
         }
-        paging::map_kernel_code(code_address, &code_frames);
+        if paging::map_kernel_code(code_address, &code_frames).is_err() {
+            give_back(&code_frames);
+            return Err(InstallError::OutOfMemory);
+        }
         Ok(KernelCode {
             code_address,
             code_frames,
@@ -159,5 +169,9 @@ impl Drop for KernelCode {
         for &frame in &self.code_frames {
             frames::free(PhysFrame::containing_address(PhysAddr::new(frame)));
         }
+        // Installed with this range, so it is the code's to give back.
+        let _ = CODE_SPACE
+            .lock()
+            .free(self.code_address, self.code_frames.len() as u64);
     }
 }
