@@ -177,8 +177,9 @@ pub const SCENARIOS: &[Scenario] = &[
         expect: Expect::Pass,
     },
     Scenario {
-        // The top user page is never mappable (sysretq to a non-canonical RCX), and a
-        // self-grant chain as deep as the capability space is deleted without recursion.
+        // The top user page is never mappable (sysretq to a non-canonical RCX), a self-grant
+        // chain as deep as the capability space is deleted without recursion, and lengths
+        // from user space are summed without overflow.
         name: "hostile-caps-and-top-page",
         cmdline: "apps=hostile",
         exit: KernelExit::Exited(0),
@@ -186,6 +187,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "hostile: top user page map Err(BadAddress), refused: true",
             "then Exhausted",
             "whole chain: true",
+            "hostile: transmit of a wrapping length Err(InvalidArgument), refused: true",
             "hostile: kernel intact after the attacks: true",
             "app hostile (env 1) exited with status 0",
         ],

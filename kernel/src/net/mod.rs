@@ -648,7 +648,11 @@ pub fn transmit(env: &Environment, gather: u64, pieces_count: u64) -> Result<u64
         for piece in pieces.chunks_exact(16) {
             let address = u64::from_le_bytes(piece[..8].try_into().expect("8 bytes"));
             let length = u64::from_le_bytes(piece[8..].try_into().expect("8 bytes"));
-            if frame.len() as u64 + length > abi::FRAME_MAX_BYTES {
+            // A user length: summed with overflow checked, or 2^64 - 1 wraps to a small one.
+            if (frame.len() as u64)
+                .checked_add(length)
+                .is_none_or(|total| total > abi::FRAME_MAX_BYTES)
+            {
                 return Err(Error::InvalidArgument);
             }
             crate::usermem::read_chunks(env, UserSlice::new(address, length), |chunk| {

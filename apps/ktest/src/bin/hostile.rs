@@ -5,7 +5,9 @@
 //!   last user page is never mappable;
 //! - it grants a page capability to itself, each grant derived from the previous one, until the
 //!   capability space is full, then deletes the root: a chain as deep as the kernel has slots,
-//!   which a recursive delete would follow off the end of its stack.
+//!   which a recursive delete would follow off the end of its stack;
+//! - it asks `net_transmit` to gather a piece of 2^64 - 1 bytes after a first one, so a
+//!   length sum that does not check overflow wraps (and panics a debug kernel).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -13,10 +15,10 @@ libnet::entry!(app::main);
 
 #[cfg(target_os = "none")]
 mod app {
-    use libnet::abi::Error;
     use libnet::abi::cap::Rights;
     use libnet::abi::layout::{PAGE_SIZE_BYTES, USER_END};
     use libnet::abi::syscall::ANY_FRAME;
+    use libnet::abi::{Error, Syscall};
     use libnet::{env, println, sys};
 
     /// The page whose last bytes a `syscall` would return past the canonical boundary from.
@@ -48,13 +50,22 @@ mod app {
         let whole_chain = deleted == Ok(depth);
         println!("hostile: deleting its root removed {deleted:?}, whole chain: {whole_chain}");
 
+        let header = [0u8; 14];
+        let gather = [
+            [header.as_ptr() as u64, header.len() as u64],
+            [header.as_ptr() as u64, u64::MAX],
+        ];
+        let wrapped = sys::syscall5(Syscall::NetTransmit, [gather.as_ptr() as u64, 2, 0, 0, 0]);
+        let wrap_refused = wrapped == Err(Error::InvalidArgument);
+        println!("hostile: transmit of a wrapping length {wrapped:?}, refused: {wrap_refused}");
+
         // The slots are free again and the kernel still works.
         let again = sys::cap_grant(page, env::own(), rights).is_ok()
             && sys::page_map(page, FREE, Rights::READ).is_ok()
             && sys::page_unmap(FREE).is_ok();
         let deep = depth > 8000 && stopped == Error::Exhausted;
         println!("hostile: kernel intact after the attacks: {again}");
-        u8::from(!(top_refused && deep && whole_chain && again))
+        u8::from(!(top_refused && deep && whole_chain && wrap_refused && again))
     }
 }
 
