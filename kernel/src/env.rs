@@ -50,14 +50,28 @@ pub struct Binding {
 }
 
 /// A pending visible revocation: the kernel asked for pages back.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Revocation {
     /// Pages asked for.
     pub count: u64,
-    /// Root page capabilities deleted since the request.
+    /// Root page capabilities held at the request and deleted since.
     pub returned: u64,
     /// Timer tick after which the kernel takes the rest.
     pub deadline_tick: u64,
+    /// The root page capabilities held when the request was made (raw handles, sorted), not
+    /// yet given back: only deleting one of these answers the request. A page allocated
+    /// afterwards and deleted gives nothing back.
+    pub held: Vec<u64>,
+}
+
+impl Revocation {
+    /// Counts `handle`'s deletion if it is one of the pages held at the request.
+    pub fn page_deleted(&mut self, handle: CapHandle) {
+        if let Ok(index) = self.held.binary_search(&handle.raw()) {
+            self.held.remove(index);
+            self.returned += 1;
+        }
+    }
 }
 
 /// A protection domain running one app.

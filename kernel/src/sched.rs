@@ -568,7 +568,7 @@ impl Kernel {
         if env.revoke_upcall_pending {
             env.revoke_upcall_pending = false;
             let entry = env.upcall(UpcallKind::Revoke);
-            if let (Some(revocation), true) = (env.revocation, entry != 0) {
+            if let (Some(revocation), true) = (env.revocation.as_ref(), entry != 0) {
                 let wanted = revocation.count.saturating_sub(revocation.returned);
                 undeliverable |= deliver(
                     env,
@@ -843,13 +843,16 @@ impl Kernel {
             let Some(env) = self.envs[index].as_deref_mut() else {
                 continue;
             };
-            let Some(revocation) = env.revocation else {
-                continue;
-            };
-            if now < revocation.deadline_tick {
+            if env
+                .revocation
+                .as_ref()
+                .is_none_or(|revocation| now < revocation.deadline_tick)
+            {
                 continue;
             }
-            env.revocation = None;
+            let Some(revocation) = env.revocation.take() else {
+                continue;
+            };
             let id = env.id;
             let missing = revocation.count.saturating_sub(revocation.returned);
             let roots = self.caps.owned_page_roots(id);

@@ -176,7 +176,7 @@ fn simple_call(
                 && gives_back_page
                 && let Some(revocation) = kernel.current().revocation.as_mut()
             {
-                revocation.returned += 1;
+                revocation.page_deleted(handle);
             }
             Ok(count as u64)
         }
@@ -194,11 +194,19 @@ fn simple_call(
             if a1 == 0 || a2 > DEADLINE_MAX_TICKS {
                 return Err(Error::InvalidArgument);
             }
+            let mut held: Vec<u64> = kernel
+                .caps
+                .owned_page_roots(id)
+                .into_iter()
+                .map(CapHandle::raw)
+                .collect();
+            held.sort_unstable();
             let env = kernel.env_mut(id).ok_or(Error::PeerGone)?;
             env.revocation = Some(crate::env::Revocation {
                 count: a1,
                 returned: 0,
                 deadline_tick: arch::timer::ticks() + a2,
+                held,
             });
             env.revoke_upcall_pending = true;
             Ok(0)

@@ -3,7 +3,9 @@
 //! it and, after the deadline, the kernel repossesses them and records them in its
 //! repossession vector, which it reads (and finds the pages gone). A third one installs no
 //! policy of its own: libnet's default gives back the heap's free pages, the least recently
-//! allocated first.
+//! allocated first. A fourth one tries to dodge: it answers by allocating 3 fresh pages and
+//! deleting those, keeping all it held; only pages held when the request was made count, so the
+//! kernel still repossesses 3.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -23,6 +25,10 @@ mod app {
     const COOPERATIVE: u64 = 1;
     const STUBBORN: u64 = 2;
     const HEAP: u64 = 3;
+    const DODGER: u64 = 4;
+    /// Bits of the argument that say which pager a child is; the rest is its end tick.
+    const MODE_BITS: u32 = 3;
+    const MODE_MASK: u64 = (1 << MODE_BITS) - 1;
     const PAGES: usize = 6;
     const BASE: u64 = 0x0000_5000_0000_0000;
 
@@ -39,10 +45,24 @@ mod app {
         }
     }
 
+    /// The dodge: answer a request with pages allocated for the purpose.
+    fn give_back_fresh(pages: u64, _deadline: u64) {
+        for _ in 0..pages {
+            if let Ok(fresh) = sys::page_alloc(ANY_FRAME)
+                && sys::cap_delete(fresh).is_ok()
+            {
+                GIVEN.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     fn pager(mode: u64, end_tick: u64) -> u8 {
         upcall::install(false);
         if mode == COOPERATIVE {
             upcall::on_revoke(give_back);
+        }
+        if mode == DODGER {
+            upcall::on_revoke(give_back_fresh);
         }
         for (index, slot) in CAPS.iter().enumerate() {
             let cap = sys::page_alloc(ANY_FRAME).expect("page_alloc");
@@ -63,6 +83,15 @@ mod app {
         if mode == COOPERATIVE {
             println!("pager cooperative: gave back {given} pages, repossessed {taken}");
             if given == 3 && taken == 0 { 0 } else { 1 }
+        } else if mode == DODGER {
+            println!(
+                "pager dodger: deleted {given} fresh pages, repossessed {taken}, repossessed pages unmapped: {gone}"
+            );
+            if given == 3 && taken == 3 && gone {
+                0
+            } else {
+                1
+            }
         } else {
             println!(
                 "pager stubborn: gave back {given} pages, repossessed {taken}, repossessed pages unmapped: {gone}"
@@ -112,36 +141,41 @@ mod app {
 
     pub fn main() -> u8 {
         let argument = env::argument();
-        if argument & 3 == HEAP {
-            return heap_pager(argument >> 2);
+        if argument & MODE_MASK == HEAP {
+            return heap_pager(argument >> MODE_BITS);
         }
         if argument != 0 {
-            return pager(argument & 3, argument >> 2);
+            return pager(argument & MODE_MASK, argument >> MODE_BITS);
         }
         let start = sys::ticks();
         let end = start + 60;
-        let cooperative = sys::spawn("reclaim", end << 2 | COOPERATIVE).expect("spawn");
-        let stubborn = sys::spawn("reclaim", end << 2 | STUBBORN).expect("spawn");
-        let heap = sys::spawn("reclaim", end << 2 | HEAP).expect("spawn");
+        let cooperative = sys::spawn("reclaim", end << MODE_BITS | COOPERATIVE).expect("spawn");
+        let stubborn = sys::spawn("reclaim", end << MODE_BITS | STUBBORN).expect("spawn");
+        let heap = sys::spawn("reclaim", end << MODE_BITS | HEAP).expect("spawn");
+        let dodger = sys::spawn("reclaim", end << MODE_BITS | DODGER).expect("spawn");
         while sys::ticks() < start + 5 {
             sys::yield_now();
         }
-        for child in [cooperative, stubborn, heap] {
+        for child in [cooperative, stubborn, heap, dodger] {
             sys::request_pages(child, 3, 10).expect("request_pages");
         }
         let statuses = (sys::wait(cooperative), sys::wait(stubborn), sys::wait(heap));
+        let dodger_status = sys::wait(dodger);
         let repossessed = |env| sys::env_info(env, EnvQuery::Repossessed);
         let counts = (
             repossessed(cooperative),
             repossessed(stubborn),
             repossessed(heap),
+            repossessed(dodger),
         );
         println!(
-            "revocation: repossessed from cooperative {:?}, from stubborn {:?}, from heap default {:?}",
-            counts.0, counts.1, counts.2
+            "revocation: repossessed from cooperative {:?}, from stubborn {:?}, from heap default {:?}, from dodger {:?}",
+            counts.0, counts.1, counts.2, counts.3
         );
         let exited = Ok(EnvStatus::Exited(0));
-        let ok = statuses == (exited, exited, exited) && counts == (Ok(0), Ok(3), Ok(0));
+        let ok = statuses == (exited, exited, exited)
+            && dodger_status == exited
+            && counts == (Ok(0), Ok(3), Ok(0), Ok(3));
         if ok { 0 } else { 1 }
     }
 }
