@@ -73,10 +73,12 @@ impl PortClaim {
 
 const ETHERTYPE_IPV4: u32 = 0x0800;
 const ETHERTYPE_IPV6: u32 = 0x86dd;
-/// Tag protocol identifiers a VLAN tag may carry (802.1Q, 802.1ad, the older QinQ one).
-const TAG_PROTOCOL_IDENTIFIERS: [u32; 3] = [0x8100, 0x88a8, 0x9100];
+/// Tag protocol identifiers a VLAN tag may carry (802.1Q, 802.1ad, the older QinQ one). The
+/// kernel's transmit check skips the same tags, so what a claim looks through on receive is
+/// what the check looks through on send.
+pub const TAG_PROTOCOL_IDENTIFIERS: [u32; 3] = [0x8100, 0x88a8, 0x9100];
 /// Most stacked VLAN tags a claim looks through (each one is 4 bytes).
-const MAX_TAGS: u16 = 8;
+pub const MAX_TAGS: u16 = 8;
 /// Bytes one VLAN tag adds before the ethertype.
 const TAG_BYTES: u16 = 4;
 

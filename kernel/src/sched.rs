@@ -128,7 +128,11 @@ pub fn spawn_boot(name: &str, monitor: bool) -> Result<EnvId, SpawnError> {
         if monitor {
             let cap = kernel
                 .caps
-                .create(id, Object::NetMonitor, Rights::MONITOR | Rights::GRANT)
+                .create(
+                    id,
+                    Object::NetMonitor,
+                    Rights::MONITOR | Rights::RAW_TRANSMIT | Rights::GRANT,
+                )
                 .map_err(|_| SpawnError::Exhausted)?;
             if let Some(env) = kernel.env_mut(id) {
                 env.context.rdx = cap.raw();

@@ -231,7 +231,20 @@ fn simple_call(
         }
         Syscall::FilterUnbind => filter_unbind(kernel, a0),
         Syscall::NetCounter => net::counter(a0),
-        Syscall::NetTransmit => net::transmit(kernel.current(), a0, a1),
+        Syscall::NetTransmit => {
+            // Any failure of a named capability (forged, revoked, wrong object or rights) is
+            // `Denied`, as for the monitor capability of `filter_bind`.
+            let raw = a2 != 0;
+            if raw
+                && !kernel
+                    .caps
+                    .lookup(CapHandle(a2), me, Rights::RAW_TRANSMIT)
+                    .is_ok_and(|capability| capability.object == Object::NetMonitor)
+            {
+                return Err(Error::Denied);
+            }
+            net::transmit(kernel.current(), a0, a1, raw)
+        }
         Syscall::NetMac => net::mac(),
         Syscall::NetIpv4 => net::ipv4(),
         Syscall::BootArgument => net::boot_argument(kernel.current(), a0, UserSlice::new(a1, a2)),

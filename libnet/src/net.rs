@@ -159,8 +159,22 @@ impl<const SLOTS: usize> Default for Ring<SLOTS> {
     }
 }
 
-/// Sends one frame gathered from `pieces` (the kernel checks its source addresses).
+/// Sends one frame gathered from `pieces`; the kernel's transmit check must allow it (its
+/// source addresses and port are this app's own).
 pub fn transmit(pieces: &[&[u8]]) -> Result<u64, Error> {
+    transmit_with(pieces, CapHandle::NONE)
+}
+
+/// Sends one frame gathered from `pieces` beyond the transmit check's allow list, through a
+/// network-monitor capability with the `RAW_TRANSMIT` right (only its source MAC is checked).
+pub fn transmit_raw(pieces: &[&[u8]], raw: CapHandle) -> Result<u64, Error> {
+    if raw == CapHandle::NONE {
+        return Err(Error::InvalidArgument);
+    }
+    transmit_with(pieces, raw)
+}
+
+fn transmit_with(pieces: &[&[u8]], raw: CapHandle) -> Result<u64, Error> {
     let mut gather = [[0u64; 2]; exo_abi::syscall::NET_TRANSMIT_MAX_PIECES as usize];
     if pieces.len() > gather.len() {
         return Err(Error::InvalidArgument);
@@ -172,7 +186,7 @@ pub fn transmit(pieces: &[&[u8]]) -> Result<u64, Error> {
         Syscall::NetTransmit,
         gather.as_ptr() as u64,
         pieces.len() as u64,
-        0,
+        raw.raw(),
         0,
     ))
 }

@@ -710,15 +710,26 @@ const NET_SCENARIOS: &[NetScenario] = &[
                 "]: filter 0 \"udp dst port 7001\": AddressInUse, waiting for the owner to unbind",
             );
             let rebound = outcome.serial.contains("]: filter 0 bound once released");
-            // Every instance's transmit from a port it does not own was refused; the owners'
-            // transmits from their own ports went out.
+            // Every instance's transmit from a port it does not own, and of an ethertype off
+            // the allow list, was refused (4 counted refusals each: MAC, IPv4, port,
+            // ethertype); the owners' transmits from their own ports went out.
             let spoofed = outcome.serial.matches("source port Err(Denied)").count();
+            let unlisted = outcome
+                .serial
+                .matches(
+                    "unlisted ethertype Err(Denied), raw through a forged capability Err(Denied)",
+                )
+                .count();
             let own_port_sent = outcome
                 .serial
                 .contains("]: transmit from owned port Udp 7002: Ok(42)");
-            if spoofed != 3 || !own_port_sent || outcome.kernel.get("tx_refused") != Some(&9) {
+            if spoofed != 3
+                || unlisted != 3
+                || !own_port_sent
+                || outcome.kernel.get("tx_refused") != Some(&12)
+            {
                 return Err(format!(
-                    "spoofed source ports refused {spoofed} of 3, own port sent {own_port_sent}, tx_refused {:?} (want 9)",
+                    "spoofed source ports refused {spoofed} of 3, unlisted ethertypes {unlisted} of 3, own port sent {own_port_sent}, tx_refused {:?} (want 12)",
                     outcome.kernel.get("tx_refused")
                 ));
             }

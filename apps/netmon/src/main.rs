@@ -102,13 +102,24 @@ fn main() -> u8 {
     let spoofed_address = net::transmit(&[&spoofed_ip]);
     // Nothing is bound yet: no port is netmon's.
     let spoofed_port = net::transmit(&[&from_port(mac, ipv4, 17, 7001)]);
+    // From netmon's own MAC but not on the allow list: needs the raw-transmit right, which a
+    // forged capability does not carry (refused before the check, so not `tx_refused`).
+    let unlisted_frame = [&[0xff; 6][..], &mac, &[0x88, 0xb5, 0, 0]];
+    let unlisted = net::transmit(&unlisted_frame);
+    let monitor = net::boot_monitor();
+    let forged = libnet::abi::cap::CapHandle::new(monitor.index(), monitor.generation() ^ 1);
+    let forged_raw = net::transmit_raw(&unlisted_frame, forged);
     println!(
-        "netmon[{me}]: spoofed transmit: MAC {spoofed:?}, IPv4 {spoofed_address:?}, source port {spoofed_port:?}"
+        "netmon[{me}]: spoofed transmit: MAC {spoofed:?}, IPv4 {spoofed_address:?}, source port {spoofed_port:?}, unlisted ethertype {unlisted:?}, raw through a forged capability {forged_raw:?}"
     );
     let refused = |result| result == Err(libnet::Error::Denied);
     if garbage != Err(libnet::Error::InvalidArgument)
         || (mac != [0; 6]
-            && !(refused(spoofed) && refused(spoofed_address) && refused(spoofed_port)))
+            && !(refused(spoofed)
+                && refused(spoofed_address)
+                && refused(spoofed_port)
+                && refused(unlisted)
+                && refused(forged_raw)))
     {
         return 5;
     }
@@ -334,7 +345,8 @@ fn main() -> u8 {
             progress[14..20].copy_from_slice(b"EXOACK");
             progress[20..28].copy_from_slice(&rx.to_le_bytes());
             progress[28..36].copy_from_slice(&me.to_le_bytes());
-            if let Err(error) = net::transmit(&[&progress]) {
+            // Not an allow-listed frame: sent with the monitor capability's raw-transmit right.
+            if let Err(error) = net::transmit_raw(&[&progress], net::boot_monitor()) {
                 println!("netmon[{me}]: progress frame: {error:?}");
                 return 7;
             }

@@ -26,6 +26,9 @@ bitflags::bitflags! {
         const CONTROL = 1 << 6;
         /// Network monitor: bind monitor filters (filters that claim no port; `filter_bind`).
         const MONITOR = 1 << 7;
+        /// Network monitor: send frames beyond the transmit check's allow list (any ethertype
+        /// and protocol, still from the NIC's MAC; `net_transmit` naming this capability).
+        const RAW_TRANSMIT = 1 << 8;
     }
 }
 

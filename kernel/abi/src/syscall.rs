@@ -173,13 +173,16 @@ pub enum Syscall {
     /// such argument, `InvalidArgument` when it does not
     /// fit.
     BootArgument = 30,
-    /// `net_transmit(gather, count) -> length_bytes`: sends one frame gathered from `count`
-    /// (at most [`NET_TRANSMIT_MAX_PIECES`]) `(address, length_bytes)` pairs of `u64` at
-    /// `gather`, all in the caller's readable memory, at most
-    /// [`crate::net::FRAME_MAX_BYTES`] in total. The frame must pass the transmit check: the
-    /// NIC's source MAC, the host's IPv4 address (`NetIpv4`), a TCP/UDP source port the caller owns (a
-    /// port one of its bound filters claims, see `FilterBind`); otherwise `Denied`, counted
-    /// as `tx_refused`.
+    /// `net_transmit(gather, count, raw) -> length_bytes`: sends one frame gathered from
+    /// `count` (at most [`NET_TRANSMIT_MAX_PIECES`]) `(address, length_bytes)` pairs of `u64`
+    /// at `gather`, all in the caller's readable memory, at most
+    /// [`crate::net::FRAME_MAX_BYTES`] in total. With `raw` 0 the frame must be on the
+    /// transmit check's allow list: from the NIC's source MAC, and ARP with the host's
+    /// addresses, or IPv4 from the host's address (`NetIpv4`) carrying TCP/UDP from a source
+    /// port the caller owns (a port one of its bound filters claims, see `FilterBind`), or an
+    /// ICMP error about a packet sent to such a port; otherwise `Denied`, counted as
+    /// `tx_refused`. `raw` may name a network-monitor capability with `RAW_TRANSMIT`: then
+    /// only the source MAC is checked (a bad `raw` is `Denied`).
     NetTransmit = 31,
     /// `net_mac() -> mac`: the NIC's MAC address in the low 48 bits (first byte lowest);
     /// `InvalidArgument` without a NIC.

@@ -634,8 +634,13 @@ pub fn unbind(id: u32) {
     }
 }
 
-/// `net_transmit(gather, count)` from `env`.
-pub fn transmit(env: &Environment, gather: u64, pieces_count: u64) -> Result<u64, Error> {
+/// `net_transmit(gather, count, raw)` from `env`; `raw`: it holds the raw-transmit right.
+pub fn transmit(
+    env: &Environment,
+    gather: u64,
+    pieces_count: u64,
+    raw: bool,
+) -> Result<u64, Error> {
     if pieces_count == 0 || pieces_count > exo_abi::syscall::NET_TRANSMIT_MAX_PIECES {
         return Err(Error::InvalidArgument);
     }
@@ -685,7 +690,7 @@ pub fn transmit(env: &Environment, gather: u64, pieces_count: u64) -> Result<u64
         ipv4: *ipv4,
         ports: &ports,
     };
-    if let Err(refusal) = exo_kernel::tx_check::check(&frame, &sender) {
+    if let Err(refusal) = exo_kernel::tx_check::check(&frame, &sender, raw) {
         bump(counters, Counter::TxRefused);
         log!("net: transmit refused: {refusal:?}");
         return Err(Error::Denied);
