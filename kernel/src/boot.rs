@@ -44,6 +44,7 @@ pub extern "C" fn kernel_main(start_info_address: u64) -> ! {
     arch::trap::init();
     percpu::init(gdt::entry_stack_top());
     arch::syscall::init();
+    arch::fpu::init();
     paging::init(ram_end);
     heap::init();
     log!(

@@ -1,5 +1,6 @@
 //! Environments: an app's address space, what it mapped, its saved registers, its upcall
 //! entries and its accounting. The scheduler (`sched`) owns them all.
+use crate::arch::fpu::FpuState;
 use crate::arch::trap::TrapFrame;
 use crate::mm::paging::{AddressSpace, MapError};
 use alloc::collections::BTreeMap;
@@ -114,6 +115,8 @@ pub struct Environment {
     /// Copies delivered since its last packet upcall (counted only with a `Packet` entry):
     /// nonzero means one is due.
     pub packet_upcall_due: u64,
+    /// Its x87/MMX/SSE registers while another environment runs (see `arch::fpu`).
+    pub fpu: alloc::boxed::Box<FpuState>,
 }
 
 impl Environment {
@@ -152,6 +155,7 @@ impl Environment {
             repossessed_total: 0,
             net_delivered: 0,
             packet_upcall_due: 0,
+            fpu: alloc::boxed::Box::new(FpuState::clean()),
         };
         for segment in &elf.segments {
             env.map_region(segment.page_start(), segment.page_end(), segment.access)?;

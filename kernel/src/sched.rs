@@ -64,6 +64,8 @@ pub struct Kernel {
     slice_owner: EnvId,
     /// Whose page table is loaded (0: the kernel's).
     active_space: EnvId,
+    /// Whose x87/MMX/SSE state the registers hold (0: the clean boot state's, nobody's).
+    fpu_owner: EnvId,
     ended: EndedRecords<Ended>,
     boot_apps: Vec<EnvId>,
     frames_before: u64,
@@ -93,6 +95,7 @@ pub fn init(pack: Pack<'static>) {
         running: 0,
         slice_owner: 0,
         active_space: 0,
+        fpu_owner: 0,
         ended: EndedRecords::new(ENDED_RECORDS),
         boot_apps: Vec::new(),
         frames_before: frames::free_count() + paging::code_table_frames(),
@@ -360,6 +363,7 @@ impl Kernel {
     /// through here.
     fn set_running(&mut self, id: EnvId) {
         self.running = id;
+        self.switch_fpu(id);
         let mut entry = 0;
         if let Some(env) = self.envs[slot(id)].as_deref().filter(|env| env.id == id) {
             if self.active_space != id {
@@ -369,6 +373,26 @@ impl Kernel {
             entry = env.upcall(UpcallKind::Exception);
         }
         arch::percpu::publish_exception_entry(entry);
+    }
+
+    /// Makes the x87/MMX/SSE registers `id`'s: saves the previous owner's (if it still
+    /// exists) and loads `id`'s. With no environment running (0) the registers stay as they
+    /// are, the last owner's.
+    fn switch_fpu(&mut self, id: EnvId) {
+        if id == 0 || id == self.fpu_owner {
+            return;
+        }
+        let owner = self.fpu_owner;
+        if let Some(previous) = self.envs[slot(owner)]
+            .as_deref_mut()
+            .filter(|env| env.id == owner)
+        {
+            previous.fpu.save();
+        }
+        if let Some(next) = self.envs[slot(id)].as_deref().filter(|env| env.id == id) {
+            next.fpu.restore();
+            self.fpu_owner = id;
+        }
     }
 
     /// Publishes the running environment's exception entry again (after `set_upcall`).

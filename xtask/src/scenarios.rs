@@ -195,6 +195,19 @@ pub const SCENARIOS: &[Scenario] = &[
         expect: Expect::Pass,
     },
     Scenario {
+        // x87/MMX and SSE state is saved and restored per environment: nothing leaks.
+        name: "fpu-isolation",
+        cmdline: "apps=fpuspy",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "fpuspy child: sees the parent's secret: MMX false, SSE false",
+            "fpuspy: child Ok(Exited(0)); the parent's registers kept: true",
+            "app fpuspy (env 1) exited with status 0",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
         // Synchronous and asynchronous protected control transfer, and its refusals.
         name: "pct",
         cmdline: "apps=pct",

@@ -4,6 +4,7 @@
 //! Most of the kernel's `unsafe` lives under this module; each block argues its safety.
 
 pub mod boot;
+pub mod fpu;
 pub mod gdt;
 pub mod pci;
 pub mod percpu;
