@@ -99,6 +99,7 @@ pub extern "C" fn kernel_main(start_info_address: u64) -> ! {
         .unwrap_or_else(|error| panic!("embedded boot pack is corrupt: {error:?}"));
     log!("boot pack: {} apps", pack.len());
     sched::init(pack);
+    sched::set_boot_apps(command.apps.len());
     for (position, &name) in command.apps.iter().enumerate() {
         match sched::spawn_boot(name, command.monitors.contains(&name)) {
             Ok(id) => {

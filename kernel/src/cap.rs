@@ -7,6 +7,7 @@
 //! slot is freed) or borrowed from another environment. Grants derive children with equal or
 //! fewer rights; revoking or deleting a capability removes its whole subtree, and the kernel
 //! undoes what the removed capabilities were used for (mappings) from the list it gets back.
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 pub use exo_abi::cap::{CapHandle, Rights};
 
@@ -47,6 +48,9 @@ pub struct Capability {
     pub rights: Rights,
     /// The capability it was derived from; `None` for a root.
     pub parent: Option<u32>,
+    /// The environment charged for it: its creator, or whoever granted or derived it (never
+    /// a receiver, so nobody can fill another's quota by granting to it).
+    pub payer: u32,
     children: Vec<u32>,
 }
 
@@ -54,6 +58,11 @@ impl Capability {
     /// Whether this is the root of its derivation tree (it owns the object).
     pub fn is_root(&self) -> bool {
         self.parent.is_none()
+    }
+
+    /// Whether it owns a frame (the root capability of a page).
+    fn holds_frame(&self) -> bool {
+        self.is_root() && matches!(self.object, Object::Page { .. })
     }
 }
 
@@ -66,6 +75,8 @@ pub enum CapError {
     Denied,
     /// The table is full.
     Full,
+    /// The payer's quota of capabilities or frames is used up.
+    Quota,
 }
 
 impl From<CapError> for exo_abi::Error {
@@ -73,7 +84,7 @@ impl From<CapError> for exo_abi::Error {
         match error {
             CapError::Invalid => exo_abi::Error::InvalidCapability,
             CapError::Denied => exo_abi::Error::Denied,
-            CapError::Full => exo_abi::Error::Exhausted,
+            CapError::Full | CapError::Quota => exo_abi::Error::Exhausted,
         }
     }
 }
@@ -97,12 +108,29 @@ pub struct Removed {
     pub root: bool,
 }
 
+/// What one payer holds and may hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CapUsage {
+    /// Capabilities charged to it.
+    pub capabilities: u64,
+    /// Root page capabilities charged to it: frames it holds.
+    pub frames: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Account {
+    used: CapUsage,
+    limit: CapUsage,
+}
+
 /// All capabilities in the system.
 #[derive(Debug)]
 pub struct CapSpace {
     slots: Vec<Slot>,
     free: Vec<u32>,
     capacity: usize,
+    /// Payers with limits; a payer without an account is the kernel's own and unlimited.
+    accounts: BTreeMap<u32, Account>,
 }
 
 impl CapSpace {
@@ -117,7 +145,40 @@ impl CapSpace {
             slots,
             free: Vec::new(),
             capacity,
+            accounts: BTreeMap::new(),
         }
+    }
+
+    /// Limits what `payer` may be charged for from now on (what it holds already counts).
+    pub fn set_limit(&mut self, payer: u32, limit: CapUsage) {
+        let used = self.usage(payer);
+        self.accounts.insert(payer, Account { used, limit });
+    }
+
+    /// What `payer` is charged for.
+    pub fn usage(&self, payer: u32) -> CapUsage {
+        match self.accounts.get(&payer) {
+            Some(account) => account.used,
+            None => {
+                let mut used = CapUsage::default();
+                for capability in self
+                    .slots
+                    .iter()
+                    .filter_map(|slot| slot.capability.as_ref())
+                {
+                    if capability.payer == payer {
+                        used.capabilities += 1;
+                        used.frames += u64::from(capability.holds_frame());
+                    }
+                }
+                used
+            }
+        }
+    }
+
+    /// Drops `payer`'s account (it ended, and everything it paid for went with it).
+    pub fn forget(&mut self, payer: u32) {
+        self.accounts.remove(&payer);
     }
 
     /// Live capabilities.
@@ -135,6 +196,25 @@ impl CapSpace {
     }
 
     fn insert(&mut self, capability: Capability) -> Result<u32, CapError> {
+        let frame = u64::from(capability.holds_frame());
+        if let Some(account) = self.accounts.get(&capability.payer) {
+            let used = account.used;
+            if used.capabilities >= account.limit.capabilities
+                || used.frames + frame > account.limit.frames
+            {
+                return Err(CapError::Quota);
+            }
+        }
+        let payer = capability.payer;
+        let index = self.insert_slot(capability)?;
+        if let Some(account) = self.accounts.get_mut(&payer) {
+            account.used.capabilities += 1;
+            account.used.frames += frame;
+        }
+        Ok(index)
+    }
+
+    fn insert_slot(&mut self, capability: Capability) -> Result<u32, CapError> {
         if let Some(index) = self.free.pop() {
             self.slots[index as usize].capability = Some(capability);
             return Ok(index);
@@ -162,6 +242,7 @@ impl CapSpace {
             object,
             rights,
             parent: None,
+            payer: owner,
             children: Vec::new(),
         })?;
         Ok(self.handle_of(index))
@@ -212,6 +293,7 @@ impl CapSpace {
             object,
             rights,
             parent: Some(parent),
+            payer: owner,
             children: Vec::new(),
         })?;
         if let Some(source) = self.slots[parent as usize].capability.as_mut() {
@@ -238,6 +320,7 @@ impl CapSpace {
             object,
             rights,
             parent: Some(parent.index()),
+            payer: owner,
             children: Vec::new(),
         })?;
         if let Some(source) = self.slots[parent.index() as usize].capability.as_mut() {
@@ -337,6 +420,10 @@ impl CapSpace {
             };
             slot.generation = slot.generation.wrapping_add(1).max(1);
             self.free.push(index);
+            if let Some(account) = self.accounts.get_mut(&capability.payer) {
+                account.used.capabilities -= 1;
+                account.used.frames -= u64::from(capability.holds_frame());
+            }
             removed(Removed {
                 handle,
                 owner: capability.owner,
@@ -385,6 +472,64 @@ mod tests {
                 Err(CapError::Invalid)
             );
         }
+    }
+
+    #[test]
+    fn payers_are_limited_and_receivers_never_charged() {
+        let mut space = CapSpace::new(64);
+        space.set_limit(
+            A,
+            CapUsage {
+                capabilities: 4,
+                frames: 2,
+            },
+        );
+        let first = space.create(A, PAGE, all_page()).unwrap();
+        let _second = space.create(A, PAGE, all_page()).unwrap();
+        assert_eq!(
+            space.create(A, PAGE, all_page()),
+            Err(CapError::Quota),
+            "frames"
+        );
+        // Grants to B are A's to pay for; B's own limit is untouched.
+        space.set_limit(
+            B,
+            CapUsage {
+                capabilities: 1,
+                frames: 0,
+            },
+        );
+        let to_b = space.grant(first, A, B, Rights::READ).unwrap();
+        let _again = space.grant(first, A, B, Rights::READ).unwrap();
+        assert_eq!(
+            space.grant(first, A, B, Rights::READ),
+            Err(CapError::Quota),
+            "capabilities"
+        );
+        assert_eq!(
+            space.usage(A),
+            CapUsage {
+                capabilities: 4,
+                frames: 2
+            }
+        );
+        assert_eq!(space.usage(B), CapUsage::default());
+        assert_eq!(
+            exo_abi::Error::from(CapError::Quota),
+            exo_abi::Error::Exhausted
+        );
+        // Removal refunds the payer.
+        space.delete(to_b, B, &mut |_| {}).unwrap();
+        assert_eq!(space.usage(A).capabilities, 3);
+        space.delete(first, A, &mut |_| {}).unwrap();
+        assert_eq!(
+            space.usage(A),
+            CapUsage {
+                capabilities: 1,
+                frames: 1
+            }
+        );
+        assert!(space.create(A, PAGE, all_page()).is_ok());
     }
 
     /// A chain of grants as deep as the space, each from the previous, deleted from its root

@@ -8,6 +8,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use exo_abi::cap::CapHandle;
 use exo_abi::layout::{USER_BASE, USER_END, USER_STACK_SIZE_BYTES, USER_STACK_TOP};
+use exo_abi::quota::Limits;
 use exo_abi::upcall::{RepossessedPage, UpcallKind};
 use exo_kernel::elf::{self, Access, ElfError};
 use exo_kernel::user_mappings::{UserMappings, UserRegion};
@@ -117,6 +118,12 @@ pub struct Environment {
     pub packet_upcall_due: u64,
     /// Its x87/MMX/SSE registers while another environment runs (see `arch::fpu`).
     pub fpu: alloc::boxed::Box<FpuState>,
+    /// The environment that spawned it (`None` for a boot app).
+    pub parent: Option<EnvId>,
+    /// How much of each resource it may hold, itself and through its children.
+    pub limits: Limits,
+    /// What of its limits it gave its live children.
+    pub reserved: Limits,
 }
 
 impl Environment {
@@ -156,6 +163,9 @@ impl Environment {
             net_delivered: 0,
             packet_upcall_due: 0,
             fpu: alloc::boxed::Box::new(FpuState::clean()),
+            parent: None,
+            limits: Limits([u64::MAX; exo_abi::quota::RESOURCES]),
+            reserved: Limits::default(),
         };
         for segment in &elf.segments {
             env.map_region(segment.page_start(), segment.page_end(), segment.access)?;

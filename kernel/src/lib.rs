@@ -20,6 +20,7 @@ pub mod elf;
 pub mod ended;
 pub mod frames;
 pub mod pvh;
+pub mod quota;
 pub mod slices;
 pub mod tx_check;
 pub mod user_mappings;

@@ -16,6 +16,7 @@ use exo_abi::cap::{CapHandle, Rights};
 use exo_abi::layout::USER_END;
 use exo_abi::net::Counter as NetCounter;
 use exo_abi::pack::Pack;
+use exo_abi::quota::{Limits, Resource};
 use exo_abi::upcall::{
     self, EnvStatus, FRAME_PACKET, FRAME_REVOKE, FRAME_SLICE_END, FRAME_SLICE_START,
     OVERSTAY_LIMIT, RepossessedPage, UPCALL_FRAME_BYTES, UpcallFrame, UpcallKind,
@@ -33,6 +34,11 @@ pub const MAX_ENVS: usize = 64;
 pub const ENDED_RECORDS: usize = 128;
 /// Capabilities alive at once.
 pub const MAX_CAPS: usize = 8192;
+/// Pages all environments together may map through capabilities: each costs kernel heap
+/// (its binding and region entries), so this bounds what mappings can take of it.
+pub const MAX_MAPPINGS: u64 = 32_768;
+/// Packet filters all environments together may bind.
+pub const MAX_FILTERS: u64 = 1024;
 /// Rights on a capability to an environment its creator gets.
 pub const ENV_ALL: Rights = Rights::GRANT
     .union(Rights::CALL)
@@ -69,6 +75,8 @@ pub struct Kernel {
     ended: EndedRecords<Ended>,
     boot_apps: Vec<EnvId>,
     frames_before: u64,
+    /// The limits each boot app gets.
+    boot_share: Limits,
     pack: Pack<'static>,
 }
 
@@ -99,7 +107,40 @@ pub fn init(pack: Pack<'static>) {
         ended: EndedRecords::new(ENDED_RECORDS),
         boot_apps: Vec::new(),
         frames_before: frames::free_count() + paging::code_table_frames(),
+        boot_share: machine_limits(),
         pack,
+    });
+}
+
+/// What the machine has for all environments together: every capability slot, three
+/// quarters of the free frames (the rest stays the kernel's, for tables, rings and code),
+/// page tables and mappings within what the kernel heap and RAM can hold, filters, slices.
+fn machine_limits() -> Limits {
+    let frames = frames::free_count();
+    let mut machine = Limits::default();
+    machine.set(Resource::Capabilities, MAX_CAPS as u64);
+    machine.set(Resource::Frames, frames / 4 * 3);
+    machine.set(Resource::PageTables, frames / 16);
+    machine.set(Resource::Mappings, MAX_MAPPINGS);
+    machine.set(Resource::Filters, MAX_FILTERS);
+    machine.set(Resource::Slices, exo_kernel::slices::SLICES as u64);
+    machine
+}
+
+/// What the capability space may charge an environment with `limits`, `reserved` of which
+/// it gave its children.
+fn cap_limit(limits: &Limits, reserved: &Limits) -> exo_kernel::cap::CapUsage {
+    let left = exo_kernel::quota::subtract(limits, reserved);
+    exo_kernel::cap::CapUsage {
+        capabilities: left.get(Resource::Capabilities),
+        frames: left.get(Resource::Frames),
+    }
+}
+
+/// Gives each of `count` boot apps (spawned next) an equal share of the machine.
+pub fn set_boot_apps(count: usize) {
+    with_kernel(|kernel| {
+        kernel.boot_share = exo_kernel::quota::boot_share(&machine_limits(), count);
     });
 }
 
@@ -126,7 +167,7 @@ impl From<SpawnError> for Error {
 /// capability (`MONITOR | GRANT`) in `rdx`, where a spawned child finds its argument.
 pub fn spawn_boot(name: &str, monitor: bool) -> Result<EnvId, SpawnError> {
     with_kernel(|kernel| {
-        let (id, _) = kernel.spawn(name, None, 0)?;
+        let (id, _) = kernel.spawn(name, None, 0, None)?;
         kernel.boot_apps.push(id);
         if monitor {
             let cap = kernel
@@ -305,19 +346,33 @@ impl Kernel {
         name: &str,
         parent: Option<EnvId>,
         argument: u64,
+        requested: Option<&Limits>,
     ) -> Result<(EnvId, CapHandle), SpawnError> {
         let image = self.pack.find(name).ok_or(SpawnError::NotFound)?;
         if self.envs.iter().all(Option::is_some) {
             return Err(SpawnError::Exhausted);
         }
+        let limits = match parent {
+            Some(parent) => {
+                let left = self.available(parent).ok_or(SpawnError::Exhausted)?;
+                exo_kernel::quota::child_limits(&left, requested)
+                    .map_err(|_| SpawnError::Exhausted)?
+            }
+            None => self.boot_share,
+        };
         let mut id = self.next_id;
         while self.envs[slot(id)].is_some() {
             id += 1;
         }
         let mut env = Environment::load(id, name, image).map_err(SpawnError::Invalid)?;
+        env.parent = parent;
+        env.limits = limits;
+        env.space.set_table_limit(limits.get(Resource::PageTables));
         if self.slices.acquire(id).is_none() {
             return Err(SpawnError::Exhausted);
         }
+        self.caps
+            .set_limit(id, cap_limit(&limits, &Limits::default()));
         let caps = (|| {
             let own = self.caps.create(id, Object::Env { id }, ENV_ALL)?;
             let (to_parent, to_child) = match parent {
@@ -333,8 +388,12 @@ impl Kernel {
         let Ok((own, to_parent, to_child)) = caps else {
             self.slices.release_all(id);
             self.caps.delete_owned_by(id, &mut |_| {});
+            self.caps.forget(id);
             return Err(SpawnError::Exhausted);
         };
+        if let Some(parent) = parent {
+            self.reserve(parent, &limits, true);
+        }
         env.context.rdi = to_parent.raw();
         env.context.rsi = own.raw();
         env.context.rdx = argument;
@@ -717,6 +776,11 @@ impl Kernel {
         let mut removed = Vec::new();
         self.caps.delete_owned_by(id, &mut |r| removed.push(r));
         self.undo(&removed);
+        // Everything it paid for went with what it held; its limits go back to its parent.
+        self.caps.forget(id);
+        if let Some(parent) = env.parent {
+            self.reserve(parent, &env.limits, false);
+        }
         let serving = match env.state {
             State::Serving(caller) => caller,
             State::Calling(_) => env.nested_in.flatten(),
@@ -815,8 +879,61 @@ impl Kernel {
         }
     }
 
-    pub fn acquire_slice(&mut self, id: EnvId) -> Option<usize> {
-        self.slices.acquire(id)
+    /// One more slice for `id`, within its quota.
+    pub fn acquire_slice(&mut self, id: EnvId) -> Result<usize, Error> {
+        self.charge(id, Resource::Slices)?;
+        self.slices.acquire(id).ok_or(Error::Exhausted)
+    }
+
+    /// What `id` uses of each resource now.
+    pub fn used(&self, id: EnvId) -> Option<Limits> {
+        let env = self.env(id)?;
+        let caps = self.caps.usage(id);
+        let mut used = Limits::default();
+        used.set(Resource::Capabilities, caps.capabilities);
+        used.set(Resource::Frames, caps.frames);
+        used.set(Resource::PageTables, env.space.table_frames());
+        used.set(Resource::Mappings, env.bindings.len() as u64);
+        used.set(Resource::Filters, crate::net::filters_of(id));
+        used.set(Resource::Slices, self.slices.count(id) as u64);
+        Some(used)
+    }
+
+    /// What `id` has left of each resource (neither used nor given to its children).
+    pub fn available(&self, id: EnvId) -> Option<Limits> {
+        let env = self.env(id)?;
+        Some(exo_kernel::quota::available(
+            &env.limits,
+            &self.used(id)?,
+            &env.reserved,
+        ))
+    }
+
+    /// `Exhausted` unless `id` has one more of `resource` left.
+    pub fn charge(&self, id: EnvId, resource: Resource) -> Result<(), Error> {
+        match self.available(id) {
+            Some(left) if left.get(resource) > 0 => Ok(()),
+            _ => Err(Error::Exhausted),
+        }
+    }
+
+    /// Moves `limits` into (`take`) or out of `parent`'s reservation for its children, and
+    /// tells the capability space and the address space what it may still take itself.
+    fn reserve(&mut self, parent: EnvId, limits: &Limits, take: bool) {
+        let Some(env) = self.env_mut(parent) else {
+            return;
+        };
+        env.reserved = if take {
+            exo_kernel::quota::add(&env.reserved, limits)
+        } else {
+            exo_kernel::quota::subtract(&env.reserved, limits)
+        };
+        let (own, reserved) = (env.limits, env.reserved);
+        env.space.set_table_limit(
+            own.get(Resource::PageTables)
+                .saturating_sub(reserved.get(Resource::PageTables)),
+        );
+        self.caps.set_limit(parent, cap_limit(&own, &reserved));
     }
 
     fn timer_tick(&mut self, frame: &mut TrapFrame) {

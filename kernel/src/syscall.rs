@@ -12,11 +12,12 @@ use crate::{arch, log, net};
 use alloc::vec::Vec;
 use exo_abi::cap::{CapHandle, Rights};
 use exo_abi::layout::PAGE_SIZE_BYTES;
+use exo_abi::quota::{LIMITS_BYTES, Limits, QuotaField, Resource};
 use exo_abi::syscall::{ANY_FRAME, CONSOLE_WRITE_MAX_BYTES, PAGE_PROTECT_RANGE_MAX_PAGES};
 use exo_abi::upcall::{EnvQuery, EnvStatus, REPOSSESSED_PAGE_BYTES, UpcallKind};
 use exo_abi::{Error, Syscall, error::encode_result};
 use exo_kernel::cap::Object;
-use exo_kernel::user_mappings::UserRegion;
+use exo_kernel::user_mappings::{RegionError, UserRegion};
 
 /// Most revocation deadline a `request_pages` may set, in ticks.
 const DEADLINE_MAX_TICKS: u64 = 1000;
@@ -124,7 +125,8 @@ fn simple_call(
         Syscall::SelfId => Ok(u64::from(me)),
         Syscall::Ticks => Ok(arch::timer::ticks()),
         Syscall::SetUpcall => set_upcall(kernel, a0, a1, a2),
-        Syscall::Spawn => spawn(kernel, a0, a1, a2),
+        Syscall::Spawn => spawn(kernel, a0, a1, a2, a3),
+        Syscall::EnvQuota => env_quota(kernel, a0, a1, a2),
         Syscall::EnvInfo => {
             let id = kernel.env_cap(a0, Rights::CONTROL)?;
             let query = EnvQuery::from_number(a1).ok_or(Error::InvalidArgument)?;
@@ -185,10 +187,7 @@ fn simple_call(
             .lookup(CapHandle(a0), me, Rights::empty())?
             .rights
             .bits()),
-        Syscall::SliceAcquire => kernel
-            .acquire_slice(me)
-            .map(|slice| slice as u64)
-            .ok_or(Error::Exhausted),
+        Syscall::SliceAcquire => kernel.acquire_slice(me).map(|slice| slice as u64),
         Syscall::RequestPages => {
             let id = kernel.env_cap(a0, Rights::CONTROL)?;
             if a1 == 0 || a2 > DEADLINE_MAX_TICKS {
@@ -274,6 +273,7 @@ fn filter_bind(kernel: &mut Kernel, frame: &TrapFrame) -> Result<(u32, CapHandle
         .caps
         .lookup(monitor_handle, me, Rights::MONITOR)
         .is_ok_and(|capability| capability.object == Object::NetMonitor);
+    kernel.charge(me, Resource::Filters)?;
     let binding = net::filter_bind(
         kernel.current(),
         UserSlice::new(frame.rdi, frame.rsi),
@@ -347,7 +347,45 @@ fn set_upcall(kernel: &mut Kernel, kind: u64, entry: u64, stack: u64) -> Result<
     Ok(0)
 }
 
-fn spawn(kernel: &mut Kernel, pointer: u64, length: u64, argument: u64) -> Result<u64, Error> {
+/// `env_quota(env_cap, resource, field)`.
+fn env_quota(kernel: &mut Kernel, env_cap: u64, resource: u64, field: u64) -> Result<u64, Error> {
+    let resource = Resource::from_number(resource).ok_or(Error::InvalidArgument)?;
+    let field = QuotaField::from_number(field).ok_or(Error::InvalidArgument)?;
+    let id = match env_cap {
+        0 => kernel.running(),
+        handle => kernel.env_cap(handle, Rights::CONTROL)?,
+    };
+    let env = kernel.env(id).ok_or(Error::PeerGone)?;
+    Ok(match field {
+        QuotaField::Limit => env.limits.get(resource),
+        QuotaField::Reserved => env.reserved.get(resource),
+        QuotaField::Used => kernel.used(id).ok_or(Error::PeerGone)?.get(resource),
+    })
+}
+
+fn spawn(
+    kernel: &mut Kernel,
+    pointer: u64,
+    length: u64,
+    argument: u64,
+    limits_pointer: u64,
+) -> Result<u64, Error> {
+    let requested = match limits_pointer {
+        0 => None,
+        address => {
+            let mut bytes = [0u8; LIMITS_BYTES];
+            let mut filled = 0;
+            usermem::read_chunks(
+                kernel.current(),
+                UserSlice::new(address, LIMITS_BYTES as u64),
+                |chunk| {
+                    bytes[filled..filled + chunk.len()].copy_from_slice(chunk);
+                    filled += chunk.len();
+                },
+            )?;
+            Some(Limits::decode(&bytes))
+        }
+    };
     if length == 0 || length > exo_abi::pack::NAME_MAX_BYTES as u64 {
         return Err(Error::InvalidArgument);
     }
@@ -359,7 +397,7 @@ fn spawn(kernel: &mut Kernel, pointer: u64, length: u64, argument: u64) -> Resul
     })?;
     let name = core::str::from_utf8(&name[..filled]).map_err(|_| Error::InvalidArgument)?;
     let parent = kernel.running();
-    let (id, cap) = kernel.spawn(name, Some(parent), argument)?;
+    let (id, cap) = kernel.spawn(name, Some(parent), argument, requested.as_ref())?;
     log!(
         "app {} (env {parent}) spawned {name} (env {id})",
         kernel.name_of(parent)
@@ -445,6 +483,7 @@ fn page_map(kernel: &mut Kernel, handle: u64, address: u64, access: u64) -> Resu
     if !capability.rights.contains(rights) {
         return Err(Error::Denied);
     }
+    kernel.charge(me, Resource::Mappings)?;
     let env = kernel.current();
     env.mappings
         .insert(UserRegion {
@@ -452,11 +491,15 @@ fn page_map(kernel: &mut Kernel, handle: u64, address: u64, access: u64) -> Resu
             end: address + PAGE_SIZE_BYTES,
             access,
         })
-        .map_err(|_| Error::AddressInUse)?;
+        .map_err(|error| match error {
+            RegionError::Overlap => Error::AddressInUse,
+            RegionError::OutOfMemory => Error::OutOfMemory,
+        })?;
     if let Err(error) = env.space.map_borrowed(address, frame, access) {
         env.mappings.remove(address);
         return Err(match error {
             crate::mm::paging::MapError::OutOfMemory => Error::OutOfMemory,
+            crate::mm::paging::MapError::TableQuota => Error::Exhausted,
             crate::mm::paging::MapError::NotUserPage => Error::BadAddress,
             crate::mm::paging::MapError::AlreadyMapped => Error::AddressInUse,
         });

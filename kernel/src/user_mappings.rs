@@ -24,9 +24,14 @@ pub struct UserMappings {
     regions: Vec<UserRegion>,
 }
 
-/// A region could not be recorded because it overlaps one already mapped (or is empty).
+/// Why a region could not be recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OverlapError;
+pub enum RegionError {
+    /// It overlaps one already mapped, or is empty.
+    Overlap,
+    /// The kernel heap could not hold one more region.
+    OutOfMemory,
+}
 
 impl UserMappings {
     /// No mappings.
@@ -36,10 +41,11 @@ impl UserMappings {
         }
     }
 
-    /// Records a new region; refuses empty regions and overlaps.
-    pub fn insert(&mut self, region: UserRegion) -> Result<(), OverlapError> {
+    /// Records a new region; refuses empty regions and overlaps, and says so when the heap
+    /// cannot grow the table (never an allocation panic).
+    pub fn insert(&mut self, region: UserRegion) -> Result<(), RegionError> {
         if region.start >= region.end {
-            return Err(OverlapError);
+            return Err(RegionError::Overlap);
         }
         let index = self.regions.partition_point(|r| r.start < region.start);
         let overlaps_before = index > 0 && self.regions[index - 1].end > region.start;
@@ -48,8 +54,11 @@ impl UserMappings {
             .get(index)
             .is_some_and(|next| next.start < region.end);
         if overlaps_before || overlaps_after {
-            return Err(OverlapError);
+            return Err(RegionError::Overlap);
         }
+        self.regions
+            .try_reserve(1)
+            .map_err(|_| RegionError::OutOfMemory)?;
         self.regions.insert(index, region);
         Ok(())
     }
@@ -224,9 +233,9 @@ mod tests {
             end,
             access: Access::READ,
         };
-        assert_eq!(m.insert(region(0x2000, 0x5000)), Err(OverlapError));
-        assert_eq!(m.insert(region(0x7000, 0x8001)), Err(OverlapError));
-        assert_eq!(m.insert(region(0x5000, 0x5000)), Err(OverlapError));
+        assert_eq!(m.insert(region(0x2000, 0x5000)), Err(RegionError::Overlap));
+        assert_eq!(m.insert(region(0x7000, 0x8001)), Err(RegionError::Overlap));
+        assert_eq!(m.insert(region(0x5000, 0x5000)), Err(RegionError::Overlap));
         assert_eq!(m.insert(region(0x4000, 0x8000)), Ok(()));
         assert_eq!(m.regions().len(), 4);
         assert_eq!(m.check(0x1000, 0x8000, Access::READ), Ok(()));

@@ -4,6 +4,7 @@
 //! The wrappers are safe even when they pass addresses, because the kernel treats every
 //! pointer as an allegation and checks it against this environment's mappings.
 use exo_abi::cap::{CapHandle, Rights};
+use exo_abi::quota::{Limits, QuotaField, Resource};
 use exo_abi::upcall::{EnvQuery, EnvStatus, RepossessedPage, UpcallKind};
 use exo_abi::{Error, Syscall, error::decode_result};
 
@@ -135,6 +136,32 @@ pub fn spawn(name: &str, argument: u64) -> Result<CapHandle, Error> {
 /// `spawn` with a raw name pointer, for testing.
 pub fn spawn_at(pointer: u64, length: u64, argument: u64) -> Result<CapHandle, Error> {
     syscall5(Syscall::Spawn, [pointer, length, argument, 0, 0]).map(CapHandle)
+}
+
+/// Spawns `name` with these quota `limits`, carved out of this environment's own
+/// (`spawn` gives half of what is left of each by default).
+pub fn spawn_with(name: &str, argument: u64, limits: &Limits) -> Result<CapHandle, Error> {
+    let bytes = limits.encode();
+    syscall5(
+        Syscall::Spawn,
+        [
+            name.as_ptr() as u64,
+            name.len() as u64,
+            argument,
+            bytes.as_ptr() as u64,
+            0,
+        ],
+    )
+    .map(CapHandle)
+}
+
+/// An environment's quota for one resource: its limit, use, or reservation for its children.
+/// `env` [`CapHandle::NONE`] is this environment.
+pub fn env_quota(env: CapHandle, resource: Resource, field: QuotaField) -> Result<u64, Error> {
+    syscall5(
+        Syscall::EnvQuota,
+        [env.raw(), resource as u64, field as u64, 0, 0],
+    )
 }
 
 /// Raw `env_info`.

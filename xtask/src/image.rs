@@ -14,7 +14,7 @@ pub const PACKAGES: &[&str] = &["hello", "fault", "busy", "ktest", "kbench", "ne
 /// Every app packed into the boot image, by binary name.
 pub const APPS: &[&str] = &[
     "hello", "fault", "busy", "exc", "isolate", "badargs", "pct", "sched", "contain", "reclaim",
-    "kbench", "heap", "pipe", "yieldto", "records", "netmon", "spin", "hostile", "fpuspy",
+    "kbench", "heap", "pipe", "yieldto", "records", "netmon", "spin", "hostile", "fpuspy", "quota",
 ];
 
 /// Cargo profile for the bare-metal builds.

@@ -188,8 +188,23 @@ pub const SCENARIOS: &[Scenario] = &[
             "then Exhausted",
             "whole chain: true",
             "hostile: transmit of a wrapping length Err(InvalidArgument), refused: true",
+            "then Exhausted; at the mapping quota: true",
             "hostile: kernel intact after the attacks: true",
             "app hostile (env 1) exited with status 0",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+    },
+    Scenario {
+        // Per-environment quotas: a hog exhausts each of its resources and gets Exhausted at
+        // its own limit; its parent, the victim, keeps what it did not give away.
+        name: "quotas",
+        cmdline: "apps=quota",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "quota hog: every resource stopped at its limit with Exhausted: true",
+            "quota: greedy spawn Err(Exhausted); hog Ok(Exited(0)); reserved for it 64, after it 0; victim maps true, acquires a slice true",
+            "app quota (env 1) exited with status 0",
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,

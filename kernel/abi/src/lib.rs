@@ -11,6 +11,7 @@ pub mod exit;
 pub mod layout;
 pub mod net;
 pub mod pack;
+pub mod quota;
 pub mod syscall;
 pub mod upcall;
 

@@ -35,12 +35,15 @@ pub enum Syscall {
     /// (right `YIELD`) to a runnable environment, donates it to that environment, else to the
     /// next slice in round robin (`env_cap` 0). Also acknowledges an end-of-slice upcall.
     Yield = 5,
-    /// `spawn(name_pointer, name_length_bytes, argument) -> env_cap`: creates a child
+    /// `spawn(name_pointer, name_length_bytes, argument, limits) -> env_cap`: creates a child
     /// environment from the app of that name in the boot pack, with one time slice. The child
     /// starts with `rdi` = a capability to its parent (`CALL | YIELD`), `rsi` = a capability
     /// to itself (all rights) and `rdx` = `argument`. Returns a capability to the child with
-    /// all rights. Errors: `BadAddress`, `InvalidArgument` (name too long or not UTF-8),
-    /// `NotFound`, `Exhausted` (no environment or slice free), `OutOfMemory`.
+    /// all rights. `limits` points to the child's [`crate::quota::Limits`] (0: half of what
+    /// the caller has left of each), carved out of the caller's own until the child ends.
+    /// Errors: `BadAddress`, `InvalidArgument` (name too long or not UTF-8), `NotFound`,
+    /// `Exhausted` (no environment or slice free, or a limit beyond what the caller has
+    /// left), `OutOfMemory`.
     Spawn = 6,
     /// `env_info(env_cap, query) -> value`: a [`crate::upcall::EnvQuery`] about the environment
     /// (right `CONTROL`). Works after the environment ended (status, accounting); the kernel
@@ -191,6 +194,11 @@ pub enum Syscall {
     /// line's `ipv4=A.B.C.D`, default 10.0.2.15), in the low 32 bits, first byte lowest; the
     /// source address `NetTransmit` accepts. `InvalidArgument` without a NIC.
     NetIpv4 = 33,
+    /// `env_quota(env_cap, resource, field) -> count`: an environment's limit, use or
+    /// reservation for its children ([`crate::quota::QuotaField`]) of one
+    /// [`crate::quota::Resource`]. `env_cap` 0 is the caller; any other needs `CONTROL`.
+    /// `InvalidArgument` for an unknown resource or field.
+    EnvQuota = 34,
 }
 
 /// Most pages one `page_protect_range` changes.
@@ -213,7 +221,7 @@ pub const ANY_FRAME: u64 = u64::MAX;
 
 impl Syscall {
     /// Every system call, in number order; the kernel's dispatch is checked against it.
-    pub const ALL: [Syscall; 34] = [
+    pub const ALL: [Syscall; 35] = [
         Syscall::Exit,
         Syscall::ConsoleWrite,
         Syscall::Null,
@@ -248,6 +256,7 @@ impl Syscall {
         Syscall::NetTransmit,
         Syscall::NetMac,
         Syscall::NetIpv4,
+        Syscall::EnvQuota,
     ];
 
     /// The number user code places in `rax`.

@@ -5,7 +5,7 @@ use linked_list_allocator::LockedHeap;
 /// First byte of the heap (PML4 slot 384, shared by every address space).
 pub const HEAP_START: u64 = 0xffff_c000_0000_0000;
 /// Heap size; mapped up front, so the kernel half's top-level entries never change later.
-pub const HEAP_SIZE_BYTES: u64 = 4 << 20;
+pub const HEAP_SIZE_BYTES: u64 = 16 << 20;
 
 #[global_allocator]
 static ALLOCATOR: LockedHeap = LockedHeap::empty();

@@ -179,6 +179,8 @@ pub fn activate_kernel() {
 pub enum MapError {
     /// No frame for the page or its tables.
     OutOfMemory,
+    /// Its page tables would take more frames than its quota allows.
+    TableQuota,
     /// Not a page-aligned address in the user half.
     NotUserPage,
     /// The page is mapped already.
@@ -189,6 +191,29 @@ pub enum MapError {
 #[derive(Debug)]
 pub struct AddressSpace {
     pml4: PhysFrame,
+    /// Frames taken for its user-half page tables (kept until the space is dropped).
+    table_frames: u64,
+    /// Most it may take: its quota of page-table frames.
+    table_limit: u64,
+}
+
+/// Takes frames for one space's new page tables, within its budget.
+struct BudgetedTableFrames<'a> {
+    taken: &'a mut u64,
+    limit: u64,
+}
+
+// SAFETY: every frame returned comes from the frame allocator, which hands each frame out
+// once, so the mapper gets frames nobody else uses.
+unsafe impl x86_64::structures::paging::FrameAllocator<Size4KiB> for BudgetedTableFrames<'_> {
+    fn allocate_frame(&mut self) -> Option<PhysFrame> {
+        if *self.taken >= self.limit {
+            return None;
+        }
+        let frame = frames::allocate()?;
+        *self.taken += 1;
+        Some(frame)
+    }
 }
 
 impl AddressSpace {
@@ -203,7 +228,31 @@ impl AddressSpace {
         for index in 256..512 {
             table[index] = kernel[index].clone();
         }
-        Some(AddressSpace { pml4 })
+        Some(AddressSpace {
+            pml4,
+            table_frames: 0,
+            table_limit: u64::MAX,
+        })
+    }
+
+    /// Frames its user-half page tables hold.
+    pub fn table_frames(&self) -> u64 {
+        self.table_frames
+    }
+
+    /// Limits the frames its page tables may take from now on; a mapping that would need
+    /// more fails with `MapError::TableQuota`.
+    pub fn set_table_limit(&mut self, limit: u64) {
+        self.table_limit = limit;
+    }
+
+    /// Why a table frame could not be had: the quota, or no frame at all.
+    fn table_refusal(&self) -> MapError {
+        if self.table_frames >= self.table_limit {
+            MapError::TableQuota
+        } else {
+            MapError::OutOfMemory
+        }
     }
 
     /// Maps a fresh zeroed frame at user page `address` with `access`.
@@ -238,7 +287,10 @@ impl AddressSpace {
                 frame,
                 flags,
                 USER_TABLE_FLAGS,
-                &mut frames::TableFrames,
+                &mut BudgetedTableFrames {
+                    taken: &mut self.table_frames,
+                    limit: self.table_limit,
+                },
             )
         };
         match result {
@@ -249,7 +301,7 @@ impl AddressSpace {
             Err(error) => {
                 frames::free(frame);
                 Err(match error {
-                    MapToError::FrameAllocationFailed => MapError::OutOfMemory,
+                    MapToError::FrameAllocationFailed => self.table_refusal(),
                     MapToError::PageAlreadyMapped(_) => MapError::AlreadyMapped,
                     MapToError::ParentEntryHugePage => MapError::NotUserPage,
                 })
@@ -281,7 +333,10 @@ impl AddressSpace {
                 frame,
                 borrowed_flags(access),
                 USER_TABLE_FLAGS,
-                &mut frames::TableFrames,
+                &mut BudgetedTableFrames {
+                    taken: &mut self.table_frames,
+                    limit: self.table_limit,
+                },
             )
         };
         match result {
@@ -289,7 +344,7 @@ impl AddressSpace {
                 flush.flush();
                 Ok(())
             }
-            Err(MapToError::FrameAllocationFailed) => Err(MapError::OutOfMemory),
+            Err(MapToError::FrameAllocationFailed) => Err(self.table_refusal()),
             Err(MapToError::PageAlreadyMapped(_)) => Err(MapError::AlreadyMapped),
             Err(MapToError::ParentEntryHugePage) => Err(MapError::NotUserPage),
         }

@@ -634,6 +634,16 @@ pub fn unbind(id: u32) {
     }
 }
 
+/// How many filters `owner` has bound (its quota's `Filters`).
+pub fn filters_of(owner: EnvId) -> u64 {
+    NET.lock()
+        .rings
+        .iter()
+        .filter(|ring| ring.owner == owner)
+        .map(|ring| ring.filters.len() as u64)
+        .sum()
+}
+
 /// `net_transmit(gather, count, raw)` from `env`; `raw`: it holds the raw-transmit right.
 pub fn transmit(
     env: &Environment,

@@ -6,6 +6,9 @@
 //! - it grants a page capability to itself, each grant derived from the previous one, until the
 //!   capability space is full, then deletes the root: a chain as deep as the kernel has slots,
 //!   which a recursive delete would follow off the end of its stack;
+//! - it maps one page at successive addresses until refused: each mapping costs kernel heap,
+//!   and the release kernel panicked after about 65,000 (`memory allocation failed`); now its
+//!   mapping quota says `Exhausted` first;
 //! - it asks `net_transmit` to gather a piece of 2^64 - 1 bytes after a first one, so a
 //!   length sum that does not check overflow wraps (and panics a debug kernel).
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -15,14 +18,17 @@ libnet::entry!(app::main);
 
 #[cfg(target_os = "none")]
 mod app {
-    use libnet::abi::cap::Rights;
+    use libnet::abi::cap::{CapHandle, Rights};
     use libnet::abi::layout::{PAGE_SIZE_BYTES, USER_END};
+    use libnet::abi::quota::{QuotaField, Resource};
     use libnet::abi::syscall::ANY_FRAME;
     use libnet::abi::{Error, Syscall};
     use libnet::{env, println, sys};
 
     /// The page whose last bytes a `syscall` would return past the canonical boundary from.
     const TOP_PAGE: u64 = 0x0000_8000_0000_0000 - PAGE_SIZE_BYTES;
+    /// Where one page is mapped over and over.
+    const MANY: u64 = 0x0000_6000_0000_0000;
     /// Somewhere ordinary to check the kernel still maps pages afterwards.
     const FREE: u64 = 0x0000_7000_0000_0000;
 
@@ -59,13 +65,29 @@ mod app {
         let wrap_refused = wrapped == Err(Error::InvalidArgument);
         println!("hostile: transmit of a wrapping length {wrapped:?}, refused: {wrap_refused}");
 
+        let mut mapped = 0u64;
+        let stop = loop {
+            match sys::page_map(page, MANY + mapped * PAGE_SIZE_BYTES, Rights::READ) {
+                Ok(()) => mapped += 1,
+                Err(error) => break error,
+            }
+        };
+        let limit = sys::env_quota(CapHandle::NONE, Resource::Mappings, QuotaField::Limit);
+        let bounded = stop == Error::Exhausted && limit == Ok(mapped);
+        for index in 0..mapped {
+            sys::page_unmap(MANY + index * PAGE_SIZE_BYTES).expect("unmap");
+        }
+        println!(
+            "hostile: one page mapped {mapped} times, then {stop:?}; at the mapping quota: {bounded}"
+        );
+
         // The slots are free again and the kernel still works.
         let again = sys::cap_grant(page, env::own(), rights).is_ok()
             && sys::page_map(page, FREE, Rights::READ).is_ok()
             && sys::page_unmap(FREE).is_ok();
         let deep = depth > 8000 && stopped == Error::Exhausted;
         println!("hostile: kernel intact after the attacks: {again}");
-        u8::from(!(top_refused && deep && whole_chain && wrap_refused && again))
+        u8::from(!(top_refused && deep && whole_chain && wrap_refused && bounded && again))
     }
 }
 
