@@ -728,8 +728,14 @@ impl Kernel {
     /// mapping of them is gone).
     pub fn undo(&mut self, removed: &[Removed]) {
         for capability in removed {
-            if let Object::FilterBinding { id } = capability.object {
-                crate::net::capability_removed(id, capability.handle);
+            match capability.object {
+                Object::FilterBinding { id } => {
+                    crate::net::capability_removed(id, capability.handle);
+                }
+                Object::AshHandler { id } => {
+                    crate::net::ash_capability_removed(id, capability.handle);
+                }
+                _ => {}
             }
         }
         for capability in removed {

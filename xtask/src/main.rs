@@ -6,7 +6,7 @@
 //! ([`bench_kernel`]) and `cargo xtask bench demux` runs pcap-tests' demux benchmark. New
 //! subcommands (`replay`) are new variants of [`Command`] with their own module, reusing
 //! [`image`] and [`qemu`].
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod bench_kernel;
 mod image;
@@ -15,6 +15,7 @@ mod replay;
 mod scenarios;
 mod setup;
 mod test;
+mod topology;
 
 use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
@@ -188,6 +189,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         accel,
         timeout: Duration::from_secs(args.timeout_secs),
         netdev: None,
+        tap: None,
         echo: qemu::Echo::Terminal,
     }
     .run()?;

@@ -54,6 +54,16 @@ pub struct Qemu<'a> {
     pub echo: Echo,
     /// A virtio-net NIC on a UDP datagram backend (`None`: no NIC).
     pub netdev: Option<Netdev>,
+    /// A virtio-net NIC on a tap device inside a network namespace: QEMU runs inside that
+    /// namespace (`ip netns exec`). Exclusive with `netdev`.
+    pub tap: Option<TapNetdev<'a>>,
+}
+
+/// `-netdev tap` on device `ifname` of network namespace `namespace` (see `topology`).
+#[derive(Clone, Copy, Debug)]
+pub struct TapNetdev<'a> {
+    pub namespace: &'a str,
+    pub ifname: &'a str,
 }
 
 /// `-netdev dgram` on loopback: QEMU receives one frame per datagram on `guest_port` and sends
@@ -151,6 +161,12 @@ impl Qemu<'_> {
             );
             arguments.push("-device".into());
             arguments.push("virtio-net-pci,disable-legacy=on,netdev=n0".into());
+        } else if let Some(tap) = self.tap {
+            arguments.push("-netdev".into());
+            arguments
+                .push(format!("tap,id=n0,ifname={},script=no,downscript=no", tap.ifname).into());
+            arguments.push("-device".into());
+            arguments.push("virtio-net-pci,disable-legacy=on,netdev=n0".into());
         }
         arguments.push("-kernel".into());
         arguments.push(self.kernel.into());
@@ -178,7 +194,15 @@ impl Qemu<'_> {
         on_line: impl FnMut(&str) + Send + 'static,
     ) -> Result<Run> {
         let start = Instant::now();
-        let mut child = Command::new(QEMU)
+        let mut command = match self.tap {
+            Some(tap) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", tap.namespace, QEMU]);
+                command
+            }
+            None => Command::new(QEMU),
+        };
+        let mut child = command
             .args(self.arguments())
             .args(extra)
             .stdin(Stdio::null())

@@ -56,9 +56,18 @@ pub fn ensure_qemu() -> Result<()> {
     Ok(())
 }
 
+/// What the ASH scenarios' real clients need: network namespaces and tap devices (`ip`),
+/// `ping`, `arping` and `socat` to run inside the namespace.
+pub const TAP_TEST_PACKAGES: &[&str] = &["iproute2", "iputils-ping", "iputils-arping", "socat"];
+
 /// Installs whichever of `packages` dpkg does not list as installed, in one `apt-get` run, and
 /// says so. Uses sudo when not root.
 pub fn ensure_packages(packages: &[&str]) -> Result<()> {
+    ensure_packages_for(packages, "the build and the tests use them")
+}
+
+/// [`ensure_packages`], saying `why` they are needed when it installs any.
+pub fn ensure_packages_for(packages: &[&str], why: &str) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()
@@ -92,7 +101,7 @@ pub fn ensure_packages(packages: &[&str]) -> Result<()> {
     let sudo = if is_root { "" } else { "sudo " };
     let list = missing.join(" ");
     eprintln!(
-        "xtask: missing Debian packages; installing them: {sudo}apt-get update && {sudo}apt-get install -y {list}"
+        "xtask: missing Debian packages ({why}); installing them: {sudo}apt-get update && {sudo}apt-get install -y {list}"
     );
     apt(&["update"])?;
     let mut install = vec!["install", "-y"];
