@@ -7,6 +7,7 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -193,6 +194,18 @@ impl Qemu<'_> {
         extra: &[OsString],
         on_line: impl FnMut(&str) + Send + 'static,
     ) -> Result<Run> {
+        self.run_until(extra, on_line, &AtomicBool::new(false))
+    }
+
+    /// [`Qemu::run_watching`] that also kills the machine as soon as `stop` is set (a
+    /// scenario's clients failed: waiting for the timeout would tell nothing more). Reported
+    /// as a timeout at the time it stopped.
+    pub fn run_until(
+        &self,
+        extra: &[OsString],
+        on_line: impl FnMut(&str) + Send + 'static,
+        stop: &AtomicBool,
+    ) -> Result<Run> {
         let start = Instant::now();
         let mut command = match self.tap {
             Some(tap) => {
@@ -231,7 +244,7 @@ impl Qemu<'_> {
             if let Some(status) = child.try_wait()? {
                 break Some(status);
             }
-            if start.elapsed() >= self.timeout {
+            if start.elapsed() >= self.timeout || stop.load(Ordering::SeqCst) {
                 // Already exited, or killed now: either way there is nothing left to stop.
                 let _ = child.kill();
                 child.wait()?;
@@ -243,7 +256,7 @@ impl Qemu<'_> {
             let _ = reader.join();
         }
         let outcome = match status {
-            None => Outcome::Timeout(self.timeout),
+            None => Outcome::Timeout(start.elapsed().min(self.timeout)),
             Some(status) => match status.code() {
                 Some(code) if code & 1 == 1 => match KernelExit::from_qemu_status(code) {
                     Some(exit) => Outcome::Kernel(exit),

@@ -72,12 +72,13 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
                         run_with_clients(&image.kernel, scenario, accel, clients)?
                     }
                 };
-                let verdict = scenarios::judge(scenario, &run).and_then(|()| {
-                    clients.map_err(|detail| scenarios::Failure {
+                // A client's failure says more than the stopped machine's.
+                let verdict = clients
+                    .map_err(|detail| scenarios::Failure {
                         kind: scenarios::FailureKind::Client,
                         detail,
                     })
-                });
+                    .and_then(|()| scenarios::judge(scenario, &run));
                 let (passed, line) = scenarios::assess(scenario, &verdict);
                 println!(
                     "scenario {} ({:.2} s, `{}`): {line}",
@@ -121,6 +122,7 @@ fn run_with_clients(
 ) -> Result<(crate::qemu::Run, std::result::Result<(), String>)> {
     let topology = Topology::create()?;
     let (sender, lines) = std::sync::mpsc::channel::<String>();
+    let failed = std::sync::atomic::AtomicBool::new(false);
     let (run, clients) = std::thread::scope(|scope| {
         let client_thread = scope.spawn(|| {
             let mut session = Session {
@@ -128,7 +130,11 @@ fn run_with_clients(
                 lines,
                 seen: Vec::new(),
             };
-            clients(&mut session)
+            let result = clients(&mut session);
+            if result.is_err() {
+                failed.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            result
         });
         let run = Qemu {
             kernel,
@@ -142,9 +148,13 @@ fn run_with_clients(
             }),
             echo: Echo::Quiet,
         }
-        .run_watching(&[], move |line| {
-            let _ = sender.send(line.to_string());
-        });
+        .run_until(
+            &[],
+            move |line| {
+                let _ = sender.send(line.to_string());
+            },
+            &failed,
+        );
         let clients = client_thread
             .join()
             .unwrap_or_else(|_| Err("the client thread panicked".into()));
