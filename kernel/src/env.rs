@@ -100,6 +100,9 @@ pub struct Environment {
     /// Copies delivered since its last packet upcall (counted only with a `Packet` entry):
     /// nonzero means one is due.
     pub packet_upcall_due: u64,
+    /// Handlers of its disabled since it last ran, with their aborts (counted only with an
+    /// `AshDisabled` entry): one upcall each, one per dispatch.
+    pub ash_disabled_due: Vec<(u32, u64)>,
 }
 
 impl Environment {
@@ -138,6 +141,7 @@ impl Environment {
             repossessed_total: 0,
             net_delivered: 0,
             packet_upcall_due: 0,
+            ash_disabled_due: Vec::new(),
         };
         for segment in &elf.segments {
             env.map_region(segment.page_start(), segment.page_end(), segment.access)?;

@@ -178,6 +178,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "ashd: handler \"ip and udp dst port 9001\": runs 4 aborts 4 replies 0 refused 0 disabled 1",
             "remote counter 42",
             "disabled after 4 aborts (last at instruction 0: PacketBounds)",
+            "disabled after 4 aborts; it is the failing one: true",
             "app ashd (env 1) exited with status 0",
         ],
         timeout: TAP_TIMEOUT,

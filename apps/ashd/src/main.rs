@@ -296,9 +296,21 @@ mod app {
         ok
     }
 
+    /// The handler id and aborts the handler-disabled upcall named (0: none yet).
+    static DISABLED_UPCALL: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+    fn on_disabled(handler: u64, aborts: u64) {
+        DISABLED_UPCALL[1].store(aborts, Ordering::Relaxed);
+        DISABLED_UPCALL[0].store(handler, Ordering::Release);
+    }
+
     /// Binds the stock handlers and sleeps until a datagram reaches port 9003.
     pub fn serve(mac: [u8; 6], ipv4: [u8; 4]) -> u8 {
         let monitor = net::boot_monitor();
+        if let Err(error) = libnet::upcall::on_ash_disabled(on_disabled) {
+            println!("ashd: registering the handler-disabled upcall: {error:?}");
+            return 3;
+        }
         let stock: [(&str, Vec<u8>, Vec<u64>); 5] = [
             (
                 "arp",
@@ -323,7 +335,7 @@ mod app {
             let bound = bind(expression, index, monitor)
                 .and_then(|binding| net::ash_bind(binding.capability, handler, regions));
             match bound {
-                Ok(bound) => handlers.push((*expression, bound.capability)),
+                Ok(bound) => handlers.push((*expression, bound.capability, bound.id)),
                 Err(error) => {
                     println!("ashd: binding {expression:?}: {error:?}");
                     return 3;
@@ -350,6 +362,15 @@ mod app {
                 while ring.take(|_, _| {}) {}
             }
             let failing = handlers[4].1;
+            let named = DISABLED_UPCALL[0].load(Ordering::Acquire);
+            if named != 0 {
+                println!(
+                    "ashd: upcall: handler {named} disabled after {} aborts; it is the failing one: {}",
+                    DISABLED_UPCALL[1].load(Ordering::Relaxed),
+                    named == handlers[4].2
+                );
+                DISABLED_UPCALL[0].store(0, Ordering::Relaxed);
+            }
             let disabled = net::ash_counter(failing, AshCounter::Disabled);
             let aborts = net::ash_counter(failing, AshCounter::Aborts);
             println!(
@@ -360,7 +381,7 @@ mod app {
                 break;
             }
         }
-        for (expression, handler) in &handlers {
+        for (expression, handler, _) in &handlers {
             let read = |counter| net::ash_counter(*handler, counter).unwrap_or(u64::MAX);
             println!(
                 "ashd: handler {expression:?}: runs {} aborts {} replies {} refused {} disabled {}",

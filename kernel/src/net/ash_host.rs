@@ -13,6 +13,8 @@ use exo_abi::layout::PAGE_SIZE_BYTES;
 pub struct Outbox {
     pub replies: Vec<Vec<u8>>,
     pub woken: Vec<EnvId>,
+    /// Handlers disabled: (owner, handler id, aborts).
+    pub disabled: Vec<(EnvId, u32, u64)>,
 }
 
 /// Most replies queued before the receive loop sends them (one poll's frames at the most

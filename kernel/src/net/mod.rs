@@ -232,6 +232,7 @@ static NET: Mutex<Net> = Mutex::new(Net {
     outbox: ash_host::Outbox {
         replies: Vec::new(),
         woken: Vec::new(),
+        disabled: Vec::new(),
     },
 });
 
@@ -329,8 +330,14 @@ fn run_handler(
                     bound.owner,
                     abi::ASH_ABORT_LIMIT
                 );
-                // The owner is told: its net_wait returns, or its packet upcall is raised.
+                // The owner is told: its net_wait returns, and it gets the upcall naming the
+                // handler.
                 context.outbox.woken.push(bound.owner);
+                context.outbox.disabled.push((
+                    bound.owner,
+                    bound.id,
+                    own[AshCounter::Aborts as usize],
+                ));
             }
             false
         }
@@ -445,10 +452,19 @@ pub enum Backlog {
     Pending,
 }
 
+/// What [`poll`] reports to the scheduler about an environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Copies delivered to its rings (a handler's wake or upcall counts one).
+    Delivered(u64),
+    /// Its handler `id` was disabled after `aborts` aborted runs.
+    HandlerDisabled { id: u32, aborts: u64 },
+}
+
 /// Takes up to [`POLL_BUDGET`] frames from the NIC and demultiplexes them; then reports, per
-/// ring that got copies, its owner and how many (`delivered`, called with the lock held: it
-/// must not call back into this module).
-pub fn poll(mut delivered: impl FnMut(EnvId, u64)) -> Backlog {
+/// ring that got copies, its owner and how many, and every handler disabled (`report`, called
+/// with the lock held: it must not call back into this module).
+pub fn poll(mut report: impl FnMut(EnvId, Event)) -> Backlog {
     let mut net = NET.lock();
     let Net {
         nic,
@@ -487,7 +503,10 @@ pub fn poll(mut delivered: impl FnMut(EnvId, u64)) -> Backlog {
         }
     }
     for owner in context.outbox.woken.drain(..) {
-        delivered(owner, 1);
+        report(owner, Event::Delivered(1));
+    }
+    for (owner, id, aborts) in context.outbox.disabled.drain(..) {
+        report(owner, Event::HandlerDisabled { id, aborts });
     }
     let backlog = if taken == POLL_BUDGET && nic.has_received() {
         bump(counters, Counter::PollsOverBudget);
@@ -496,7 +515,10 @@ pub fn poll(mut delivered: impl FnMut(EnvId, u64)) -> Backlog {
         Backlog::Empty
     };
     for ring in rings.iter_mut().filter(|ring| ring.fresh > 0) {
-        delivered(ring.owner, core::mem::take(&mut ring.fresh));
+        report(
+            ring.owner,
+            Event::Delivered(core::mem::take(&mut ring.fresh)),
+        );
     }
     backlog
 }
