@@ -35,6 +35,13 @@ pub enum Object {
         /// The filter id.
         id: u32,
     },
+    /// An application-specific safe handler bound to a filter, by the id `ash_bind`
+    /// returned. Derived from the filter binding's capability; removing the capability
+    /// `ash_bind` made unbinds the handler.
+    AshHandler {
+        /// The handler id.
+        id: u32,
+    },
 }
 
 /// A live capability.

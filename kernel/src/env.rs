@@ -124,6 +124,9 @@ pub struct Environment {
     pub limits: Limits,
     /// What of its limits it gave its live children.
     pub reserved: Limits,
+    /// Handlers of its disabled since it last ran, with their aborts (counted only with an
+    /// `AshDisabled` entry): one upcall each, one per dispatch.
+    pub ash_disabled_due: Vec<(u32, u64)>,
 }
 
 impl Environment {
@@ -166,6 +169,7 @@ impl Environment {
             parent: None,
             limits: Limits([u64::MAX; exo_abi::quota::RESOURCES]),
             reserved: Limits::default(),
+            ash_disabled_due: Vec::new(),
         };
         for segment in &elf.segments {
             env.map_region(segment.page_start(), segment.page_end(), segment.access)?;

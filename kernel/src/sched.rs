@@ -18,8 +18,9 @@ use exo_abi::net::Counter as NetCounter;
 use exo_abi::pack::Pack;
 use exo_abi::quota::{Limits, Resource};
 use exo_abi::upcall::{
-    self, EnvStatus, FRAME_PACKET, FRAME_REVOKE, FRAME_SLICE_END, FRAME_SLICE_START,
-    OVERSTAY_LIMIT, RepossessedPage, UPCALL_FRAME_BYTES, UpcallFrame, UpcallKind,
+    self, EnvStatus, FRAME_ASH_DISABLED, FRAME_PACKET, FRAME_REVOKE, FRAME_SLICE_END,
+    FRAME_SLICE_START, OVERSTAY_LIMIT, RepossessedPage, UPCALL_FRAME_BYTES, UpcallFrame,
+    UpcallKind,
 };
 use exo_abi::{Error, KernelExit};
 use exo_kernel::cap::{CapSpace, Object, Removed};
@@ -508,14 +509,24 @@ impl Kernel {
     /// Returns whether frames were left over and how many environments woke.
     fn poll_network(&mut self) -> (crate::net::Backlog, usize) {
         let envs = &mut self.envs;
-        let backlog = crate::net::poll(|owner, copies| {
-            if let Some(env) = envs[slot(owner)]
+        let backlog = crate::net::poll(|owner, event| {
+            let Some(env) = envs[slot(owner)]
                 .as_deref_mut()
                 .filter(|env| env.id == owner)
-            {
-                env.net_delivered += copies;
-                if env.upcall(UpcallKind::Packet) != 0 {
-                    env.packet_upcall_due += copies;
+            else {
+                return;
+            };
+            match event {
+                crate::net::Event::Delivered(copies) => {
+                    env.net_delivered += copies;
+                    if env.upcall(UpcallKind::Packet) != 0 {
+                        env.packet_upcall_due += copies;
+                    }
+                }
+                crate::net::Event::HandlerDisabled { id, aborts } => {
+                    if env.upcall(UpcallKind::AshDisabled) != 0 {
+                        env.ash_disabled_due.push((id, aborts));
+                    }
                 }
             }
         });
@@ -675,6 +686,14 @@ impl Kernel {
                 undeliverable |= deliver(env, frame, entry, FRAME_PACKET, copies, 0).is_err();
             }
         }
+        if !env.ash_disabled_due.is_empty() {
+            let (id, aborts) = env.ash_disabled_due.remove(0);
+            let entry = env.upcall(UpcallKind::AshDisabled);
+            if entry != 0 {
+                undeliverable |=
+                    deliver(env, frame, entry, FRAME_ASH_DISABLED, u64::from(id), aborts).is_err();
+            }
+        }
         let entry = env.upcall(UpcallKind::SliceStart);
         if slice_start && entry != 0 {
             undeliverable |= deliver(env, frame, entry, FRAME_SLICE_START, 0, 0).is_err();
@@ -820,8 +839,14 @@ impl Kernel {
     /// mapping of them is gone).
     pub fn undo(&mut self, removed: &[Removed]) {
         for capability in removed {
-            if let Object::FilterBinding { id } = capability.object {
-                crate::net::capability_removed(id, capability.handle);
+            match capability.object {
+                Object::FilterBinding { id } => {
+                    crate::net::capability_removed(id, capability.handle);
+                }
+                Object::AshHandler { id } => {
+                    crate::net::ash_capability_removed(id, capability.handle);
+                }
+                _ => {}
             }
         }
         for capability in removed {

@@ -100,6 +100,13 @@ fn call_of(kernel: &mut Kernel, frame: &mut TrapFrame, call: Syscall) -> Flow {
             }
             Err(error) => Flow::Return(Err(error)),
         },
+        Syscall::AshBind => match ash_bind(kernel, frame) {
+            Ok((id, capability)) => {
+                frame.rdi = capability.raw();
+                Flow::Return(Ok(u64::from(id)))
+            }
+            Err(error) => Flow::Return(Err(error)),
+        },
         _ => Flow::Return(simple_call(kernel, call, a0, a1, a2, frame.r10)),
     }
 }
@@ -247,6 +254,13 @@ fn simple_call(
         Syscall::NetMac => net::mac(),
         Syscall::NetIpv4 => net::ipv4(),
         Syscall::BootArgument => net::boot_argument(kernel.current(), a0, UserSlice::new(a1, a2)),
+        Syscall::AshCounter => {
+            let capability = kernel.caps.lookup(CapHandle(a0), me, Rights::empty())?;
+            let Object::AshHandler { id } = capability.object else {
+                return Err(Error::InvalidCapability);
+            };
+            net::ash_counter(id, a1)
+        }
         Syscall::Exit
         | Syscall::Yield
         | Syscall::PctCall
@@ -254,6 +268,7 @@ fn simple_call(
         | Syscall::PctReturn
         | Syscall::PctWait
         | Syscall::FilterBind
+        | Syscall::AshBind
         | Syscall::NetWait
         | Syscall::EnvDestroy => unreachable!("handled in call_of"),
     }
@@ -295,6 +310,43 @@ fn filter_bind(kernel: &mut Kernel, frame: &TrapFrame) -> Result<(u32, CapHandle
         }
         Err(error) => {
             net::unbind(binding.id);
+            Err(error.into())
+        }
+    }
+}
+
+/// `ash_bind(binding_cap, handler, length, regions, count)`: binds, then makes the handler's
+/// capability, derived from the binding's so that unbinding the filter removes it.
+fn ash_bind(kernel: &mut Kernel, frame: &TrapFrame) -> Result<(u32, CapHandle), Error> {
+    let me = kernel.running();
+    let binding = CapHandle(frame.rdi);
+    let capability = kernel.caps.lookup(binding, me, Rights::empty())?;
+    let Object::FilterBinding { id: filter } = capability.object else {
+        return Err(Error::InvalidCapability);
+    };
+    if !capability.rights.contains(Rights::CONTROL) {
+        return Err(Error::Denied);
+    }
+    if frame.r8 > ash::ir::MAX_REGIONS as u64 {
+        return Err(Error::InvalidArgument);
+    }
+    let id = net::ash_bind(
+        kernel.current(),
+        filter,
+        UserSlice::new(frame.rsi, frame.rdx),
+        UserSlice::new(frame.r10, frame.r8 * 8),
+    )?;
+    let object = Object::AshHandler { id };
+    match kernel
+        .caps
+        .derive(binding, me, Rights::CONTROL, object, BINDING_RIGHTS)
+    {
+        Ok(capability) => {
+            net::ash_attach_capability(id, capability);
+            Ok((id, capability))
+        }
+        Err(error) => {
+            net::ash_unbind(id);
             Err(error.into())
         }
     }

@@ -7,9 +7,10 @@
 //!   about a TCP or UDP packet sent to one of the sender's ports (its quoted header says so);
 //!
 //! always with the NIC's source MAC, after looking through the VLAN tags dpf's claims look
-//! through. Everything else (other ethertypes, other IP protocols, ICMP echo, fragments,
-//! IPv6, for which the host has no address yet) needs the raw-transmit right. A small checked
-//! parser that trusts no length field.
+//! through. A handler the system bound (on a monitor filter) may also answer ICMP echo from
+//! the host's address. Everything else (other ethertypes, other IP protocols, fragments, IPv6,
+//! for which the host has no address yet) needs the raw-transmit right. A small checked parser
+//! that trusts no length field.
 
 /// Who the sender is allowed to be.
 #[derive(Clone, Copy, Debug)]
@@ -20,6 +21,17 @@ pub struct SenderIdentity<'a> {
     pub ipv4: [u8; 4],
     /// `(IP protocol, port)` pairs the sender owns.
     pub ports: &'a [(u8, u16)],
+}
+
+/// What the sender may send beyond the allow list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Privilege {
+    /// An app, or a handler it bound on its own filters: the allow list only.
+    App,
+    /// A handler bound on a monitor filter (a system service): also ICMP echo.
+    System,
+    /// The raw-transmit right: anything from the NIC's MAC.
+    Raw,
 }
 
 /// Why a frame was refused.
@@ -47,6 +59,8 @@ const PROTOCOL_UDP: u8 = 17;
 /// ICMPv4 types that are errors about a packet (RFC 792): destination unreachable, time
 /// exceeded, parameter problem.
 const ICMP_ERRORS: [u8; 3] = [3, 11, 12];
+/// ICMPv4 echo reply and echo request.
+const ICMP_ECHO: [u8; 2] = [0, 8];
 
 fn be16(frame: &[u8], at: usize) -> Result<u16, TxRefusal> {
     let bytes = frame
@@ -100,21 +114,24 @@ fn ipv4(packet: &[u8]) -> Result<Ipv4<'_>, TxRefusal> {
     })
 }
 
-/// Checks `frame` against `sender`. With `raw` (the sender used a capability with the
-/// raw-transmit right) only the source MAC is checked.
-pub fn check(frame: &[u8], sender: &SenderIdentity<'_>, raw: bool) -> Result<(), TxRefusal> {
+/// Checks `frame` from `sender` with `privilege`.
+pub fn check(
+    frame: &[u8],
+    sender: &SenderIdentity<'_>,
+    privilege: Privilege,
+) -> Result<(), TxRefusal> {
     if frame.len() < 14 {
         return Err(TxRefusal::Malformed);
     }
     if frame[6..12] != sender.mac {
         return Err(TxRefusal::SourceMac);
     }
-    if raw {
+    if privilege == Privilege::Raw {
         return Ok(());
     }
     let (ethertype, payload) = ethertype_and_payload(frame)?;
     match ethertype {
-        ETHERTYPE_IPV4 => check_ipv4(payload, sender),
+        ETHERTYPE_IPV4 => check_ipv4(payload, sender, privilege),
         ETHERTYPE_ARP => {
             let arp = payload.get(..28).ok_or(TxRefusal::Malformed)?;
             // Ethernet hardware (1), IPv4 protocol, 6- and 4-byte addresses.
@@ -133,7 +150,11 @@ pub fn check(frame: &[u8], sender: &SenderIdentity<'_>, raw: bool) -> Result<(),
     }
 }
 
-fn check_ipv4(packet: &[u8], sender: &SenderIdentity<'_>) -> Result<(), TxRefusal> {
+fn check_ipv4(
+    packet: &[u8],
+    sender: &SenderIdentity<'_>,
+    privilege: Privilege,
+) -> Result<(), TxRefusal> {
     let ip = ipv4(packet)?;
     if ip.source != sender.ipv4 {
         return Err(TxRefusal::SourceAddress);
@@ -154,6 +175,9 @@ fn check_ipv4(packet: &[u8], sender: &SenderIdentity<'_>) -> Result<(), TxRefusa
                 return Err(TxRefusal::NotAllowed);
             }
             let kind = *ip.payload.first().ok_or(TxRefusal::Malformed)?;
+            if privilege == Privilege::System && ICMP_ECHO.contains(&kind) {
+                return Ok(());
+            }
             if !ICMP_ERRORS.contains(&kind) {
                 return Err(TxRefusal::NotAllowed);
             }
@@ -241,10 +265,13 @@ mod tests {
     #[test]
     fn own_addresses_and_port_pass() {
         let ports = [(PROTOCOL_UDP, 5000)];
-        assert_eq!(check(&udp(MAC, IP, 5000), &sender(&ports), false), Ok(()));
+        assert_eq!(
+            check(&udp(MAC, IP, 5000), &sender(&ports), Privilege::App),
+            Ok(())
+        );
         for tags in [&[0x8100][..], &[0x88a8, 0x8100], &[0x9100]] {
             assert_eq!(
-                check(&udp_tagged(tags, IP, 5000), &sender(&ports), false),
+                check(&udp_tagged(tags, IP, 5000), &sender(&ports), Privilege::App),
                 Ok(())
             );
         }
@@ -257,31 +284,34 @@ mod tests {
         let mut other_mac = MAC;
         other_mac[5] ^= 1;
         assert_eq!(
-            check(&udp(other_mac, IP, 5000), &sender, false),
+            check(&udp(other_mac, IP, 5000), &sender, Privilege::App),
             Err(TxRefusal::SourceMac)
         );
         assert_eq!(
-            check(&udp(other_mac, IP, 5000), &sender, true),
+            check(&udp(other_mac, IP, 5000), &sender, Privilege::Raw),
             Err(TxRefusal::SourceMac),
             "raw transmit still sends from the NIC's MAC"
         );
         assert_eq!(
-            check(&udp(MAC, [10, 0, 2, 16], 5000), &sender, false),
+            check(&udp(MAC, [10, 0, 2, 16], 5000), &sender, Privilege::App),
             Err(TxRefusal::SourceAddress)
         );
         assert_eq!(
-            check(&udp(MAC, IP, 5001), &sender, false),
+            check(&udp(MAC, IP, 5001), &sender, Privilege::App),
             Err(TxRefusal::SourcePort)
         );
         let mut tcp_same_port = udp(MAC, IP, 5000);
         tcp_same_port[23] = PROTOCOL_TCP;
         assert_eq!(
-            check(&tcp_same_port, &sender, false),
+            check(&tcp_same_port, &sender, Privilege::App),
             Err(TxRefusal::SourcePort)
         );
         let mut fragment = udp(MAC, IP, 5000);
         fragment[21] = 1;
-        assert_eq!(check(&fragment, &sender, false), Err(TxRefusal::SourcePort));
+        assert_eq!(
+            check(&fragment, &sender, Privilege::App),
+            Err(TxRefusal::SourcePort)
+        );
     }
 
     /// Every tag a claim looks through hides nothing from the check: a spoofed source behind
@@ -294,13 +324,13 @@ mod tests {
                 check(
                     &udp_tagged(&[tag], [1, 2, 3, 4], 5000),
                     &sender(&ports),
-                    false
+                    Privilege::App
                 ),
                 Err(TxRefusal::SourceAddress),
                 "tag {tag:#x}"
             );
             assert_eq!(
-                check(&udp_tagged(&[tag], IP, 9), &sender(&ports), false),
+                check(&udp_tagged(&[tag], IP, 9), &sender(&ports), Privilege::App),
                 Err(TxRefusal::SourcePort),
                 "tag {tag:#x}"
             );
@@ -316,21 +346,39 @@ mod tests {
             let mut frame = ethernet(MAC, &[], ethertype);
             frame.extend_from_slice(&[0; 40]);
             assert_eq!(
-                check(&frame, &sender, false),
+                check(&frame, &sender, Privilege::App),
                 Err(TxRefusal::NotAllowed),
                 "{ethertype:#x}"
             );
-            assert_eq!(check(&frame, &sender, true), Ok(()), "{ethertype:#x} raw");
+            assert_eq!(
+                check(&frame, &sender, Privilege::Raw),
+                Ok(()),
+                "{ethertype:#x} raw"
+            );
         }
         // Other IP protocols from the host's own address: GRE, IP-in-IP, ICMP echo.
         for protocol in [47, 4, 41] {
             let mut frame = udp(MAC, IP, 5000);
             frame[23] = protocol;
-            assert_eq!(check(&frame, &sender, false), Err(TxRefusal::NotAllowed));
+            assert_eq!(
+                check(&frame, &sender, Privilege::App),
+                Err(TxRefusal::NotAllowed)
+            );
         }
         let mut echo = icmp_error(3, IP, 5000);
         echo[34] = 8;
-        assert_eq!(check(&echo, &sender, false), Err(TxRefusal::NotAllowed));
+        assert_eq!(
+            check(&echo, &sender, Privilege::App),
+            Err(TxRefusal::NotAllowed)
+        );
+        // A system handler (the ICMP echo responder) may answer, from the host's address only.
+        echo[34] = 0;
+        assert_eq!(check(&echo, &sender, Privilege::System), Ok(()));
+        echo[14 + 15] ^= 1;
+        assert_eq!(
+            check(&echo, &sender, Privilege::System),
+            Err(TxRefusal::SourceAddress)
+        );
     }
 
     #[test]
@@ -338,25 +386,35 @@ mod tests {
         let ports = [(PROTOCOL_UDP, 5000)];
         let sender = sender(&ports);
         for kind in ICMP_ERRORS {
-            assert_eq!(check(&icmp_error(kind, IP, 5000), &sender, false), Ok(()));
+            assert_eq!(
+                check(&icmp_error(kind, IP, 5000), &sender, Privilege::App),
+                Ok(())
+            );
         }
         assert_eq!(
-            check(&icmp_error(3, IP, 5001), &sender, false),
+            check(&icmp_error(3, IP, 5001), &sender, Privilege::App),
             Err(TxRefusal::SourcePort)
         );
         assert_eq!(
-            check(&icmp_error(3, [10, 0, 2, 99], 5000), &sender, false),
+            check(
+                &icmp_error(3, [10, 0, 2, 99], 5000),
+                &sender,
+                Privilege::App
+            ),
             Err(TxRefusal::SourceAddress)
         );
         let mut quoting_icmp = icmp_error(3, IP, 5000);
         quoting_icmp[14 + 20 + 8 + 9] = PROTOCOL_ICMP;
         assert_eq!(
-            check(&quoting_icmp, &sender, false),
+            check(&quoting_icmp, &sender, Privilege::App),
             Err(TxRefusal::NotAllowed)
         );
         let whole = icmp_error(3, IP, 5000);
         for length in 14 + 20..whole.len() - 4 {
-            assert!(check(&whole[..length], &sender, false).is_err(), "{length}");
+            assert!(
+                check(&whole[..length], &sender, Privilege::App).is_err(),
+                "{length}"
+            );
         }
     }
 
@@ -368,17 +426,17 @@ mod tests {
         frame.extend_from_slice(&IP);
         frame.extend_from_slice(&[0; 6]);
         frame.extend_from_slice(&PEER);
-        assert_eq!(check(&frame, &sender(&[]), false), Ok(()));
+        assert_eq!(check(&frame, &sender(&[]), Privilege::App), Ok(()));
         let mut spoofed = frame.clone();
         spoofed[14 + 14..14 + 18].copy_from_slice(&PEER);
         assert_eq!(
-            check(&spoofed, &sender(&[]), false),
+            check(&spoofed, &sender(&[]), Privilege::App),
             Err(TxRefusal::SourceAddress)
         );
         let mut other_hardware = frame.clone();
         other_hardware[15] = 6;
         assert_eq!(
-            check(&other_hardware, &sender(&[]), false),
+            check(&other_hardware, &sender(&[]), Privilege::App),
             Err(TxRefusal::NotAllowed)
         );
     }
@@ -388,18 +446,26 @@ mod tests {
         let frame = udp(MAC, IP, 5000);
         // Up to the end of the source port, every prefix lacks something the check reads.
         for length in 0..14 + 20 + 2 {
-            let verdict = check(&frame[..length], &sender(&[(PROTOCOL_UDP, 5000)]), false);
+            let verdict = check(
+                &frame[..length],
+                &sender(&[(PROTOCOL_UDP, 5000)]),
+                Privilege::App,
+            );
             assert!(verdict.is_err(), "prefix of {length} passed");
         }
         let mut vlan_loop = ethernet(MAC, &[0x8100; 10], 0x8100);
         vlan_loop.truncate(vlan_loop.len() - 2);
         assert_eq!(
-            check(&vlan_loop, &sender(&[]), false),
+            check(&vlan_loop, &sender(&[]), Privilege::App),
             Err(TxRefusal::Malformed)
         );
         let too_many_tags = udp_tagged(&[0x8100; 9], IP, 5000);
         assert_eq!(
-            check(&too_many_tags, &sender(&[(PROTOCOL_UDP, 5000)]), false),
+            check(
+                &too_many_tags,
+                &sender(&[(PROTOCOL_UDP, 5000)]),
+                Privilege::App
+            ),
             Err(TxRefusal::Malformed)
         );
     }

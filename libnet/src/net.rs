@@ -70,6 +70,59 @@ pub fn filter_bind(
     })
 }
 
+/// A bound handler: its id, and its capability (rights `CONTROL | GRANT`; delete it to unbind
+/// the handler; unbinding the filter removes it too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandlerBinding {
+    /// The handler id the kernel gave it.
+    pub id: u64,
+    /// The handler's capability.
+    pub capability: CapHandle,
+}
+
+/// Binds an encoded handler (`ash::wire`) to the filter `binding` names, with `regions` the
+/// addresses of the regions it declares, in order (see `Syscall::AshBind`).
+#[allow(unsafe_code)]
+pub fn ash_bind(
+    binding: CapHandle,
+    handler: &[u8],
+    regions: &[u64],
+) -> Result<HandlerBinding, Error> {
+    let result: u64;
+    let capability: u64;
+    // SAFETY: as `sys::syscall5`; `ash_bind` also returns the capability in `rdi`, and the
+    // kernel only reads the handler and the region list, after checking them.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") Syscall::AshBind.number() => result,
+            inlateout("rdi") binding.raw() => capability,
+            in("rsi") handler.as_ptr() as u64,
+            in("rdx") handler.len() as u64,
+            in("r10") regions.as_ptr() as u64,
+            in("r8") regions.len() as u64,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    decode_result(result).map(|id| HandlerBinding {
+        id,
+        capability: CapHandle(capability),
+    })
+}
+
+/// One of a handler's counters.
+pub fn ash_counter(handler: CapHandle, counter: exo_abi::net::AshCounter) -> Result<u64, Error> {
+    decode_result(syscall4(
+        Syscall::AshCounter,
+        handler.raw(),
+        counter as u64,
+        0,
+        0,
+    ))
+}
+
 /// The monitor capability a boot app named in `monitor=APP` starts with (in the argument
 /// register); meaningless for a spawned child, whose argument is its parent's.
 pub fn boot_monitor() -> CapHandle {

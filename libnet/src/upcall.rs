@@ -12,7 +12,8 @@
 #![allow(unsafe_code)]
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use exo_abi::upcall::{
-    FRAME_PACKET, FRAME_REVOKE, FRAME_SLICE_END, FRAME_SLICE_START, UpcallFrame, UpcallKind,
+    FRAME_ASH_DISABLED, FRAME_PACKET, FRAME_REVOKE, FRAME_SLICE_END, FRAME_SLICE_START,
+    UpcallFrame, UpcallKind,
 };
 
 pub use exo_abi::upcall::UpcallFrame as Frame;
@@ -28,10 +29,14 @@ pub type RevokeHandler = fn(pages: u64, deadline_tick: u64);
 /// It runs on the interrupted stack, between two instructions of the app: it should note the
 /// arrival (an atomic) and let the main code drain the rings.
 pub type PacketHandler = fn(copies: u64);
+/// A handler-disabled handler: the id of the app's ASH handler the kernel disabled, and its
+/// aborted runs.
+pub type AshDisabledHandler = fn(handler: u64, aborts: u64);
 
 static EXCEPTION_HANDLER: AtomicUsize = AtomicUsize::new(0);
 static REVOKE_HANDLER: AtomicUsize = AtomicUsize::new(0);
 static PACKET_HANDLER: AtomicUsize = AtomicUsize::new(0);
+static ASH_DISABLED_HANDLER: AtomicUsize = AtomicUsize::new(0);
 static SLICE_STARTS: AtomicU64 = AtomicU64::new(0);
 static SLICE_ENDS: AtomicU64 = AtomicU64::new(0);
 static PROBE_FAULTED: AtomicU64 = AtomicU64::new(0);
@@ -67,6 +72,13 @@ pub fn on_revoke(handler: RevokeHandler) {
 pub fn on_packet(handler: PacketHandler) -> Result<(), exo_abi::Error> {
     PACKET_HANDLER.store(handler as usize, Ordering::Relaxed);
     crate::sys::set_upcall(UpcallKind::Packet, upcall_entry as *const () as u64, 0)
+}
+
+/// Sets the app's handler for "an ASH handler of yours was disabled" and registers that
+/// upcall.
+pub fn on_ash_disabled(handler: AshDisabledHandler) -> Result<(), exo_abi::Error> {
+    ASH_DISABLED_HANDLER.store(handler as usize, Ordering::Relaxed);
+    crate::sys::set_upcall(UpcallKind::AshDisabled, upcall_entry as *const () as u64, 0)
 }
 
 /// Slice-start upcalls received.
@@ -201,6 +213,14 @@ extern "C" fn upcall_dispatch(frame: &mut UpcallFrame) {
                 // SAFETY: only `on_packet` stores here, always a `PacketHandler`.
                 let handler: PacketHandler = unsafe { core::mem::transmute(handler) };
                 handler(frame.error_code);
+            }
+        }
+        FRAME_ASH_DISABLED => {
+            let handler = ASH_DISABLED_HANDLER.load(Ordering::Relaxed);
+            if handler != 0 {
+                // SAFETY: only `on_ash_disabled` stores here, always an `AshDisabledHandler`.
+                let handler: AshDisabledHandler = unsafe { core::mem::transmute(handler) };
+                handler(frame.error_code, frame.fault_address);
             }
         }
         FRAME_REVOKE => {

@@ -310,6 +310,7 @@ fn boot(bootable: &Bootable, run: Run, timeout: Duration, out: &Path) -> Result<
         timeout,
         echo: Echo::Quiet,
         netdev: None,
+        tap: None,
     }
     .run_with(&extra)?;
     let suffix = match run.accel {

@@ -9,12 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The packages whose binaries are apps.
-pub const PACKAGES: &[&str] = &["hello", "fault", "busy", "ktest", "kbench", "netmon"];
+pub const PACKAGES: &[&str] = &[
+    "hello", "fault", "busy", "ktest", "kbench", "netmon", "ashd",
+];
 
 /// Every app packed into the boot image, by binary name.
 pub const APPS: &[&str] = &[
     "hello", "fault", "busy", "exc", "isolate", "badargs", "pct", "sched", "contain", "reclaim",
     "kbench", "heap", "pipe", "yieldto", "records", "netmon", "spin", "hostile", "fpuspy", "quota",
+    "ashd",
 ];
 
 /// Cargo profile for the bare-metal builds.

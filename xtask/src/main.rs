@@ -6,7 +6,7 @@
 //! ([`bench_kernel`]) and `cargo xtask bench demux` runs pcap-tests' demux benchmark. New
 //! subcommands (`replay`) are new variants of [`Command`] with their own module, reusing
 //! [`image`] and [`qemu`].
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod bench_kernel;
 mod image;
@@ -15,6 +15,7 @@ mod replay;
 mod scenarios;
 mod setup;
 mod test;
+mod topology;
 
 use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
@@ -54,6 +55,16 @@ enum Bench {
     Kernel(bench_kernel::Args),
     /// The dpf demultiplexer against libpcap, bpfjit, rbpf and DPDK (pcap-tests' demux-bench).
     Demux(DemuxArgs),
+    /// ASH on the host: integrated copy + checksum against copy then checksum, and the
+    /// interpreter's cost per stock handler (ash's `bench` example, release build).
+    Ash(AshArgs),
+}
+
+#[derive(Debug, Args)]
+struct AshArgs {
+    /// Where the results go.
+    #[arg(long, value_name = "DIR", default_value = "target/bench")]
+    out: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +135,7 @@ fn main() -> ExitCode {
         Command::Build(args) => build(&args),
         Command::Bench(Bench::Kernel(args)) => bench_kernel::run(&args),
         Command::Bench(Bench::Demux(args)) => bench_demux(&args),
+        Command::Bench(Bench::Ash(args)) => bench_ash(&args),
         Command::Replay(args) => replay::run(&args),
     };
     match result {
@@ -140,6 +152,30 @@ fn build(args: &BuildArgs) -> Result<ExitCode> {
     let image = image::build(image::Profile::from_release(args.release))?;
     println!("{}", image.kernel.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo run --release -p ash --example bench -- --out D`.
+fn bench_ash(args: &AshArgs) -> Result<ExitCode> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(image::workspace_root())
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "ash",
+            "--example",
+            "bench",
+            "--",
+            "--out",
+        ])
+        .arg(&args.out)
+        .status()?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `cargo run --release -p pcap-tests --bin demux-bench -- [--quick] [--pcap F] [--out D]`.
@@ -188,6 +224,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         accel,
         timeout: Duration::from_secs(args.timeout_secs),
         netdev: None,
+        tap: None,
         echo: qemu::Echo::Terminal,
     }
     .run()?;

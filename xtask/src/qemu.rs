@@ -7,6 +7,7 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -54,6 +55,16 @@ pub struct Qemu<'a> {
     pub echo: Echo,
     /// A virtio-net NIC on a UDP datagram backend (`None`: no NIC).
     pub netdev: Option<Netdev>,
+    /// A virtio-net NIC on a tap device inside a network namespace: QEMU runs inside that
+    /// namespace (`ip netns exec`). Exclusive with `netdev`.
+    pub tap: Option<TapNetdev<'a>>,
+}
+
+/// `-netdev tap` on device `ifname` of network namespace `namespace` (see `topology`).
+#[derive(Clone, Copy, Debug)]
+pub struct TapNetdev<'a> {
+    pub namespace: &'a str,
+    pub ifname: &'a str,
 }
 
 /// `-netdev dgram` on loopback: QEMU receives one frame per datagram on `guest_port` and sends
@@ -151,6 +162,12 @@ impl Qemu<'_> {
             );
             arguments.push("-device".into());
             arguments.push("virtio-net-pci,disable-legacy=on,netdev=n0".into());
+        } else if let Some(tap) = self.tap {
+            arguments.push("-netdev".into());
+            arguments
+                .push(format!("tap,id=n0,ifname={},script=no,downscript=no", tap.ifname).into());
+            arguments.push("-device".into());
+            arguments.push("virtio-net-pci,disable-legacy=on,netdev=n0".into());
         }
         arguments.push("-kernel".into());
         arguments.push(self.kernel.into());
@@ -177,8 +194,28 @@ impl Qemu<'_> {
         extra: &[OsString],
         on_line: impl FnMut(&str) + Send + 'static,
     ) -> Result<Run> {
+        self.run_until(extra, on_line, &AtomicBool::new(false))
+    }
+
+    /// [`Qemu::run_watching`] that also kills the machine as soon as `stop` is set (a
+    /// scenario's clients failed: waiting for the timeout would tell nothing more). Reported
+    /// as a timeout at the time it stopped.
+    pub fn run_until(
+        &self,
+        extra: &[OsString],
+        on_line: impl FnMut(&str) + Send + 'static,
+        stop: &AtomicBool,
+    ) -> Result<Run> {
         let start = Instant::now();
-        let mut child = Command::new(QEMU)
+        let mut command = match self.tap {
+            Some(tap) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", tap.namespace, QEMU]);
+                command
+            }
+            None => Command::new(QEMU),
+        };
+        let mut child = command
             .args(self.arguments())
             .args(extra)
             .stdin(Stdio::null())
@@ -207,7 +244,7 @@ impl Qemu<'_> {
             if let Some(status) = child.try_wait()? {
                 break Some(status);
             }
-            if start.elapsed() >= self.timeout {
+            if start.elapsed() >= self.timeout || stop.load(Ordering::SeqCst) {
                 // Already exited, or killed now: either way there is nothing left to stop.
                 let _ = child.kill();
                 child.wait()?;
@@ -219,7 +256,7 @@ impl Qemu<'_> {
             let _ = reader.join();
         }
         let outcome = match status {
-            None => Outcome::Timeout(self.timeout),
+            None => Outcome::Timeout(start.elapsed().min(self.timeout)),
             Some(status) => match status.code() {
                 Some(code) if code & 1 == 1 => match KernelExit::from_qemu_status(code) {
                     Some(exit) => Outcome::Kernel(exit),

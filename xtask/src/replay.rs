@@ -297,6 +297,7 @@ pub fn replay_frames(
             guest_port,
             host_port,
         }),
+        tap: None,
     }
     .run_watching(&icount_arguments, {
         let mut ready = 0;

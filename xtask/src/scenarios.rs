@@ -5,9 +5,11 @@
 //! scenario whose point is to prove the harness catches a broken kernel says so with
 //! [`Expect::HarnessFailure`]: it passes only if the run is judged failed for that reason.
 use crate::qemu::{Outcome, Run};
+use crate::topology::{GUEST_ADDRESS, TAP, Topology};
 use exo_abi::KernelExit;
 use std::fmt;
-use std::time::Duration;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
 /// Time allowed by default. A boot takes well under a second under TCG; the margin is for
 /// loaded CI machines.
@@ -35,6 +37,8 @@ pub enum FailureKind {
     WrongExit,
     /// Expected serial text is missing.
     MissingSerial,
+    /// A client in the network namespace did not get what it should have.
+    Client,
 }
 
 /// A failed run: the kind, and a human explanation.
@@ -62,9 +66,127 @@ pub struct Scenario {
     pub serial: &'static [&'static str],
     pub timeout: Duration,
     pub expect: Expect,
+    /// The NIC and what runs on the other side of it.
+    pub network: Network,
+}
+
+/// The network a scenario's machine sees.
+#[derive(Clone, Copy, Debug)]
+pub enum Network {
+    /// No NIC.
+    None,
+    /// A virtio-net NIC on a tap device in a fresh network namespace (`topology`); `clients`
+    /// runs inside it while the guest runs, and the scenario fails if it does. Such runs use
+    /// the host's clock (no `-icount`): the clients are real programs.
+    Tap {
+        clients: fn(&mut Session<'_>) -> Result<(), String>,
+    },
+}
+
+/// What a scenario's clients see: the namespace, and the guest's serial lines as they come.
+pub struct Session<'a> {
+    pub topology: &'a Topology,
+    pub lines: Receiver<String>,
+    /// Every line received so far.
+    pub seen: Vec<String>,
+}
+
+impl Session<'_> {
+    /// Waits up to `timeout` for a serial line containing `text`; the line.
+    pub fn wait_for(&mut self, text: &str, timeout: Duration) -> Result<String, String> {
+        if let Some(line) = self.seen.iter().find(|line| line.contains(text)) {
+            return Ok(line.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return Ok(line);
+                    }
+                }
+                Err(_) => return Err(format!("no serial line with {text:?} within {timeout:?}")),
+            }
+        }
+    }
+
+    /// Takes the lines that arrived meanwhile.
+    pub fn drain(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
+    /// Runs a client in the namespace (see `Topology::run`); its stdout, or why not (a
+    /// non-zero exit included).
+    pub fn client(
+        &self,
+        program: &str,
+        arguments: &[&str],
+        deadline: Duration,
+        input: Option<&[u8]>,
+    ) -> Result<Vec<u8>, String> {
+        let output = self
+            .topology
+            .run(program, arguments, deadline, input)
+            .map_err(|error| error.to_string())?;
+        if !output.status.success() {
+            return Err(format!(
+                "{program} {} failed ({}): {}{}",
+                arguments.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(output.stdout)
+    }
 }
 
 pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        // ash_bind and ash_counter refuse every bad argument; deleting a handler's
+        // capability or unbinding its filter ends the handler.
+        name: "ash-bind-refusals",
+        cmdline: "apps=ashd",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "ash refusals: capabilities Err(InvalidCapability)/Err(InvalidCapability)/Err(InvalidCapability), garbage Err(InvalidArgument), verifier Err(InvalidArgument), regions Err(InvalidArgument)/Err(InvalidArgument)/Err(BadAddress)/Err(BadAddress)/Err(InvalidArgument)/Err(InvalidArgument), second Err(AddressInUse), quota Err(Exhausted); all as expected: true",
+            "instruction 1 refused: BackwardJump",
+            "app ashd (env 1) exited with status 0",
+        ],
+        timeout: TAP_TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::Tap {
+            clients: |_| Ok(()),
+        },
+    },
+    Scenario {
+        // Real clients in a namespace, answered by handlers in the kernel while the app that
+        // bound them sleeps: arping (ARP responder), ping (ICMP echo), socat (UDP echo,
+        // byte-identical; remote increment, its counter read by the app afterwards); a
+        // handler whose runtime check fails is aborted, counted and disabled, the others
+        // unaffected.
+        name: "ash-tap",
+        cmdline: "apps=ashd monitor=ashd arg=7365727665",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "ashd: ready",
+            "ashd: handler \"ip and udp dst port 9000\": runs 3 aborts 0 replies 3 refused 0 disabled 0",
+            "ashd: handler \"ip and udp dst port 9001\": runs 4 aborts 4 replies 0 refused 0 disabled 1",
+            "remote counter 42",
+            "disabled after 4 aborts (last at instruction 0: PacketBounds)",
+            "disabled after 4 aborts; it is the failing one: true",
+            "app ashd (env 1) exited with status 0",
+        ],
+        timeout: TAP_TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::Tap {
+            clients: ash_clients,
+        },
+    },
     Scenario {
         // Monitor filters need a monitor capability (`monitor=netmon` is not given here, so
         // netmon starts without one); a garbage filter encoding is refused before anything
@@ -78,6 +200,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         name: "hello",
@@ -91,6 +214,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         // Two environments in a row: the first one's frames come back and are reused
@@ -104,6 +228,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         name: "fault",
@@ -116,6 +241,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         // Timer interrupts taken in ring 3 return to user code intact.
@@ -128,6 +254,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         // Exceptions reach the app's ring-3 handler, which resumes itself; user-level page
@@ -147,6 +274,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         // No access to kernel memory or another environment's pages; forged, foreign and
@@ -163,6 +291,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         // Every kind of bad argument is refused with its error code; the kernel survives.
@@ -175,6 +304,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         // The top user page is never mappable (sysretq to a non-canonical RCX), a self-grant
@@ -194,6 +324,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         // Per-environment quotas: a hog exhausts each of its resources and gets Exhausted at
@@ -208,6 +339,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         // x87/MMX and SSE state is saved and restored per environment: nothing leaks.
@@ -221,6 +353,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         // Synchronous and asynchronous protected control transfer, and its refusals.
@@ -236,6 +369,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         // Time slices: two slices get about twice the time of one; slice starts are upcalled.
@@ -245,6 +379,7 @@ pub const SCENARIOS: &[Scenario] = &[
         serial: &["slice ticks: ok", "app sched (env 1) exited with status 0"],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         // A crashing child and one that overstays its end-of-slice upcall are ended; a
@@ -261,6 +396,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         // The libnet heap on pages it maps itself: small and large allocations, reuse of
@@ -276,6 +412,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         // Pipes, a shared counter and LRPC on granted pages, woken by PCT.
@@ -290,6 +427,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         // Yield to a named environment: it runs next; a plain yield goes round robin.
@@ -302,6 +440,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         // Ended environments' records are bounded: old ones are forgotten, recent ones kept.
@@ -314,6 +453,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         // Visible revocation: a cooperative app gives pages back, a stubborn one is
@@ -332,6 +472,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         // The kernel's own page fault is reported with its registers, then panics.
@@ -345,6 +486,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         // A malformed host address is refused before anything boots.
@@ -354,6 +496,7 @@ pub const SCENARIOS: &[Scenario] = &[
         serial: &["BadIpv4(\"10.0.2\")"],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         name: "missing-app",
@@ -362,6 +505,7 @@ pub const SCENARIOS: &[Scenario] = &[
         serial: &["app nosuch: not in the boot pack"],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     },
     Scenario {
         // The kernel panics before running hello: the expectations of a good run are not met,
@@ -372,6 +516,7 @@ pub const SCENARIOS: &[Scenario] = &[
         serial: &["hello from ring 3"],
         timeout: TIMEOUT,
         expect: Expect::HarnessFailure(FailureKind::KernelPanic),
+        network: Network::None,
     },
     Scenario {
         name: "harness-detects-hang",
@@ -380,8 +525,102 @@ pub const SCENARIOS: &[Scenario] = &[
         serial: &["hello from ring 3"],
         timeout: Duration::from_secs(3),
         expect: Expect::HarnessFailure(FailureKind::Timeout),
+        network: Network::None,
     },
 ];
+
+/// Time allowed for a scenario with real clients (they run on the host's clock).
+const TAP_TIMEOUT: Duration = Duration::from_secs(90);
+/// Longest any one client may run.
+const CLIENT_DEADLINE: Duration = Duration::from_secs(15);
+
+/// One UDP datagram to the guest, the reply (if `expect_reply`) on stdout.
+fn udp(
+    session: &Session<'_>,
+    port: u16,
+    payload: &[u8],
+    expect_reply: bool,
+) -> Result<Vec<u8>, String> {
+    let target = format!("UDP:{GUEST_ADDRESS}:{port}");
+    // `-t 1`: after sending, wait a second for the answer; `-T 3`: give up when nothing moves.
+    let arguments: &[&str] = if expect_reply {
+        &["-t", "1", "-T", "3", "-", &target]
+    } else {
+        &["-u", "-t", "0.2", "-", &target]
+    };
+    session.client("socat", arguments, CLIENT_DEADLINE, Some(payload))
+}
+
+/// The guest woke its app with frames (a `net_wait` that returned a non-zero count).
+fn woken_by_frames(session: &Session<'_>) -> Option<String> {
+    session
+        .seen
+        .iter()
+        .find(|line| line.contains("ashd: woke (Ok(") && !line.contains("ashd: woke (Ok(0))"))
+        .cloned()
+}
+
+/// The `ash-tap` clients, in order; each bounded in count and time.
+fn ash_clients(session: &mut Session<'_>) -> Result<(), String> {
+    session.wait_for("ashd: ready", Duration::from_secs(60))?;
+    let arping = session.client(
+        "arping",
+        &["-c", "3", "-w", "10", "-I", TAP, GUEST_ADDRESS],
+        CLIENT_DEADLINE,
+        None,
+    )?;
+    let arping = String::from_utf8_lossy(&arping);
+    if !arping.contains("Received 3 response(s)") {
+        return Err(format!("arping: {arping}"));
+    }
+    let ping = session.client(
+        "ping",
+        &["-c", "3", "-i", "0.2", "-W", "2", GUEST_ADDRESS],
+        CLIENT_DEADLINE,
+        None,
+    )?;
+    let ping = String::from_utf8_lossy(&ping);
+    if !ping.contains("3 received") {
+        return Err(format!("ping: {ping}"));
+    }
+    let payload: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
+    let echoed = udp(session, 7, &payload, true)?;
+    if echoed != payload {
+        return Err(format!(
+            "UDP echo: sent {} bytes, got back {echoed:?}",
+            payload.len()
+        ));
+    }
+    let mut total = 0u64;
+    for addend in [5u64, 7, 30] {
+        total += addend;
+        let reply = udp(session, 9000, &addend.to_be_bytes(), true)?;
+        if reply != total.to_be_bytes() {
+            return Err(format!(
+                "remote increment by {addend}: reply {reply:?}, wanted {total}"
+            ));
+        }
+    }
+    session.drain();
+    if let Some(line) = woken_by_frames(session) {
+        return Err(format!(
+            "the app was woken while its handlers answered: {line}"
+        ));
+    }
+    for _ in 0..4 {
+        udp(session, 9001, b"abort me", false)?;
+    }
+    session.wait_for("disabled Ok(1)", Duration::from_secs(20))?;
+    // The others are unaffected.
+    let echoed = udp(session, 7, b"still here", true)?;
+    if echoed != b"still here" {
+        return Err(format!(
+            "UDP echo after the failing handler was disabled: {echoed:?}"
+        ));
+    }
+    udp(session, 9003, b"quit", false)?;
+    Ok(())
+}
 
 /// Judges a run against the scenario's expectations of a good run.
 pub fn judge(scenario: &Scenario, run: &Run) -> Result<(), Failure> {
@@ -456,6 +695,7 @@ mod tests {
         serial: &["hello"],
         timeout: TIMEOUT,
         expect: Expect::Pass,
+        network: Network::None,
     };
 
     fn kind(verdict: Result<(), Failure>) -> Option<FailureKind> {

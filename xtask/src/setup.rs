@@ -97,6 +97,27 @@ pub fn ensure_qemu() -> Result<()> {
     Ok(())
 }
 
+/// What the ASH scenarios' real clients need: network namespaces and tap devices (`ip`),
+/// `ping`, `arping` and `socat` to run inside the namespace.
+pub const TAP_TEST_PACKAGES: &[Package] = &[
+    Package {
+        name: "iproute2",
+        why: "`ip`, which makes the test network namespace and its tap device",
+    },
+    Package {
+        name: "iputils-ping",
+        why: "`ping`, a real client the ASH echo responder answers",
+    },
+    Package {
+        name: "iputils-arping",
+        why: "`arping`, a real client the ASH ARP responder answers",
+    },
+    Package {
+        name: "socat",
+        why: "`socat`, the UDP client of the ASH echo and remote-increment scenarios",
+    },
+];
+
 /// How apt-get can be run here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Privilege {

@@ -1,7 +1,8 @@
 //! `cargo xtask test`: host tests, then every QEMU scenario, then one summary line
 //! (`N passed, N failed`) counting host test cases and scenarios together.
 use crate::qemu::{Accel, Echo, Qemu};
-use crate::scenarios::{self, SCENARIOS};
+use crate::scenarios::{self, Network, SCENARIOS, Scenario, Session};
+use crate::topology::{self, Topology};
 use crate::{Result, TestArgs, image, setup};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -49,16 +50,32 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
                 {
                     continue;
                 }
-                let run = Qemu {
-                    kernel: &image.kernel,
-                    append: scenario.cmdline,
-                    accel,
-                    timeout: scenario.timeout,
-                    netdev: None,
-                    echo: Echo::Quiet,
-                }
-                .run_with(&deterministic_time(accel))?;
-                let verdict = scenarios::judge(scenario, &run);
+                let (run, clients) = match scenario.network {
+                    Network::None => {
+                        let run = Qemu {
+                            kernel: &image.kernel,
+                            append: scenario.cmdline,
+                            accel,
+                            timeout: scenario.timeout,
+                            netdev: None,
+                            tap: None,
+                            echo: Echo::Quiet,
+                        }
+                        .run_with(&deterministic_time(accel))?;
+                        (run, Ok(()))
+                    }
+                    Network::Tap { clients } => {
+                        setup::ensure_packages(setup::TAP_TEST_PACKAGES)?;
+                        run_with_clients(&image.kernel, scenario, accel, clients)?
+                    }
+                };
+                // A client's failure says more than the stopped machine's.
+                let verdict = clients
+                    .map_err(|detail| scenarios::Failure {
+                        kind: scenarios::FailureKind::Client,
+                        detail,
+                    })
+                    .and_then(|()| scenarios::judge(scenario, &run));
                 let (passed, line) = scenarios::assess(scenario, &verdict);
                 println!(
                     "scenario {} ({:.2} s, `{}`): {line}",
@@ -89,6 +106,62 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Boots `scenario` on a tap device in a fresh namespace and runs `clients` there while it
+/// runs; the namespace is removed afterwards, whatever happened (and on Ctrl-C, which also
+/// ends the test run).
+fn run_with_clients(
+    kernel: &std::path::Path,
+    scenario: &Scenario,
+    accel: Accel,
+    clients: fn(&mut Session<'_>) -> std::result::Result<(), String>,
+) -> Result<(crate::qemu::Run, std::result::Result<(), String>)> {
+    let topology = Topology::create()?;
+    let (sender, lines) = std::sync::mpsc::channel::<String>();
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let (run, clients) = std::thread::scope(|scope| {
+        let client_thread = scope.spawn(|| {
+            let mut session = Session {
+                topology: &topology,
+                lines,
+                seen: Vec::new(),
+            };
+            let result = clients(&mut session);
+            if result.is_err() {
+                failed.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            result
+        });
+        let run = Qemu {
+            kernel,
+            append: scenario.cmdline,
+            accel,
+            timeout: scenario.timeout,
+            netdev: None,
+            tap: Some(crate::qemu::TapNetdev {
+                namespace: &topology.namespace,
+                ifname: topology::TAP,
+            }),
+            echo: Echo::Quiet,
+        }
+        .run_until(
+            &[],
+            move |line| {
+                let _ = sender.send(line.to_string());
+            },
+            &failed,
+        );
+        let clients = client_thread
+            .join()
+            .unwrap_or_else(|_| Err("the client thread panicked".into()));
+        (run, clients)
+    });
+    drop(topology);
+    if topology::interrupt::interrupted() {
+        return Err("interrupted (Ctrl-C); the network namespace was removed".into());
+    }
+    Ok((run?, clients))
 }
 
 /// Runs `cargo test --workspace`, passing its output through, and adds its counts.

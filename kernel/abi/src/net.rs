@@ -42,6 +42,53 @@ pub const fn ring_slots(address: u64, length_bytes: u64) -> Option<u64> {
     }
 }
 
+/// Longest encoded handler `ash_bind` takes (the longest program, 16 bytes an instruction,
+/// plus its header and regions).
+pub const ASH_HANDLER_MAX_BYTES: u64 = 8 + 8 * 8 + 16 * 1024;
+/// Handlers one environment may have bound at once.
+pub const ASH_MAX_HANDLERS: usize = 8;
+/// Aborted runs after which a handler is disabled.
+pub const ASH_ABORT_LIMIT: u64 = 4;
+
+/// A handler's own counters, read with `ash_counter(handler_cap, index)`.
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AshCounter {
+    /// Runs.
+    Runs = 0,
+    /// Runs aborted by a failed runtime check.
+    Aborts = 1,
+    /// Bytes copied into the owner's regions.
+    BytesCopied = 2,
+    /// Replies sent.
+    RepliesSent = 3,
+    /// Replies the transmit check refused.
+    RepliesRefused = 4,
+    /// 1 once the handler is disabled (after [`ASH_ABORT_LIMIT`] aborts), else 0.
+    Disabled = 5,
+}
+
+impl AshCounter {
+    /// Every counter, in index order.
+    pub const ALL: [AshCounter; 6] = [
+        AshCounter::Runs,
+        AshCounter::Aborts,
+        AshCounter::BytesCopied,
+        AshCounter::RepliesSent,
+        AshCounter::RepliesRefused,
+        AshCounter::Disabled,
+    ];
+
+    /// The counter at `index`.
+    pub const fn from_index(index: u64) -> Option<AshCounter> {
+        if index < AshCounter::ALL.len() as u64 {
+            Some(AshCounter::ALL[index as usize])
+        } else {
+            None
+        }
+    }
+}
+
 /// The kernel's network counters, read one at a time with `net_counter(index)`.
 #[repr(u64)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -83,11 +130,25 @@ pub enum Counter {
     DemuxPatched = 14,
     /// Binds and unbinds of port-claiming filters that generated the shared demux code anew.
     DemuxRegenerated = 15,
+    /// Handler runs (every frame a filter with an enabled handler won).
+    AshRuns = 16,
+    /// Handler runs aborted by a failed runtime check (the frame is dropped).
+    AshAborts = 17,
+    /// Frames handlers consumed (no ring copy).
+    AshConsumed = 18,
+    /// Frames handlers dropped.
+    AshDropped = 19,
+    /// Replies handlers sent.
+    AshReplies = 20,
+    /// Handler replies the transmit check refused.
+    AshRepliesRefused = 21,
+    /// Handlers disabled after too many aborts.
+    AshDisabled = 22,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 16] = [
+    pub const ALL: [Counter; 23] = [
         Counter::RxFrames,
         Counter::Delivered,
         Counter::NoMatch,
@@ -104,6 +165,13 @@ impl Counter {
         Counter::WaitsTimedOut,
         Counter::DemuxPatched,
         Counter::DemuxRegenerated,
+        Counter::AshRuns,
+        Counter::AshAborts,
+        Counter::AshConsumed,
+        Counter::AshDropped,
+        Counter::AshReplies,
+        Counter::AshRepliesRefused,
+        Counter::AshDisabled,
     ];
 
     /// The name xtask prints and writes to JSON.
@@ -125,6 +193,13 @@ impl Counter {
             Counter::WaitsTimedOut => "waits_timed_out",
             Counter::DemuxPatched => "demux_patched",
             Counter::DemuxRegenerated => "demux_regenerated",
+            Counter::AshRuns => "ash_runs",
+            Counter::AshAborts => "ash_aborts",
+            Counter::AshConsumed => "ash_consumed",
+            Counter::AshDropped => "ash_dropped",
+            Counter::AshReplies => "ash_replies",
+            Counter::AshRepliesRefused => "ash_replies_refused",
+            Counter::AshDisabled => "ash_disabled",
         }
     }
 

@@ -194,11 +194,34 @@ pub enum Syscall {
     /// line's `ipv4=A.B.C.D`, default 10.0.2.15), in the low 32 bits, first byte lowest; the
     /// source address `NetTransmit` accepts. `InvalidArgument` without a NIC.
     NetIpv4 = 33,
+    /// `ash_bind(binding_cap, handler, handler_length_bytes, regions, region_count) -> handler
+    /// id`, with the handler's capability in `rdi`: binds an application-specific safe handler
+    /// (`ash::wire` encoding, at most [`crate::net::ASH_HANDLER_MAX_BYTES`]) to the filter
+    /// binding `binding_cap` names (right `CONTROL`). The kernel decodes and verifies it
+    /// (`InvalidArgument` if either fails, the verifier's refusal logged), for packets at
+    /// least as long as the filter's bounds checks prove. `regions` is an array of
+    /// `region_count` `u64` user addresses, one per region the handler declares, each
+    /// page-aligned and the start of read+write memory of the caller's at least as long as
+    /// the declaration; only pages the loader mapped (they live as long as the environment:
+    /// pinned while bound), else `InvalidArgument`. From then on the handler runs in the
+    /// kernel on every frame the filter wins, before any ring copy, whether or not the caller
+    /// is scheduled; its verdict says whether the frame also reaches the ring. Replies go
+    /// through the same transmit check as `NetTransmit`. A run that fails a runtime check is
+    /// aborted (counted); after [`crate::net::ASH_ABORT_LIMIT`] aborts the handler is
+    /// disabled and frames reach the ring as without it. The capability (object: the
+    /// handler; rights `CONTROL | GRANT`) derives from the binding's: deleting it unbinds the
+    /// handler, and unbinding the filter removes it. One handler per filter (`AddressInUse`),
+    /// at most [`crate::net::ASH_MAX_HANDLERS`] per environment (`Exhausted`).
+    AshBind = 34,
+    /// `ash_counter(handler_cap, counter) -> value`: one of the handler's
+    /// [`crate::net::AshCounter`]s (any right). Errors: `InvalidCapability`,
+    /// `InvalidArgument` (no such counter).
+    AshCounter = 35,
     /// `env_quota(env_cap, resource, field) -> count`: an environment's limit, use or
     /// reservation for its children ([`crate::quota::QuotaField`]) of one
     /// [`crate::quota::Resource`]. `env_cap` 0 is the caller; any other needs `CONTROL`.
     /// `InvalidArgument` for an unknown resource or field.
-    EnvQuota = 34,
+    EnvQuota = 36,
 }
 
 /// Most pages one `page_protect_range` changes.
@@ -221,7 +244,7 @@ pub const ANY_FRAME: u64 = u64::MAX;
 
 impl Syscall {
     /// Every system call, in number order; the kernel's dispatch is checked against it.
-    pub const ALL: [Syscall; 35] = [
+    pub const ALL: [Syscall; 37] = [
         Syscall::Exit,
         Syscall::ConsoleWrite,
         Syscall::Null,
@@ -256,6 +279,8 @@ impl Syscall {
         Syscall::NetTransmit,
         Syscall::NetMac,
         Syscall::NetIpv4,
+        Syscall::AshBind,
+        Syscall::AshCounter,
         Syscall::EnvQuota,
     ];
 
@@ -298,6 +323,8 @@ mod tests {
         assert_eq!(Syscall::FilterBind.number(), 26);
         assert_eq!(Syscall::NetMac.number(), 32);
         assert_eq!(Syscall::NetIpv4.number(), 33);
+        assert_eq!(Syscall::AshBind.number(), 34);
+        assert_eq!(Syscall::AshCounter.number(), 35);
         for (index, call) in Syscall::ALL.iter().enumerate() {
             assert_eq!(call.number(), index as u64);
         }

@@ -44,11 +44,16 @@ pub enum UpcallKind {
     /// with `rdi` = caller's environment id and `rsi`, `rdx`, `r10`, `r8`, `r9` = the caller's
     /// arguments; no frame is written (the callee's earlier state is not kept).
     Pct = 5,
+    /// One of the environment's handlers was disabled after too many aborted runs (frame kind
+    /// [`FRAME_ASH_DISABLED`], `error_code` = the handler's id as `ash_bind` returned it,
+    /// `fault_address` = its aborts). Delivered when the environment next runs; the kernel
+    /// also wakes its `net_wait`.
+    AshDisabled = 6,
 }
 
 impl UpcallKind {
     /// Number of kinds.
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
 
     /// Decodes a kind number.
     pub const fn from_number(number: u64) -> Option<UpcallKind> {
@@ -59,6 +64,7 @@ impl UpcallKind {
             3 => Some(UpcallKind::Revoke),
             4 => Some(UpcallKind::Packet),
             5 => Some(UpcallKind::Pct),
+            6 => Some(UpcallKind::AshDisabled),
             _ => None,
         }
     }
@@ -72,6 +78,8 @@ pub const FRAME_SLICE_END: u64 = 33;
 pub const FRAME_REVOKE: u64 = 34;
 /// Frame kind of a packet-arrival upcall.
 pub const FRAME_PACKET: u64 = 35;
+/// Frame kind of a handler-disabled upcall.
+pub const FRAME_ASH_DISABLED: u64 = 36;
 
 /// End-of-slice upcalls an environment may overstay before the kernel aborts it.
 pub const OVERSTAY_LIMIT: u64 = 3;

@@ -27,6 +27,7 @@
 //! being classified while old code is freed. That is the whole of the "atomic swap" argument
 //! today.
 #![deny(unsafe_code)]
+mod ash_host;
 #[allow(unsafe_code)]
 mod device;
 #[allow(unsafe_code)]
@@ -47,7 +48,7 @@ use dpf::trie::{FilterHandle, Score, Trie};
 use dpf::{FilterId, Packet};
 use exo_abi::Error;
 use exo_abi::cap::CapHandle;
-use exo_abi::net::{self as abi, Counter};
+use exo_abi::net::{self as abi, AshCounter, Counter};
 use exo_kernel::elf::Access;
 use spin::Mutex;
 
@@ -70,6 +71,8 @@ struct Ring {
     fresh: u64,
     /// Whether the frame being demultiplexed matched (scratch between the two passes).
     matched: bool,
+    /// The monitor trie's winning score for that frame (0: none).
+    winner: u64,
 }
 
 /// One bound filter.
@@ -80,6 +83,49 @@ struct Bound {
     /// The capability `filter_bind` made for it (`NONE` until the system-call layer attached
     /// it, within the same call): the binding lasts as long as this capability.
     capability: CapHandle,
+    /// Bytes every frame this filter wins is known to hold (its loads before the first shift
+    /// succeeded): what a handler bound to it is verified for.
+    proven_len: u16,
+}
+
+/// One bound handler (`ash_bind`).
+struct BoundHandler {
+    id: u32,
+    /// The filter it runs for.
+    filter: u32,
+    owner: EnvId,
+    handler: ash::Handler,
+    /// Physical address of each page of each region, pinned while bound (loader-mapped
+    /// pages: they live as long as the owner, whose handlers go before its pages).
+    regions: Vec<Vec<u64>>,
+    /// Boxed: the reply buffer is 1.5 KiB.
+    machine: Box<ash::Machine>,
+    counters: [u64; AshCounter::ALL.len()],
+    /// The capability `ash_bind` made (`NONE` until attached in the same call).
+    capability: CapHandle,
+}
+
+impl BoundHandler {
+    fn disabled(&self) -> bool {
+        self.counters[AshCounter::Disabled as usize] != 0
+    }
+}
+
+/// Bytes every frame `filter` matches holds: the furthest end of a load before its first
+/// shift (every load checks `offset + width <= length`, and a failed load fails the filter).
+fn proven_length(filter: &dpf::Filter) -> u16 {
+    let mut proven = 0u32;
+    for step in filter.steps() {
+        match step {
+            dpf::ir::Step::Test(atom) => {
+                if let dpf::ir::Field::Packet { offset, width } = atom.field {
+                    proven = proven.max(u32::from(offset) + u32::from(width.bytes()));
+                }
+            }
+            dpf::ir::Step::Shift(_) => break,
+        }
+    }
+    u16::try_from(proven).unwrap_or(u16::MAX)
 }
 
 /// Every port-claiming filter, merged, and its code.
@@ -167,6 +213,9 @@ struct Net {
     boot_apps: Vec<(EnvId, usize)>,
     /// The host's IPv4 address, which apps share (the command line's `ipv4=`).
     ipv4: [u8; 4],
+    handlers: Vec<BoundHandler>,
+    next_handler: u32,
+    outbox: ash_host::Outbox,
 }
 
 static NET: Mutex<Net> = Mutex::new(Net {
@@ -178,6 +227,13 @@ static NET: Mutex<Net> = Mutex::new(Net {
     arguments: Vec::new(),
     boot_apps: Vec::new(),
     ipv4: exo_kernel::cmdline::DEFAULT_IPV4,
+    handlers: Vec::new(),
+    next_handler: 1,
+    outbox: ash_host::Outbox {
+        replies: Vec::new(),
+        woken: Vec::new(),
+        disabled: Vec::new(),
+    },
 });
 
 /// Boot: records the apps' arguments and the host's IPv4 address, and probes the NIC.
@@ -211,9 +267,104 @@ fn bump(counters: &mut Counters, counter: Counter) {
 
 type Counters = [u64; Counter::ALL.len()];
 
+/// What a handler run needs besides the frame and the rings.
+struct HandlerContext<'a> {
+    handlers: &'a mut [BoundHandler],
+    outbox: &'a mut ash_host::Outbox,
+    mac: [u8; 6],
+    ipv4: [u8; 4],
+}
+
+/// Runs the enabled handler bound to filter `filter`, if any; whether the frame still goes to
+/// the filter's ring (no handler, a disabled one, or the verdict `Deliver`).
+fn run_handler(
+    context: &mut HandlerContext<'_>,
+    filter: u32,
+    rings: &[Ring],
+    counters: &mut Counters,
+    frame: &[u8],
+) -> bool {
+    let Some(bound) = context
+        .handlers
+        .iter_mut()
+        .find(|bound| bound.filter == filter && !bound.disabled())
+    else {
+        return true;
+    };
+    // A handler on a monitor filter (bound with the monitor right: a system service such as
+    // the ICMP echo responder) sends with the system's privilege.
+    let system = rings
+        .iter()
+        .flat_map(|ring| ring.filters.iter())
+        .any(|bound_filter| bound_filter.id == filter && bound_filter.claim.is_none());
+    let mut host = ash_host::Host {
+        regions: &bound.regions,
+        owner: bound.owner,
+        privilege: if system {
+            exo_kernel::tx_check::Privilege::System
+        } else {
+            exo_kernel::tx_check::Privilege::App
+        },
+        rings,
+        mac: context.mac,
+        ipv4: context.ipv4,
+        outbox: context.outbox,
+    };
+    let run = ash::run(&bound.handler, frame, &mut bound.machine, &mut host);
+    let own = &mut bound.counters;
+    own[AshCounter::Runs as usize] += 1;
+    own[AshCounter::BytesCopied as usize] += run.bytes_copied;
+    own[AshCounter::RepliesSent as usize] += u64::from(run.replies_sent);
+    own[AshCounter::RepliesRefused as usize] += u64::from(run.replies_refused);
+    bump(counters, Counter::AshRuns);
+    counters[Counter::AshRepliesRefused as usize] += u64::from(run.replies_refused);
+    counters[Counter::TxRefused as usize] += u64::from(run.replies_refused);
+    match run.outcome {
+        ash::Outcome::Exit(ash::Verdict::Deliver) => true,
+        ash::Outcome::Exit(ash::Verdict::Consume) => {
+            bump(counters, Counter::AshConsumed);
+            false
+        }
+        ash::Outcome::Exit(ash::Verdict::Drop) => {
+            bump(counters, Counter::AshDropped);
+            false
+        }
+        ash::Outcome::Abort { index, reason } => {
+            bump(counters, Counter::AshAborts);
+            own[AshCounter::Aborts as usize] += 1;
+            if own[AshCounter::Aborts as usize] >= abi::ASH_ABORT_LIMIT {
+                own[AshCounter::Disabled as usize] = 1;
+                bump(counters, Counter::AshDisabled);
+                log!(
+                    "net: handler {} of env {} disabled after {} aborts (last at instruction {index}: {reason:?})",
+                    bound.id,
+                    bound.owner,
+                    abi::ASH_ABORT_LIMIT
+                );
+                // The owner is told: its net_wait returns, and it gets the upcall naming the
+                // handler.
+                context.outbox.woken.push(bound.owner);
+                context.outbox.disabled.push((
+                    bound.owner,
+                    bound.id,
+                    own[AshCounter::Aborts as usize],
+                ));
+            }
+            false
+        }
+    }
+}
+
 /// Demultiplexes one frame: to the ring of the port-claiming filter that wins, and to every
-/// ring whose monitor filters match.
-fn demux(shared: Option<&Shared>, rings: &mut [Ring], counters: &mut Counters, frame: &[u8]) {
+/// ring whose monitor filters match; a handler bound to a winning filter runs first and
+/// decides whether that ring gets its copy.
+fn demux(
+    shared: Option<&Shared>,
+    rings: &mut [Ring],
+    counters: &mut Counters,
+    context: &mut HandlerContext<'_>,
+    frame: &[u8],
+) {
     let length = frame.len() as u64;
     if !(abi::FRAME_MIN_BYTES..=abi::FRAME_MAX_BYTES).contains(&length) {
         bump(counters, Counter::Malformed);
@@ -225,10 +376,8 @@ fn demux(shared: Option<&Shared>, rings: &mut [Ring], counters: &mut Counters, f
         .and_then(|shared| Some(shared.code.as_ref()?.classify(frame)))
         .unwrap_or(0);
     for ring in rings.iter_mut() {
-        ring.matched = ring
-            .code
-            .as_ref()
-            .is_some_and(|code| code.classify(frame) != 0);
+        ring.winner = ring.code.as_ref().map_or(0, |code| code.classify(frame));
+        ring.matched = ring.winner != 0;
     }
     let cycles = physical::tsc().wrapping_sub(start);
     counters[Counter::DemuxCycles as usize] += cycles;
@@ -247,7 +396,25 @@ fn demux(shared: Option<&Shared>, rings: &mut [Ring], counters: &mut Counters, f
             "a monitor ring's JIT and the interpreter disagree"
         );
     }
-    if let Some((owner, address)) = shared.and_then(|shared| shared.ring_of(winner))
+    // Handlers run before any ring copy: the monitors' first, then the shared winner's.
+    if !context.handlers.is_empty() {
+        for index in 0..rings.len() {
+            if let Some(FilterId(id)) = Score(rings[index].winner).id()
+                && rings[index].matched
+                && !run_handler(context, id, rings, counters, frame)
+            {
+                rings[index].matched = false;
+            }
+        }
+    }
+    let shared_delivers = match Score(winner).id() {
+        Some(FilterId(id)) if !context.handlers.is_empty() => {
+            run_handler(context, id, rings, counters, frame)
+        }
+        _ => true,
+    };
+    if shared_delivers
+        && let Some((owner, address)) = shared.and_then(|shared| shared.ring_of(winner))
         && let Some(ring) = rings
             .iter_mut()
             .find(|ring| ring.owner == owner && ring.address == address)
@@ -276,7 +443,7 @@ fn demux(shared: Option<&Shared>, rings: &mut [Ring], counters: &mut Counters, f
     bump(counters, Counter::DemuxFrames);
     counters[Counter::RingFull as usize] += full;
     counters[Counter::Delivered as usize] += matched - full;
-    if matched == 0 {
+    if matched == 0 && winner == 0 && rings.iter().all(|ring| ring.winner == 0) {
         bump(counters, Counter::NoMatch);
     }
 }
@@ -296,29 +463,61 @@ pub enum Backlog {
     Pending,
 }
 
+/// What [`poll`] reports to the scheduler about an environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Copies delivered to its rings (a handler's wake or upcall counts one).
+    Delivered(u64),
+    /// Its handler `id` was disabled after `aborts` aborted runs.
+    HandlerDisabled { id: u32, aborts: u64 },
+}
+
 /// Takes up to [`POLL_BUDGET`] frames from the NIC and demultiplexes them; then reports, per
-/// ring that got copies, its owner and how many (`delivered`, called with the lock held: it
-/// must not call back into this module).
-pub fn poll(mut delivered: impl FnMut(EnvId, u64)) -> Backlog {
+/// ring that got copies, its owner and how many, and every handler disabled (`report`, called
+/// with the lock held: it must not call back into this module).
+pub fn poll(mut report: impl FnMut(EnvId, Event)) -> Backlog {
     let mut net = NET.lock();
     let Net {
         nic,
         shared,
         rings,
         counters,
+        handlers,
+        outbox,
+        ipv4,
         ..
     } = &mut *net;
     let Some(nic) = nic.as_mut() else {
         return Backlog::Empty;
     };
+    let mut context = HandlerContext {
+        handlers,
+        outbox,
+        mac: nic.mac(),
+        ipv4: *ipv4,
+    };
     let mut taken = 0;
     while taken < POLL_BUDGET
         && nic.receive(|frame| {
             bump(counters, Counter::RxFrames);
-            demux(shared.as_ref(), rings, counters, frame);
+            demux(shared.as_ref(), rings, counters, &mut context, frame);
         })
     {
         taken += 1;
+        // Replies go out after the frame that asked for them (the NIC is busy receiving
+        // inside the callback).
+        for reply in context.outbox.replies.drain(..) {
+            if nic.send(&reply) {
+                bump(counters, Counter::TxFrames);
+                bump(counters, Counter::AshReplies);
+            }
+        }
+    }
+    for owner in context.outbox.woken.drain(..) {
+        report(owner, Event::Delivered(1));
+    }
+    for (owner, id, aborts) in context.outbox.disabled.drain(..) {
+        report(owner, Event::HandlerDisabled { id, aborts });
     }
     let backlog = if taken == POLL_BUDGET && nic.has_received() {
         bump(counters, Counter::PollsOverBudget);
@@ -327,7 +526,10 @@ pub fn poll(mut delivered: impl FnMut(EnvId, u64)) -> Backlog {
         Backlog::Empty
     };
     for ring in rings.iter_mut().filter(|ring| ring.fresh > 0) {
-        delivered(ring.owner, core::mem::take(&mut ring.fresh));
+        report(
+            ring.owner,
+            Event::Delivered(core::mem::take(&mut ring.fresh)),
+        );
     }
     backlog
 }
@@ -416,6 +618,7 @@ pub fn filter_bind(
     unverified.id = FilterId(id);
     let filter = unverified.verify().map_err(|_| Error::InvalidArgument)?;
     let claim = dpf::claim::claim(&filter);
+    let proven_len = proven_length(&filter);
     match &claim {
         None if !monitor => return Err(Error::Denied),
         None => {}
@@ -450,6 +653,7 @@ pub fn filter_bind(
                 trie: Trie::new(),
                 code: None,
                 matched: false,
+                winner: 0,
                 filters: Vec::new(),
                 delivered: 0,
                 fresh: 0,
@@ -483,6 +687,7 @@ pub fn filter_bind(
         id,
         claim,
         capability: CapHandle::NONE,
+        proven_len,
     });
     net.next_filter += 1;
     Ok(Binding { id, monitor })
@@ -580,6 +785,7 @@ fn swap_in(ring: &mut Ring, trie: Trie) -> Result<(), Error> {
 /// that is not bound.
 pub fn unbind(id: u32) {
     let mut net = NET.lock();
+    net.handlers.retain(|bound| bound.filter != id);
     let Some(index) = net
         .rings
         .iter()
@@ -700,7 +906,15 @@ pub fn transmit(
         ipv4: *ipv4,
         ports: &ports,
     };
-    if let Err(refusal) = exo_kernel::tx_check::check(&frame, &sender, raw) {
+    if let Err(refusal) = exo_kernel::tx_check::check(
+        &frame,
+        &sender,
+        if raw {
+            exo_kernel::tx_check::Privilege::Raw
+        } else {
+            exo_kernel::tx_check::Privilege::App
+        },
+    ) {
         bump(counters, Counter::TxRefused);
         log!("net: transmit refused: {refusal:?}");
         return Err(Error::Denied);
@@ -769,6 +983,20 @@ pub fn boot_argument(env: &mut Environment, index: u64, buffer: UserSlice) -> Re
 /// logged if it had any.
 pub fn release(owner: EnvId) {
     let mut net = NET.lock();
+    for bound in net.handlers.iter().filter(|bound| bound.owner == owner) {
+        let counters = &bound.counters;
+        log!(
+            "net: env {owner} handler {}: runs={} aborts={} bytes_copied={} replies_sent={} replies_refused={} disabled={}",
+            bound.id,
+            counters[AshCounter::Runs as usize],
+            counters[AshCounter::Aborts as usize],
+            counters[AshCounter::BytesCopied as usize],
+            counters[AshCounter::RepliesSent as usize],
+            counters[AshCounter::RepliesRefused as usize],
+            counters[AshCounter::Disabled as usize],
+        );
+    }
+    net.handlers.retain(|bound| bound.owner != owner);
     let before = net.rings.len();
     let Net {
         shared,
@@ -809,4 +1037,154 @@ pub fn release(owner: EnvId) {
         }
         log!("{line}");
     }
+}
+
+/// `ash_bind(binding, handler, regions)` from `env`, for filter `filter` (the caller checked
+/// the binding capability). The caller attaches the handler's capability
+/// ([`ash_attach_capability`]) or, if it cannot make one, unbinds ([`ash_unbind`]).
+pub fn ash_bind(
+    env: &Environment,
+    filter: u32,
+    handler: UserSlice,
+    regions: UserSlice,
+) -> Result<u32, Error> {
+    if handler.length_bytes() > abi::ASH_HANDLER_MAX_BYTES
+        || regions.length_bytes() > 8 * ash::ir::MAX_REGIONS as u64
+    {
+        return Err(Error::InvalidArgument);
+    }
+    let mut bytes = Vec::new();
+    crate::usermem::read_chunks(env, handler, |chunk| bytes.extend_from_slice(chunk))?;
+    let mut region_bytes = Vec::new();
+    crate::usermem::read_chunks(env, regions, |chunk| region_bytes.extend_from_slice(chunk))?;
+    let unverified = ash::wire::decode(&bytes).map_err(|error| {
+        log!(
+            "net: ash_bind by env {}: undecodable handler: {error:?}",
+            env.id
+        );
+        Error::InvalidArgument
+    })?;
+    let proven_len = {
+        let net = NET.lock();
+        let ring = net
+            .rings
+            .iter()
+            .find(|ring| ring.filters.iter().any(|bound| bound.id == filter))
+            .ok_or(Error::InvalidCapability)?;
+        if ring.owner != env.id {
+            return Err(Error::Denied);
+        }
+        if net.handlers.iter().any(|bound| bound.filter == filter) {
+            return Err(Error::AddressInUse);
+        }
+        if net
+            .handlers
+            .iter()
+            .filter(|bound| bound.owner == env.id)
+            .count()
+            >= abi::ASH_MAX_HANDLERS
+        {
+            return Err(Error::Exhausted);
+        }
+        ring.filters
+            .iter()
+            .find(|bound| bound.id == filter)
+            .map_or(0, |bound| bound.proven_len)
+    };
+    let context = ash::Context {
+        min_packet_len: proven_len,
+        ..ash::Context::default()
+    };
+    let handler = unverified.verify(&context).map_err(|error| {
+        log!("net: ash_bind by env {}: {error}", env.id);
+        Error::InvalidArgument
+    })?;
+    if region_bytes.len() != 8 * handler.regions().len() {
+        return Err(Error::InvalidArgument);
+    }
+    let mut pinned = Vec::with_capacity(handler.regions().len());
+    for (declared, address) in handler.regions().iter().zip(region_bytes.chunks_exact(8)) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(address);
+        let address = u64::from_le_bytes(word);
+        let pages = u64::from(declared.len).div_ceil(exo_abi::layout::PAGE_SIZE_BYTES);
+        if !address.is_multiple_of(exo_abi::layout::PAGE_SIZE_BYTES) {
+            return Err(Error::InvalidArgument);
+        }
+        let length = pages * exo_abi::layout::PAGE_SIZE_BYTES;
+        env.mappings.check(address, length, Access::READ_WRITE)?;
+        let frames = (0..pages)
+            .map(|page| {
+                let page_address = address + page * exo_abi::layout::PAGE_SIZE_BYTES;
+                // As for rings: only loader-mapped pages, which cannot be unmapped or revoked
+                // while the handler is bound.
+                if env.bindings.contains_key(&page_address) {
+                    return Err(Error::InvalidArgument);
+                }
+                env.space
+                    .user_physical_address(page_address)
+                    .ok_or(Error::BadAddress)
+            })
+            .collect::<Result<Vec<u64>, Error>>()?;
+        pinned.push(frames);
+    }
+    let mut net = NET.lock();
+    // Checked again under the lock held to the end (nothing else runs meanwhile, but keep the
+    // invariants local).
+    if net.handlers.iter().any(|bound| bound.filter == filter) {
+        return Err(Error::AddressInUse);
+    }
+    let id = net.next_handler;
+    net.next_handler += 1;
+    log!(
+        "net: env {} bound handler {id} to filter {filter} ({} instructions, cost {}, packets >= {} bytes)",
+        env.id,
+        handler.code().len(),
+        handler.cost(),
+        proven_len
+    );
+    net.handlers.push(BoundHandler {
+        id,
+        filter,
+        owner: env.id,
+        handler,
+        regions: pinned,
+        machine: Box::new(ash::Machine::new()),
+        counters: [0; AshCounter::ALL.len()],
+        capability: CapHandle::NONE,
+    });
+    Ok(id)
+}
+
+/// Records the capability made for handler `id` (see [`ash_bind`]).
+pub fn ash_attach_capability(id: u32, capability: CapHandle) {
+    let mut net = NET.lock();
+    if let Some(bound) = net.handlers.iter_mut().find(|bound| bound.id == id) {
+        bound.capability = capability;
+    }
+}
+
+/// Removes handler `id` (nothing if it is not bound).
+pub fn ash_unbind(id: u32) {
+    NET.lock().handlers.retain(|bound| bound.id != id);
+}
+
+/// A capability naming handler `id` was removed: if it is the one the handler lives by, the
+/// handler is unbound.
+pub fn ash_capability_removed(id: u32, handle: CapHandle) {
+    let mut net = NET.lock();
+    net.handlers
+        .retain(|bound| bound.id != id || bound.capability != handle);
+}
+
+/// `ash_counter` of handler `id`.
+pub fn ash_counter(id: u32, index: u64) -> Result<u64, Error> {
+    let counter = AshCounter::from_index(index).ok_or(Error::InvalidArgument)?;
+    let net = NET.lock();
+    let bound = net
+        .handlers
+        .iter()
+        .find(|bound| bound.id == id)
+        .ok_or(Error::InvalidCapability)?;
+    Ok(bound.counters[counter as usize])
 }

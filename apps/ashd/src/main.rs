@@ -1,0 +1,425 @@
+//! The ASH app: checks that `ash_bind` and `ash_counter` refuse every bad argument, then (with
+//! the boot argument `serve`) binds the stock handlers and sleeps while they answer.
+//!
+//! Refusals first: no, forged and wrong-object capabilities; an undecodable handler and one
+//! the verifier refuses; wrong region lists (count, alignment, unmapped, a `page_map`ped page
+//! that could be revoked); a second handler on one filter; the per-environment quota; a bad
+//! counter index; and that deleting a handler's capability, or unbinding its filter, ends it.
+//! Prints `ash refusals: ... all as expected: true`.
+//!
+//! Serving: the ARP responder and ICMP echo for the host's address (monitor filters: start it
+//! with `monitor=ashd`), UDP echo on port 7, remote increment on 9000 (its counter a page of
+//! this app's), and on 9001 a handler whose runtime check fails on every packet. Port 9003 has
+//! a filter without handler: a datagram there ends the run. The app prints `ashd: ready`, then
+//! blocks in `net_wait`; every time it wakes it says why, so the judge can see it was not
+//! woken while the handlers answered.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+libnet::entry!(main);
+
+#[cfg(target_os = "none")]
+mod app {
+    use alloc::vec::Vec;
+    use ash::builder::{Builder, R0, R1};
+    use ash::ir::{Mem, Width};
+    use core::sync::atomic::{AtomicU64, Ordering};
+    use libnet::abi::cap::{CapHandle, Rights};
+    use libnet::abi::net::AshCounter;
+    use libnet::net::{self, Binding, HandlerBinding, Ring};
+    use libnet::{Error, println};
+
+    /// Pages of this app's own (loader-mapped) memory, for handler regions.
+    #[repr(C, align(4096))]
+    pub struct Pages<const N: usize>(pub [[AtomicU64; 512]; N]);
+
+    impl<const N: usize> Pages<N> {
+        pub const fn new() -> Self {
+            Pages([const { [const { AtomicU64::new(0) }; 512] }; N])
+        }
+        pub fn address(&self) -> u64 {
+            self.0.as_ptr() as u64
+        }
+    }
+
+    pub static COUNTER: Pages<1> = Pages::new();
+    pub static SPARE: Pages<1> = Pages::new();
+    const SLOTS: usize = 8;
+    const FILTERS: usize = 12;
+    static RINGS: [Ring<SLOTS>; FILTERS] = [const { Ring::new() }; FILTERS];
+
+    /// Where `page_map` puts the page that must be refused as a region.
+    const MAPPED_PAGE: u64 = 0x5100_0000_0000;
+
+    fn bind(expression: &str, ring: usize, monitor: CapHandle) -> Result<Binding, Error> {
+        let filters = dpf::frontend::compile(expression, dpf::FilterId(0))
+            .map_err(|_| Error::InvalidArgument)?;
+        let (address, bytes) = RINGS[ring].region();
+        // The first conjunction is the IPv4 one for the expressions used here; the handler
+        // goes on it.
+        let mut first = None;
+        for filter in &filters {
+            let binding = net::filter_bind(&dpf::wire::encode(filter), address, bytes, monitor)?;
+            first.get_or_insert(binding);
+        }
+        first.ok_or(Error::InvalidArgument)
+    }
+
+    fn encoded(handler: Result<ash::UnverifiedHandler, ash::builder::BuildError>) -> Vec<u8> {
+        match handler {
+            Ok(handler) => ash::wire::encode(&handler),
+            // The stock handlers always build; an empty encoding is refused by the kernel.
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// A handler whose runtime check fails on every packet: it loads the byte just past the
+    /// end (r0 is the length).
+    fn failing() -> Vec<u8> {
+        let mut b = Builder::new();
+        b.load(R1, Width::B1, Mem::packet_at(R0, 0))
+            .exit(ash::Verdict::Consume);
+        encoded(b.finish())
+    }
+
+    fn expect(ok: &mut bool, what: &str, got: Result<u64, Error>, wanted: Result<u64, Error>) {
+        if got != wanted {
+            println!("ashd: {what}: got {got:?}, wanted {wanted:?}");
+            *ok = false;
+        }
+    }
+
+    fn id(result: Result<HandlerBinding, Error>) -> Result<u64, Error> {
+        result.map(|_| 0)
+    }
+
+    /// The refusal checks; whether every one came out as expected.
+    pub fn refusals(mac: [u8; 6], ipv4: [u8; 4]) -> bool {
+        let mut ok = true;
+        let increment = encoded(ash::stock::remote_increment());
+        let counter = [COUNTER.address()];
+        let none = net::ash_bind(CapHandle::NONE, &increment, &counter);
+        let forged = net::ash_bind(CapHandle(0x7777_0000_0042), &increment, &counter);
+        let page = libnet::sys::page_alloc(libnet::abi::syscall::ANY_FRAME);
+        let wrong_object = match page {
+            Ok(page) => id(net::ash_bind(page, &increment, &counter)),
+            Err(error) => Err(error),
+        };
+        expect(
+            &mut ok,
+            "no capability",
+            id(none),
+            Err(Error::InvalidCapability),
+        );
+        expect(
+            &mut ok,
+            "forged capability",
+            id(forged),
+            Err(Error::InvalidCapability),
+        );
+        expect(
+            &mut ok,
+            "page capability",
+            wrong_object,
+            Err(Error::InvalidCapability),
+        );
+        let binding = match bind("ip and udp dst port 7100", 0, CapHandle::NONE) {
+            Ok(binding) => binding.capability,
+            Err(error) => {
+                println!("ashd: binding the test filter: {error:?}");
+                return false;
+            }
+        };
+        let garbage = net::ash_bind(binding, &[0xa5; 40], &[]);
+        expect(
+            &mut ok,
+            "garbage handler",
+            id(garbage),
+            Err(Error::InvalidArgument),
+        );
+        let mut backward = ash::UnverifiedHandler::default();
+        backward.code.push(ash::ir::Insn::Mov {
+            dst: ash::ir::Reg(1),
+            src: ash::ir::Operand::Imm(0),
+        });
+        backward.code.push(ash::ir::Insn::Jump { target: 0 });
+        let refused = net::ash_bind(binding, &ash::wire::encode(&backward), &[]);
+        expect(
+            &mut ok,
+            "backward jump",
+            id(refused),
+            Err(Error::InvalidArgument),
+        );
+        let missing = net::ash_bind(binding, &increment, &[]);
+        expect(
+            &mut ok,
+            "no region",
+            id(missing),
+            Err(Error::InvalidArgument),
+        );
+        let unaligned = net::ash_bind(binding, &increment, &[COUNTER.address() + 8]);
+        expect(
+            &mut ok,
+            "unaligned region",
+            id(unaligned),
+            Err(Error::InvalidArgument),
+        );
+        let unmapped = net::ash_bind(binding, &increment, &[0x5555_0000_0000]);
+        expect(
+            &mut ok,
+            "unmapped region",
+            id(unmapped),
+            Err(Error::BadAddress),
+        );
+        let kernel = net::ash_bind(binding, &increment, &[0xffff_8000_0000_0000]);
+        expect(&mut ok, "kernel region", id(kernel), Err(Error::BadAddress));
+        let mapped = match page {
+            Ok(page) => libnet::sys::page_map(page, MAPPED_PAGE, Rights::READ | Rights::WRITE)
+                .and_then(|()| id(net::ash_bind(binding, &increment, &[MAPPED_PAGE]))),
+            Err(error) => Err(error),
+        };
+        expect(
+            &mut ok,
+            "page_map'ped region",
+            mapped,
+            Err(Error::InvalidArgument),
+        );
+        let too_many = net::ash_bind(binding, &increment, &[COUNTER.address(); 9]);
+        expect(
+            &mut ok,
+            "nine regions",
+            id(too_many),
+            Err(Error::InvalidArgument),
+        );
+        // A good one, then a second on the same filter.
+        let handler = match net::ash_bind(binding, &increment, &counter) {
+            Ok(handler) => handler.capability,
+            Err(error) => {
+                println!("ashd: binding remote increment: {error:?}");
+                return false;
+            }
+        };
+        let second = net::ash_bind(binding, &encoded(ash::stock::udp_echo()), &[]);
+        expect(
+            &mut ok,
+            "second handler",
+            id(second),
+            Err(Error::AddressInUse),
+        );
+        let runs = net::ash_counter(handler, AshCounter::Runs);
+        expect(&mut ok, "runs", runs, Ok(0));
+        let bad_index = libnet::sys::syscall5(
+            libnet::abi::Syscall::AshCounter,
+            [handler.raw(), 99, 0, 0, 0],
+        );
+        expect(
+            &mut ok,
+            "counter 99",
+            bad_index,
+            Err(Error::InvalidArgument),
+        );
+        let of_binding = net::ash_counter(binding, AshCounter::Runs);
+        expect(
+            &mut ok,
+            "counter of a binding",
+            of_binding,
+            Err(Error::InvalidCapability),
+        );
+        // Quota: seven more handlers fit, the ninth does not.
+        let echo = encoded(ash::stock::udp_echo());
+        let mut quota = Ok(0);
+        let mut extra = Vec::new();
+        for index in 0..8 {
+            let port = 7101 + index;
+            let expression = alloc::format!("ip and udp dst port {port}");
+            match bind(&expression, 1 + index as usize, CapHandle::NONE) {
+                Ok(binding) => extra.push(binding.capability),
+                Err(error) => {
+                    println!("ashd: binding {expression}: {error:?}");
+                    return false;
+                }
+            }
+            quota = id(net::ash_bind(extra[index as usize], &echo, &[]));
+            if index < 7 && quota.is_err() {
+                println!("ashd: handler {index} of the quota: {quota:?}");
+                ok = false;
+            }
+        }
+        expect(&mut ok, "ninth handler", quota, Err(Error::Exhausted));
+        // Deleting the handler's capability unbinds it: a new one may take the filter.
+        let deleted = libnet::sys::cap_delete(handler);
+        expect(&mut ok, "delete handler", deleted, Ok(1));
+        let stale = net::ash_counter(handler, AshCounter::Runs);
+        expect(
+            &mut ok,
+            "deleted handler's counter",
+            stale,
+            Err(Error::InvalidCapability),
+        );
+        let again = net::ash_bind(binding, &echo, &[]);
+        expect(&mut ok, "rebind after delete", id(again), Ok(0));
+        // Unbinding the filter ends its handler.
+        if let Ok(again) = again {
+            let unbound = net::filter_unbind(binding);
+            expect(&mut ok, "unbind filter", unbound, Ok(0));
+            let gone = net::ash_counter(again.capability, AshCounter::Runs);
+            expect(
+                &mut ok,
+                "handler of an unbound filter",
+                gone,
+                Err(Error::InvalidCapability),
+            );
+        }
+        for binding in extra {
+            let _ = net::filter_unbind(binding);
+        }
+        let _ = (mac, ipv4);
+        println!(
+            "ash refusals: capabilities {:?}/{:?}/{:?}, garbage {:?}, verifier {:?}, regions {:?}/{:?}/{:?}/{:?}/{:?}/{:?}, second {:?}, quota {:?}; all as expected: {ok}",
+            none.map(|_| ()),
+            forged.map(|_| ()),
+            wrong_object,
+            garbage.map(|_| ()),
+            refused.map(|_| ()),
+            missing.map(|_| ()),
+            unaligned.map(|_| ()),
+            unmapped.map(|_| ()),
+            kernel.map(|_| ()),
+            mapped,
+            too_many.map(|_| ()),
+            second.map(|_| ()),
+            quota,
+        );
+        ok
+    }
+
+    /// The handler id and aborts the handler-disabled upcall named (0: none yet).
+    static DISABLED_UPCALL: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+    fn on_disabled(handler: u64, aborts: u64) {
+        DISABLED_UPCALL[1].store(aborts, Ordering::Relaxed);
+        DISABLED_UPCALL[0].store(handler, Ordering::Release);
+    }
+
+    /// Binds the stock handlers and sleeps until a datagram reaches port 9003.
+    pub fn serve(mac: [u8; 6], ipv4: [u8; 4]) -> u8 {
+        let monitor = net::boot_monitor();
+        if let Err(error) = libnet::upcall::on_ash_disabled(on_disabled) {
+            println!("ashd: registering the handler-disabled upcall: {error:?}");
+            return 3;
+        }
+        let stock: [(&str, Vec<u8>, Vec<u64>); 5] = [
+            (
+                "arp",
+                encoded(ash::stock::arp_responder(mac, ipv4)),
+                Vec::new(),
+            ),
+            ("icmp", encoded(ash::stock::icmp_echo(ipv4)), Vec::new()),
+            (
+                "ip and udp dst port 7",
+                encoded(ash::stock::udp_echo()),
+                Vec::new(),
+            ),
+            (
+                "ip and udp dst port 9000",
+                encoded(ash::stock::remote_increment()),
+                alloc::vec![COUNTER.address()],
+            ),
+            ("ip and udp dst port 9001", failing(), Vec::new()),
+        ];
+        let mut handlers = Vec::new();
+        for (index, (expression, handler, regions)) in stock.iter().enumerate() {
+            let bound = bind(expression, index, monitor)
+                .and_then(|binding| net::ash_bind(binding.capability, handler, regions));
+            match bound {
+                Ok(bound) => handlers.push((*expression, bound.capability, bound.id)),
+                Err(error) => {
+                    println!("ashd: binding {expression:?}: {error:?}");
+                    return 3;
+                }
+            }
+        }
+        if let Err(error) = bind("ip and udp dst port 9003", 5, CapHandle::NONE) {
+            println!("ashd: binding the quit port: {error:?}");
+            return 3;
+        }
+        println!("ashd: ready");
+        let mut wakes = 0u64;
+        loop {
+            let woke = net::wait(
+                libnet::abi::syscall::NET_WAIT_MAX_TICKS,
+                libnet::abi::syscall::NET_WAIT_OWN_FRAMES,
+            );
+            wakes += 1;
+            let mut quit = false;
+            while RINGS[5].take(|_, _| {}) {
+                quit = true;
+            }
+            for ring in &RINGS[..5] {
+                while ring.take(|_, _| {}) {}
+            }
+            let failing = handlers[4].1;
+            let named = DISABLED_UPCALL[0].load(Ordering::Acquire);
+            if named != 0 {
+                println!(
+                    "ashd: upcall: handler {named} disabled after {} aborts; it is the failing one: {}",
+                    DISABLED_UPCALL[1].load(Ordering::Relaxed),
+                    named == handlers[4].2
+                );
+                DISABLED_UPCALL[0].store(0, Ordering::Relaxed);
+            }
+            let disabled = net::ash_counter(failing, AshCounter::Disabled);
+            let aborts = net::ash_counter(failing, AshCounter::Aborts);
+            println!(
+                "ashd: woke ({woke:?}): counter {}, failing handler aborts {aborts:?} disabled {disabled:?}",
+                COUNTER.0[0][0].load(Ordering::Acquire)
+            );
+            if quit {
+                break;
+            }
+        }
+        for (expression, handler, _) in &handlers {
+            let read = |counter| net::ash_counter(*handler, counter).unwrap_or(u64::MAX);
+            println!(
+                "ashd: handler {expression:?}: runs {} aborts {} replies {} refused {} disabled {}",
+                read(AshCounter::Runs),
+                read(AshCounter::Aborts),
+                read(AshCounter::RepliesSent),
+                read(AshCounter::RepliesRefused),
+                read(AshCounter::Disabled),
+            );
+        }
+        println!(
+            "ashd: done after {wakes} wakes; remote counter {}",
+            COUNTER.0[0][0].load(Ordering::Acquire)
+        );
+        let _ = &SPARE;
+        0
+    }
+}
+
+#[cfg(target_os = "none")]
+fn main() -> u8 {
+    let mac = match libnet::net::mac() {
+        Ok(mac) => mac,
+        Err(error) => {
+            libnet::println!("ashd: no NIC: {error:?}");
+            return 2;
+        }
+    };
+    let ipv4 = libnet::net::ipv4().unwrap_or([10, 0, 2, 15]);
+    if !app::refusals(mac, ipv4) {
+        return 1;
+    }
+    let mut argument = [0u8; 16];
+    match libnet::net::boot_argument(0, &mut argument) {
+        Ok(length) if &argument[..length] == b"serve" => app::serve(mac, ipv4),
+        _ => 0,
+    }
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {}
