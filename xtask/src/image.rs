@@ -17,7 +17,7 @@ pub const PACKAGES: &[&str] = &[
 pub const APPS: &[&str] = &[
     "hello", "fault", "busy", "exc", "isolate", "badargs", "pct", "sched", "contain", "reclaim",
     "kbench", "heap", "pipe", "yieldto", "records", "netmon", "spin", "hostile", "fpuspy", "quota",
-    "ashd",
+    "fuzz", "ashd",
 ];
 
 /// Cargo profile for the bare-metal builds.

@@ -342,6 +342,25 @@ pub const SCENARIOS: &[Scenario] = &[
         network: Network::None,
     },
     Scenario {
+        // 200,000 seeded random and near-valid system calls beside a working app: the kernel
+        // stays up, the other app is unaffected, and at the end every frame and capability is
+        // back (the kernel's end-of-run check).
+        name: "syscall-fuzzer",
+        cmdline: "apps=fuzz,heap",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "fuzz: 200000 calls,",
+            "kernel alive and serving: true",
+            "heap: 10000 boxes true, 512 KiB vector true",
+            "(intact true, 2 refusals); allocation after freeing: true",
+            "app fuzz (env 1) exited with status 0",
+            "app heap (env 2) exited with status 0",
+        ],
+        timeout: Duration::from_secs(120),
+        expect: Expect::Pass,
+        network: Network::None,
+    },
+    Scenario {
         // x87/MMX and SSE state is saved and restored per environment: nothing leaks.
         name: "fpu-isolation",
         cmdline: "apps=fpuspy",
