@@ -138,6 +138,8 @@ pub struct CapSpace {
     capacity: usize,
     /// Payers with limits; a payer without an account is the kernel's own and unlimited.
     accounts: BTreeMap<u32, Account>,
+    /// Slots retired because their generation ran out (neither live nor free).
+    retired: usize,
 }
 
 impl CapSpace {
@@ -153,6 +155,7 @@ impl CapSpace {
             free: Vec::new(),
             capacity,
             accounts: BTreeMap::new(),
+            retired: 0,
         }
     }
 
@@ -190,7 +193,7 @@ impl CapSpace {
 
     /// Live capabilities.
     pub fn len(&self) -> usize {
-        self.slots.len() - 1 - self.free.len()
+        self.slots.len() - 1 - self.free.len() - self.retired
     }
 
     /// True when no capability is live.
@@ -425,8 +428,14 @@ impl CapSpace {
             let Some(capability) = slot.capability.take() else {
                 continue;
             };
-            slot.generation = slot.generation.wrapping_add(1).max(1);
-            self.free.push(index);
+            // A slot whose generation would wrap is retired, never reused: a handle kept from
+            // 2^32 lives ago must not name whatever holds the slot then.
+            if slot.generation < u32::MAX {
+                slot.generation += 1;
+                self.free.push(index);
+            } else {
+                self.retired += 1;
+            }
             if let Some(account) = self.accounts.get_mut(&capability.payer) {
                 account.used.capabilities -= 1;
                 account.used.frames -= u64::from(capability.holds_frame());
@@ -537,6 +546,32 @@ mod tests {
             }
         );
         assert!(space.create(A, PAGE, all_page()).is_ok());
+    }
+
+    #[test]
+    fn a_slot_is_retired_before_its_generation_wraps() {
+        let mut space = CapSpace::new(16);
+        let first = space.create(A, PAGE, all_page()).unwrap();
+        space.slots[first.index() as usize].generation = u32::MAX - 1;
+        let old = CapHandle::new(first.index(), u32::MAX - 1);
+        space.delete(old, A, &mut |_| {}).unwrap();
+        let last = space.create(A, PAGE, all_page()).unwrap();
+        assert_eq!(
+            last,
+            CapHandle::new(first.index(), u32::MAX),
+            "reused once more"
+        );
+        space.delete(last, A, &mut |_| {}).unwrap();
+        let next = space.create(A, PAGE, all_page()).unwrap();
+        assert_ne!(
+            next.index(),
+            first.index(),
+            "retired, not wrapped to an old generation"
+        );
+        assert_eq!(
+            space.lookup(old, A, Rights::empty()),
+            Err(CapError::Invalid)
+        );
     }
 
     /// A chain of grants as deep as the space, each from the previous, deleted from its root

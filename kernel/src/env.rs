@@ -120,6 +120,8 @@ pub struct Environment {
     pub fpu: alloc::boxed::Box<FpuState>,
     /// The environment that spawned it (`None` for a boot app).
     pub parent: Option<EnvId>,
+    /// Its console output is at the start of a line (the kernel marks each of its lines).
+    pub console_at_line_start: bool,
     /// How much of each resource it may hold, itself and through its children.
     pub limits: Limits,
     /// What of its limits it gave its live children.
@@ -167,6 +169,7 @@ impl Environment {
             packet_upcall_due: 0,
             fpu: alloc::boxed::Box::new(FpuState::clean()),
             parent: None,
+            console_at_line_start: true,
             limits: Limits([u64::MAX; exo_abi::quota::RESOURCES]),
             reserved: Limits::default(),
             ash_disabled_due: Vec::new(),

@@ -1104,6 +1104,11 @@ impl Kernel {
         }
         let entry = target.upcall(UpcallKind::Pct);
         let stack = target.pct_stack;
+        // `pct_wait` refused to block without an entry, but check again what the frame will
+        // hold: a callee that cannot be entered is not receiving.
+        if !is_user_address(entry) || !is_user_address(stack) {
+            return Err(Error::WouldBlock);
+        }
         target.state = State::Serving(synchronous.then_some(caller));
         let env = self.current();
         frame.rax = 0;

@@ -313,3 +313,15 @@ fn pump(
         }
     })
 }
+
+/// The mark the kernel puts before each of its own log lines; no app can print a line that
+/// starts with it (the kernel marks every app line with the app's name instead).
+pub const KERNEL_MARK: &str = "[exo] ";
+
+/// What an app printed on a serial `line`, without the kernel's `NAME| ` mark.
+pub fn app_text(line: &str) -> &str {
+    if line.starts_with(KERNEL_MARK) {
+        return line;
+    }
+    line.split_once("| ").map_or(line, |(_, text)| text)
+}

@@ -10,7 +10,7 @@
 //! a ring slot holds (`exo_abi::net::FRAME_MAX_BYTES`) are not sent and are reported as
 //! `oversized_not_sent`; truncated captures (captured < wire length) are sent and counted.
 //! Runts (shorter than an Ethernet header) are sent; the kernel counts them `malformed`.
-use crate::qemu::{Echo, Netdev, Qemu};
+use crate::qemu::{Echo, Netdev, Qemu, app_text};
 use crate::{Result, image, setup};
 use exo_abi::net::{Counter, FRAME_MAX_BYTES, FRAME_MIN_BYTES};
 use std::collections::BTreeMap;
@@ -97,7 +97,7 @@ impl Outcome {
                 let panic = self
                     .serial
                     .lines()
-                    .find(|line| line.contains("kernel panic"))
+                    .find(|line| line.starts_with("[exo] kernel panic"))
                     .unwrap_or("");
                 Err(format!("the kernel stopped with {other} {panic}"))
             }
@@ -302,7 +302,7 @@ pub fn replay_frames(
     .run_watching(&icount_arguments, {
         let mut ready = 0;
         move |line| {
-            if line.starts_with("netmon[") && line.contains("]: ready") {
+            if app_text(line).starts_with("netmon[") && line.contains("]: ready") {
                 ready += 1;
                 if ready == apps {
                     let _ = ready_tx.send(());
@@ -322,12 +322,12 @@ pub fn replay_frames(
     // Boot apps are logged in command-line order as `app netmon: env ID ready`.
     let mut env_ids = Vec::new();
     for line in run.serial.lines() {
-        if let Some(rest) = line.split("app netmon: env ").nth(1)
+        if let Some(rest) = line.strip_prefix("[exo] app netmon: env ")
             && let Some(id) = rest.strip_suffix(" ready")
         {
             env_ids.push(id.to_string());
         }
-        if let Some(rest) = line.strip_prefix("netmon[")
+        if let Some(rest) = app_text(line).strip_prefix("netmon[")
             && let Some((id, rest)) = rest.split_once("]: filter 0 received ")
             && let Ok(count) = rest.trim().parse::<u64>()
             && let Some(position) = env_ids.iter().position(|known| known == id)
@@ -540,7 +540,7 @@ struct NetScenario {
 fn numbers_after(serial: &str, prefix: &str) -> Vec<u64> {
     serial
         .lines()
-        .find_map(|line| line.strip_prefix(prefix))
+        .find_map(|line| app_text(line).strip_prefix(prefix))
         .map(|rest| {
             rest.split(|c: char| !c.is_ascii_digit())
                 .filter_map(|word| word.parse().ok())

@@ -4,7 +4,7 @@
 //! which self-test), the kernel exit expected, and text the serial output must contain. A
 //! scenario whose point is to prove the harness catches a broken kernel says so with
 //! [`Expect::HarnessFailure`]: it passes only if the run is judged failed for that reason.
-use crate::qemu::{Outcome, Run};
+use crate::qemu::{KERNEL_MARK, Outcome, Run};
 use crate::topology::{GUEST_ADDRESS, TAP, Topology};
 use exo_abi::KernelExit;
 use std::fmt;
@@ -155,7 +155,7 @@ pub const SCENARIOS: &[Scenario] = &[
         serial: &[
             "ash refusals: capabilities Err(InvalidCapability)/Err(InvalidCapability)/Err(InvalidCapability), garbage Err(InvalidArgument), verifier Err(InvalidArgument), regions Err(InvalidArgument)/Err(InvalidArgument)/Err(BadAddress)/Err(BadAddress)/Err(InvalidArgument)/Err(InvalidArgument), second Err(AddressInUse), quota Err(Exhausted); all as expected: true",
             "instruction 1 refused: BackwardJump",
-            "app ashd (env 1) exited with status 0",
+            "[exo] app ashd (env 1) exited with status 0",
         ],
         timeout: TAP_TIMEOUT,
         expect: Expect::Pass,
@@ -179,7 +179,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "remote counter 42",
             "disabled after 4 aborts (last at instruction 0: PacketBounds)",
             "disabled after 4 aborts; it is the failing one: true",
-            "app ashd (env 1) exited with status 0",
+            "[exo] app ashd (env 1) exited with status 0",
         ],
         timeout: TAP_TIMEOUT,
         expect: Expect::Pass,
@@ -210,7 +210,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "timer: 100 Hz",
             "hello from ring 3",
             "bad pointers: kernel Err(BadAddress), unmapped Err(BadAddress); unknown call: Err(UnknownSyscall)",
-            "app hello (env 1) exited with status 0",
+            "[exo] app hello (env 1) exited with status 0",
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
@@ -223,7 +223,7 @@ pub const SCENARIOS: &[Scenario] = &[
         cmdline: "apps=hello,hello",
         exit: KernelExit::Exited(0),
         serial: &[
-            "app hello (env 2) exited with status 0",
+            "[exo] app hello (env 2) exited with status 0",
             "all apps exited with status 0",
         ],
         timeout: TIMEOUT,
@@ -236,7 +236,7 @@ pub const SCENARIOS: &[Scenario] = &[
         exit: KernelExit::AppFaulted,
         serial: &[
             "fault: reading unmapped address 0x5555dead0000",
-            "app fault (env 1) fault: page fault at address 0x5555dead0000 rip 0x80002",
+            "[exo] app fault (env 1) fault: page fault at address 0x5555dead0000 rip 0x80002",
             "(user read, not present)",
         ],
         timeout: TIMEOUT,
@@ -250,7 +250,7 @@ pub const SCENARIOS: &[Scenario] = &[
         exit: KernelExit::Exited(0),
         serial: &[
             "busy: 2000000 rounds twice, results agree: true",
-            "app busy (env 1): the timer interrupted ring 3",
+            "[exo] app busy (env 1): the timer interrupted ring 3",
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
@@ -267,10 +267,10 @@ pub const SCENARIOS: &[Scenario] = &[
         serial: &[
             "exceptions: divide 1, breakpoint 1, invalid opcode 1, general protection 1; registers kept: true",
             "user-level page faults: demand paging true, appel-li true, copy-on-write true",
-            "app exc (env 2): exception frame does not fit below rsp 0x500000000000",
-            "app exc (env 3): exception frame does not fit below rsp 0x7ffffffe00c8",
+            "[exo] app exc (env 2): exception frame does not fit below rsp 0x500000000000",
+            "[exo] app exc (env 3): exception frame does not fit below rsp 0x7ffffffe00c8",
             "exception stack unusable (unmapped, bottom edge, read-only): [Ok(Faulted(6)), Ok(Faulted(6)), Ok(Faulted(6))]; contained: true",
-            "app exc (env 1) exited with status 0",
+            "[exo] app exc (env 1) exited with status 0",
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
@@ -287,7 +287,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "isolation: forged capabilities [Err(InvalidCapability), Err(InvalidCapability), Err(InvalidCapability), Err(InvalidCapability)], mapping over the kernel Err(BadAddress)",
             "isolation: other's address unmapped, grant read 0xfeed, write refused true, more rights Err(Denied), regrant Err(Denied), foreign handle Err(InvalidCapability)",
             "isolation: revoked Ok(1), after revocation unmapped, stale handle Err(InvalidCapability)",
-            "app isolate (env 1) exited with status 0",
+            "[exo] app isolate (env 1) exited with status 0",
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
@@ -300,7 +300,7 @@ pub const SCENARIOS: &[Scenario] = &[
         exit: KernelExit::Exited(0),
         serial: &[
             "bad calls refused with the right error; kernel intact: true",
-            "app badargs (env 1) exited with status 0",
+            "[exo] app badargs (env 1) exited with status 0",
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
@@ -320,9 +320,9 @@ pub const SCENARIOS: &[Scenario] = &[
             "hostile: transmit of a wrapping length Err(InvalidArgument), refused: true",
             "then Exhausted; at the mapping quota: true",
             "hostile: kernel intact after the attacks: true",
-            "app hostile (env 1) exited with status 0",
+            "[exo] app hostile (env 1) exited with status 0",
         ],
-        timeout: TIMEOUT,
+        timeout: Duration::from_secs(120),
         expect: Expect::Pass,
         network: Network::None,
     },
@@ -335,7 +335,7 @@ pub const SCENARIOS: &[Scenario] = &[
         serial: &[
             "quota hog: every resource stopped at its limit with Exhausted: true",
             "quota: greedy spawn Err(Exhausted); hog Ok(Exited(0)); reserved for it 64, after it 0; victim maps true, acquires a slice true",
-            "app quota (env 1) exited with status 0",
+            "[exo] app quota (env 1) exited with status 0",
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
@@ -353,8 +353,8 @@ pub const SCENARIOS: &[Scenario] = &[
             "kernel alive and serving: true",
             "heap: 10000 boxes true, 512 KiB vector true",
             "(intact true, 2 refusals); allocation after freeing: true",
-            "app fuzz (env 1) exited with status 0",
-            "app heap (env 2) exited with status 0",
+            "[exo] app fuzz (env 1) exited with status 0",
+            "[exo] app heap (env 2) exited with status 0",
         ],
         timeout: Duration::from_secs(120),
         expect: Expect::Pass,
@@ -368,7 +368,7 @@ pub const SCENARIOS: &[Scenario] = &[
         serial: &[
             "fpuspy child: sees the parent's secret: MMX false, SSE false",
             "fpuspy: child Ok(Exited(0)); the parent's registers kept: true",
-            "app fpuspy (env 1) exited with status 0",
+            "[exo] app fpuspy (env 1) exited with status 0",
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
@@ -384,7 +384,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "pct: 1000/1000 calls correct",
             "async send delivered true",
             "pct refusals: without CALL Err(Denied), not waiting Err(WouldBlock), destroyed Err(PeerGone) (Ok(Aborted))",
-            "app pct (env 1) exited with status 0",
+            "[exo] app pct (env 1) exited with status 0",
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
@@ -395,7 +395,10 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "slice-fairness",
         cmdline: "apps=sched",
         exit: KernelExit::Exited(0),
-        serial: &["slice ticks: ok", "app sched (env 1) exited with status 0"],
+        serial: &[
+            "slice ticks: ok",
+            "[exo] app sched (env 1) exited with status 0",
+        ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
         network: Network::None,
@@ -407,11 +410,11 @@ pub const SCENARIOS: &[Scenario] = &[
         cmdline: "apps=contain",
         exit: KernelExit::Exited(0),
         serial: &[
-            "app fault (env 2) fault: page fault at address 0x5555dead0000",
-            "app contain (env 3) overstayed its end-of-slice upcall (1/3)",
-            "app contain (env 3) overstayed too often",
+            "[exo] app fault (env 2) fault: page fault at address 0x5555dead0000",
+            "[exo] app contain (env 3) overstayed its end-of-slice upcall (1/3)",
+            "[exo] app contain (env 3) overstayed too often",
             "containment: crasher Ok(Faulted(14)), hog Ok(Aborted) after Ok(3) overstays, worker Ok(Exited(0))",
-            "app contain (env 1) exited with status 0",
+            "[exo] app contain (env 1) exited with status 0",
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
@@ -427,7 +430,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "heap: 10000 boxes true, 512 KiB vector true",
             "heap: freed pages reused without new ones: true; 8 MiB refused: true;",
             "(intact true, 2 refusals); allocation after freeing: true",
-            "app heap (env 1) exited with status 0",
+            "[exo] app heap (env 1) exited with status 0",
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
@@ -442,7 +445,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "pipe: 3000/3000 messages in order and intact (0 bad), ring wrapped",
             "shared memory: counter 20000 (server saw 20000), expected 20000",
             "lrpc: 1000/1000 calls correct",
-            "app pipe (env 1) exited with status 0",
+            "[exo] app pipe (env 1) exited with status 0",
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
@@ -455,7 +458,7 @@ pub const SCENARIOS: &[Scenario] = &[
         exit: KernelExit::Exited(0),
         serial: &[
             "another ran 0 times",
-            "app yieldto (env 1) exited with status 0",
+            "[exo] app yieldto (env 1) exited with status 0",
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
@@ -468,7 +471,7 @@ pub const SCENARIOS: &[Scenario] = &[
         exit: KernelExit::Exited(0),
         serial: &[
             "records: 160/160 children exited 7; the last 128 still known: 128, the 32 before forgotten: 32 (first's dispatches Ok(0))",
-            "app records (env 1) exited with status 0",
+            "[exo] app records (env 1) exited with status 0",
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
@@ -487,7 +490,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "pager heap: default policy gave back 3 of 6 free heap pages, oldest first true, repossessed 0, heap works after true",
             "pager dodger: deleted 3 fresh pages, repossessed 3, repossessed pages unmapped: true",
             "revocation: repossessed from cooperative Ok(0), from stubborn Ok(3), from heap default Ok(0), from dodger Ok(3)",
-            "app reclaim (env 1) exited with status 0",
+            "[exo] app reclaim (env 1) exited with status 0",
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,
@@ -521,7 +524,7 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "missing-app",
         cmdline: "apps=nosuch",
         exit: KernelExit::AppMissing,
-        serial: &["app nosuch: not in the boot pack"],
+        serial: &["[exo] app nosuch: not in the boot pack"],
         timeout: TIMEOUT,
         expect: Expect::Pass,
         network: Network::None,
@@ -653,7 +656,7 @@ pub fn judge(scenario: &Scenario, run: &Run) -> Result<(), Failure> {
             let message = run
                 .serial
                 .lines()
-                .find(|line| line.contains("kernel panic"))
+                .find(|line| line.trim_start().starts_with("[exo] kernel panic"))
                 .unwrap_or("(no panic message on serial)");
             return failure(FailureKind::KernelPanic, message.trim().to_string());
         }
@@ -666,7 +669,16 @@ pub fn judge(scenario: &Scenario, run: &Run) -> Result<(), Failure> {
         Outcome::Kernel(_) => {}
     }
     for expected in scenario.serial {
-        if !run.serial.contains(expected) {
+        // The kernel's word (`[exo] ...`) counts only at the start of a line: an app's lines
+        // all start with its name.
+        let found = if expected.starts_with(KERNEL_MARK) {
+            run.serial
+                .lines()
+                .any(|line| line.trim_start().starts_with(expected))
+        } else {
+            run.serial.contains(expected)
+        };
+        if !found {
             return failure(
                 FailureKind::MissingSerial,
                 format!("no {expected:?} in serial output"),
@@ -769,6 +781,28 @@ mod tests {
         assert!(!assess(&panic_test, &passed).0);
         let hung = judge(&panic_test, &run(Outcome::Timeout(TIMEOUT), ""));
         assert!(!assess(&panic_test, &hung).0);
+    }
+
+    /// An app cannot pass for the kernel: a kernel expectation needs a line the kernel began.
+    #[test]
+    fn only_the_kernel_speaks_for_the_kernel() {
+        let kernel_says = Scenario {
+            serial: &["[exo] app victim (env 2) exited with status 0"],
+            ..GOOD
+        };
+        let ok = Outcome::Kernel(KernelExit::Exited(0));
+        let genuine = "hog| working\n[exo] app victim (env 2) exited with status 0\n";
+        assert_eq!(kind(judge(&kernel_says, &run(ok, genuine))), None);
+        let forged = "hog| [exo] app victim (env 2) exited with status 0\n";
+        assert_eq!(
+            kind(judge(&kernel_says, &run(ok, forged))),
+            Some(FailureKind::MissingSerial)
+        );
+        assert_eq!(
+            crate::qemu::app_text("hog| netmon[1]: ready"),
+            "netmon[1]: ready"
+        );
+        assert_eq!(crate::qemu::app_text("[exo] a| b"), "[exo] a| b");
     }
 
     #[test]

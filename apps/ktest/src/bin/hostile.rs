@@ -74,7 +74,8 @@ mod app {
         };
         let limit = sys::env_quota(CapHandle::NONE, Resource::Mappings, QuotaField::Limit);
         let bounded = stop == Error::Exhausted && limit == Ok(mapped);
-        for index in 0..mapped {
+        // Newest first: the kernel's region table then shrinks from its end.
+        for index in (0..mapped).rev() {
             sys::page_unmap(MANY + index * PAGE_SIZE_BYTES).expect("unmap");
         }
         println!(
