@@ -194,6 +194,17 @@ pub fn start() -> ! {
     arch::user::enter_first(&frame)
 }
 
+/// What one attempt at scheduling did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pick {
+    /// Someone's context is in the frame.
+    Ran,
+    /// The one picked was ended instead of run; pick again.
+    Ended,
+    /// Nobody can run.
+    Nobody,
+}
+
 /// Whether to move the slice cursor when scheduling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Advance {
@@ -468,8 +479,15 @@ impl Kernel {
     /// run any more.
     pub fn schedule(&mut self, frame: &mut TrapFrame, mut advance: Advance) {
         loop {
-            if self.try_schedule(frame, advance) {
-                return;
+            match self.try_schedule(frame, advance) {
+                Pick::Ran => return,
+                // An environment was ended on its way in: pick again, in this loop, not by
+                // recursion (every environment could fail so, and the entry stack is small).
+                Pick::Ended => {
+                    advance = Advance::SameSlice;
+                    continue;
+                }
+                Pick::Nobody => {}
             }
             if !self.any_net_waiting() {
                 self.finish_or_end_waiters(frame);
@@ -615,8 +633,8 @@ impl Kernel {
         }
     }
 
-    /// Tries to pick who runs next; `false` when nobody can.
-    fn try_schedule(&mut self, frame: &mut TrapFrame, advance: Advance) -> bool {
+    /// Tries to pick who runs next and runs it.
+    fn try_schedule(&mut self, frame: &mut TrapFrame, advance: Advance) -> Pick {
         let mut choice = None;
         if advance == Advance::SameSlice
             && let (_, Some(owner)) = self.slices.current()
@@ -646,20 +664,24 @@ impl Kernel {
                 });
         }
         let Some((owner, runner, new_slice)) = choice else {
-            return false;
+            return Pick::Nobody;
         };
         self.slice_owner = owner;
-        self.run(frame, runner, new_slice && runner == owner);
-        true
+        if self.run(frame, runner, new_slice && runner == owner) {
+            Pick::Ran
+        } else {
+            Pick::Ended
+        }
     }
 
     /// Loads `id`'s context and page table; at a slice start, delivers the upcalls it is due.
-    fn run(&mut self, frame: &mut TrapFrame, id: EnvId, slice_start: bool) {
+    /// `false` when an upcall frame did not fit and `id` was ended instead (nothing runs yet).
+    fn run(&mut self, frame: &mut TrapFrame, id: EnvId, slice_start: bool) -> bool {
         self.set_running(id);
         let env = self.env_mut(id).expect("scheduled environments exist");
         *frame = env.context;
         if env.state != State::Runnable {
-            return;
+            return true;
         }
         env.dispatches += 1;
         let mut undeliverable = false;
@@ -699,11 +721,14 @@ impl Kernel {
             undeliverable |= deliver(env, frame, entry, FRAME_SLICE_START, 0, 0).is_err();
         }
         if undeliverable {
-            self.abort_undeliverable(frame, id);
+            self.end_undeliverable(frame, id);
+            return false;
         }
+        true
     }
 
-    fn abort_undeliverable(&mut self, frame: &mut TrapFrame, id: EnvId) {
+    /// Ends `id`, whose upcall frame did not fit below its stack pointer.
+    fn end_undeliverable(&mut self, frame: &TrapFrame, id: EnvId) {
         if let Some(env) = self.env(id) {
             log!(
                 "app {} (env {id}): no room for an upcall frame below rsp {:#x}: aborted",
@@ -712,6 +737,11 @@ impl Kernel {
             );
         }
         self.end_env(id, EnvStatus::Aborted);
+    }
+
+    /// Ends `id` (see [`Self::end_undeliverable`]) and runs someone else.
+    fn abort_undeliverable(&mut self, frame: &mut TrapFrame, id: EnvId) {
+        self.end_undeliverable(frame, id);
         self.schedule(frame, Advance::SameSlice);
     }
 
@@ -1178,7 +1208,11 @@ impl Kernel {
         env.slice_end_pending = false;
         env.context = *frame;
         match target {
-            Some(target) => self.run(frame, target, false),
+            Some(target) => {
+                if !self.run(frame, target, false) {
+                    self.schedule(frame, Advance::SameSlice);
+                }
+            }
             None => self.schedule(frame, Advance::NextSlice),
         }
         Ok(())

@@ -15,9 +15,29 @@ pub const PACKAGES: &[&str] = &[
 
 /// Every app packed into the boot image, by binary name.
 pub const APPS: &[&str] = &[
-    "hello", "fault", "busy", "exc", "isolate", "badargs", "pct", "sched", "contain", "reclaim",
-    "kbench", "heap", "pipe", "yieldto", "records", "netmon", "spin", "hostile", "fpuspy", "quota",
-    "fuzz", "ashd",
+    "hello",
+    "fault",
+    "busy",
+    "exc",
+    "isolate",
+    "badargs",
+    "pct",
+    "sched",
+    "contain",
+    "reclaim",
+    "kbench",
+    "heap",
+    "pipe",
+    "yieldto",
+    "records",
+    "netmon",
+    "spin",
+    "hostile",
+    "fpuspy",
+    "quota",
+    "fuzz",
+    "ashd",
+    "undeliver",
 ];
 
 /// Cargo profile for the bare-metal builds.

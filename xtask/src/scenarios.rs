@@ -361,6 +361,20 @@ pub const SCENARIOS: &[Scenario] = &[
         network: Network::None,
     },
     Scenario {
+        // Every child ends for an undeliverable upcall in one scheduling decision, one after
+        // another: a loop, not a recursion off the end of the kernel's entry stack.
+        name: "undeliverable-chain",
+        cmdline: "apps=undeliver",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "children ended for an undeliverable upcall",
+            "[exo] app undeliver (env 1) exited with status 0",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::None,
+    },
+    Scenario {
         // x87/MMX and SSE state is saved and restored per environment: nothing leaks.
         name: "fpu-isolation",
         cmdline: "apps=fpuspy",
