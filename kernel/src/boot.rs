@@ -45,6 +45,13 @@ pub extern "C" fn kernel_main(start_info_address: u64) -> ! {
     percpu::init(gdt::entry_stack_top());
     arch::syscall::init();
     arch::fpu::init();
+    let protections = arch::protect::init();
+    log!(
+        "cpu: SMEP {}, SMAP {}, UMIP {}",
+        on(protections.smep),
+        on(protections.smap),
+        on(protections.umip)
+    );
     paging::init(ram_end);
     heap::init();
     log!(
@@ -118,4 +125,9 @@ pub extern "C" fn kernel_main(start_info_address: u64) -> ! {
     }
     // The environments run until every one has ended; the last one out stops the machine.
     sched::start()
+}
+
+/// How the boot log names a protection's state.
+fn on(enabled: bool) -> &'static str {
+    if enabled { "on" } else { "absent" }
 }

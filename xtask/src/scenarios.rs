@@ -314,6 +314,8 @@ pub const SCENARIOS: &[Scenario] = &[
         cmdline: "apps=hostile",
         exit: KernelExit::Exited(0),
         serial: &[
+            "[exo] cpu: SMEP on, SMAP on, UMIP on",
+            "hostile: sgdt in ring 3 faults: true",
             "hostile: top user page map Err(BadAddress), refused: true",
             "then Exhausted",
             "whole chain: true",

@@ -8,6 +8,7 @@ pub mod fpu;
 pub mod gdt;
 pub mod pci;
 pub mod percpu;
+pub mod protect;
 pub mod serial;
 pub mod stack;
 pub mod syscall;

@@ -253,7 +253,7 @@ extern "C" fn trap_common() {
 // `[frame_min, frame_max + 120)`, which `set_exception_frame_range` promises is mapped
 // user-writable in every address space for an environment's whole life; the loaded page
 // table is the running environment's whenever ring 3 was interrupted, so the stores touch
-// only its own stack and cannot fault (no SMAP: ring 0 may write user pages). (3) `sysretq`
+// only its own stack and cannot fault (RFLAGS.AC is set for them, so SMAP allows them). (3) `sysretq`
 // gets `rcx` = an entry `set_upcall` checked to be a canonical user-half address and `r11` =
 // `USER_RFLAGS` (IOPL 0, IF set), so it can only land in ring 3 with interrupts on; `rsp` is
 // the user frame, and the kernel stack is abandoned, as every exit to ring 3 does. (4) The
@@ -279,6 +279,12 @@ extern "C" fn exception_fast() {
         "jb 3f",
         "cmp rcx, gs:[{frame_max}]",
         "ja 3f",
+        // Stores to the user stack: allowed under SMAP only with RFLAGS.AC set (`pushfq`/
+        // `popfq` rather than `stac`, which faults on CPUs without SMAP). `sysretq` below
+        // loads the user's flags from r11, so AC never reaches ring 3 or other kernel code.
+        "pushfq",
+        "or qword ptr [rsp], {ac}",
+        "popfq",
         "mov rax, [rsp + 16]",
         "mov [rcx], rax",
         "mov rax, [rsp + 24]",
@@ -326,6 +332,7 @@ extern "C" fn exception_fast() {
         frame_max = const offset_of!(PerCpu, exception_frame_max),
         entry = const offset_of!(PerCpu, exception_entry),
         rflags = const USER_RFLAGS,
+        ac = const 1u64 << 18,
     )
 }
 

@@ -9,6 +9,8 @@
 //! - it maps one page at successive addresses until refused: each mapping costs kernel heap,
 //!   and the release kernel panicked after about 65,000 (`memory allocation failed`); now its
 //!   mapping quota says `Exhausted` first;
+//! - it runs `sgdt`, which UMIP makes fault in ring 3 (the kernel's descriptor-table address
+//!   stays the kernel's);
 //! - it asks `net_transmit` to gather a piece of 2^64 - 1 bytes after a first one, so a
 //!   length sum that does not check overflow wraps (and panics a debug kernel).
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -23,7 +25,7 @@ mod app {
     use libnet::abi::quota::{QuotaField, Resource};
     use libnet::abi::syscall::ANY_FRAME;
     use libnet::abi::{Error, Syscall};
-    use libnet::{env, println, sys};
+    use libnet::{env, println, sys, upcall};
 
     /// The page whose last bytes a `syscall` would return past the canonical boundary from.
     const TOP_PAGE: u64 = 0x0000_8000_0000_0000 - PAGE_SIZE_BYTES;
@@ -32,7 +34,42 @@ mod app {
     /// Somewhere ordinary to check the kernel still maps pages afterwards.
     const FREE: u64 = 0x0000_7000_0000_0000;
 
+    static UMIP_FAULTED: core::sync::atomic::AtomicBool =
+        core::sync::atomic::AtomicBool::new(false);
+
+    /// `sgdt [rdi]` (3 bytes), then `ret`.
+    #[unsafe(naked)]
+    extern "C" fn sgdt_stub() {
+        core::arch::naked_asm!("sgdt [rdi]", "ret")
+    }
+
+    /// Resumes after `sgdt_stub`'s first instruction if it faulted (#GP, vector 13).
+    fn on_exception(frame: &mut upcall::Frame) -> bool {
+        if frame.kind == 13 && frame.rip == sgdt_stub as *const () as u64 {
+            UMIP_FAULTED.store(true, core::sync::atomic::Ordering::Relaxed);
+            frame.rip += 3;
+            return true;
+        }
+        false
+    }
+
+    /// Whether `sgdt` faults here.
+    fn sgdt_faults() -> bool {
+        upcall::install(false);
+        upcall::on_exception(on_exception);
+        let mut table = [0u8; 10];
+        #[allow(unsafe_code)]
+        // SAFETY: `sgdt` writes 10 bytes at `table` (when it does not fault) and the stub
+        // returns normally either way.
+        unsafe {
+            core::arch::asm!("call {stub}", stub = sym sgdt_stub, in("rdi") table.as_mut_ptr(), options(nostack));
+        }
+        UMIP_FAULTED.load(core::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn main() -> u8 {
+        let umip = sgdt_faults();
+        println!("hostile: sgdt in ring 3 faults: {umip}");
         let page = sys::page_alloc(ANY_FRAME).expect("page_alloc");
         let top = sys::page_map(page, TOP_PAGE, Rights::READ | Rights::EXECUTE);
         let top_refused = top == Err(Error::BadAddress) && USER_END <= TOP_PAGE;
@@ -88,7 +125,7 @@ mod app {
             && sys::page_unmap(FREE).is_ok();
         let deep = depth > 8000 && stopped == Error::Exhausted;
         println!("hostile: kernel intact after the attacks: {again}");
-        u8::from(!(top_refused && deep && whole_chain && wrap_refused && bounded && again))
+        u8::from(!(umip && top_refused && deep && whole_chain && wrap_refused && bounded && again))
     }
 }
 
