@@ -99,6 +99,11 @@ pub extern "C" fn kernel_main(start_info_address: u64) -> ! {
             arch::read_unmapped_kernel_address();
             panic!("self-test: reading an unmapped kernel address did not fault");
         }
+        Some(SelfTest::StackOverflow) => {
+            log!("self-test: test=stack-overflow, recursing until the stack's guard page");
+            let depth = recurse(0);
+            panic!("self-test: recursed {depth} deep without reaching a guard page");
+        }
         None => {}
     }
 
@@ -130,4 +135,15 @@ pub extern "C" fn kernel_main(start_info_address: u64) -> ! {
 /// How the boot log names a protection's state.
 fn on(enabled: bool) -> &'static str {
     if enabled { "on" } else { "absent" }
+}
+
+/// Recurses with a frame of a page, `test=stack-overflow`'s way to run off the stack. Stops
+/// (and so fails the self-test) only past any stack the kernel has.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = core::hint::black_box([depth; 512]);
+    if depth > 1 << 14 {
+        return depth;
+    }
+    recurse(depth + 1) + frame[0] % 2
 }

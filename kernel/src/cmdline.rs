@@ -1,7 +1,7 @@
 //! The boot command line (QEMU `-append`): which apps start, and kernel self-tests.
 //!
 //! Grammar: space-separated `key=value` words. `apps=a,b` names apps from the boot pack, run
-//! in order; `test=panic`, `test=hang` and `test=kernel-fault` make the kernel misbehave on purpose so the harness
+//! in order; `test=panic`, `test=hang`, `test=kernel-fault` and `test=stack-overflow` make the kernel misbehave on purpose so the harness
 //! can prove it notices; `ipv4=A.B.C.D` is the host's IPv4 address, which apps share
 //! (default [`DEFAULT_IPV4`]). Unknown words are an error: a typo must not silently boot
 //! defaults.
@@ -24,6 +24,10 @@ pub enum SelfTest {
     /// Read an unmapped kernel address: the kernel's own page fault must be reported and
     /// end in a panic.
     KernelFault,
+    /// Recurse in the kernel until the stack runs out: the guard page below it must fault
+    /// (a double fault, reported on its own stack) rather than let the stack grow over
+    /// whatever lies below.
+    StackOverflow,
 }
 
 /// What the command line asked for.
@@ -98,6 +102,7 @@ pub fn parse(cmdline: &str) -> Result<BootCommand<'_>, CmdlineError<'_>> {
             Some(("test", "panic")) => command.self_test = Some(SelfTest::Panic),
             Some(("test", "hang")) => command.self_test = Some(SelfTest::Hang),
             Some(("test", "kernel-fault")) => command.self_test = Some(SelfTest::KernelFault),
+            Some(("test", "stack-overflow")) => command.self_test = Some(SelfTest::StackOverflow),
             Some(("test", other)) => return Err(CmdlineError::UnknownSelfTest(other)),
             _ => return Err(CmdlineError::UnknownWord(word)),
         }

@@ -527,6 +527,18 @@ pub const SCENARIOS: &[Scenario] = &[
         network: Network::None,
     },
     Scenario {
+        // The kernel's stacks have unmapped guard pages: running off the boot stack faults,
+        // and the fault, with no stack left to push onto, is a double fault reported on its
+        // own IST stack.
+        name: "kernel-stack-guard",
+        cmdline: "test=stack-overflow",
+        exit: KernelExit::KernelPanic,
+        serial: &["[exo] kernel panic at", "double fault"],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::None,
+    },
+    Scenario {
         // A malformed host address is refused before anything boots.
         name: "bad-ipv4",
         cmdline: "apps=hello ipv4=10.0.2",

@@ -107,6 +107,9 @@ boot_pdpt:
     .skip 4096
 boot_pd:
     .skip 4096 * 4
+    .global boot_stack_guard
+boot_stack_guard:
+    .skip 4096
 boot_stack_bottom:
     .skip 512 * 1024
 boot_stack_top:

@@ -1,5 +1,7 @@
 //! The GDT and TSS: segments for ring 0 and ring 3, the stack the CPU switches to on an
-//! interrupt from user mode (RSP0), and a known-good stack for double faults (IST1).
+//! interrupt from user mode (RSP0), and known-good stacks (IST) for double faults, NMIs and
+//! machine checks, which may arrive while the current stack is unusable. Every stack sits
+//! above an unmapped guard page.
 //!
 //! Order matters: kernel code, kernel data, user data, user code is what `STAR` expects.
 use super::stack::Stack;
@@ -17,17 +19,36 @@ use x86_64::{
 
 /// IST slot (1-based in hardware, 0-based here) used by the double-fault handler.
 pub const DOUBLE_FAULT_IST_INDEX: u16 = 0;
+/// IST slot of the NMI handler: an NMI can arrive anywhere, even on the first instruction of
+/// `syscall` before the stack switch.
+pub const NMI_IST_INDEX: u16 = 1;
+/// IST slot of the machine-check handler.
+pub const MACHINE_CHECK_IST_INDEX: u16 = 2;
 
 /// Stack for entries from ring 3: interrupts (via TSS.RSP0) and `syscall` (via per-CPU data).
 static ENTRY_STACK: Stack<{ 64 * 1024 }> = Stack::new();
 static DOUBLE_FAULT_STACK: Stack<{ 16 * 1024 }> = Stack::new();
+static NMI_STACK: Stack<{ 16 * 1024 }> = Stack::new();
+static MACHINE_CHECK_STACK: Stack<{ 16 * 1024 }> = Stack::new();
 
 static TSS: Lazy<TaskStateSegment> = Lazy::new(|| {
     let mut tss = TaskStateSegment::new();
     tss.privilege_stack_table[0] = ENTRY_STACK.top();
     tss.interrupt_stack_table[usize::from(DOUBLE_FAULT_IST_INDEX)] = DOUBLE_FAULT_STACK.top();
+    tss.interrupt_stack_table[usize::from(NMI_IST_INDEX)] = NMI_STACK.top();
+    tss.interrupt_stack_table[usize::from(MACHINE_CHECK_IST_INDEX)] = MACHINE_CHECK_STACK.top();
     tss
 });
+
+/// The guard pages below these stacks, which the kernel's page tables leave unmapped.
+pub fn stack_guard_pages() -> [u64; 4] {
+    [
+        ENTRY_STACK.guard_page(),
+        DOUBLE_FAULT_STACK.guard_page(),
+        NMI_STACK.guard_page(),
+        MACHINE_CHECK_STACK.guard_page(),
+    ]
+}
 
 /// The ring-3 data selector (GDT index 3, RPL 3); `init` checks the GDT agrees.
 pub const USER_DATA_SELECTOR: u64 = 0x1b;

@@ -450,10 +450,17 @@ static IDT: Lazy<InterruptDescriptorTable> = Lazy::new(|| {
             // `int3` is an instruction user code may execute: its exception is delivered.
             options.set_privilege_level(x86_64::PrivilegeLevel::Ring3);
         }
-        if vector == 8 {
-            // SAFETY: the IST slot is set up in the TSS by gdt::init, and nothing else uses
-            // it, so a double fault caused by a bad kernel stack still has a stack.
-            unsafe { options.set_stack_index(gdt::DOUBLE_FAULT_IST_INDEX) };
+        let ist = match vector {
+            8 => Some(gdt::DOUBLE_FAULT_IST_INDEX),
+            2 => Some(gdt::NMI_IST_INDEX),
+            18 => Some(gdt::MACHINE_CHECK_IST_INDEX),
+            _ => None,
+        };
+        if let Some(index) = ist {
+            // SAFETY: the IST slots are set up in the TSS by gdt::init, one per vector and
+            // used by nothing else, so a double fault caused by a bad kernel stack, or an NMI
+            // or machine check arriving on any stack, still has a good one.
+            unsafe { options.set_stack_index(index) };
         }
     }
     idt

@@ -49,6 +49,22 @@ pub struct KernelImage {
     pub end: u64,
 }
 
+/// Every kernel stack's guard page: the boot stack's and the CPU's entry and IST stacks'.
+fn stack_guard_pages() -> [u64; 5] {
+    unsafe extern "C" {
+        /// The page below the boot stack (arch/boot.rs).
+        static boot_stack_guard: u8;
+    }
+    let [entry, double_fault, nmi, machine_check] = crate::arch::gdt::stack_guard_pages();
+    [
+        (&raw const boot_stack_guard) as u64,
+        entry,
+        double_fault,
+        nmi,
+        machine_check,
+    ]
+}
+
 /// The kernel image's bounds.
 pub fn kernel_image() -> KernelImage {
     KernelImage {
@@ -92,9 +108,14 @@ pub fn init(ram_end: u64) {
     // active until the CR3 write below.
     let mut mapper = unsafe { OffsetPageTable::new(table, VirtAddr::zero()) };
 
-    // Page 0 stays unmapped so a null dereference faults.
+    // Page 0 stays unmapped so a null dereference faults, and so do the guard pages below
+    // every kernel stack, so running off one faults instead of overwriting what lies below.
+    let guards = stack_guard_pages();
     let low_end = image.end.next_multiple_of(TWO_MIB);
     for address in (PAGE_BYTES..low_end).step_by(PAGE_BYTES as usize) {
+        if guards.contains(&address) {
+            continue;
+        }
         let flags = if (image.start..image.text_end).contains(&address) {
             Flags::PRESENT
         } else if (image.text_end..image.rodata_end).contains(&address) {
