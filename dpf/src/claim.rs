@@ -148,6 +148,32 @@ impl Pins {
     }
 }
 
+/// Whether `filter` takes only unfragmented IPv4 packets and first fragments (fragment offset
+/// zero, before its first shift), as pcap-filter's `tcp dst port` and the like compile. Later
+/// fragments carry no transport header, so the bytes where the port would be are payload: a
+/// filter without this atom would take other flows' fragments whose payload happens to look
+/// like its port, and claims nothing.
+fn first_fragment_only(filter: &Filter, moved: u16) -> bool {
+    const FRAGMENT_OFFSET: u32 = 0x1fff;
+    filter
+        .steps()
+        .iter()
+        .take_while(|step| !matches!(step, Step::Shift(_)))
+        .any(|step| match step {
+            Step::Test(atom) => {
+                atom.field
+                    == Field::Packet {
+                        offset: 20 + moved,
+                        width: Width::B2,
+                    }
+                    && atom.op == CmpOp::Eq
+                    && atom.mask & FRAGMENT_OFFSET == FRAGMENT_OFFSET
+                    && atom.value & FRAGMENT_OFFSET == 0
+            }
+            Step::Shift(_) => false,
+        })
+}
+
 /// The port `filter` claims; `None` when it claims nothing specific (a monitor filter).
 pub fn claim(filter: &Filter) -> Option<PortClaim> {
     let pins = Pins::of(filter);
@@ -163,7 +189,8 @@ pub fn claim(filter: &Filter) -> Option<PortClaim> {
     let moved = TAG_BYTES * tags;
     let (ip, protocol, port) = match start(12 + moved, Width::B2)? {
         ETHERTYPE_IPV4 => {
-            if pins.first_shift? != ipv4_header_length(tags) {
+            if pins.first_shift? != ipv4_header_length(tags) || !first_fragment_only(filter, moved)
+            {
                 return None;
             }
             let port = Pins::value(&pins.after_first_shift, 16 + moved, Width::B2)?;
@@ -189,6 +216,19 @@ mod tests {
     use crate::FilterId;
     use crate::{Step, UnverifiedFilter};
     use alloc::vec::Vec;
+
+    /// `ip[6:2] & 0x1fff = 0` behind `tags` VLAN tags: first fragments only.
+    fn first_fragment(tags: u16) -> Step {
+        Step::Test(crate::ir::Atom {
+            field: Field::Packet {
+                offset: 20 + TAG_BYTES * tags,
+                width: Width::B2,
+            },
+            mask: 0x1fff,
+            op: CmpOp::Eq,
+            value: 0,
+        })
+    }
 
     fn filter(steps: Vec<Step>) -> Filter {
         UnverifiedFilter {
@@ -259,8 +299,20 @@ mod tests {
     fn a_port_atom_counts_only_where_the_port_is() {
         let ethertype = Step::eq(12, Width::B2, ETHERTYPE_IPV4);
         let protocol = Step::eq(23, Width::B1, 6);
+        let fragment = first_fragment(0);
         let header_length = Step::Shift(ipv4_header_length(0));
         let destination = Step::eq(16, Width::B2, 80);
+        assert_eq!(
+            claim(&filter(alloc::vec![
+                ethertype,
+                protocol,
+                fragment,
+                header_length,
+                destination
+            ])),
+            port(IpVersion::V4, Transport::Tcp, 80)
+        );
+        // Without the first-fragment atom, later fragments' payload would pass for the port.
         assert_eq!(
             claim(&filter(alloc::vec![
                 ethertype,
@@ -268,11 +320,27 @@ mod tests {
                 header_length,
                 destination
             ])),
-            port(IpVersion::V4, Transport::Tcp, 80)
+            None
+        );
+        // Nor with the atom read after the shift (somewhere in the transport header).
+        assert_eq!(
+            claim(&filter(alloc::vec![
+                ethertype,
+                protocol,
+                header_length,
+                fragment,
+                destination
+            ])),
+            None
         );
         // Without the header-length shift, offset 16 is inside the IPv4 header.
         assert_eq!(
-            claim(&filter(alloc::vec![ethertype, protocol, destination])),
+            claim(&filter(alloc::vec![
+                ethertype,
+                protocol,
+                fragment,
+                destination
+            ])),
             None
         );
         // Two shifts: the base is somewhere else.
@@ -280,6 +348,7 @@ mod tests {
             claim(&filter(alloc::vec![
                 ethertype,
                 protocol,
+                fragment,
                 header_length,
                 header_length,
                 destination
@@ -296,6 +365,7 @@ mod tests {
             claim(&filter(alloc::vec![
                 ethertype,
                 protocol,
+                fragment,
                 header_length,
                 partial
             ])),
@@ -340,6 +410,7 @@ mod tests {
         let tag = Step::eq(12, Width::B2, 0x8100);
         let ethertype = Step::eq(16, Width::B2, ETHERTYPE_IPV4);
         let protocol = Step::eq(27, Width::B1, 17);
+        let fragment = first_fragment(1);
         let header_length = Step::Shift(ipv4_header_length(1));
         let destination = Step::eq(20, Width::B2, 53);
         assert_eq!(
@@ -347,6 +418,7 @@ mod tests {
                 tag,
                 ethertype,
                 protocol,
+                fragment,
                 header_length,
                 destination
             ])),
@@ -358,6 +430,7 @@ mod tests {
             claim(&filter(alloc::vec![
                 ethertype,
                 protocol,
+                fragment,
                 header_length,
                 destination
             ])),
@@ -369,6 +442,7 @@ mod tests {
                 Step::eq(12, Width::B2, 0x0800),
                 ethertype,
                 protocol,
+                fragment,
                 header_length,
                 destination
             ])),
