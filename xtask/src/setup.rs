@@ -105,6 +105,10 @@ pub const TAP_TEST_PACKAGES: &[Package] = &[
         why: "`ip`, which makes the test network namespace and its tap device",
     },
     Package {
+        name: "procps",
+        why: "`sysctl`, which turns IPv6 autoconfiguration off in the test namespace",
+    },
+    Package {
         name: "iputils-ping",
         why: "`ping`, a real client the ASH echo responder answers",
     },
