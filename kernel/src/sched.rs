@@ -879,17 +879,28 @@ impl Kernel {
                 _ => {}
             }
         }
+        // One pass over each holder's mappings for all of its removed capabilities (not one
+        // per capability: a delete can remove thousands, the kernel runs with interrupts off).
+        let mut by_owner: alloc::collections::BTreeMap<EnvId, alloc::collections::BTreeSet<u64>> =
+            alloc::collections::BTreeMap::new();
         for capability in removed {
-            let Some(env) = self.env_mut(capability.owner) else {
+            by_owner
+                .entry(capability.owner)
+                .or_default()
+                .insert(capability.handle.raw());
+        }
+        for (owner, handles) in by_owner {
+            let Some(env) = self.env_mut(owner) else {
                 continue;
             };
             let addresses: Vec<u64> = env
                 .bindings
                 .iter()
-                .filter(|(_, binding)| binding.cap == capability.handle)
+                .filter(|(_, binding)| handles.contains(&binding.cap.raw()))
                 .map(|(&address, _)| address)
                 .collect();
-            for address in addresses {
+            // Newest first: the region table shrinks from its end.
+            for address in addresses.into_iter().rev() {
                 env.bindings.remove(&address);
                 env.space.unmap_borrowed(address);
                 env.mappings.remove(address);
@@ -1055,15 +1066,27 @@ impl Kernel {
             };
             let id = env.id;
             let missing = revocation.count.saturating_sub(revocation.returned);
-            let roots = self.caps.owned_page_roots(id);
+            let roots: Vec<CapHandle> = self
+                .caps
+                .owned_page_roots(id)
+                .into_iter()
+                .take(missing as usize)
+                .collect();
+            // Where each is mapped, from one pass over the mappings.
+            let wanted: alloc::collections::BTreeSet<u64> =
+                roots.iter().map(|handle| handle.raw()).collect();
+            let mut mapped_at = alloc::collections::BTreeMap::new();
+            if let Some(env) = self.env(id) {
+                for (&address, binding) in &env.bindings {
+                    if wanted.contains(&binding.cap.raw()) {
+                        mapped_at.entry(binding.cap.raw()).or_insert(address);
+                    }
+                }
+            }
             let mut taken = 0;
-            for handle in roots.into_iter().take(missing as usize) {
+            for handle in roots {
                 let env = self.env_mut(id).expect("still alive");
-                let address = env
-                    .bindings
-                    .iter()
-                    .find(|(_, binding)| binding.cap == handle)
-                    .map_or(0, |(&address, _)| address);
+                let address = mapped_at.get(&handle.raw()).copied().unwrap_or(0);
                 env.repossessed.push(RepossessedPage {
                     cap: handle.raw(),
                     address,

@@ -236,8 +236,9 @@ pub const NET_WAIT_OWN_FRAMES: u64 = u64::MAX;
 /// Most pieces one `net_transmit` gathers.
 pub const NET_TRANSMIT_MAX_PIECES: u64 = 16;
 
-/// Upper bound of one `console_write`, so one call cannot hold the console for long.
-pub const CONSOLE_WRITE_MAX_BYTES: u64 = 4096;
+/// Upper bound of one `console_write`, so one call cannot hold the console (and the kernel,
+/// which writes the UART with interrupts off) for long: one of libnet's 512-byte lines.
+pub const CONSOLE_WRITE_MAX_BYTES: u64 = 512;
 
 /// `page_alloc` argument asking for any frame.
 pub const ANY_FRAME: u64 = u64::MAX;
