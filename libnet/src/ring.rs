@@ -7,6 +7,11 @@
 //! consumer stores `tail`; each publishes with `Release` after moving the bytes, and reads the
 //! other's with `Acquire`, so two environments that map the page need nothing else.
 //!
+//! The peer is not trusted: it can store any count. A `head` more than a ring's worth ahead of
+//! `tail` (or behind it) is impossible for an honest peer; such a ring reads as empty, writes
+//! as full, and the pipe ends report it as corrupt (`Unrecognized`), never indexing outside
+//! the data area.
+//!
 //! Pipes frame messages on it ([`PipeWriter`], [`PipeReader`]): a 4-byte length, then the
 //! bytes, each message published whole.
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -28,14 +33,23 @@ pub struct RingPage {
 
 const _: () = assert!(core::mem::size_of::<RingPage>() == 4096);
 
-/// Bytes a ring holds between `tail` and `head`.
-pub const fn used_bytes(head: u64, tail: u64) -> usize {
-    head.wrapping_sub(tail) as usize
+/// Bytes a ring holds between `tail` and `head`; `None` when the counts are impossible (more
+/// than the ring holds: a corrupt or hostile peer).
+pub const fn used_bytes(head: u64, tail: u64) -> Option<usize> {
+    let used = head.wrapping_sub(tail);
+    if used > RING_DATA_BYTES as u64 {
+        None
+    } else {
+        Some(used as usize)
+    }
 }
 
-/// Bytes a producer may still write.
-pub const fn free_bytes(head: u64, tail: u64) -> usize {
-    RING_DATA_BYTES - used_bytes(head, tail)
+/// Bytes a producer may still write; `None` for impossible counts.
+pub const fn free_bytes(head: u64, tail: u64) -> Option<usize> {
+    match used_bytes(head, tail) {
+        Some(used) => Some(RING_DATA_BYTES - used),
+        None => None,
+    }
 }
 
 /// Where `length` bytes starting at count `at` lie in the data area: the part up to the end
@@ -66,7 +80,10 @@ impl RingPage {
     pub fn write(&self, bytes: &[u8]) -> usize {
         let head = self.head.load(Ordering::Relaxed);
         let tail = self.tail.load(Ordering::Acquire);
-        let length = bytes.len().min(free_bytes(head, tail));
+        let Some(free) = free_bytes(head, tail) else {
+            return 0;
+        };
+        let length = bytes.len().min(free);
         let ((offset, first), (_, second)) = segments(head, length);
         for (slot, byte) in self.data[offset..offset + first].iter().zip(bytes) {
             slot.store(*byte, Ordering::Relaxed);
@@ -81,7 +98,8 @@ impl RingPage {
     /// Producer: writes all of `bytes` or nothing (message framing); false when it does not fit.
     pub fn write_all_or_nothing(&self, bytes: &[u8]) -> bool {
         let head = self.head.load(Ordering::Relaxed);
-        if free_bytes(head, self.tail.load(Ordering::Acquire)) < bytes.len() {
+        if free_bytes(head, self.tail.load(Ordering::Acquire)).is_none_or(|free| free < bytes.len())
+        {
             return false;
         }
         self.write(bytes) == bytes.len()
@@ -98,7 +116,10 @@ impl RingPage {
     pub fn peek(&self, buffer: &mut [u8]) -> usize {
         let tail = self.tail.load(Ordering::Relaxed);
         let head = self.head.load(Ordering::Acquire);
-        let length = buffer.len().min(used_bytes(head, tail));
+        let Some(used) = used_bytes(head, tail) else {
+            return 0;
+        };
+        let length = buffer.len().min(used);
         let ((offset, first), (_, second)) = segments(tail, length);
         for (byte, slot) in buffer.iter_mut().zip(&self.data[offset..offset + first]) {
             *byte = slot.load(Ordering::Relaxed);
@@ -109,8 +130,8 @@ impl RingPage {
         length
     }
 
-    /// Bytes waiting to be read.
-    pub fn used(&self) -> usize {
+    /// Bytes waiting to be read; `None` when the peer left impossible counts.
+    pub fn used(&self) -> Option<usize> {
         used_bytes(
             self.head.load(Ordering::Acquire),
             self.tail.load(Ordering::Acquire),
@@ -158,7 +179,8 @@ impl<'page> PipeWriter<'page> {
             return Err(Error::InvalidArgument);
         }
         let header = (message.len() as u32).to_le_bytes();
-        if RING_DATA_BYTES - self.ring.used() < MESSAGE_HEADER_BYTES + message.len() {
+        let used = self.ring.used().ok_or(Error::Unrecognized)?;
+        if RING_DATA_BYTES - used < MESSAGE_HEADER_BYTES + message.len() {
             return Err(Error::WouldBlock);
         }
         // Room for both was checked; only this end writes, so both go in.
@@ -177,6 +199,7 @@ impl<'page> PipeReader<'page> {
     /// Receives the next message into `buffer`; its length, or `Err(WouldBlock)` when none is
     /// there, or `Err(InvalidArgument)` when `buffer` is too small (the message stays).
     pub fn receive(&self, buffer: &mut [u8]) -> Result<usize, Error> {
+        let used = self.ring.used().ok_or(Error::Unrecognized)?;
         let mut header = [0u8; MESSAGE_HEADER_BYTES];
         if self.ring.peek(&mut header) < MESSAGE_HEADER_BYTES {
             return Err(Error::WouldBlock);
@@ -185,7 +208,7 @@ impl<'page> PipeReader<'page> {
         if length > buffer.len() {
             return Err(Error::InvalidArgument);
         }
-        if self.ring.used() < MESSAGE_HEADER_BYTES + length {
+        if used < MESSAGE_HEADER_BYTES + length {
             // The writer publishes a message whole, so this is a corrupt ring.
             return Err(Error::Unrecognized);
         }
@@ -203,9 +226,9 @@ mod tests {
 
     #[test]
     fn index_arithmetic() {
-        assert_eq!(free_bytes(0, 0), RING_DATA_BYTES);
-        assert_eq!(free_bytes(RING_DATA_BYTES as u64, 0), 0);
-        assert_eq!(used_bytes(10_005, 10_000), 5);
+        assert_eq!(free_bytes(0, 0), Some(RING_DATA_BYTES));
+        assert_eq!(free_bytes(RING_DATA_BYTES as u64, 0), Some(0));
+        assert_eq!(used_bytes(10_005, 10_000), Some(5));
         assert_eq!(segments(0, 10), ((0, 10), (0, 0)));
         let end = RING_DATA_BYTES as u64;
         assert_eq!(segments(end - 3, 10), ((RING_DATA_BYTES - 3, 3), (0, 7)));
@@ -214,6 +237,39 @@ mod tests {
         assert_eq!(
             segments(5, RING_DATA_BYTES),
             ((5, RING_DATA_BYTES - 5), (0, 5))
+        );
+    }
+
+    /// A hostile peer's counts never make either end index outside the ring or panic.
+    #[test]
+    fn impossible_counts_are_corruption_not_panics() {
+        let mut buffer = std::vec![0u8; 2 * RING_DATA_BYTES];
+        for (head, tail) in [
+            (RING_DATA_BYTES as u64 + 1, 0),
+            (u64::MAX, 0),
+            (0, 1),
+            (5, 10),
+        ] {
+            let ring = RingPage::new();
+            ring.head.store(head, Ordering::Relaxed);
+            ring.tail.store(tail, Ordering::Relaxed);
+            assert_eq!(ring.used(), None, "{head} {tail}");
+            assert_eq!(ring.peek(&mut buffer), 0);
+            assert_eq!(ring.read(&mut buffer), 0);
+            assert_eq!(ring.write(&[1; 64]), 0);
+            assert!(!ring.write_all_or_nothing(&[1]));
+            assert_eq!(PipeWriter::new(&ring).send(b"x"), Err(Error::Unrecognized));
+            assert_eq!(
+                PipeReader::new(&ring).receive(&mut buffer),
+                Err(Error::Unrecognized)
+            );
+        }
+        // A header that claims more than was written is corrupt, not a read past the data.
+        let ring = RingPage::new();
+        ring.write(&(100u32).to_le_bytes());
+        assert_eq!(
+            PipeReader::new(&ring).receive(&mut buffer),
+            Err(Error::Unrecognized)
         );
     }
 
@@ -226,7 +282,7 @@ mod tests {
         assert_eq!(ring.write(&big), RING_DATA_BYTES);
         assert_eq!(ring.write(&[1]), 0);
         assert!(!ring.write_all_or_nothing(&[1]));
-        assert_eq!(ring.used(), RING_DATA_BYTES);
+        assert_eq!(ring.used(), Some(RING_DATA_BYTES));
         assert_eq!(ring.read(&mut buffer), 64);
         assert_eq!(&buffer[..], &big[..64]);
         assert!(ring.write_all_or_nothing(&[7; 64]));
