@@ -831,7 +831,24 @@ pub fn unbind(id: u32) {
             "net: unbinding filter {id}: could not regenerate the ring's code; ring {:#x} unbound",
             ring.address
         );
-        net.rings.remove(index);
+        let removed = net.rings.remove(index);
+        // Its port-claiming filters live in the shared demux: they go with the ring, or their
+        // ports would stay claimed by filters that reach nothing.
+        let Net {
+            shared, counters, ..
+        } = &mut *net;
+        if let Some(shared) = shared.as_mut() {
+            let mut changed = false;
+            for bound in &removed.filters {
+                changed |= shared.remove(bound.id);
+            }
+            if changed && let Err(error) = shared.sync(counters) {
+                log!(
+                    "net: unbinding ring {:#x}: could not update the shared demux code: {error:?}",
+                    removed.address
+                );
+            }
+        }
         return;
     }
     ring.filters.retain(|bound| bound.id != id);
