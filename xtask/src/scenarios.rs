@@ -188,6 +188,25 @@ pub const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
+        // Floods from the namespace (hping3: UDP, SYN, impossible TCP flags, ICMP echo, tiny
+        // fragments, bad checksums, bounded in count and rate) while the ASHs serve: the
+        // kernel stays up, every frame is accounted for exactly once, and the UDP echo and
+        // ping are still answered correctly afterwards.
+        name: "net-flood",
+        cmdline: "apps=ashd monitor=ashd arg=7365727665",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "ashd: ready",
+            "balanced true",
+            "[exo] app ashd (env 1) exited with status 0",
+        ],
+        timeout: TAP_TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::Tap {
+            clients: flood_clients,
+        },
+    },
+    Scenario {
         // Monitor filters need a monitor capability (`monitor=netmon` is not given here, so
         // netmon starts without one); a garbage filter encoding is refused before anything
         // else.
@@ -667,6 +686,59 @@ fn ash_clients(session: &mut Session<'_>) -> Result<(), String> {
         return Err(format!(
             "UDP echo after the failing handler was disabled: {echoed:?}"
         ));
+    }
+    udp(session, 9003, b"quit", false)?;
+    Ok(())
+}
+
+/// The `net-flood` clients: bounded floods, then the services checked byte for byte.
+fn flood_clients(session: &mut Session<'_>) -> Result<(), String> {
+    session.wait_for("ashd: ready", Duration::from_secs(60))?;
+    let floods: [&[&str]; 6] = [
+        // UDP to the echo handler's port: every one answered by the kernel.
+        &["-2", "-p", "7", "-d", "120", "-c", "1500", "-i", "u300"],
+        // SYNs to a port nobody owns: matched by no filter, counted, dropped.
+        &["-S", "-p", "80", "-c", "1500", "-i", "u200"],
+        // Every TCP flag at once.
+        &[
+            "-F", "-S", "-R", "-P", "-A", "-U", "-X", "-Y", "-p", "7", "-c", "500", "-i", "u300",
+        ],
+        // ICMP echo: answered by the ICMP handler.
+        &["-1", "-c", "1000", "-i", "u300"],
+        // UDP in 16-byte fragments: no fragment claims a port.
+        &[
+            "-2", "-f", "-p", "7", "-d", "200", "-c", "300", "-i", "u500",
+        ],
+        // UDP with bad checksums.
+        &["-2", "-b", "-p", "7", "-d", "64", "-c", "500", "-i", "u300"],
+    ];
+    for flood in floods {
+        let mut arguments = flood.to_vec();
+        arguments.extend(["-q", GUEST_ADDRESS]);
+        // hping3's exit status says whether replies came, which depends on the flood: what
+        // matters is that it ran to its count within its time.
+        session
+            .topology
+            .run("hping3", &arguments, Duration::from_secs(30), None)
+            .map_err(|error| format!("hping3 {}: {error}", arguments.join(" ")))?;
+    }
+    let payload: Vec<u8> = (0..300u32).map(|i| (i * 13 + 1) as u8).collect();
+    let echoed = udp(session, 7, &payload, true)?;
+    if echoed != payload {
+        return Err(format!(
+            "UDP echo after the floods: sent {} bytes, got back {echoed:?}",
+            payload.len()
+        ));
+    }
+    let ping = session.client(
+        "ping",
+        &["-c", "3", "-i", "0.2", "-W", "2", GUEST_ADDRESS],
+        CLIENT_DEADLINE,
+        None,
+    )?;
+    let ping = String::from_utf8_lossy(&ping);
+    if !ping.contains("3 received") {
+        return Err(format!("ping after the floods: {ping}"));
     }
     udp(session, 9003, b"quit", false)?;
     Ok(())

@@ -117,6 +117,10 @@ pub const TAP_TEST_PACKAGES: &[Package] = &[
         why: "`arping`, a real client the ASH ARP responder answers",
     },
     Package {
+        name: "hping3",
+        why: "`hping3`, the floods of the net-flood scenario",
+    },
+    Package {
         name: "socat",
         why: "`socat`, the UDP client of the ASH echo and remote-increment scenarios",
     },
