@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 mod bench_kernel;
+mod fuzz;
 mod image;
 mod qemu;
 mod replay;
@@ -46,6 +47,9 @@ enum Command {
     /// Replay a capture into the booted kernel: one monitor filter per expression, counts
     /// checked against hosted dpf; writes target/bench/replay.json.
     Replay(replay::ReplayArgs),
+    /// Fuzz the parsers, verifiers and the JIT (cargo-fuzz on nightly) for a bounded time
+    /// per target; prints a table.
+    Fuzz(fuzz::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +141,7 @@ fn main() -> ExitCode {
         Command::Bench(Bench::Demux(args)) => bench_demux(&args),
         Command::Bench(Bench::Ash(args)) => bench_ash(&args),
         Command::Replay(args) => replay::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
     };
     match result {
         Ok(code) => code,
