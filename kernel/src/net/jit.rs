@@ -1,6 +1,6 @@
-//! dpf's generated demux code in the kernel: instructions on pages mapped read+execute in
-//! the kernel's generated-code region, hash tables on the kernel heap (read+write,
-//! no-execute), found by the code through its base slot.
+//! Generated code in the kernel: dpf's demux code and ash's compiled handlers, instructions on
+//! pages mapped read+execute in the kernel's generated-code region; dpf's hash tables on the
+//! kernel heap (read+write, no-execute), found by the code through its base slot.
 //!
 //! This is one of the kernel's named `unsafe` modules: it runs generated code.
 //!
@@ -47,6 +47,42 @@ pub enum InstallError {
     OutOfMemory,
 }
 
+/// Reserves `pages` pages of the generated-code region.
+fn reserve(pages: usize) -> Result<u64, InstallError> {
+    let mut next = NEXT_CODE.lock();
+    let address = *next;
+    let end = address + (pages as u64) * PAGE_BYTES as u64;
+    if end > paging::KERNEL_CODE_START + paging::KERNEL_CODE_SIZE_BYTES {
+        return Err(InstallError::OutOfMemory);
+    }
+    *next = end;
+    Ok(address)
+}
+
+/// Copies `image` into fresh frames (the rest of the last one `int3`) and maps them
+/// read+execute at `code_address`; the frames.
+fn map(code_address: u64, image: &[u8]) -> Result<Vec<u64>, InstallError> {
+    let mut code_frames = Vec::with_capacity(image.len().div_ceil(PAGE_BYTES));
+    for chunk in image.chunks(PAGE_BYTES) {
+        let Some(frame) = frames::allocate() else {
+            for frame in code_frames {
+                frames::free(PhysFrame::containing_address(PhysAddr::new(frame)));
+            }
+            return Err(InstallError::OutOfMemory);
+        };
+        let frame = frame.start_address().as_u64();
+        // SAFETY: the frame was just allocated (ours alone) and is identity-mapped
+        // writable; the copy stays inside it. It is not mapped executable yet.
+        unsafe {
+            core::ptr::write_bytes(frame as *mut u8, 0xcc, PAGE_BYTES);
+            core::ptr::copy_nonoverlapping(chunk.as_ptr(), frame as *mut u8, chunk.len());
+        }
+        code_frames.push(frame);
+    }
+    paging::map_kernel_code(code_address, &code_frames);
+    Ok(code_frames)
+}
+
 impl KernelCode {
     /// Copies `compiled` into fresh frames, points its base slot at a heap copy of its
     /// tables and maps the instructions read+execute.
@@ -65,16 +101,7 @@ impl KernelCode {
             *word = u64::from_le_bytes(bytes);
         }
         let pages = instructions.len().div_ceil(PAGE_BYTES);
-        let code_address = {
-            let mut next = NEXT_CODE.lock();
-            let address = *next;
-            let end = address + (pages as u64) * PAGE_BYTES as u64;
-            if end > paging::KERNEL_CODE_START + paging::KERNEL_CODE_SIZE_BYTES {
-                return Err(InstallError::OutOfMemory);
-            }
-            *next = end;
-            address
-        };
+        let code_address = reserve(pages)?;
         let mut image = Vec::from(instructions);
         if let Some(slot) = compiled.base_slot()
             && !table_bytes.is_empty()
@@ -87,24 +114,7 @@ impl KernelCode {
                 .wrapping_sub(slot as u64);
             image[slot..slot + 8].copy_from_slice(&distance.to_le_bytes());
         }
-        let mut code_frames = Vec::with_capacity(pages);
-        for chunk in image.chunks(PAGE_BYTES) {
-            let Some(frame) = frames::allocate() else {
-                for frame in code_frames {
-                    frames::free(PhysFrame::containing_address(PhysAddr::new(frame)));
-                }
-                return Err(InstallError::OutOfMemory);
-            };
-            let frame = frame.start_address().as_u64();
-            // SAFETY: the frame was just allocated (ours alone) and is identity-mapped
-            // writable; the copy stays inside it. It is not mapped executable yet.
-            unsafe {
-                core::ptr::write_bytes(frame as *mut u8, 0xcc, PAGE_BYTES);
-                core::ptr::copy_nonoverlapping(chunk.as_ptr(), frame as *mut u8, chunk.len());
-            }
-            code_frames.push(frame);
-        }
-        paging::map_kernel_code(code_address, &code_frames);
+        let code_frames = map(code_address, &image)?;
         Ok(KernelCode {
             code_address,
             code_frames,
@@ -154,6 +164,79 @@ impl KernelCode {
 }
 
 impl Drop for KernelCode {
+    fn drop(&mut self) {
+        paging::unmap_kernel_code(self.code_address, self.code_frames.len());
+        for &frame in &self.code_frames {
+            frames::free(PhysFrame::containing_address(PhysAddr::new(frame)));
+        }
+    }
+}
+
+/// A compiled ash handler (`ash::jit`), mapped and runnable.
+#[derive(Debug)]
+pub struct HandlerCode {
+    code_address: u64,
+    code_frames: Vec<u64>,
+}
+
+/// The handler's generated function (see `ash::jit`).
+type HandlerFn = unsafe extern "sysv64" fn(frame: *mut ash::jit::Frame) -> u64;
+
+/// The service trampoline the generated code calls for stores, loads outside the packet and
+/// actions.
+extern "sysv64" fn serve(frame: *mut ash::jit::Frame, index: u64) -> u64 {
+    // SAFETY: the generated code passes back the frame `HandlerCode::run` gave it, made from
+    // a live `&mut Frame` not otherwise used during the call; `context` is the address of
+    // the live `Service` that `run` set, likewise unused meanwhile.
+    let frame = unsafe { &mut *frame };
+    // SAFETY: as above.
+    let service = unsafe { &mut *(frame.context as *mut ash::jit::Service<'_>) };
+    service.serve(frame, index)
+}
+
+impl HandlerCode {
+    /// Copies `compiled` into fresh frames and maps it read+execute.
+    pub fn install(compiled: &ash::jit::Compiled) -> Result<HandlerCode, InstallError> {
+        let image = compiled.code();
+        if image.is_empty() {
+            return Err(InstallError::BadLayout);
+        }
+        let code_address = reserve(image.len().div_ceil(PAGE_BYTES))?;
+        let code_frames = map(code_address, image)?;
+        Ok(HandlerCode {
+            code_address,
+            code_frames,
+        })
+    }
+
+    /// Runs `handler` (the one this code was compiled from) on `packet`.
+    pub fn run(
+        &self,
+        handler: &ash::Handler,
+        packet: &[u8],
+        machine: &mut ash::Machine,
+        actions: &mut dyn ash::Actions,
+    ) -> ash::Run {
+        ash::jit::run(handler, packet, machine, actions, |frame, service| {
+            frame.service = serve as *const () as u64;
+            frame.context = service as *mut ash::jit::Service<'_> as u64;
+            // SAFETY: (1) `code_address` is the first instruction of the function
+            // `ash::jit::compile` generated for `handler` (verified), mapped read+execute by
+            // `install` and live as long as `self`. (2) It reads the packet only within
+            // `frame.packet_len` bytes (every load checked), reads and writes only the frame
+            // and its own stack, calls only `serve`, preserves the callee-saved registers it
+            // uses (rbx, r12, r13) and terminates: forward jumps, counted loops, and a cost
+            // check against the verified bound on every instruction. (3) `frame` points at
+            // `packet`, live for the call.
+            unsafe {
+                let function = core::mem::transmute::<u64, HandlerFn>(self.code_address);
+                function(frame as *mut ash::jit::Frame)
+            }
+        })
+    }
+}
+
+impl Drop for HandlerCode {
     fn drop(&mut self) {
         paging::unmap_kernel_code(self.code_address, self.code_frames.len());
         for &frame in &self.code_frames {

@@ -100,6 +100,8 @@ struct BoundHandler {
     regions: Vec<Vec<u64>>,
     /// Boxed: the reply buffer is 1.5 KiB.
     machine: Box<ash::Machine>,
+    /// The handler compiled (`ash::jit`), which is what runs.
+    code: jit::HandlerCode,
     counters: [u64; AshCounter::ALL.len()],
     /// The capability `ash_bind` made (`NONE` until attached in the same call).
     capability: CapHandle,
@@ -299,7 +301,9 @@ fn run_handler(
         ipv4: context.ipv4,
         outbox: context.outbox,
     };
-    let run = ash::run(&bound.handler, frame, &mut bound.machine, &mut host);
+    let run = bound
+        .code
+        .run(&bound.handler, frame, &mut bound.machine, &mut host);
     let own = &mut bound.counters;
     own[AshCounter::Runs as usize] += 1;
     own[AshCounter::BytesCopied as usize] += run.bytes_copied;
@@ -1090,6 +1094,14 @@ pub fn ash_bind(
             .collect::<Result<Vec<u64>, Error>>()?;
         pinned.push(frames);
     }
+    let compiled = ash::jit::compile(&handler).map_err(|error| {
+        log!("net: ash_bind by env {}: compiling: {error}", env.id);
+        Error::InvalidArgument
+    })?;
+    let code = jit::HandlerCode::install(&compiled).map_err(|error| match error {
+        jit::InstallError::OutOfMemory => Error::OutOfMemory,
+        jit::InstallError::BadLayout => Error::InvalidArgument,
+    })?;
     let mut net = NET.lock();
     // Checked again under the lock held to the end (nothing else runs meanwhile, but keep the
     // invariants local).
@@ -1099,11 +1111,12 @@ pub fn ash_bind(
     let id = net.next_handler;
     net.next_handler += 1;
     log!(
-        "net: env {} bound handler {id} to filter {filter} ({} instructions, cost {}, packets >= {} bytes)",
+        "net: env {} bound handler {id} to filter {filter} ({} instructions, cost {}, packets >= {} bytes, {} bytes of code)",
         env.id,
         handler.code().len(),
         handler.cost(),
-        proven_len
+        proven_len,
+        compiled.code().len()
     );
     net.handlers.push(BoundHandler {
         id,
@@ -1112,6 +1125,7 @@ pub fn ash_bind(
         handler,
         regions: pinned,
         machine: Box::new(ash::Machine::new()),
+        code,
         counters: [0; AshCounter::ALL.len()],
         capability: CapHandle::NONE,
     });
