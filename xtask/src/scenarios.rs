@@ -168,7 +168,8 @@ pub const SCENARIOS: &[Scenario] = &[
         // bound them sleeps: arping (ARP responder), ping (ICMP echo), socat (UDP echo,
         // byte-identical; remote increment, its counter read by the app afterwards); a
         // handler whose runtime check fails is aborted, counted and disabled, the others
-        // unaffected.
+        // unaffected; a message-vectoring handler copies a datagram into the app's buffer,
+        // checksum verified in the same pass, and wakes it.
         name: "ash-tap",
         cmdline: "apps=ashd monitor=ashd arg=7365727665",
         exit: KernelExit::Exited(0),
@@ -179,6 +180,8 @@ pub const SCENARIOS: &[Scenario] = &[
             "remote counter 42",
             "disabled after 4 aborts (last at instruction 0: PacketBounds)",
             "disabled after 4 aborts; it is the failing one: true",
+            "ashd: vectored slot 5: 1000 bytes, as sent: true",
+            "ashd: handler \"ip and udp dst port 9002\": runs 1 aborts 0 replies 0 refused 0 disabled 0",
             "app ashd (env 1) exited with status 0",
         ],
         timeout: TAP_TIMEOUT,
@@ -568,6 +571,12 @@ fn ash_clients(session: &mut Session<'_>) -> Result<(), String> {
             "UDP echo after the failing handler was disabled: {echoed:?}"
         ));
     }
+    // Message vectoring: the payload lands in slot 5 (the second page of the app's buffer
+    // region), its checksum verified while copying; the handler wakes the app.
+    let mut vectored = 5u32.to_be_bytes().to_vec();
+    vectored.extend((0..1000u32).map(|i| (i * 7 + 3) as u8));
+    udp(session, 9002, &vectored, false)?;
+    session.wait_for("ashd: vectored slot 5", Duration::from_secs(20))?;
     udp(session, 9003, b"quit", false)?;
     Ok(())
 }

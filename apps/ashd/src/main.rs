@@ -46,6 +46,9 @@ mod app {
     }
 
     pub static COUNTER: Pages<1> = Pages::new();
+    /// The message-vectoring receiver's buffers and status words.
+    pub static VECTOR: Pages<2> = Pages::new();
+    pub static VECTOR_STATUS: Pages<1> = Pages::new();
     pub static SPARE: Pages<1> = Pages::new();
     const SLOTS: usize = 8;
     const FILTERS: usize = 12;
@@ -296,6 +299,26 @@ mod app {
         ok
     }
 
+    /// Reports (and empties) every slot the message-vectoring handler filled: its length and
+    /// whether its bytes are the pattern the client sends (byte `i` = `i * 7 + 3`).
+    fn check_vectored() {
+        for slot in 0..ash::stock::VECTOR_SLOTS as usize {
+            let status = VECTOR_STATUS.0[0][slot].load(Ordering::Acquire);
+            if status & ash::stock::VECTOR_FULL == 0 {
+                continue;
+            }
+            let length = (status & 0xffff_ffff) as usize;
+            let start = slot * ash::stock::VECTOR_SLOT_BYTES as usize;
+            let intact = (0..length).all(|i| {
+                let at = start + i;
+                let word = VECTOR.0[at / 4096][(at % 4096) / 8].load(Ordering::Relaxed);
+                word.to_le_bytes()[at % 8] == (i * 7 + 3) as u8
+            });
+            println!("ashd: vectored slot {slot}: {length} bytes, as sent: {intact}");
+            VECTOR_STATUS.0[0][slot].store(0, Ordering::Release);
+        }
+    }
+
     /// The handler id and aborts the handler-disabled upcall named (0: none yet).
     static DISABLED_UPCALL: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 
@@ -311,7 +334,7 @@ mod app {
             println!("ashd: registering the handler-disabled upcall: {error:?}");
             return 3;
         }
-        let stock: [(&str, Vec<u8>, Vec<u64>); 5] = [
+        let stock: [(&str, Vec<u8>, Vec<u64>); 6] = [
             (
                 "arp",
                 encoded(ash::stock::arp_responder(mac, ipv4)),
@@ -329,6 +352,11 @@ mod app {
                 alloc::vec![COUNTER.address()],
             ),
             ("ip and udp dst port 9001", failing(), Vec::new()),
+            (
+                "ip and udp dst port 9002",
+                encoded(ash::stock::message_vectoring()),
+                alloc::vec![VECTOR.address(), VECTOR_STATUS.address()],
+            ),
         ];
         let mut handlers = Vec::new();
         for (index, (expression, handler, regions)) in stock.iter().enumerate() {
@@ -342,7 +370,7 @@ mod app {
                 }
             }
         }
-        if let Err(error) = bind("ip and udp dst port 9003", 5, CapHandle::NONE) {
+        if let Err(error) = bind("ip and udp dst port 9003", 6, CapHandle::NONE) {
             println!("ashd: binding the quit port: {error:?}");
             return 3;
         }
@@ -355,12 +383,13 @@ mod app {
             );
             wakes += 1;
             let mut quit = false;
-            while RINGS[5].take(|_, _| {}) {
+            while RINGS[6].take(|_, _| {}) {
                 quit = true;
             }
-            for ring in &RINGS[..5] {
+            for ring in &RINGS[..6] {
                 while ring.take(|_, _| {}) {}
             }
+            check_vectored();
             let failing = handlers[4].1;
             let named = DISABLED_UPCALL[0].load(Ordering::Acquire);
             if named != 0 {
