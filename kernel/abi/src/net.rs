@@ -144,11 +144,14 @@ pub enum Counter {
     AshRepliesRefused = 21,
     /// Handlers disabled after too many aborts.
     AshDisabled = 22,
+    /// Handler replies the transmit check let through but the NIC's transmit queue had no
+    /// room for.
+    AshRepliesDropped = 23,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 23] = [
+    pub const ALL: [Counter; 24] = [
         Counter::RxFrames,
         Counter::Delivered,
         Counter::NoMatch,
@@ -172,6 +175,7 @@ impl Counter {
         Counter::AshReplies,
         Counter::AshRepliesRefused,
         Counter::AshDisabled,
+        Counter::AshRepliesDropped,
     ];
 
     /// The name xtask prints and writes to JSON.
@@ -200,6 +204,7 @@ impl Counter {
             Counter::AshReplies => "ash_replies",
             Counter::AshRepliesRefused => "ash_replies_refused",
             Counter::AshDisabled => "ash_disabled",
+            Counter::AshRepliesDropped => "ash_replies_dropped",
         }
     }
 

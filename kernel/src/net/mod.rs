@@ -503,6 +503,8 @@ pub fn poll(mut report: impl FnMut(EnvId, Event)) -> Backlog {
             if nic.send(&reply) {
                 bump(counters, Counter::TxFrames);
                 bump(counters, Counter::AshReplies);
+            } else {
+                bump(counters, Counter::AshRepliesDropped);
             }
         }
     }
