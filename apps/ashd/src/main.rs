@@ -413,12 +413,13 @@ mod app {
         for (expression, handler, _) in &handlers {
             let read = |counter| net::ash_counter(*handler, counter).unwrap_or(u64::MAX);
             println!(
-                "ashd: handler {expression:?}: runs {} aborts {} replies {} refused {} disabled {}",
+                "ashd: handler {expression:?}: runs {} aborts {} replies {} refused {} disabled {}; cycles {}",
                 read(AshCounter::Runs),
                 read(AshCounter::Aborts),
                 read(AshCounter::RepliesSent),
                 read(AshCounter::RepliesRefused),
                 read(AshCounter::Disabled),
+                read(AshCounter::Cycles),
             );
         }
         println!(

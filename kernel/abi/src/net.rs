@@ -66,17 +66,20 @@ pub enum AshCounter {
     RepliesRefused = 4,
     /// 1 once the handler is disabled (after [`ASH_ABORT_LIMIT`] aborts), else 0.
     Disabled = 5,
+    /// TSC cycles spent running it (under `-icount shift=0`, guest instructions).
+    Cycles = 6,
 }
 
 impl AshCounter {
     /// Every counter, in index order.
-    pub const ALL: [AshCounter; 6] = [
+    pub const ALL: [AshCounter; 7] = [
         AshCounter::Runs,
         AshCounter::Aborts,
         AshCounter::BytesCopied,
         AshCounter::RepliesSent,
         AshCounter::RepliesRefused,
         AshCounter::Disabled,
+        AshCounter::Cycles,
     ];
 
     /// The counter at `index`.

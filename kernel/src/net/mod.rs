@@ -301,10 +301,12 @@ fn run_handler(
         ipv4: context.ipv4,
         outbox: context.outbox,
     };
+    let start = physical::tsc();
     let run = bound
         .code
         .run(&bound.handler, frame, &mut bound.machine, &mut host);
     let own = &mut bound.counters;
+    own[AshCounter::Cycles as usize] += physical::tsc().wrapping_sub(start);
     own[AshCounter::Runs as usize] += 1;
     own[AshCounter::BytesCopied as usize] += run.bytes_copied;
     own[AshCounter::RepliesSent as usize] += u64::from(run.replies_sent);
