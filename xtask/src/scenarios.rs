@@ -148,13 +148,16 @@ impl Session<'_> {
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         // ash_bind and ash_counter refuse every bad argument; deleting a handler's
-        // capability or unbinding its filter ends the handler.
+        // capability or unbinding its filter ends the handler; a page_map'ped region page is
+        // pinned, and revoking it unbinds the handler and tells the app.
         name: "ash-bind-refusals",
         cmdline: "apps=ashd",
         exit: KernelExit::Exited(0),
         serial: &[
-            "ash refusals: capabilities Err(InvalidCapability)/Err(InvalidCapability)/Err(InvalidCapability), garbage Err(InvalidArgument), verifier Err(InvalidArgument), regions Err(InvalidArgument)/Err(InvalidArgument)/Err(BadAddress)/Err(BadAddress)/Err(InvalidArgument)/Err(InvalidArgument), second Err(AddressInUse), quota Err(Exhausted); all as expected: true",
+            "ash refusals: capabilities Err(InvalidCapability)/Err(InvalidCapability)/Err(InvalidCapability), garbage Err(InvalidArgument), verifier Err(InvalidArgument), regions Err(InvalidArgument)/Err(InvalidArgument)/Err(BadAddress)/Err(BadAddress)/Err(AddressInUse)/Err(InvalidArgument), second Err(AddressInUse), quota Err(Exhausted); all as expected: true",
             "instruction 1 refused: BackwardJump",
+            "ashd: pinned page: unmap Err(AddressInUse), protect Err(AddressInUse); page deleted Ok(1), handler then Err(InvalidCapability), upcall named it: true",
+            "unbound: a region page was revoked",
             "app ashd (env 1) exited with status 0",
         ],
         timeout: TAP_TIMEOUT,

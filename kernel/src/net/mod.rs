@@ -95,9 +95,13 @@ struct BoundHandler {
     filter: u32,
     owner: EnvId,
     handler: ash::Handler,
-    /// Physical address of each page of each region, pinned while bound (loader-mapped
-    /// pages: they live as long as the owner, whose handlers go before its pages).
+    /// Physical address of each page of each region, pinned while bound: loader-mapped pages
+    /// live as long as the owner (whose handlers go before its pages); a `page_map`ped one
+    /// cannot be unmapped or reprotected while pinned, and revoking it unbinds the handler
+    /// first ([`ash_frames_revoked`]).
     regions: Vec<Vec<u64>>,
+    /// The owner's virtual addresses of those pages.
+    pinned: Vec<u64>,
     /// Boxed: the reply buffer is 1.5 KiB.
     machine: Box<ash::Machine>,
     /// The handler compiled (`ash::jit`), which is what runs.
@@ -1073,6 +1077,7 @@ pub fn ash_bind(
         return Err(Error::InvalidArgument);
     }
     let mut pinned = Vec::with_capacity(handler.regions().len());
+    let mut pinned_pages = Vec::new();
     for (declared, address) in handler.regions().iter().zip(region_bytes.chunks_exact(8)) {
         let mut word = [0u8; 8];
         word.copy_from_slice(address);
@@ -1086,11 +1091,7 @@ pub fn ash_bind(
         let frames = (0..pages)
             .map(|page| {
                 let page_address = address + page * exo_abi::layout::PAGE_SIZE_BYTES;
-                // As for rings: only loader-mapped pages, which cannot be unmapped or revoked
-                // while the handler is bound.
-                if env.bindings.contains_key(&page_address) {
-                    return Err(Error::InvalidArgument);
-                }
+                pinned_pages.push(page_address);
                 env.space
                     .user_physical_address(page_address)
                     .ok_or(Error::BadAddress)
@@ -1128,12 +1129,45 @@ pub fn ash_bind(
         owner: env.id,
         handler,
         regions: pinned,
+        pinned: pinned_pages,
         machine: Box::new(ash::Machine::new()),
         code,
         counters: [0; AshCounter::ALL.len()],
         capability: CapHandle::NONE,
     });
     Ok(id)
+}
+
+/// Whether page `address` of `owner` is a region page of one of its handlers (then it may be
+/// neither unmapped nor reprotected).
+pub fn ash_pinned(owner: EnvId, address: u64) -> bool {
+    NET.lock()
+        .handlers
+        .iter()
+        .any(|bound| bound.owner == owner && bound.pinned.contains(&address))
+}
+
+/// The `(holder, frame)` pairs in `frames` are being taken from their holders (capabilities
+/// revoked, deleted or repossessed): every handler of a holder with a region page among its
+/// frames is unbound first. Returns (owner, handler id) of each, for the caller to tell the
+/// owners.
+pub fn ash_frames_revoked(frames: &[(EnvId, u64)]) -> Vec<(EnvId, u32)> {
+    let mut net = NET.lock();
+    let mut unbound = Vec::new();
+    net.handlers.retain(|bound| {
+        let hit = bound.regions.iter().flatten().any(|&page| {
+            let frame = page & !(exo_abi::layout::PAGE_SIZE_BYTES - 1);
+            frames.contains(&(bound.owner, frame))
+        });
+        if hit {
+            unbound.push((bound.owner, bound.id));
+        }
+        !hit
+    });
+    for (owner, id) in &unbound {
+        log!("net: handler {id} of env {owner} unbound: a region page was revoked");
+    }
+    unbound
 }
 
 /// Records the capability made for handler `id` (see [`ash_bind`]).
