@@ -1,6 +1,6 @@
 //! The host half of `cargo xtask bench ash`: the integrated copy + Internet checksum against a
-//! copy followed by a checksum pass (bytes per ns), and the interpreter's cost per run of each
-//! stock handler on the frame it answers (ns). Prints a table; writes `OUT/ash.json`, one
+//! copy followed by a checksum pass (bytes per ns), and the interpreter's and the JIT's cost
+//! per run of each stock handler on the frame it answers (ns). Prints a table; writes `OUT/ash.json`, one
 //! object per row. Run with `--release` (`cargo xtask bench ash` does).
 use ash::checksum;
 use ash::interp::Machine;
@@ -8,6 +8,10 @@ use ash::ir::RegionDecl;
 use ash::{Actions, Context, Handler, stock};
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder};
 use std::hint::black_box;
+
+#[path = "../tests/common/jit_exec.rs"]
+#[allow(dead_code)]
+mod jit_exec;
 use std::time::Instant;
 
 const HOST_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
@@ -181,8 +185,10 @@ fn main() {
         ));
     }
     println!();
-    println!("| stock handler | frame bytes | interpreter ns/run | proven cost (units) |");
-    println!("|---|---|---|---|");
+    println!(
+        "| stock handler | frame bytes | interpreter ns/run | JIT ns/run | JIT speed-up | proven cost (units) |"
+    );
+    println!("|---|---|---|---|---|---|");
     for (name, handler, frame) in frames() {
         let decls: &[RegionDecl] = handler.regions();
         let mut host = Host {
@@ -203,13 +209,21 @@ fn main() {
                 &mut host,
             ));
         });
+        let executable = jit_exec::Executable::new(&handler);
+        let compiled = executable.run(&handler, &frame, &mut machine, &mut host);
+        let interpreted = ash::run(&handler, &frame, &mut machine, &mut host);
+        assert_eq!(compiled, interpreted, "{name}");
+        let jit_ns = median_ns(20_000, || {
+            black_box(executable.run(&handler, black_box(&frame), &mut machine, &mut host));
+        });
         println!(
-            "| {name} | {} | {ns:.0} | {} |",
+            "| {name} | {} | {ns:.0} | {jit_ns:.0} | {:.2}x | {} |",
             frame.len(),
+            ns / jit_ns,
             handler.cost()
         );
         rows.push(format!(
-            "{{\"kind\": \"stock_handler\", \"handler\": \"{name}\", \"frame_bytes\": {}, \"interpreter_ns\": {ns:.1}, \"cost_units\": {}}}",
+            "{{\"kind\": \"stock_handler\", \"handler\": \"{name}\", \"frame_bytes\": {}, \"interpreter_ns\": {ns:.1}, \"jit_ns\": {jit_ns:.1}, \"cost_units\": {}}}",
             frame.len(),
             handler.cost()
         ));

@@ -61,6 +61,9 @@ pub enum AbortReason {
     TooManyReplies,
     /// The host could not supply a region range.
     HostFault,
+    /// The run took more cost units than the verifier proved it could (never for a verified
+    /// handler on a correct engine: the budget check is the engines' last line of defence).
+    OverBudget,
     /// A state the verifier rules out (an unknown call, running off the end, loops nested
     /// too deep): never for a verified handler, an abort rather than a panic if it happens.
     Unverified,
@@ -435,6 +438,51 @@ impl Runner<'_> {
         }
     }
 
+    /// Executes one instruction that only computes or moves data (everything but control
+    /// flow): the one definition of their meaning, for the interpreter and for the JIT's
+    /// service calls.
+    fn data_step(&mut self, insn: &Insn) -> Step<()> {
+        match *insn {
+            Insn::Mov { dst, src } => {
+                self.regs[usize::from(dst.0)] = self.operand(src);
+                Ok(())
+            }
+            Insn::Alu { op, dst, src } => {
+                let b = self.operand(src);
+                let slot = &mut self.regs[usize::from(dst.0)];
+                *slot = Self::alu(op, *slot, b);
+                Ok(())
+            }
+            Insn::Load {
+                dst,
+                width,
+                order,
+                mem,
+            } => self
+                .load(width, order, mem)
+                .map(|value| self.regs[usize::from(dst.0)] = value),
+            Insn::Store {
+                src,
+                width,
+                order,
+                mem,
+            } => {
+                let value = self.operand(src);
+                self.machine.dirty |= mem.space == Space::Reply;
+                self.store(value, width, order, mem)
+            }
+            Insn::Call(raw) => match raw.resolve() {
+                Some(call) => self.call(call).map(|value| self.regs[0] = value),
+                None => Err(AbortReason::Unverified),
+            },
+            Insn::Jump { .. }
+            | Insn::Branch { .. }
+            | Insn::IfLenLess { .. }
+            | Insn::Loop { .. }
+            | Insn::Exit(_) => Err(AbortReason::Unverified),
+        }
+    }
+
     fn execute(&mut self) -> Outcome {
         let code = self.handler.code();
         // (body start, body end, iterations left)
@@ -449,36 +497,19 @@ impl Runner<'_> {
                 };
             };
             self.run.cost += crate::verify::insn_cost(insn);
+            if self.run.cost > self.handler.cost() {
+                return Outcome::Abort {
+                    index: pc,
+                    reason: AbortReason::OverBudget,
+                };
+            }
             let mut next = pc + 1;
             let step: Step<()> = match *insn {
-                Insn::Mov { dst, src } => {
-                    self.regs[usize::from(dst.0)] = self.operand(src);
-                    Ok(())
-                }
-                Insn::Alu { op, dst, src } => {
-                    let b = self.operand(src);
-                    let slot = &mut self.regs[usize::from(dst.0)];
-                    *slot = Self::alu(op, *slot, b);
-                    Ok(())
-                }
-                Insn::Load {
-                    dst,
-                    width,
-                    order,
-                    mem,
-                } => self
-                    .load(width, order, mem)
-                    .map(|value| self.regs[usize::from(dst.0)] = value),
-                Insn::Store {
-                    src,
-                    width,
-                    order,
-                    mem,
-                } => {
-                    let value = self.operand(src);
-                    self.machine.dirty |= mem.space == Space::Reply;
-                    self.store(value, width, order, mem)
-                }
+                Insn::Mov { .. }
+                | Insn::Alu { .. }
+                | Insn::Load { .. }
+                | Insn::Store { .. }
+                | Insn::Call(_) => self.data_step(insn),
                 Insn::Jump { target } => {
                     next = usize::from(target);
                     Ok(())
@@ -516,10 +547,6 @@ impl Runner<'_> {
                     }
                     Ok(())
                 }
-                Insn::Call(raw) => match raw.resolve() {
-                    Some(call) => self.call(call).map(|value| self.regs[0] = value),
-                    None => Err(AbortReason::Unverified),
-                },
                 Insn::Exit(verdict) => return Outcome::Exit(verdict),
             };
             if let Err(reason) = step {
@@ -541,6 +568,54 @@ impl Runner<'_> {
     }
 }
 
+/// A run starts with both buffers zeroed (the reply buffer only if a run used it).
+pub(crate) fn begin(machine: &mut Machine) {
+    if machine.dirty {
+        machine.reply.fill(0);
+        machine.dirty = false;
+    }
+    machine.scratch.fill(0);
+}
+
+/// A fresh run's record.
+pub(crate) const fn fresh_run() -> Run {
+    Run {
+        outcome: Outcome::Exit(Verdict::Drop),
+        bytes_copied: 0,
+        replies_sent: 0,
+        replies_refused: 0,
+        cost: 0,
+    }
+}
+
+/// Executes the data instruction at `index` of `handler` against `regs` (see
+/// `Runner::data_step`), updating `run`'s counters: the JIT's service call.
+pub(crate) fn data_step(
+    handler: &Handler,
+    packet: &[u8],
+    machine: &mut Machine,
+    actions: &mut dyn Actions,
+    regs: &mut [u64; REGISTER_COUNT as usize],
+    run: &mut Run,
+    index: usize,
+) -> Result<(), AbortReason> {
+    let Some(insn) = handler.code().get(index) else {
+        return Err(AbortReason::Unverified);
+    };
+    let mut runner = Runner {
+        handler,
+        packet,
+        machine,
+        actions,
+        regs: *regs,
+        run: *run,
+    };
+    let result = runner.data_step(insn);
+    *regs = runner.regs;
+    *run = runner.run;
+    result
+}
+
 /// Runs `handler` on `packet` with `machine`'s buffers and `actions` as the host.
 pub fn run(
     handler: &Handler,
@@ -548,24 +623,14 @@ pub fn run(
     machine: &mut Machine,
     actions: &mut dyn Actions,
 ) -> Run {
-    if machine.dirty {
-        machine.reply.fill(0);
-        machine.dirty = false;
-    }
-    machine.scratch.fill(0);
+    begin(machine);
     let mut runner = Runner {
         handler,
         packet,
         machine,
         actions,
         regs: [0; REGISTER_COUNT as usize],
-        run: Run {
-            outcome: Outcome::Exit(Verdict::Drop),
-            bytes_copied: 0,
-            replies_sent: 0,
-            replies_refused: 0,
-            cost: 0,
-        },
+        run: fresh_run(),
     };
     runner.regs[0] = packet.len() as u64;
     runner.run.outcome = if packet.len() < usize::from(handler.min_packet_len()) {

@@ -19,6 +19,7 @@ pub mod builder;
 pub mod checksum;
 pub mod interp;
 pub mod ir;
+pub mod jit;
 pub mod stock;
 pub mod verify;
 pub mod wire;

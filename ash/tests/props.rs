@@ -302,11 +302,42 @@ proptest! {
                 }
                 if let Outcome::Abort { reason, .. } = run.outcome {
                     prop_assert_ne!(reason, ash::AbortReason::Unverified);
+                    prop_assert_ne!(reason, ash::AbortReason::OverBudget);
                 }
                 let again = ash::run(&handler, packet, &mut twin_machine, &mut twin);
                 prop_assert_eq!(run, again);
                 prop_assert_eq!(&host.regions, &twin.regions);
                 prop_assert_eq!(&host.sent, &twin.sent);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 1500, ..Config::default() })]
+
+    /// JIT == interpreter: outcome, counters, cost, region contents and replies, run after
+    /// run on the same machines.
+    #[test]
+    fn jit_equals_interpreter(
+        handler in program(),
+        context in context(),
+        packets in proptest::collection::vec(packet(), 1..6),
+    ) {
+        if let Ok(handler) = handler.verify(&context) {
+            let executable = common::jit_exec::Executable::new(&handler);
+            let mut host = FakeHost::for_regions(handler.regions());
+            let mut jit_host = FakeHost::for_regions(handler.regions());
+            let mut machine = Machine::new();
+            let mut jit_machine = Machine::new();
+            for packet in &packets {
+                let interpreted = ash::run(&handler, packet, &mut machine, &mut host);
+                let compiled = executable.run(&handler, packet, &mut jit_machine, &mut jit_host);
+                prop_assert_eq!(interpreted, compiled, "on {:?}", packet);
+                prop_assert_eq!(&host.regions, &jit_host.regions);
+                prop_assert_eq!(&host.sent, &jit_host.sent);
+                prop_assert_eq!((host.wakes, &host.upcalls), (jit_host.wakes, &jit_host.upcalls));
+                prop_assert!(jit_host.escapes.is_empty());
             }
         }
     }

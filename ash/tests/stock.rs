@@ -337,3 +337,39 @@ fn stock_handlers_survive_every_truncation() {
         }
     }
 }
+
+#[test]
+fn stock_handlers_jit_equals_interpreter_on_every_truncation() {
+    let handlers = [
+        stock::arp_responder(HOST_MAC, HOST_IP).unwrap(),
+        stock::icmp_echo(HOST_IP).unwrap(),
+        stock::udp_echo().unwrap(),
+        stock::remote_increment().unwrap(),
+        stock::message_vectoring().unwrap(),
+    ];
+    let mut increment = 9u64.to_be_bytes().to_vec();
+    increment.extend_from_slice(b"tail");
+    let frames = [
+        arp_frame(ArpOperation::REQUEST, HOST_IP),
+        icmp_echo(true, 20, b"0123456789"),
+        udp_frame(true, 7, b"0123456789abcdef"),
+        udp_frame(true, 9000, &increment),
+        vectored(1, b"0123456789"),
+    ];
+    for handler in handlers {
+        let handler = verified(handler);
+        let executable = common::jit_exec::Executable::new(&handler);
+        for frame in &frames {
+            for cut in 0..=frame.len() {
+                let mut host = FakeHost::for_regions(handler.regions());
+                let mut jit_host = FakeHost::for_regions(handler.regions());
+                let interpreted = ash::run(&handler, &frame[..cut], &mut Machine::new(), &mut host);
+                let compiled =
+                    executable.run(&handler, &frame[..cut], &mut Machine::new(), &mut jit_host);
+                assert_eq!(interpreted, compiled, "cut at {cut}");
+                assert_eq!(host.sent, jit_host.sent);
+                assert_eq!(host.regions, jit_host.regions);
+            }
+        }
+    }
+}

@@ -868,6 +868,25 @@ impl Kernel {
     /// their mappings go, and frames whose root capability went are freed (after every
     /// mapping of them is gone).
     pub fn undo(&mut self, removed: &[Removed]) {
+        // Handlers writing into a page being taken away go first (before the unmapping and
+        // the freeing below); their owners are told by the AshDisabled upcall.
+        let frames: Vec<(EnvId, u64)> = removed
+            .iter()
+            .filter_map(|capability| match capability.object {
+                Object::Page { frame } => Some((capability.owner, frame)),
+                _ => None,
+            })
+            .collect();
+        if !frames.is_empty() {
+            for (owner, id) in crate::net::ash_frames_revoked(&frames) {
+                if let Some(env) = self.env_mut(owner)
+                    && env.upcall(UpcallKind::AshDisabled) != 0
+                {
+                    env.ash_disabled_due
+                        .push((id, exo_abi::upcall::ASH_UNBOUND_REVOKED));
+                }
+            }
+        }
         for capability in removed {
             match capability.object {
                 Object::FilterBinding { id } => {

@@ -142,6 +142,9 @@ fn simple_call(
         Syscall::PageAlloc => page_alloc(kernel, a0),
         Syscall::PageMap => page_map(kernel, a0, a1, a2),
         Syscall::PageUnmap => {
+            if net::ash_pinned(me, a0) {
+                return Err(Error::AddressInUse);
+            }
             let env = kernel.current();
             env.bindings.remove(&a0).ok_or(Error::NotMapped)?;
             env.space.unmap_borrowed(a0);
@@ -149,6 +152,9 @@ fn simple_call(
             Ok(0)
         }
         Syscall::PageProtect => {
+            if net::ash_pinned(me, a0) {
+                return Err(Error::AddressInUse);
+            }
             let (rights, access) = sched::page_access(a1)?;
             let binding = *kernel.current().bindings.get(&a0).ok_or(Error::NotMapped)?;
             kernel.caps.lookup(binding.cap, me, rights)?;
@@ -521,6 +527,9 @@ fn page_protect_range(
     }
     let me = kernel.running();
     let env = kernel.env(me).expect("the caller is running");
+    if (0..pages).any(|page| net::ash_pinned(me, address + page * PAGE_SIZE_BYTES)) {
+        return Err(Error::AddressInUse);
+    }
     let mut expected = address;
     for (&page, binding) in env.bindings.range(address..address + length) {
         if page != expected {

@@ -159,7 +159,9 @@ fn build(args: &BuildArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `cargo run --release -p ash --example bench -- --out D`.
+/// `cargo run --release -p ash --example bench -- --out D` (the host figures), then the
+/// `ash-tap` scenario's boot under `-icount shift=0` (release build): guest instructions per
+/// run of each handler the kernel ran, from ashd's counters; `D/ash-guest.json`.
 fn bench_ash(args: &AshArgs) -> Result<ExitCode> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = std::process::Command::new(cargo)
@@ -176,11 +178,63 @@ fn bench_ash(args: &AshArgs) -> Result<ExitCode> {
         ])
         .arg(&args.out)
         .status()?;
-    Ok(if status.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    if !status.success() {
+        return Ok(ExitCode::FAILURE);
+    }
+    setup::ensure_target()?;
+    setup::ensure_qemu()?;
+    setup::ensure_packages(setup::TAP_TEST_PACKAGES)?;
+    let image = image::build(image::Profile::Release)?;
+    let scenario = scenarios::SCENARIOS
+        .iter()
+        .find(|scenario| scenario.name == "ash-tap")
+        .ok_or("no ash-tap scenario")?;
+    let scenarios::Network::Tap { clients } = scenario.network else {
+        return Err("ash-tap has no clients".into());
+    };
+    let extra: Vec<std::ffi::OsString> = vec!["-icount".into(), "shift=0".into()];
+    let (run, clients) =
+        test::run_with_clients(&image.kernel, scenario, qemu::Accel::Tcg, clients, &extra)?;
+    clients.map_err(|error| format!("the clients failed under -icount: {error}"))?;
+    println!();
+    println!("| handler (in the kernel, JIT) | runs | guest instructions per run |");
+    println!("|---|---|---|");
+    let mut rows = Vec::new();
+    for line in run.serial.lines() {
+        let Some(rest) = line.trim().strip_prefix("ashd: handler \"") else {
+            continue;
+        };
+        let Some((name, counters)) = rest.split_once("\": ") else {
+            continue;
+        };
+        let field = |label: &str| -> Option<u64> {
+            counters
+                .split([' ', ';'])
+                .skip_while(|word| *word != label)
+                .nth(1)?
+                .parse()
+                .ok()
+        };
+        let (Some(runs), Some(cycles)) = (field("runs"), field("cycles")) else {
+            continue;
+        };
+        if runs == 0 {
+            continue;
+        }
+        println!("| {name} | {runs} | {} |", cycles / runs);
+        rows.push(format!(
+            "{{\"handler\": \"{name}\", \"runs\": {runs}, \"guest_instructions_per_run\": {}}}",
+            cycles / runs
+        ));
+    }
+    if rows.is_empty() {
+        return Err("no handler counters in ashd's output".into());
+    }
+    std::fs::create_dir_all(&args.out)?;
+    let json = args.out.join("ash-guest.json");
+    std::fs::write(&json, format!("[\n  {}\n]\n", rows.join(",\n  ")))?;
+    println!("\nwrote {}", json.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `cargo run --release -p pcap-tests --bin demux-bench -- [--quick] [--pcap F] [--out D]`.

@@ -148,13 +148,16 @@ impl Session<'_> {
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         // ash_bind and ash_counter refuse every bad argument; deleting a handler's
-        // capability or unbinding its filter ends the handler.
+        // capability or unbinding its filter ends the handler; a page_map'ped region page is
+        // pinned, and revoking it unbinds the handler and tells the app.
         name: "ash-bind-refusals",
         cmdline: "apps=ashd",
         exit: KernelExit::Exited(0),
         serial: &[
-            "ash refusals: capabilities Err(InvalidCapability)/Err(InvalidCapability)/Err(InvalidCapability), garbage Err(InvalidArgument), verifier Err(InvalidArgument), regions Err(InvalidArgument)/Err(InvalidArgument)/Err(BadAddress)/Err(BadAddress)/Err(InvalidArgument)/Err(InvalidArgument), second Err(AddressInUse), quota Err(Exhausted); all as expected: true",
+            "ash refusals: capabilities Err(InvalidCapability)/Err(InvalidCapability)/Err(InvalidCapability), garbage Err(InvalidArgument), verifier Err(InvalidArgument), regions Err(InvalidArgument)/Err(InvalidArgument)/Err(BadAddress)/Err(BadAddress)/Err(AddressInUse)/Err(InvalidArgument), second Err(AddressInUse), quota Err(Exhausted); all as expected: true",
             "instruction 1 refused: BackwardJump",
+            "ashd: pinned page: unmap Err(AddressInUse), protect Err(AddressInUse); page deleted Ok(1), handler then Err(InvalidCapability), upcall named it: true",
+            "unbound: a region page was revoked",
             "[exo] app ashd (env 1) exited with status 0",
         ],
         timeout: TAP_TIMEOUT,
@@ -168,7 +171,8 @@ pub const SCENARIOS: &[Scenario] = &[
         // bound them sleeps: arping (ARP responder), ping (ICMP echo), socat (UDP echo,
         // byte-identical; remote increment, its counter read by the app afterwards); a
         // handler whose runtime check fails is aborted, counted and disabled, the others
-        // unaffected.
+        // unaffected; a message-vectoring handler copies a datagram into the app's buffer,
+        // checksum verified in the same pass, and wakes it.
         name: "ash-tap",
         cmdline: "apps=ashd monitor=ashd arg=7365727665",
         exit: KernelExit::Exited(0),
@@ -179,6 +183,8 @@ pub const SCENARIOS: &[Scenario] = &[
             "remote counter 42",
             "disabled after 4 aborts (last at instruction 0: PacketBounds)",
             "disabled after 4 aborts; it is the failing one: true",
+            "ashd: vectored slot 5: 1000 bytes, as sent: true",
+            "ashd: handler \"ip and udp dst port 9002\": runs 1 aborts 0 replies 0 refused 0 disabled 0",
             "[exo] app ashd (env 1) exited with status 0",
         ],
         timeout: TAP_TIMEOUT,
@@ -687,6 +693,12 @@ fn ash_clients(session: &mut Session<'_>) -> Result<(), String> {
             "UDP echo after the failing handler was disabled: {echoed:?}"
         ));
     }
+    // Message vectoring: the payload lands in slot 5 (the second page of the app's buffer
+    // region), its checksum verified while copying; the handler wakes the app.
+    let mut vectored = 5u32.to_be_bytes().to_vec();
+    vectored.extend((0..1000u32).map(|i| (i * 7 + 3) as u8));
+    udp(session, 9002, &vectored, false)?;
+    session.wait_for("ashd: vectored slot 5", Duration::from_secs(20))?;
     udp(session, 9003, b"quit", false)?;
     Ok(())
 }

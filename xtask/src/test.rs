@@ -66,7 +66,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
                     }
                     Network::Tap { clients } => {
                         setup::ensure_packages(setup::TAP_TEST_PACKAGES)?;
-                        run_with_clients(&image.kernel, scenario, accel, clients)?
+                        run_with_clients(&image.kernel, scenario, accel, clients, &[])?
                     }
                 };
                 // A client's failure says more than the stopped machine's.
@@ -111,11 +111,12 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
 /// Boots `scenario` on a tap device in a fresh namespace and runs `clients` there while it
 /// runs; the namespace is removed afterwards, whatever happened (and on Ctrl-C, which also
 /// ends the test run).
-fn run_with_clients(
+pub fn run_with_clients(
     kernel: &std::path::Path,
     scenario: &Scenario,
     accel: Accel,
     clients: fn(&mut Session<'_>) -> std::result::Result<(), String>,
+    extra: &[OsString],
 ) -> Result<(crate::qemu::Run, std::result::Result<(), String>)> {
     let topology = Topology::create()?;
     let (sender, lines) = std::sync::mpsc::channel::<String>();
@@ -146,7 +147,7 @@ fn run_with_clients(
             echo: Echo::Quiet,
         }
         .run_until(
-            &[],
+            extra,
             move |line| {
                 let _ = sender.send(line.to_string());
             },

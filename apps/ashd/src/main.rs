@@ -2,8 +2,9 @@
 //! the boot argument `serve`) binds the stock handlers and sleeps while they answer.
 //!
 //! Refusals first: no, forged and wrong-object capabilities; an undecodable handler and one
-//! the verifier refuses; wrong region lists (count, alignment, unmapped, a `page_map`ped page
-//! that could be revoked); a second handler on one filter; the per-environment quota; a bad
+//! the verifier refuses; wrong region lists (count, alignment, unmapped, kernel); a
+//! `page_map`ped region page pinned (no unmap, no reprotect) and its revocation unbinding the
+//! handler with an upcall; a second handler on one filter; the per-environment quota; a bad
 //! counter index; and that deleting a handler's capability, or unbinding its filter, ends it.
 //! Prints `ash refusals: ... all as expected: true`.
 //!
@@ -46,6 +47,9 @@ mod app {
     }
 
     pub static COUNTER: Pages<1> = Pages::new();
+    /// The message-vectoring receiver's buffers and status words.
+    pub static VECTOR: Pages<2> = Pages::new();
+    pub static VECTOR_STATUS: Pages<1> = Pages::new();
     pub static SPARE: Pages<1> = Pages::new();
     const SLOTS: usize = 8;
     const FILTERS: usize = 12;
@@ -96,9 +100,53 @@ mod app {
         result.map(|_| 0)
     }
 
+    /// Binds remote increment with `page` (mapped at [`MAPPED_PAGE`]) as its counter: unmap
+    /// and reprotect are refused while it is bound (the first refusal returned); deleting the
+    /// page's capability unbinds the handler, whose capability then names nothing, and the
+    /// upcall names it (whether all that held).
+    fn revocable_region(
+        page: CapHandle,
+        binding: CapHandle,
+        increment: &[u8],
+    ) -> (Result<u64, Error>, bool) {
+        if let Err(error) = libnet::sys::page_map(page, MAPPED_PAGE, Rights::READ | Rights::WRITE) {
+            return (Err(error), false);
+        }
+        let handler = match net::ash_bind(binding, increment, &[MAPPED_PAGE]) {
+            Ok(handler) => handler,
+            Err(error) => return (Err(error), false),
+        };
+        let unmap = libnet::sys::page_unmap(MAPPED_PAGE).map(|()| 0);
+        let protect = libnet::sys::page_protect(MAPPED_PAGE, Rights::READ).map(|()| 0);
+        if unmap != protect {
+            println!("ashd: pinned page: unmap {unmap:?}, protect {protect:?}");
+            return (Ok(0), false);
+        }
+        let deleted = libnet::sys::cap_delete(page);
+        let gone = net::ash_counter(handler.capability, AshCounter::Runs);
+        // The upcall comes when this environment next runs.
+        libnet::sys::yield_now();
+        let named = DISABLED_UPCALL[0].load(Ordering::Acquire) == handler.id
+            && DISABLED_UPCALL[1].load(Ordering::Relaxed)
+                == libnet::abi::upcall::ASH_UNBOUND_REVOKED;
+        DISABLED_UPCALL[0].store(0, Ordering::Relaxed);
+        println!(
+            "ashd: pinned page: unmap {unmap:?}, protect {protect:?}; page deleted {deleted:?}, handler then {gone:?}, upcall named it: {named}"
+        );
+        let _ = libnet::sys::cap_delete(handler.capability);
+        (
+            unmap,
+            deleted.is_ok() && gone == Err(Error::InvalidCapability) && named,
+        )
+    }
+
     /// The refusal checks; whether every one came out as expected.
     pub fn refusals(mac: [u8; 6], ipv4: [u8; 4]) -> bool {
         let mut ok = true;
+        if let Err(error) = libnet::upcall::on_ash_disabled(on_disabled) {
+            println!("ashd: registering the handler-disabled upcall: {error:?}");
+            return false;
+        }
         let increment = encoded(ash::stock::remote_increment());
         let counter = [COUNTER.address()];
         let none = net::ash_bind(CapHandle::NONE, &increment, &counter);
@@ -176,17 +224,22 @@ mod app {
         );
         let kernel = net::ash_bind(binding, &increment, &[0xffff_8000_0000_0000]);
         expect(&mut ok, "kernel region", id(kernel), Err(Error::BadAddress));
-        let mapped = match page {
-            Ok(page) => libnet::sys::page_map(page, MAPPED_PAGE, Rights::READ | Rights::WRITE)
-                .and_then(|()| id(net::ash_bind(binding, &increment, &[MAPPED_PAGE]))),
-            Err(error) => Err(error),
+        // A page_map'ped page is pinned while bound: neither unmapped nor reprotected; deleting
+        // its capability unbinds the handler first, and an upcall says so.
+        let (pinned, revoked) = match page {
+            Ok(page) => revocable_region(page, binding, &increment),
+            Err(error) => (Err(error), false),
         };
         expect(
             &mut ok,
-            "page_map'ped region",
-            mapped,
-            Err(Error::InvalidArgument),
+            "page_map'ped region pinned",
+            pinned,
+            Err(Error::AddressInUse),
         );
+        if !revoked {
+            println!("ashd: revoking the page did not unbind and name the handler");
+            ok = false;
+        }
         let too_many = net::ash_bind(binding, &increment, &[COUNTER.address(); 9]);
         expect(
             &mut ok,
@@ -288,12 +341,32 @@ mod app {
             unaligned.map(|_| ()),
             unmapped.map(|_| ()),
             kernel.map(|_| ()),
-            mapped,
+            pinned,
             too_many.map(|_| ()),
             second.map(|_| ()),
             quota,
         );
         ok
+    }
+
+    /// Reports (and empties) every slot the message-vectoring handler filled: its length and
+    /// whether its bytes are the pattern the client sends (byte `i` = `i * 7 + 3`).
+    fn check_vectored() {
+        for slot in 0..ash::stock::VECTOR_SLOTS as usize {
+            let status = VECTOR_STATUS.0[0][slot].load(Ordering::Acquire);
+            if status & ash::stock::VECTOR_FULL == 0 {
+                continue;
+            }
+            let length = (status & 0xffff_ffff) as usize;
+            let start = slot * ash::stock::VECTOR_SLOT_BYTES as usize;
+            let intact = (0..length).all(|i| {
+                let at = start + i;
+                let word = VECTOR.0[at / 4096][(at % 4096) / 8].load(Ordering::Relaxed);
+                word.to_le_bytes()[at % 8] == (i * 7 + 3) as u8
+            });
+            println!("ashd: vectored slot {slot}: {length} bytes, as sent: {intact}");
+            VECTOR_STATUS.0[0][slot].store(0, Ordering::Release);
+        }
     }
 
     /// The handler id and aborts the handler-disabled upcall named (0: none yet).
@@ -337,11 +410,7 @@ mod app {
     /// Binds the stock handlers and sleeps until a datagram reaches port 9003.
     pub fn serve(mac: [u8; 6], ipv4: [u8; 4]) -> u8 {
         let monitor = net::boot_monitor();
-        if let Err(error) = libnet::upcall::on_ash_disabled(on_disabled) {
-            println!("ashd: registering the handler-disabled upcall: {error:?}");
-            return 3;
-        }
-        let stock: [(&str, Vec<u8>, Vec<u64>); 5] = [
+        let stock: [(&str, Vec<u8>, Vec<u64>); 6] = [
             (
                 "arp",
                 encoded(ash::stock::arp_responder(mac, ipv4)),
@@ -359,6 +428,11 @@ mod app {
                 alloc::vec![COUNTER.address()],
             ),
             ("ip and udp dst port 9001", failing(), Vec::new()),
+            (
+                "ip and udp dst port 9002",
+                encoded(ash::stock::message_vectoring()),
+                alloc::vec![VECTOR.address(), VECTOR_STATUS.address()],
+            ),
         ];
         let mut handlers = Vec::new();
         for (index, (expression, handler, regions)) in stock.iter().enumerate() {
@@ -372,7 +446,7 @@ mod app {
                 }
             }
         }
-        if let Err(error) = bind("ip and udp dst port 9003", 5, CapHandle::NONE) {
+        if let Err(error) = bind("ip and udp dst port 9003", 6, CapHandle::NONE) {
             println!("ashd: binding the quit port: {error:?}");
             return 3;
         }
@@ -385,12 +459,13 @@ mod app {
             );
             wakes += 1;
             let mut quit = false;
-            while RINGS[5].take(|_, _| {}) {
+            while RINGS[6].take(|_, _| {}) {
                 quit = true;
             }
-            for ring in &RINGS[..5] {
+            for ring in &RINGS[..6] {
                 while ring.take(|_, _| {}) {}
             }
+            check_vectored();
             let failing = handlers[4].1;
             let named = DISABLED_UPCALL[0].load(Ordering::Acquire);
             if named != 0 {
@@ -414,12 +489,13 @@ mod app {
         for (expression, handler, _) in &handlers {
             let read = |counter| net::ash_counter(*handler, counter).unwrap_or(u64::MAX);
             println!(
-                "ashd: handler {expression:?}: runs {} aborts {} replies {} refused {} disabled {}",
+                "ashd: handler {expression:?}: runs {} aborts {} replies {} refused {} disabled {}; cycles {}",
                 read(AshCounter::Runs),
                 read(AshCounter::Aborts),
                 read(AshCounter::RepliesSent),
                 read(AshCounter::RepliesRefused),
                 read(AshCounter::Disabled),
+                read(AshCounter::Cycles),
             );
         }
         print_frame_accounting();

@@ -2,6 +2,8 @@
 //! piecewise paths run), transmitted frames collected, every region range asked for checked.
 #![allow(dead_code)]
 
+pub mod jit_exec;
+
 use ash::Actions;
 use ash::ir::RegionDecl;
 

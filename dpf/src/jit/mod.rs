@@ -19,7 +19,10 @@
 pub mod coalesce;
 pub mod codegen;
 pub mod demux;
-pub mod emitter;
+/// The assembler (the `x86-emitter` crate, shared with ash's JIT).
+pub mod emitter {
+    pub use x86_emitter::*;
+}
 #[cfg(feature = "std")]
 pub mod exec;
 pub mod hash_table;

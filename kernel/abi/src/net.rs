@@ -66,17 +66,20 @@ pub enum AshCounter {
     RepliesRefused = 4,
     /// 1 once the handler is disabled (after [`ASH_ABORT_LIMIT`] aborts), else 0.
     Disabled = 5,
+    /// TSC cycles spent running it (under `-icount shift=0`, guest instructions).
+    Cycles = 6,
 }
 
 impl AshCounter {
     /// Every counter, in index order.
-    pub const ALL: [AshCounter; 6] = [
+    pub const ALL: [AshCounter; 7] = [
         AshCounter::Runs,
         AshCounter::Aborts,
         AshCounter::BytesCopied,
         AshCounter::RepliesSent,
         AshCounter::RepliesRefused,
         AshCounter::Disabled,
+        AshCounter::Cycles,
     ];
 
     /// The counter at `index`.
@@ -144,11 +147,14 @@ pub enum Counter {
     AshRepliesRefused = 21,
     /// Handlers disabled after too many aborts.
     AshDisabled = 22,
+    /// Handler replies the transmit check let through but the NIC's transmit queue had no
+    /// room for.
+    AshRepliesDropped = 23,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 23] = [
+    pub const ALL: [Counter; 24] = [
         Counter::RxFrames,
         Counter::Delivered,
         Counter::NoMatch,
@@ -172,6 +178,7 @@ impl Counter {
         Counter::AshReplies,
         Counter::AshRepliesRefused,
         Counter::AshDisabled,
+        Counter::AshRepliesDropped,
     ];
 
     /// The name xtask prints and writes to JSON.
@@ -200,6 +207,7 @@ impl Counter {
             Counter::AshReplies => "ash_replies",
             Counter::AshRepliesRefused => "ash_replies_refused",
             Counter::AshDisabled => "ash_disabled",
+            Counter::AshRepliesDropped => "ash_replies_dropped",
         }
     }
 

@@ -202,8 +202,11 @@ pub enum Syscall {
     /// least as long as the filter's bounds checks prove. `regions` is an array of
     /// `region_count` `u64` user addresses, one per region the handler declares, each
     /// page-aligned and the start of read+write memory of the caller's at least as long as
-    /// the declaration; only pages the loader mapped (they live as long as the environment:
-    /// pinned while bound), else `InvalidArgument`. From then on the handler runs in the
+    /// the declaration (else `InvalidArgument`, `BadAddress`). The pages are pinned while
+    /// bound: a `page_map`ped one cannot be unmapped or reprotected (`AddressInUse`), and
+    /// revoking, deleting or repossessing its capability first unbinds the handler and tells
+    /// the caller (`AshDisabled` upcall with `fault_address` =
+    /// [`crate::upcall::ASH_UNBOUND_REVOKED`]). From then on the handler runs in the
     /// kernel on every frame the filter wins, before any ring copy, whether or not the caller
     /// is scheduled; its verdict says whether the frame also reaches the ring. Replies go
     /// through the same transmit check as `NetTransmit`. A run that fails a runtime check is

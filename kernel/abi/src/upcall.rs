@@ -44,10 +44,11 @@ pub enum UpcallKind {
     /// with `rdi` = caller's environment id and `rsi`, `rdx`, `r10`, `r8`, `r9` = the caller's
     /// arguments; no frame is written (the callee's earlier state is not kept).
     Pct = 5,
-    /// One of the environment's handlers was disabled after too many aborted runs (frame kind
-    /// [`FRAME_ASH_DISABLED`], `error_code` = the handler's id as `ash_bind` returned it,
-    /// `fault_address` = its aborts). Delivered when the environment next runs; the kernel
-    /// also wakes its `net_wait`.
+    /// One of the environment's handlers was disabled after too many aborted runs, or unbound
+    /// because a page of its regions was revoked (frame kind [`FRAME_ASH_DISABLED`],
+    /// `error_code` = the handler's id as `ash_bind` returned it, `fault_address` = its aborts,
+    /// or [`ASH_UNBOUND_REVOKED`]). Delivered when the environment next runs; after aborts the
+    /// kernel also wakes its `net_wait`.
     AshDisabled = 6,
 }
 
@@ -80,6 +81,9 @@ pub const FRAME_REVOKE: u64 = 34;
 pub const FRAME_PACKET: u64 = 35;
 /// Frame kind of a handler-disabled upcall.
 pub const FRAME_ASH_DISABLED: u64 = 36;
+/// `fault_address` of a handler-disabled upcall for a handler unbound because a page of its
+/// regions was revoked (rather than disabled after aborts).
+pub const ASH_UNBOUND_REVOKED: u64 = u64::MAX;
 
 /// End-of-slice upcalls an environment may overstay before the kernel aborts it.
 pub const OVERSTAY_LIMIT: u64 = 3;

@@ -1,6 +1,6 @@
-//! dpf's generated demux code in the kernel: instructions on pages mapped read+execute in
-//! the kernel's generated-code region, hash tables on the kernel heap (read+write,
-//! no-execute), found by the code through its base slot.
+//! Generated code in the kernel: dpf's demux code and ash's compiled handlers, instructions on
+//! pages mapped read+execute in the kernel's generated-code region; dpf's hash tables on the
+//! kernel heap (read+write, no-execute), found by the code through its base slot.
 //!
 //! This is one of the kernel's named `unsafe` modules: it runs generated code.
 //!
@@ -54,6 +54,53 @@ pub enum InstallError {
     OutOfMemory,
 }
 
+/// Reserves `pages` pages of the generated-code region (given back by [`release`]).
+fn reserve(pages: usize) -> Result<u64, InstallError> {
+    CODE_SPACE
+        .lock()
+        .allocate(pages as u64)
+        .map_err(|_| InstallError::OutOfMemory)
+}
+
+/// Gives back a range [`reserve`] handed out.
+fn release(code_address: u64, pages: usize) {
+    // A range this module reserved and has not released: the code space cannot refuse it.
+    let _ = CODE_SPACE.lock().free(code_address, pages as u64);
+}
+
+/// Copies `image` into fresh frames (the rest of the last one `int3`) and maps them
+/// read+execute at `code_address` (reserved for `image`); the frames. On failure nothing is
+/// held: the frames are freed and the range released.
+fn map(code_address: u64, image: &[u8]) -> Result<Vec<u64>, InstallError> {
+    let pages = image.len().div_ceil(PAGE_BYTES);
+    let give_back = |frames_held: &[u64]| {
+        for &frame in frames_held {
+            frames::free(PhysFrame::containing_address(PhysAddr::new(frame)));
+        }
+        release(code_address, pages);
+    };
+    let mut code_frames = Vec::with_capacity(pages);
+    for chunk in image.chunks(PAGE_BYTES) {
+        let Some(frame) = frames::allocate() else {
+            give_back(&code_frames);
+            return Err(InstallError::OutOfMemory);
+        };
+        let frame = frame.start_address().as_u64();
+        // SAFETY: the frame was just allocated (ours alone) and is identity-mapped
+        // writable; the copy stays inside it. It is not mapped executable yet.
+        unsafe {
+            core::ptr::write_bytes(frame as *mut u8, 0xcc, PAGE_BYTES);
+            core::ptr::copy_nonoverlapping(chunk.as_ptr(), frame as *mut u8, chunk.len());
+        }
+        code_frames.push(frame);
+    }
+    if paging::map_kernel_code(code_address, &code_frames).is_err() {
+        give_back(&code_frames);
+        return Err(InstallError::OutOfMemory);
+    }
+    Ok(code_frames)
+}
+
 impl KernelCode {
     /// Copies `compiled` into fresh frames, points its base slot at a heap copy of its
     /// tables and maps the instructions read+execute.
@@ -72,23 +119,13 @@ impl KernelCode {
             *word = u64::from_le_bytes(bytes);
         }
         let pages = instructions.len().div_ceil(PAGE_BYTES);
-        let code_address = CODE_SPACE
-            .lock()
-            .allocate(pages as u64)
-            .map_err(|_| InstallError::OutOfMemory)?;
-        let give_back = |frames_held: &[u64]| {
-            for &frame in frames_held {
-                frames::free(PhysFrame::containing_address(PhysAddr::new(frame)));
-            }
-            // The range was just allocated, so giving it back cannot be refused.
-            let _ = CODE_SPACE.lock().free(code_address, pages as u64);
-        };
+        let code_address = reserve(pages)?;
         let mut image = Vec::from(instructions);
         if let Some(slot) = compiled.base_slot()
             && !table_bytes.is_empty()
         {
             if slot + 8 > image.len() {
-                give_back(&[]);
+                release(code_address, pages);
                 return Err(InstallError::BadLayout);
             }
             let distance = (tables.as_ptr() as u64)
@@ -96,25 +133,7 @@ impl KernelCode {
                 .wrapping_sub(slot as u64);
             image[slot..slot + 8].copy_from_slice(&distance.to_le_bytes());
         }
-        let mut code_frames = Vec::with_capacity(pages);
-        for chunk in image.chunks(PAGE_BYTES) {
-            let Some(frame) = frames::allocate() else {
-                give_back(&code_frames);
-                return Err(InstallError::OutOfMemory);
-            };
-            let frame = frame.start_address().as_u64();
-            // SAFETY: the frame was just allocated (ours alone) and is identity-mapped
-            // writable; the copy stays inside it. It is not mapped executable yet.
-            unsafe {
-                core::ptr::write_bytes(frame as *mut u8, 0xcc, PAGE_BYTES);
-                core::ptr::copy_nonoverlapping(chunk.as_ptr(), frame as *mut u8, chunk.len());
-            }
-            code_frames.push(frame);
-        }
-        if paging::map_kernel_code(code_address, &code_frames).is_err() {
-            give_back(&code_frames);
-            return Err(InstallError::OutOfMemory);
-        }
+        let code_frames = map(code_address, &image)?;
         Ok(KernelCode {
             code_address,
             code_frames,
@@ -169,9 +188,80 @@ impl Drop for KernelCode {
         for &frame in &self.code_frames {
             frames::free(PhysFrame::containing_address(PhysAddr::new(frame)));
         }
-        // Installed with this range, so it is the code's to give back.
-        let _ = CODE_SPACE
-            .lock()
-            .free(self.code_address, self.code_frames.len() as u64);
+        release(self.code_address, self.code_frames.len());
+    }
+}
+
+/// A compiled ash handler (`ash::jit`), mapped and runnable.
+#[derive(Debug)]
+pub struct HandlerCode {
+    code_address: u64,
+    code_frames: Vec<u64>,
+}
+
+/// The handler's generated function (see `ash::jit`).
+type HandlerFn = unsafe extern "sysv64" fn(frame: *mut ash::jit::Frame) -> u64;
+
+/// The service trampoline the generated code calls for stores, loads outside the packet and
+/// actions.
+extern "sysv64" fn serve(frame: *mut ash::jit::Frame, index: u64) -> u64 {
+    // SAFETY: the generated code passes back the frame `HandlerCode::run` gave it, made from
+    // a live `&mut Frame` not otherwise used during the call; `context` is the address of
+    // the live `Service` that `run` set, likewise unused meanwhile.
+    let frame = unsafe { &mut *frame };
+    // SAFETY: as above.
+    let service = unsafe { &mut *(frame.context as *mut ash::jit::Service<'_>) };
+    service.serve(frame, index)
+}
+
+impl HandlerCode {
+    /// Copies `compiled` into fresh frames and maps it read+execute.
+    pub fn install(compiled: &ash::jit::Compiled) -> Result<HandlerCode, InstallError> {
+        let image = compiled.code();
+        if image.is_empty() {
+            return Err(InstallError::BadLayout);
+        }
+        let code_address = reserve(image.len().div_ceil(PAGE_BYTES))?;
+        let code_frames = map(code_address, image)?;
+        Ok(HandlerCode {
+            code_address,
+            code_frames,
+        })
+    }
+
+    /// Runs `handler` (the one this code was compiled from) on `packet`.
+    pub fn run(
+        &self,
+        handler: &ash::Handler,
+        packet: &[u8],
+        machine: &mut ash::Machine,
+        actions: &mut dyn ash::Actions,
+    ) -> ash::Run {
+        ash::jit::run(handler, packet, machine, actions, |frame, service| {
+            frame.service = serve as *const () as u64;
+            frame.context = service as *mut ash::jit::Service<'_> as u64;
+            // SAFETY: (1) `code_address` is the first instruction of the function
+            // `ash::jit::compile` generated for `handler` (verified), mapped read+execute by
+            // `install` and live as long as `self`. (2) It reads the packet only within
+            // `frame.packet_len` bytes (every load checked), reads and writes only the frame
+            // and its own stack, calls only `serve`, preserves the callee-saved registers it
+            // uses (rbx, r12, r13) and terminates: forward jumps, counted loops, and a cost
+            // check against the verified bound on every instruction. (3) `frame` points at
+            // `packet`, live for the call.
+            unsafe {
+                let function = core::mem::transmute::<u64, HandlerFn>(self.code_address);
+                function(frame as *mut ash::jit::Frame)
+            }
+        })
+    }
+}
+
+impl Drop for HandlerCode {
+    fn drop(&mut self) {
+        paging::unmap_kernel_code(self.code_address, self.code_frames.len());
+        for &frame in &self.code_frames {
+            frames::free(PhysFrame::containing_address(PhysAddr::new(frame)));
+        }
+        release(self.code_address, self.code_frames.len());
     }
 }

@@ -95,11 +95,17 @@ struct BoundHandler {
     filter: u32,
     owner: EnvId,
     handler: ash::Handler,
-    /// Physical address of each page of each region, pinned while bound (loader-mapped
-    /// pages: they live as long as the owner, whose handlers go before its pages).
+    /// Physical address of each page of each region, pinned while bound: loader-mapped pages
+    /// live as long as the owner (whose handlers go before its pages); a `page_map`ped one
+    /// cannot be unmapped or reprotected while pinned, and revoking it unbinds the handler
+    /// first ([`ash_frames_revoked`]).
     regions: Vec<Vec<u64>>,
+    /// The owner's virtual addresses of those pages.
+    pinned: Vec<u64>,
     /// Boxed: the reply buffer is 1.5 KiB.
     machine: Box<ash::Machine>,
+    /// The handler compiled (`ash::jit`), which is what runs.
+    code: jit::HandlerCode,
     counters: [u64; AshCounter::ALL.len()],
     /// The capability `ash_bind` made (`NONE` until attached in the same call).
     capability: CapHandle,
@@ -310,8 +316,12 @@ fn run_handler(
         ipv4: context.ipv4,
         outbox: context.outbox,
     };
-    let run = ash::run(&bound.handler, frame, &mut bound.machine, &mut host);
+    let start = physical::tsc();
+    let run = bound
+        .code
+        .run(&bound.handler, frame, &mut bound.machine, &mut host);
     let own = &mut bound.counters;
+    own[AshCounter::Cycles as usize] += physical::tsc().wrapping_sub(start);
     own[AshCounter::Runs as usize] += 1;
     own[AshCounter::BytesCopied as usize] += run.bytes_copied;
     own[AshCounter::RepliesSent as usize] += u64::from(run.replies_sent);
@@ -510,6 +520,8 @@ pub fn poll(mut report: impl FnMut(EnvId, Event)) -> Backlog {
             if nic.send(&reply) {
                 bump(counters, Counter::TxFrames);
                 bump(counters, Counter::AshReplies);
+            } else {
+                bump(counters, Counter::AshRepliesDropped);
             }
         }
     }
@@ -1120,6 +1132,7 @@ pub fn ash_bind(
         return Err(Error::InvalidArgument);
     }
     let mut pinned = Vec::with_capacity(handler.regions().len());
+    let mut pinned_pages = Vec::new();
     for (declared, address) in handler.regions().iter().zip(region_bytes.chunks_exact(8)) {
         let mut word = [0u8; 8];
         word.copy_from_slice(address);
@@ -1133,11 +1146,7 @@ pub fn ash_bind(
         let frames = (0..pages)
             .map(|page| {
                 let page_address = address + page * exo_abi::layout::PAGE_SIZE_BYTES;
-                // As for rings: only loader-mapped pages, which cannot be unmapped or revoked
-                // while the handler is bound.
-                if env.bindings.contains_key(&page_address) {
-                    return Err(Error::InvalidArgument);
-                }
+                pinned_pages.push(page_address);
                 env.space
                     .user_physical_address(page_address)
                     .ok_or(Error::BadAddress)
@@ -1145,6 +1154,14 @@ pub fn ash_bind(
             .collect::<Result<Vec<u64>, Error>>()?;
         pinned.push(frames);
     }
+    let compiled = ash::jit::compile(&handler).map_err(|error| {
+        log!("net: ash_bind by env {}: compiling: {error}", env.id);
+        Error::InvalidArgument
+    })?;
+    let code = jit::HandlerCode::install(&compiled).map_err(|error| match error {
+        jit::InstallError::OutOfMemory => Error::OutOfMemory,
+        jit::InstallError::BadLayout => Error::InvalidArgument,
+    })?;
     let mut net = NET.lock();
     // Checked again under the lock held to the end (nothing else runs meanwhile, but keep the
     // invariants local).
@@ -1154,11 +1171,12 @@ pub fn ash_bind(
     let id = net.next_handler;
     net.next_handler += 1;
     log!(
-        "net: env {} bound handler {id} to filter {filter} ({} instructions, cost {}, packets >= {} bytes)",
+        "net: env {} bound handler {id} to filter {filter} ({} instructions, cost {}, packets >= {} bytes, {} bytes of code)",
         env.id,
         handler.code().len(),
         handler.cost(),
-        proven_len
+        proven_len,
+        compiled.code().len()
     );
     net.handlers.push(BoundHandler {
         id,
@@ -1166,11 +1184,45 @@ pub fn ash_bind(
         owner: env.id,
         handler,
         regions: pinned,
+        pinned: pinned_pages,
         machine: Box::new(ash::Machine::new()),
+        code,
         counters: [0; AshCounter::ALL.len()],
         capability: CapHandle::NONE,
     });
     Ok(id)
+}
+
+/// Whether page `address` of `owner` is a region page of one of its handlers (then it may be
+/// neither unmapped nor reprotected).
+pub fn ash_pinned(owner: EnvId, address: u64) -> bool {
+    NET.lock()
+        .handlers
+        .iter()
+        .any(|bound| bound.owner == owner && bound.pinned.contains(&address))
+}
+
+/// The `(holder, frame)` pairs in `frames` are being taken from their holders (capabilities
+/// revoked, deleted or repossessed): every handler of a holder with a region page among its
+/// frames is unbound first. Returns (owner, handler id) of each, for the caller to tell the
+/// owners.
+pub fn ash_frames_revoked(frames: &[(EnvId, u64)]) -> Vec<(EnvId, u32)> {
+    let mut net = NET.lock();
+    let mut unbound = Vec::new();
+    net.handlers.retain(|bound| {
+        let hit = bound.regions.iter().flatten().any(|&page| {
+            let frame = page & !(exo_abi::layout::PAGE_SIZE_BYTES - 1);
+            frames.contains(&(bound.owner, frame))
+        });
+        if hit {
+            unbound.push((bound.owner, bound.id));
+        }
+        !hit
+    });
+    for (owner, id) in &unbound {
+        log!("net: handler {id} of env {owner} unbound: a region page was revoked");
+    }
+    unbound
 }
 
 /// Records the capability made for handler `id` (see [`ash_bind`]).

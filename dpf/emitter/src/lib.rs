@@ -1,4 +1,5 @@
 //! The no_std assembler the `dynasm!` macro writes into: bytes, dynamic labels, relocations.
+//! One copy, shared by dpf's JIT (where it was born) and ash's.
 //!
 //! `dynasmrt` (the macro's usual runtime) needs std, but the macro itself only emits method
 //! calls on the value it is given (`push`, `push_i32`, `extend`, `align`, `dynamic_label`,
@@ -6,7 +7,9 @@
 //! relocation rules, so the bytes are exactly the ones dynasmrt would produce. Global and local
 //! (`->name`, `>name`) labels are deliberately absent: every label here is dynamic, so a use the
 //! generator does not support fails to compile instead of misbehaving.
+#![no_std]
 #![forbid(unsafe_code)]
+extern crate alloc;
 
 use alloc::vec::Vec;
 use core::fmt;
