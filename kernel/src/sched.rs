@@ -40,6 +40,9 @@ pub const MAX_CAPS: usize = 8192;
 pub const MAX_MAPPINGS: u64 = 32_768;
 /// Packet filters all environments together may bind.
 pub const MAX_FILTERS: u64 = 1024;
+/// Handlers all environments together may bind (each holds verified code, its compiled
+/// code and pinned region frames).
+pub const MAX_HANDLERS: u64 = 64;
 /// Rights on a capability to an environment its creator gets.
 pub const ENV_ALL: Rights = Rights::GRANT
     .union(Rights::CALL)
@@ -125,6 +128,7 @@ fn machine_limits() -> Limits {
     machine.set(Resource::Mappings, MAX_MAPPINGS);
     machine.set(Resource::Filters, MAX_FILTERS);
     machine.set(Resource::Slices, exo_kernel::slices::SLICES as u64);
+    machine.set(Resource::Handlers, MAX_HANDLERS);
     machine
 }
 
@@ -981,6 +985,7 @@ impl Kernel {
         used.set(Resource::Mappings, env.bindings.len() as u64);
         used.set(Resource::Filters, crate::net::filters_of(id));
         used.set(Resource::Slices, self.slices.count(id) as u64);
+        used.set(Resource::Handlers, crate::net::handlers_of(id));
         Some(used)
     }
 

@@ -336,6 +336,7 @@ fn ash_bind(kernel: &mut Kernel, frame: &TrapFrame) -> Result<(u32, CapHandle), 
     if frame.r8 > ash::ir::MAX_REGIONS as u64 {
         return Err(Error::InvalidArgument);
     }
+    kernel.charge(me, Resource::Handlers)?;
     let id = net::ash_bind(
         kernel.current(),
         filter,

@@ -21,10 +21,12 @@ pub enum Resource {
     Filters = 4,
     /// Time slices it holds (the one `spawn` gives, and `slice_acquire`'s).
     Slices = 5,
+    /// Application-specific safe handlers it has bound (`ash_bind`).
+    Handlers = 6,
 }
 
 /// How many resources there are.
-pub const RESOURCES: usize = 6;
+pub const RESOURCES: usize = 7;
 
 impl Resource {
     /// Every resource, in number order.
@@ -35,6 +37,7 @@ impl Resource {
         Resource::Mappings,
         Resource::Filters,
         Resource::Slices,
+        Resource::Handlers,
     ];
 
     /// Decodes a resource number.
@@ -125,6 +128,7 @@ mod tests {
         assert_eq!(Resource::from_number(RESOURCES as u64), None);
         assert_eq!(Limits::decode(&limits.encode()), limits);
         assert_eq!(limits.get(Resource::Slices), 1005);
+        assert_eq!(limits.get(Resource::Handlers), 1006);
         assert_eq!(QuotaField::from_number(3), None);
     }
 }

@@ -214,7 +214,8 @@ pub enum Syscall {
     /// disabled and frames reach the ring as without it. The capability (object: the
     /// handler; rights `CONTROL | GRANT`) derives from the binding's: deleting it unbinds the
     /// handler, and unbinding the filter removes it. One handler per filter (`AddressInUse`),
-    /// at most [`crate::net::ASH_MAX_HANDLERS`] per environment (`Exhausted`).
+    /// at most the caller's quota of handlers ([`crate::quota::Resource::Handlers`]) and
+    /// never more than [`crate::net::ASH_MAX_HANDLERS`] (`Exhausted`).
     AshBind = 34,
     /// `ash_counter(handler_cap, counter) -> value`: one of the handler's
     /// [`crate::net::AshCounter`]s (any right). Errors: `InvalidCapability`,

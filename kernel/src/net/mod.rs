@@ -869,6 +869,15 @@ pub fn unbind(id: u32) {
     }
 }
 
+/// How many handlers `owner` has bound (its quota's `Handlers`).
+pub fn handlers_of(owner: EnvId) -> u64 {
+    NET.lock()
+        .handlers
+        .iter()
+        .filter(|bound| bound.owner == owner)
+        .count() as u64
+}
+
 /// How many filters `owner` has bound (its quota's `Filters`).
 pub fn filters_of(owner: EnvId) -> u64 {
     NET.lock()
@@ -1106,6 +1115,7 @@ pub fn ash_bind(
         if net.handlers.iter().any(|bound| bound.filter == filter) {
             return Err(Error::AddressInUse);
         }
+        // Within the environment's quota (checked by the caller) and never more than this.
         if net
             .handlers
             .iter()
