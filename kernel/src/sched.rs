@@ -110,7 +110,9 @@ pub fn init(pack: Pack<'static>) {
         fpu_owner: 0,
         ended: EndedRecords::new(ENDED_RECORDS),
         boot_apps: Vec::new(),
-        frames_before: frames::free_count() + paging::code_table_frames(),
+        frames_before: frames::free_count()
+            + paging::code_table_frames()
+            + paging::split_table_frames(),
         boot_share: machine_limits(),
         pack,
     });
@@ -772,7 +774,8 @@ impl Kernel {
         paging::activate_kernel();
         self.active_space = 0;
         // The generated-code region's page tables are the kernel's (see `paging`).
-        let frames_after = frames::free_count() + paging::code_table_frames();
+        let frames_after =
+            frames::free_count() + paging::code_table_frames() + paging::split_table_frames();
         assert_eq!(
             self.frames_before,
             frames_after,

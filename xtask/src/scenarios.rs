@@ -564,6 +564,20 @@ pub const SCENARIOS: &[Scenario] = &[
         network: Network::None,
     },
     Scenario {
+        // Generated code is read-only through the kernel's identity map of RAM while it
+        // lives: a write to it faults.
+        name: "jit-code-readonly",
+        cmdline: "test=jit-readonly",
+        exit: KernelExit::KernelPanic,
+        serial: &[
+            "[exo] self-test: test=jit-readonly, writing code frame",
+            "(kernel write, protection violation)",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::None,
+    },
+    Scenario {
         // A malformed host address is refused before anything boots.
         name: "bad-ipv4",
         cmdline: "apps=hello ipv4=10.0.2",

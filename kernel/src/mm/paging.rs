@@ -686,6 +686,58 @@ unsafe impl FrameAllocator<Size4KiB> for CodeTableFrames {
     }
 }
 
+/// Page tables made by splitting 2 MiB pages of the identity map (never merged again), counted
+/// so the end-of-run frame check can tell them from a leak.
+static SPLIT_TABLE_FRAMES: AtomicU64 = AtomicU64::new(0);
+
+/// Frames taken for splitting the identity map's 2 MiB pages so far.
+pub fn split_table_frames() -> u64 {
+    SPLIT_TABLE_FRAMES.load(Ordering::Relaxed)
+}
+
+/// Makes the identity map's page for the RAM frame at `frame` writable or read-only, first
+/// splitting the 2 MiB page holding it into 4 KiB pages (its flags kept) if need be. A frame
+/// of generated code is read-only there while the code lives, so even a kernel bug that
+/// writes through the identity map cannot change code the kernel executes. The identity map
+/// is shared by every address space (PML4 slot 0), so this holds in all of them.
+pub fn set_identity_writable(frame: u64, writable: bool) -> Result<(), OutOfFrames> {
+    let address = VirtAddr::new(frame);
+    let pml4 = *KERNEL_PML4.get().expect("paging::init ran");
+    // SAFETY: the kernel tables change only in init and in these functions, on one CPU with
+    // interrupts off (system calls), holding no other reference into them. Every level below
+    // is present for RAM (`init` mapped all of it), and the identity map gives each table's
+    // physical address as its address.
+    unsafe {
+        let directory_pointers = table_mut(PhysFrame::containing_address(
+            table_ref(pml4)[address.p4_index()].addr(),
+        ));
+        let directory = table_mut(PhysFrame::containing_address(
+            directory_pointers[address.p3_index()].addr(),
+        ));
+        let entry = &mut directory[address.p2_index()];
+        if entry.flags().contains(Flags::HUGE_PAGE) {
+            let table_frame = frames::allocate().ok_or(OutOfFrames)?;
+            let table = table_mut(table_frame);
+            let base = entry.addr().as_u64();
+            let flags = entry.flags() - Flags::HUGE_PAGE;
+            for (index, small) in table.iter_mut().enumerate() {
+                small.set_addr(PhysAddr::new(base + index as u64 * PAGE_BYTES), flags);
+            }
+            entry.set_addr(table_frame.start_address(), KERNEL_TABLE_FLAGS);
+            // `invlpg` on any address of a large page drops its whole translation.
+            x86_64::instructions::tlb::flush(VirtAddr::new(base));
+            SPLIT_TABLE_FRAMES.fetch_add(1, Ordering::Relaxed);
+        }
+        let table = table_mut(PhysFrame::containing_address(entry.addr()));
+        let page = &mut table[address.p1_index()];
+        let mut flags = page.flags();
+        flags.set(Flags::WRITABLE, writable);
+        page.set_flags(flags);
+    }
+    x86_64::instructions::tlb::flush(address);
+    Ok(())
+}
+
 /// Maps `frames` read+execute (not writable) at consecutive pages from `virtual_address` in
 /// the generated-code region. The caller wrote the frames' contents first, through the
 /// identity map (which maps them no-execute): no mapping is ever writable and executable.

@@ -62,6 +62,15 @@ fn reserve(pages: usize) -> Result<u64, InstallError> {
         .map_err(|_| InstallError::OutOfMemory)
 }
 
+/// Frees code frames: writable again through the identity map, then back to the allocator.
+fn free_code_frames(code_frames: &[u64]) {
+    for &frame in code_frames {
+        // The page was split when the frame became code, so this needs no new table.
+        let _ = paging::set_identity_writable(frame, true);
+        frames::free(PhysFrame::containing_address(PhysAddr::new(frame)));
+    }
+}
+
 /// Gives back a range [`reserve`] handed out.
 fn release(code_address: u64, pages: usize) {
     // A range this module reserved and has not released: the code space cannot refuse it.
@@ -74,9 +83,7 @@ fn release(code_address: u64, pages: usize) {
 fn map(code_address: u64, image: &[u8]) -> Result<Vec<u64>, InstallError> {
     let pages = image.len().div_ceil(PAGE_BYTES);
     let give_back = |frames_held: &[u64]| {
-        for &frame in frames_held {
-            frames::free(PhysFrame::containing_address(PhysAddr::new(frame)));
-        }
+        free_code_frames(frames_held);
         release(code_address, pages);
     };
     let mut code_frames = Vec::with_capacity(pages);
@@ -93,6 +100,11 @@ fn map(code_address: u64, image: &[u8]) -> Result<Vec<u64>, InstallError> {
             core::ptr::copy_nonoverlapping(chunk.as_ptr(), frame as *mut u8, chunk.len());
         }
         code_frames.push(frame);
+        // Read-only through the identity map from now on (see `paging`).
+        if paging::set_identity_writable(frame, false).is_err() {
+            give_back(&code_frames);
+            return Err(InstallError::OutOfMemory);
+        }
     }
     if paging::map_kernel_code(code_address, &code_frames).is_err() {
         give_back(&code_frames);
@@ -185,9 +197,7 @@ impl KernelCode {
 impl Drop for KernelCode {
     fn drop(&mut self) {
         paging::unmap_kernel_code(self.code_address, self.code_frames.len());
-        for &frame in &self.code_frames {
-            frames::free(PhysFrame::containing_address(PhysAddr::new(frame)));
-        }
+        free_code_frames(&self.code_frames);
         release(self.code_address, self.code_frames.len());
     }
 }
@@ -259,9 +269,29 @@ impl HandlerCode {
 impl Drop for HandlerCode {
     fn drop(&mut self) {
         paging::unmap_kernel_code(self.code_address, self.code_frames.len());
-        for &frame in &self.code_frames {
-            frames::free(PhysFrame::containing_address(PhysAddr::new(frame)));
-        }
+        free_code_frames(&self.code_frames);
         release(self.code_address, self.code_frames.len());
     }
+}
+
+/// `test=jit-readonly`: installs the code of a one-filter trie, then writes to its first
+/// frame through the identity map. The write must fault (the frame is read-only there while
+/// the code lives); the kernel's page-fault report then ends the run in a panic.
+pub fn self_test_write_code() {
+    let mut trie = dpf::trie::Trie::new();
+    let filter = dpf::UnverifiedFilter {
+        id: dpf::FilterId(1),
+        steps: alloc::vec![dpf::Step::eq(12, dpf::ir::Width::B2, 0x0800)],
+    }
+    .verify()
+    .expect("a one-atom filter verifies");
+    trie.insert(filter).expect("an empty trie takes a filter");
+    let compiled = dpf::jit::compile(&trie).expect("code for a one-filter trie");
+    let code = KernelCode::install(&compiled).expect("installing the code");
+    let frame = code.code_frames[0];
+    log!("self-test: test=jit-readonly, writing code frame {frame:#x} through the identity map");
+    // SAFETY: none, on purpose: this is the write the identity map must refuse. If it were
+    // allowed it would only overwrite an `int3`-filled code frame nothing runs afterwards.
+    unsafe { core::ptr::write_volatile(frame as *mut u8, 0x90) };
+    panic!("self-test: writing generated code through the identity map did not fault");
 }

@@ -31,7 +31,7 @@ mod ash_host;
 #[allow(unsafe_code)]
 mod device;
 #[allow(unsafe_code)]
-mod jit;
+pub mod jit;
 #[allow(unsafe_code)]
 mod physical;
 
