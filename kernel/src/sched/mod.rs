@@ -1,5 +1,8 @@
 //! The kernel's state and the processor: every environment, the capability space, the slice
-//! vector, who runs, upcall delivery, protected control transfer, and how the run ends.
+//! vector, who runs, upcall delivery, and how the run ends. Its other concerns have modules
+//! of their own: [`quota`] (limits and use), [`net_wait`] (the NIC and blocking for frames),
+//! [`pct`] (protected control transfer and donation) and [`revocation`] (undoing removed
+//! capabilities, repossession).
 //!
 //! One CPU, and kernel code always runs with interrupts off, so one lock around [`Kernel`]
 //! serialises everything; entries take it once. A context switch rewrites the entry frame
@@ -28,6 +31,14 @@ use exo_kernel::elf::Access;
 use exo_kernel::ended::{EndedRecords, Pinned};
 use exo_kernel::slices::SliceVector;
 use spin::Mutex;
+
+mod net_wait;
+mod pct;
+mod quota;
+mod revocation;
+
+pub use quota::set_boot_apps;
+use quota::{cap_limit, machine_limits};
 
 /// Environments alive at once.
 pub const MAX_ENVS: usize = 64;
@@ -115,39 +126,6 @@ pub fn init(pack: Pack<'static>) {
             + paging::split_table_frames(),
         boot_share: machine_limits(),
         pack,
-    });
-}
-
-/// What the machine has for all environments together: every capability slot, three
-/// quarters of the free frames (the rest stays the kernel's, for tables, rings and code),
-/// page tables and mappings within what the kernel heap and RAM can hold, filters, slices.
-fn machine_limits() -> Limits {
-    let frames = frames::free_count();
-    let mut machine = Limits::default();
-    machine.set(Resource::Capabilities, MAX_CAPS as u64);
-    machine.set(Resource::Frames, frames / 4 * 3);
-    machine.set(Resource::PageTables, frames / 16);
-    machine.set(Resource::Mappings, MAX_MAPPINGS);
-    machine.set(Resource::Filters, MAX_FILTERS);
-    machine.set(Resource::Slices, exo_kernel::slices::SLICES as u64);
-    machine.set(Resource::Handlers, MAX_HANDLERS);
-    machine
-}
-
-/// What the capability space may charge an environment with `limits`, `reserved` of which
-/// it gave its children.
-fn cap_limit(limits: &Limits, reserved: &Limits) -> exo_kernel::cap::CapUsage {
-    let left = exo_kernel::quota::subtract(limits, reserved);
-    exo_kernel::cap::CapUsage {
-        capabilities: left.get(Resource::Capabilities),
-        frames: left.get(Resource::Frames),
-    }
-}
-
-/// Gives each of `count` boot apps (spawned next) an equal share of the machine.
-pub fn set_boot_apps(count: usize) {
-    with_kernel(|kernel| {
-        kernel.boot_share = exo_kernel::quota::boot_share(&machine_limits(), count);
     });
 }
 
@@ -504,141 +482,6 @@ impl Kernel {
         }
     }
 
-    /// Whether an environment is blocked in `net_wait` (it will wake: deadlines are finite).
-    fn any_net_waiting(&self) -> bool {
-        self.envs
-            .iter()
-            .flatten()
-            .any(|env| matches!(env.state, State::NetWaiting { .. }))
-    }
-
-    /// Nothing can run, but environments wait for the network: sleeps until an interrupt
-    /// (the NIC's, or the timer's, for the deadlines), takes what arrived and returns once
-    /// someone was woken. Runs inside a system call or interrupt with the kernel lock held:
-    /// the interrupts that arrive here only acknowledge their device and count ticks (see
-    /// `arch::trap`), they never take that lock.
-    fn idle(&mut self) {
-        loop {
-            let (backlog, woken) = self.poll_network();
-            if woken > 0 {
-                return;
-            }
-            if backlog == crate::net::Backlog::Empty {
-                arch::idle_until_interrupt();
-            }
-        }
-    }
-
-    /// Takes frames from the NIC (one budget), then wakes the `net_wait`ers that are due.
-    /// Returns whether frames were left over and how many environments woke.
-    fn poll_network(&mut self) -> (crate::net::Backlog, usize) {
-        let envs = &mut self.envs;
-        let backlog = crate::net::poll(|owner, event| {
-            let Some(env) = envs[slot(owner)]
-                .as_deref_mut()
-                .filter(|env| env.id == owner)
-            else {
-                return;
-            };
-            match event {
-                crate::net::Event::Delivered(copies) => {
-                    env.net_delivered += copies;
-                    if env.upcall(UpcallKind::Packet) != 0 {
-                        env.packet_upcall_due += copies;
-                    }
-                }
-                crate::net::Event::HandlerDisabled { id, aborts } => {
-                    if env.upcall(UpcallKind::AshDisabled) != 0 {
-                        env.ash_disabled_due.push((id, aborts));
-                    }
-                }
-            }
-        });
-        (backlog, self.wake_net_waiters())
-    }
-
-    /// Ends the `net_wait`s that are due (frames for the waiter, frames past the count it
-    /// saw, or its deadline); the woken run at their next slice. Returns how many woke.
-    fn wake_net_waiters(&mut self) -> usize {
-        let now = arch::timer::ticks();
-        let received = crate::net::received();
-        let mut woken = 0;
-        for env in self.envs.iter_mut().flatten() {
-            let State::NetWaiting {
-                deadline_tick,
-                rx_frames_seen,
-            } = env.state
-            else {
-                continue;
-            };
-            let by_frames = env.net_delivered > 0 || received > rx_frames_seen;
-            if !by_frames && now < deadline_tick {
-                continue;
-            }
-            crate::net::count(if by_frames {
-                NetCounter::WaitsWoken
-            } else {
-                NetCounter::WaitsTimedOut
-            });
-            env.state = State::Runnable;
-            // The call's result says what arrived: no packet upcall for the same frames.
-            env.packet_upcall_due = 0;
-            env.context.rax =
-                exo_abi::error::encode_result(Ok(core::mem::take(&mut env.net_delivered)));
-            woken += 1;
-        }
-        woken
-    }
-
-    /// `net_wait(timeout_ticks, rx_frames_seen)`: polls the NIC; returns `Some(copies)` at
-    /// once when the call is already satisfied (or must not block), else blocks the caller
-    /// and schedules someone else (`None`: `frame` holds another context).
-    pub fn net_wait(
-        &mut self,
-        frame: &mut TrapFrame,
-        timeout_ticks: u64,
-        rx_frames_seen: u64,
-    ) -> Result<Option<u64>, Error> {
-        if timeout_ticks > exo_abi::syscall::NET_WAIT_MAX_TICKS || !crate::net::has_nic() {
-            return Err(Error::InvalidArgument);
-        }
-        self.poll_network();
-        let received = crate::net::received();
-        let env = self.current();
-        if env.net_delivered > 0 || received > rx_frames_seen || timeout_ticks == 0 {
-            env.packet_upcall_due = 0;
-            return Ok(Some(core::mem::take(&mut env.net_delivered)));
-        }
-        env.state = State::NetWaiting {
-            deadline_tick: arch::timer::ticks() + timeout_ticks,
-            rx_frames_seen,
-        };
-        // Blocking gives the slice up, as `yield` does (it answers an end-of-slice upcall).
-        env.slice_end_pending = false;
-        env.context = *frame;
-        crate::net::count(NetCounter::WaitsBlocked);
-        self.schedule(frame, Advance::SameSlice);
-        Ok(None)
-    }
-
-    /// The NIC interrupted ring 3: take its frames and wake whom they are for; a packet
-    /// upcall due to the running environment goes straight into its context.
-    fn network_interrupt(&mut self, frame: &mut TrapFrame) {
-        self.poll_network();
-        let id = self.running;
-        let Some(env) = self.env_mut(id) else {
-            return;
-        };
-        if env.state != State::Runnable || env.packet_upcall_due == 0 {
-            return;
-        }
-        let entry = env.upcall(UpcallKind::Packet);
-        let copies = core::mem::take(&mut env.packet_upcall_due);
-        if deliver(env, frame, entry, FRAME_PACKET, copies, 0).is_err() {
-            self.abort_undeliverable(frame, id);
-        }
-    }
-
     /// Tries to pick who runs next and runs it.
     fn try_schedule(&mut self, frame: &mut TrapFrame, advance: Advance) -> Pick {
         let mut choice = None;
@@ -871,76 +714,6 @@ impl Kernel {
         drop(env);
     }
 
-    /// Undoes what removed capabilities were used for: filters bound by them are unbound,
-    /// their mappings go, and frames whose root capability went are freed (after every
-    /// mapping of them is gone).
-    pub fn undo(&mut self, removed: &[Removed]) {
-        // Handlers writing into a page being taken away go first (before the unmapping and
-        // the freeing below); their owners are told by the AshDisabled upcall.
-        let frames: Vec<(EnvId, u64)> = removed
-            .iter()
-            .filter_map(|capability| match capability.object {
-                Object::Page { frame } => Some((capability.owner, frame)),
-                _ => None,
-            })
-            .collect();
-        if !frames.is_empty() {
-            for (owner, id) in crate::net::ash_frames_revoked(&frames) {
-                if let Some(env) = self.env_mut(owner)
-                    && env.upcall(UpcallKind::AshDisabled) != 0
-                {
-                    env.ash_disabled_due
-                        .push((id, exo_abi::upcall::ASH_UNBOUND_REVOKED));
-                }
-            }
-        }
-        for capability in removed {
-            match capability.object {
-                Object::FilterBinding { id } => {
-                    crate::net::capability_removed(id, capability.handle);
-                }
-                Object::AshHandler { id } => {
-                    crate::net::ash_capability_removed(id, capability.handle);
-                }
-                _ => {}
-            }
-        }
-        // One pass over each holder's mappings for all of its removed capabilities (not one
-        // per capability: a delete can remove thousands, the kernel runs with interrupts off).
-        let mut by_owner: alloc::collections::BTreeMap<EnvId, alloc::collections::BTreeSet<u64>> =
-            alloc::collections::BTreeMap::new();
-        for capability in removed {
-            by_owner
-                .entry(capability.owner)
-                .or_default()
-                .insert(capability.handle.raw());
-        }
-        for (owner, handles) in by_owner {
-            let Some(env) = self.env_mut(owner) else {
-                continue;
-            };
-            let addresses: Vec<u64> = env
-                .bindings
-                .iter()
-                .filter(|(_, binding)| handles.contains(&binding.cap.raw()))
-                .map(|(&address, _)| address)
-                .collect();
-            // Newest first: the region table shrinks from its end.
-            for address in addresses.into_iter().rev() {
-                env.bindings.remove(&address);
-                env.space.unmap_borrowed(address);
-                env.mappings.remove(address);
-            }
-        }
-        for capability in removed {
-            if let (true, Object::Page { frame }) = (capability.root, capability.object) {
-                frames::free(x86_64::structures::paging::PhysFrame::containing_address(
-                    x86_64::PhysAddr::new(frame),
-                ));
-            }
-        }
-    }
-
     /// Status and accounting of an environment, alive or ended.
     pub fn env_info(&self, id: EnvId, query: upcall::EnvQuery) -> u64 {
         use upcall::EnvQuery;
@@ -969,64 +742,6 @@ impl Kernel {
             EnvQuery::Repossessed => ended.repossessed,
             EnvQuery::Dispatches => ended.dispatches,
         }
-    }
-
-    /// One more slice for `id`, within its quota.
-    pub fn acquire_slice(&mut self, id: EnvId) -> Result<usize, Error> {
-        self.charge(id, Resource::Slices)?;
-        self.slices.acquire(id).ok_or(Error::Exhausted)
-    }
-
-    /// What `id` uses of each resource now.
-    pub fn used(&self, id: EnvId) -> Option<Limits> {
-        let env = self.env(id)?;
-        let caps = self.caps.usage(id);
-        let mut used = Limits::default();
-        used.set(Resource::Capabilities, caps.capabilities);
-        used.set(Resource::Frames, caps.frames);
-        used.set(Resource::PageTables, env.space.table_frames());
-        used.set(Resource::Mappings, env.bindings.len() as u64);
-        used.set(Resource::Filters, crate::net::filters_of(id));
-        used.set(Resource::Slices, self.slices.count(id) as u64);
-        used.set(Resource::Handlers, crate::net::handlers_of(id));
-        Some(used)
-    }
-
-    /// What `id` has left of each resource (neither used nor given to its children).
-    pub fn available(&self, id: EnvId) -> Option<Limits> {
-        let env = self.env(id)?;
-        Some(exo_kernel::quota::available(
-            &env.limits,
-            &self.used(id)?,
-            &env.reserved,
-        ))
-    }
-
-    /// `Exhausted` unless `id` has one more of `resource` left.
-    pub fn charge(&self, id: EnvId, resource: Resource) -> Result<(), Error> {
-        match self.available(id) {
-            Some(left) if left.get(resource) > 0 => Ok(()),
-            _ => Err(Error::Exhausted),
-        }
-    }
-
-    /// Moves `limits` into (`take`) or out of `parent`'s reservation for its children, and
-    /// tells the capability space and the address space what it may still take itself.
-    fn reserve(&mut self, parent: EnvId, limits: &Limits, take: bool) {
-        let Some(env) = self.env_mut(parent) else {
-            return;
-        };
-        env.reserved = if take {
-            exo_kernel::quota::add(&env.reserved, limits)
-        } else {
-            exo_kernel::quota::subtract(&env.reserved, limits)
-        };
-        let (own, reserved) = (env.limits, env.reserved);
-        env.space.set_table_limit(
-            own.get(Resource::PageTables)
-                .saturating_sub(reserved.get(Resource::PageTables)),
-        );
-        self.caps.set_limit(parent, cap_limit(&own, &reserved));
     }
 
     fn timer_tick(&mut self, frame: &mut TrapFrame) {
@@ -1075,70 +790,6 @@ impl Kernel {
         self.schedule(frame, Advance::NextSlice);
     }
 
-    /// Takes by force what environments past their revocation deadline did not give back.
-    fn enforce_deadlines(&mut self, now: u64) {
-        for index in 0..MAX_ENVS {
-            let Some(env) = self.envs[index].as_deref_mut() else {
-                continue;
-            };
-            if env
-                .revocation
-                .as_ref()
-                .is_none_or(|revocation| now < revocation.deadline_tick)
-            {
-                continue;
-            }
-            let Some(revocation) = env.revocation.take() else {
-                continue;
-            };
-            let id = env.id;
-            let missing = revocation.count.saturating_sub(revocation.returned);
-            let roots: Vec<CapHandle> = self
-                .caps
-                .owned_page_roots(id)
-                .into_iter()
-                .take(missing as usize)
-                .collect();
-            // Where each is mapped, from one pass over the mappings.
-            let wanted: alloc::collections::BTreeSet<u64> =
-                roots.iter().map(|handle| handle.raw()).collect();
-            let mut mapped_at = alloc::collections::BTreeMap::new();
-            if let Some(env) = self.env(id) {
-                for (&address, binding) in &env.bindings {
-                    if wanted.contains(&binding.cap.raw()) {
-                        mapped_at.entry(binding.cap.raw()).or_insert(address);
-                    }
-                }
-            }
-            let mut taken = 0;
-            for handle in roots {
-                let env = self.env_mut(id).expect("still alive");
-                let address = mapped_at.get(&handle.raw()).copied().unwrap_or(0);
-                env.repossessed.push(RepossessedPage {
-                    cap: handle.raw(),
-                    address,
-                });
-                env.repossessed_total += 1;
-                let mut removed = Vec::new();
-                if self
-                    .caps
-                    .delete(handle, id, &mut |r| removed.push(r))
-                    .is_ok()
-                {
-                    self.undo(&removed);
-                    taken += 1;
-                }
-            }
-            let env = self.env(id).expect("still alive");
-            log!(
-                "app {} (env {id}): revocation deadline: asked {}, given back {}, repossessed {taken}",
-                env.name,
-                revocation.count,
-                revocation.returned
-            );
-        }
-    }
-
     fn user_exception(&mut self, frame: &mut TrapFrame, exception: &Exception) {
         let id = self.running;
         let env = self.current();
@@ -1167,117 +818,6 @@ impl Kernel {
         log!("app {} (env {id}) fault: {exception}", env.name);
         self.end_env(id, EnvStatus::Faulted(exception.vector));
         self.schedule(frame, Advance::SameSlice);
-    }
-
-    /// `pct_call`/`pct_send`: enters `callee` at its PCT entry with the arguments in the
-    /// registers of `frame`; the caller's context is saved first.
-    pub fn pct_enter(
-        &mut self,
-        frame: &mut TrapFrame,
-        callee: EnvId,
-        synchronous: bool,
-    ) -> Result<(), Error> {
-        let caller = self.running;
-        let target = self.env_mut(callee).ok_or(Error::PeerGone)?;
-        if target.state != State::Receiving || callee == caller {
-            return Err(Error::WouldBlock);
-        }
-        let entry = target.upcall(UpcallKind::Pct);
-        let stack = target.pct_stack;
-        // `pct_wait` refused to block without an entry, but check again what the frame will
-        // hold: a callee that cannot be entered is not receiving.
-        if !is_user_address(entry) || !is_user_address(stack) {
-            return Err(Error::WouldBlock);
-        }
-        target.state = State::Serving(synchronous.then_some(caller));
-        let env = self.current();
-        frame.rax = 0;
-        env.context = *frame;
-        if synchronous {
-            env.nested_in = match env.state {
-                State::Serving(caller) => Some(caller),
-                _ => None,
-            };
-            env.state = State::Calling(callee);
-        }
-        // Registers are the message: rsi, rdx, r10, r8, r9 pass through untouched; rdi says
-        // who called; the caller's callee-saved registers are not the callee's business.
-        frame.rdi = u64::from(caller);
-        frame.rbx = 0;
-        frame.rbp = 0;
-        frame.r12 = 0;
-        frame.r13 = 0;
-        frame.r14 = 0;
-        frame.r15 = 0;
-        frame.rip = entry;
-        frame.rcx = entry;
-        frame.rflags = USER_RFLAGS;
-        frame.r11 = USER_RFLAGS;
-        frame.rsp = stack;
-        self.set_running(callee);
-        Ok(())
-    }
-
-    /// `pct_return`: back to the synchronous caller with the results in `frame`'s argument
-    /// registers, or on with the slice after an asynchronous send.
-    pub fn pct_return(&mut self, frame: &mut TrapFrame) -> Result<(), Error> {
-        let id = self.running;
-        let env = self.current();
-        let State::Serving(caller) = env.state else {
-            return Err(Error::InvalidArgument);
-        };
-        env.state = State::Receiving;
-        env.slice_end_pending = false;
-        let results = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8];
-        if let Some(caller) = caller
-            && let Some(env) = self.env_mut(caller)
-            && env.state == State::Calling(id)
-        {
-            env.call_ended();
-            self.set_running(caller);
-            let env = self.current();
-            *frame = env.context;
-            frame.rax = 0;
-            [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8] = results;
-            return Ok(());
-        }
-        self.schedule(frame, Advance::SameSlice);
-        Ok(())
-    }
-
-    /// `yield_to`: donate the rest of the slice to `target`, or move to the next slice.
-    pub fn yield_to(&mut self, frame: &mut TrapFrame, target: Option<EnvId>) -> Result<(), Error> {
-        if let Some(target) = target {
-            let env = self.env(target).ok_or(Error::PeerGone)?;
-            if env.state != State::Runnable {
-                return Err(Error::WouldBlock);
-            }
-        }
-        frame.rax = 0;
-        let env = self.current();
-        env.slice_end_pending = false;
-        env.context = *frame;
-        match target {
-            Some(target) => {
-                if !self.run(frame, target, false) {
-                    self.schedule(frame, Advance::SameSlice);
-                }
-            }
-            None => self.schedule(frame, Advance::NextSlice),
-        }
-        Ok(())
-    }
-
-    /// `pct_wait`: the running environment gives up its context and waits for calls.
-    pub fn pct_wait(&mut self, frame: &mut TrapFrame) -> Result<(), Error> {
-        let env = self.current();
-        if env.upcall(UpcallKind::Pct) == 0 || env.state != State::Runnable {
-            return Err(Error::InvalidArgument);
-        }
-        env.state = State::Receiving;
-        env.slice_end_pending = false;
-        self.schedule(frame, Advance::SameSlice);
-        Ok(())
     }
 
     /// Ends the running environment and runs someone else.
