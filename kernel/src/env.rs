@@ -46,7 +46,7 @@ pub enum State {
 
 /// A page mapped through a capability.
 #[derive(Clone, Copy, Debug)]
-pub struct Binding {
+pub struct PageBinding {
     /// The capability it was mapped with: revoking it removes the mapping.
     pub cap: CapHandle,
 }
@@ -84,7 +84,7 @@ pub struct Environment {
     pub space: AddressSpace,
     pub mappings: UserMappings,
     /// Pages mapped with `page_map`, by virtual address.
-    pub bindings: BTreeMap<u64, Binding>,
+    pub bindings: BTreeMap<u64, PageBinding>,
     /// Saved registers while not running.
     pub context: TrapFrame,
     pub state: State,

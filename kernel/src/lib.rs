@@ -6,8 +6,10 @@
 //!   every binding; what to do with a resource is the library OS's business.
 //! - An argument from user space is an allegation until checked: pointers are checked against
 //!   the environment's mappings ([`user_mappings`]), images against the user half ([`elf`]).
-//! - `unsafe` lives only in the binary's named hardware modules (`arch`, `mm`, `usermem`);
-//!   this library forbids it.
+//! - `unsafe` lives only in the binary's named hardware modules: `arch` (the CPU), `mm`
+//!   (page tables, the heap) and three under `net` (`device`, the virtio-net driver's DMA;
+//!   `physical`, ring slots through the identity map; `jit`, running generated code); each
+//!   block argues its SAFETY. Everything else, this library included, forbids it.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 

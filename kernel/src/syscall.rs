@@ -5,7 +5,7 @@
 //! caller's mappings, numbers against their ranges).
 #![forbid(unsafe_code)]
 use crate::arch::trap::TrapFrame;
-use crate::env::Binding;
+use crate::env::PageBinding;
 use crate::sched::{self, Kernel};
 use crate::usermem::{self, UserSlice};
 use crate::{arch, log, net};
@@ -587,6 +587,6 @@ fn page_map(kernel: &mut Kernel, handle: u64, address: u64, access: u64) -> Resu
             crate::mm::paging::MapError::AlreadyMapped => Error::AddressInUse,
         });
     }
-    env.bindings.insert(address, Binding { cap: handle });
+    env.bindings.insert(address, PageBinding { cap: handle });
     Ok(0)
 }

@@ -584,7 +584,7 @@ pub fn count(counter: Counter) {
 
 /// What `filter_bind` bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Binding {
+pub struct BindOutcome {
     /// The filter id.
     pub id: u32,
     /// Whether it is a monitor filter (claims no port; bound on a monitor capability).
@@ -600,7 +600,7 @@ pub fn filter_bind(
     filter: UserSlice,
     ring: UserSlice,
     monitor: bool,
-) -> Result<Binding, Error> {
+) -> Result<BindOutcome, Error> {
     if filter.length_bytes() > abi::FILTER_MAX_BYTES {
         return Err(Error::InvalidArgument);
     }
@@ -702,7 +702,7 @@ pub fn filter_bind(
         proven_len,
     });
     net.next_filter += 1;
-    Ok(Binding { id, monitor })
+    Ok(BindOutcome { id, monitor })
 }
 
 /// Merges a port-claiming `filter` into the shared demux (made at the first such bind) for
