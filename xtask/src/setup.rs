@@ -116,6 +116,14 @@ pub const TAP_TEST_PACKAGES: &[Package] = &[
         name: "socat",
         why: "`socat`, the UDP client of the ASH echo and remote-increment scenarios",
     },
+    Package {
+        name: "curl",
+        why: "`curl`, the HTTP client of the libnet scenario (httpd's pages, keep-alive, HEAD)",
+    },
+    Package {
+        name: "python3-scapy",
+        why: "scapy, which sends the libnet scenario's bad input (bad checksums, resets, a SYN flood)",
+    },
 ];
 
 /// How apt-get can be run here.
