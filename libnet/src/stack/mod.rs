@@ -42,6 +42,11 @@ pub struct StackConfig {
     /// Listening sockets a [`TcpListener`] keeps (smoltcp has no backlog: each takes one
     /// connection through its handshake).
     pub listen_pool: usize,
+    /// A monitor capability (right `MONITOR`) to bind a filter for ARP replies to the host's
+    /// address with, so replies to this stack's own requests reach it (a client connecting
+    /// to a neighbour it has not heard from); `CapHandle::NONE`: no such filter, neighbours
+    /// are learned only from the frames delivered for the stack's ports.
+    pub arp_monitor: exo_abi::cap::CapHandle,
 }
 
 impl Default for StackConfig {
@@ -50,6 +55,7 @@ impl Default for StackConfig {
             prefix_length: 24,
             tcp_buffer_bytes: 32 * 1024,
             listen_pool: 4,
+            arp_monitor: exo_abi::cap::CapHandle::NONE,
         }
     }
 }
@@ -74,6 +80,8 @@ pub(crate) struct Inner {
     pub(crate) device: RingDevice,
     pub(crate) sockets: SocketSet<'static>,
     claims: Vec<Claim>,
+    /// The filter for ARP replies to the host's address (see [`StackConfig::arp_monitor`]).
+    arp_bindings: Vec<Binding>,
     /// TCP sockets closed by their owner, kept until their connection has ended, with the
     /// claim each holds.
     closing: Vec<(SocketHandle, dpf::claim::Transport, u16)>,
@@ -99,6 +107,9 @@ pub struct StackCounters {
     pub sockets: usize,
     /// Filters bound for port claims.
     pub filters: usize,
+    /// Filters bound for ARP replies (see [`StackConfig::arp_monitor`]; kept while the stack
+    /// lives).
+    pub arp_filters: usize,
     /// Ring slots holding frames not yet read.
     pub ring_slots_used: usize,
 }
@@ -126,6 +137,37 @@ impl Stack {
             ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0x5e, 0xed])
             ^ crate::env::own().raw().rotate_left(32);
         let seed = interface_config.random_seed;
+        let arp_bindings = if config.arp_monitor == exo_abi::cap::CapHandle::NONE {
+            Vec::new()
+        } else {
+            let expression = alloc::format!(
+                "arp and arp[6:2] = 2 and arp[24:4] = 0x{:08x}",
+                u32::from_be_bytes(ipv4)
+            );
+            let filters = dpf::frontend::compile(&expression, dpf::FilterId(0))
+                .map_err(|_| NetError::InvalidInput)?;
+            let (address, bytes) = RING.region();
+            let mut bindings = Vec::new();
+            for filter in &filters {
+                let bound = net::filter_bind(
+                    &dpf::wire::encode(filter),
+                    address,
+                    bytes,
+                    config.arp_monitor,
+                );
+                match bound {
+                    Ok(binding) => bindings.push(binding),
+                    Err(error) => {
+                        for binding in bindings {
+                            let _ = net::filter_unbind(binding.capability);
+                        }
+                        TAKEN.store(false, Ordering::Release);
+                        return Err(NetError::Kernel(error));
+                    }
+                }
+            }
+            bindings
+        };
         let mut interface = Interface::new(interface_config, &mut device, now());
         let address = Ipv4Address::from_octets(ipv4);
         interface.update_ip_addrs(|addresses| {
@@ -136,6 +178,7 @@ impl Stack {
             device,
             sockets: SocketSet::new(Vec::new()),
             claims: Vec::new(),
+            arp_bindings,
             closing: Vec::new(),
             config,
             next_ephemeral: EPHEMERAL_FIRST + (seed % 16384) as u16,
@@ -179,6 +222,7 @@ impl Stack {
             device: inner.device.counters,
             sockets: inner.sockets.iter().count(),
             filters: inner.claims.iter().map(|claim| claim.bindings.len()).sum(),
+            arp_filters: inner.arp_bindings.len(),
             ring_slots_used: RING.occupied(),
         }
     }
@@ -339,6 +383,9 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         TAKEN.store(false, Ordering::Release);
+        for binding in self.arp_bindings.drain(..) {
+            let _ = net::filter_unbind(binding.capability);
+        }
         for claim in self.claims.drain(..) {
             for binding in claim.bindings {
                 let _ = net::filter_unbind(binding.capability);
