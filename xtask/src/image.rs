@@ -10,14 +10,14 @@ use std::process::Command;
 
 /// The packages whose binaries are apps.
 pub const PACKAGES: &[&str] = &[
-    "hello", "fault", "busy", "ktest", "kbench", "netmon", "ashd", "echo", "httpd",
+    "hello", "fault", "busy", "ktest", "kbench", "netmon", "ashd", "echo", "httpd", "fetch",
 ];
 
 /// Every app packed into the boot image, by binary name.
 pub const APPS: &[&str] = &[
     "hello", "fault", "busy", "exc", "isolate", "badargs", "pct", "sched", "contain", "reclaim",
     "kbench", "heap", "pipe", "yieldto", "records", "netmon", "spin", "hostile", "fpuspy", "quota",
-    "fuzz", "ashd", "echo", "httpd",
+    "fuzz", "ashd", "echo", "httpd", "fetch",
 ];
 
 /// Cargo profile for the bare-metal builds.

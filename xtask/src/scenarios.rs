@@ -211,6 +211,24 @@ pub const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
+        // A client on its own stack: fetch connects out from an ephemeral port to `python3
+        // -m http.server` in the namespace (its ARP request answered, the reply reaching its
+        // stack through the ARP-reply filter), GETs 1 MiB and prints its length and SHA-256,
+        // which must be the file's; at the end its stack holds no socket or port filter.
+        name: "libnet-fetch",
+        cmdline: "apps=ashd,fetch monitor=ashd,fetch arg=1:7365727665 arg=2:687474703a2f2f31302e302e322e323a383030302f646174612e62696e",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "fetch: left: sockets 0 filters 0 ring slots 0 (ARP filters 1)",
+            "[exo] app fetch (env 2) exited with status 0",
+        ],
+        timeout: LIBNET_TAP_TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::Tap {
+            clients: fetch_clients,
+        },
+    },
+    Scenario {
         // Monitor filters need a monitor capability (`monitor=netmon` is not given here, so
         // netmon starts without one); a garbage filter encoding is refused before anything
         // else.
@@ -873,6 +891,53 @@ fn libnet_clients(session: &mut Session<'_>) -> Result<(), String> {
         udp(session, port, b"quit", false)?;
     }
     Ok(())
+}
+
+/// The `libnet-fetch` clients: an HTTP server in the namespace for the guest's `fetch`, whose
+/// report must name the served file's length and SHA-256.
+fn fetch_clients(session: &mut Session<'_>) -> Result<(), String> {
+    let directory = std::env::temp_dir().join(format!("exo-fetch-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).map_err(|error| error.to_string())?;
+    let file = directory.join("data.bin");
+    let data: Vec<u8> = (0..1usize << 20)
+        .map(|i| httpd_big_file_byte(i ^ 0xa5a5))
+        .collect();
+    std::fs::write(&file, &data).map_err(|error| error.to_string())?;
+    let digest = std::process::Command::new("sha256sum")
+        .arg(&file)
+        .output()
+        .map_err(|error| format!("sha256sum: {error}"))?;
+    let digest = String::from_utf8_lossy(&digest.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let directory_text = directory.to_string_lossy().to_string();
+    let server = session.topology.spawn(
+        "/usr/bin/python3",
+        &[
+            "-m",
+            "http.server",
+            "8000",
+            "--bind",
+            crate::topology::HOST_ADDRESS,
+            "--directory",
+            &directory_text,
+        ],
+    );
+    let result = (|| {
+        let _server = server.map_err(|error| error.to_string())?;
+        let line = session.wait_for("fetch: http://", Duration::from_secs(120))?;
+        let wanted = format!("body {} bytes, sha256 {digest},", data.len());
+        if !line.contains("\"HTTP/1.0 200 OK\"") || !line.contains(&wanted) {
+            return Err(format!("fetch reported {line:?}, wanted {wanted:?}"));
+        }
+        eprintln!("libnet-fetch: {}", crate::qemu::app_text(&line));
+        session.wait_for("fetch: left:", Duration::from_secs(30))?;
+        udp(session, 9003, b"quit", false).map(drop)
+    })();
+    let _ = std::fs::remove_dir_all(&directory);
+    result
 }
 
 /// Judges a run against the scenario's expectations of a good run.

@@ -169,6 +169,34 @@ impl Topology {
     }
 }
 
+/// A program running in the namespace (a server for the guest's clients), killed on drop.
+#[derive(Debug)]
+pub struct Background {
+    child: std::process::Child,
+}
+
+impl Topology {
+    /// Starts `program` inside the namespace in the background (output discarded).
+    pub fn spawn(&self, program: &str, arguments: &[&str]) -> Result<Background> {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.namespace, program])
+            .args(arguments)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|error| format!("starting {program}: {error}"))?;
+        Ok(Background { child })
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Topology {
     fn drop(&mut self) {
         if let Err(error) = ip(&["netns", "del", &self.namespace]) {
