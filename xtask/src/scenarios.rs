@@ -188,14 +188,14 @@ pub const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
-        // Two apps with their own TCP/IP stacks (libnet over smoltcp) on one IP, beside the
-        // ARP and ICMP handlers: curl gets every page of httpd byte-identical (also 100
+        // Three apps with their own TCP/IP stacks (libnet over smoltcp) on one IP, beside the
+        // ARP and ICMP handlers: fetch GETs 1 MiB from a server in the namespace meanwhile; curl gets every page of httpd byte-identical (also 100
         // requests on one kept-alive connection, HEAD, 404, 400), socat echoes 1 MiB over TCP
         // and a datagram over UDP through echo; then bad input (segments with bad checksums,
         // a reset storm, a SYN flood) and httpd serves the next curl correctly. At the end
         // both stacks hold no socket, filter or ring slot.
         name: "libnet-tap",
-        cmdline: "apps=ashd,echo,httpd monitor=ashd arg=1:7365727665 arg=2:7463703d37207564703d3730303720717569743d39313037 arg=3:706f72743d383020717569743d39313830",
+        cmdline: "apps=ashd,echo,httpd,fetch monitor=ashd,fetch arg=1:7365727665 arg=2:7463703d37207564703d3730303720717569743d39313037 arg=3:706f72743d383020717569743d39313830 arg=4:687474703a2f2f31302e302e322e323a383030302f646174612e62696e",
         exit: KernelExit::Exited(0),
         serial: &[
             "echo: left: sockets 0 filters 0 ring slots 0",
@@ -203,6 +203,8 @@ pub const SCENARIOS: &[Scenario] = &[
             "rx_bad_checksum: 20,",
             "[exo] app httpd (env 3) exited with status 0",
             "[exo] app echo (env 2) exited with status 0",
+            "fetch: left: sockets 0 filters 0 ring slots 0 (ARP filters 1)",
+            "[exo] app fetch (env 4) exited with status 0",
         ],
         timeout: LIBNET_TAP_TIMEOUT,
         expect: Expect::Pass,
@@ -752,6 +754,7 @@ print("sent")
 
 /// The `libnet-tap` clients, in order; each bounded in count and time.
 fn libnet_clients(session: &mut Session<'_>) -> Result<(), String> {
+    let fetch_server = FetchServer::start(session)?;
     for ready in ["ashd: ready", "echo: ready", "httpd: ready"] {
         session.wait_for(ready, Duration::from_secs(60))?;
     }
@@ -887,6 +890,7 @@ fn libnet_clients(session: &mut Session<'_>) -> Result<(), String> {
     // httpd still serves, byte-identical.
     let got = curl(session, "/")?;
     same("curl / after the bad input", &got, &site[0].1)?;
+    fetch_server.check(session)?;
     for port in [9107, 9180, 9003] {
         udp(session, port, b"quit", false)?;
     }
@@ -896,48 +900,78 @@ fn libnet_clients(session: &mut Session<'_>) -> Result<(), String> {
 /// The `libnet-fetch` clients: an HTTP server in the namespace for the guest's `fetch`, whose
 /// report must name the served file's length and SHA-256.
 fn fetch_clients(session: &mut Session<'_>) -> Result<(), String> {
-    let directory = std::env::temp_dir().join(format!("exo-fetch-{}", std::process::id()));
-    std::fs::create_dir_all(&directory).map_err(|error| error.to_string())?;
-    let file = directory.join("data.bin");
-    let data: Vec<u8> = (0..1usize << 20)
-        .map(|i| httpd_big_file_byte(i ^ 0xa5a5))
-        .collect();
-    std::fs::write(&file, &data).map_err(|error| error.to_string())?;
-    let digest = std::process::Command::new("sha256sum")
-        .arg(&file)
-        .output()
-        .map_err(|error| format!("sha256sum: {error}"))?;
-    let digest = String::from_utf8_lossy(&digest.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string();
-    let directory_text = directory.to_string_lossy().to_string();
-    let server = session.topology.spawn(
-        "/usr/bin/python3",
-        &[
-            "-m",
-            "http.server",
-            "8000",
-            "--bind",
-            crate::topology::HOST_ADDRESS,
-            "--directory",
-            &directory_text,
-        ],
-    );
-    let result = (|| {
-        let _server = server.map_err(|error| error.to_string())?;
+    let served = FetchServer::start(session)?;
+    served.check(session)?;
+    udp(session, 9003, b"quit", false).map(drop)
+}
+
+/// `python3 -m http.server` in the namespace serving 1 MiB for `fetch`; removed on drop.
+struct FetchServer {
+    directory: std::path::PathBuf,
+    bytes: usize,
+    digest: String,
+    _server: crate::topology::Background,
+}
+
+impl FetchServer {
+    fn start(session: &Session<'_>) -> Result<FetchServer, String> {
+        let directory = std::env::temp_dir().join(format!("exo-fetch-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).map_err(|error| error.to_string())?;
+        let file = directory.join("data.bin");
+        let data: Vec<u8> = (0..1usize << 20)
+            .map(|i| httpd_big_file_byte(i ^ 0xa5a5))
+            .collect();
+        std::fs::write(&file, &data).map_err(|error| error.to_string())?;
+        let digest = std::process::Command::new("sha256sum")
+            .arg(&file)
+            .output()
+            .map_err(|error| format!("sha256sum: {error}"))?;
+        let digest = String::from_utf8_lossy(&digest.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let directory_text = directory.to_string_lossy().to_string();
+        let server = session
+            .topology
+            .spawn(
+                "/usr/bin/python3",
+                &[
+                    "-m",
+                    "http.server",
+                    "8000",
+                    "--bind",
+                    crate::topology::HOST_ADDRESS,
+                    "--directory",
+                    &directory_text,
+                ],
+            )
+            .map_err(|error| error.to_string())?;
+        Ok(FetchServer {
+            directory,
+            bytes: data.len(),
+            digest,
+            _server: server,
+        })
+    }
+
+    /// Waits for fetch's report and its end, and checks the report.
+    fn check(&self, session: &mut Session<'_>) -> Result<(), String> {
         let line = session.wait_for("fetch: http://", Duration::from_secs(120))?;
-        let wanted = format!("body {} bytes, sha256 {digest},", data.len());
+        let wanted = format!("body {} bytes, sha256 {},", self.bytes, self.digest);
         if !line.contains("\"HTTP/1.0 200 OK\"") || !line.contains(&wanted) {
             return Err(format!("fetch reported {line:?}, wanted {wanted:?}"));
         }
-        eprintln!("libnet-fetch: {}", crate::qemu::app_text(&line));
+        eprintln!("libnet: {}", crate::qemu::app_text(&line));
         session.wait_for("fetch: left:", Duration::from_secs(30))?;
-        udp(session, 9003, b"quit", false).map(drop)
-    })();
-    let _ = std::fs::remove_dir_all(&directory);
-    result
+        Ok(())
+    }
+}
+
+impl Drop for FetchServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
 }
 
 /// Judges a run against the scenario's expectations of a good run.
