@@ -192,7 +192,8 @@ pub const SCENARIOS: &[Scenario] = &[
         // ARP and ICMP handlers: fetch GETs 1 MiB from a server in the namespace meanwhile; curl gets every page of httpd byte-identical (also 100
         // requests on one kept-alive connection, HEAD, 404, 400), socat echoes 1 MiB over TCP
         // and a datagram over UDP through echo; then bad input (segments with bad checksums,
-        // a reset storm, a SYN flood) and httpd serves the next curl correctly. At the end
+        // a reset storm, a SYN flood, clients gone mid-response, 300 connections in a row) and
+        // httpd serves the next curl correctly. At the end
         // both stacks hold no socket, filter or ring slot.
         name: "libnet-tap",
         cmdline: "apps=ashd,echo,httpd,fetch monitor=ashd,fetch arg=1:7365727665 arg=2:7463703d37207564703d3730303720717569743d39313037 arg=3:706f72743d383020717569743d39313830 arg=4:687474703a2f2f31302e302e322e323a383030302f646174612e62696e",
@@ -752,6 +753,38 @@ send([IP(dst=guest)/TCP(sport=20000 + i, dport=80, flags="S", seq=random.randint
 print("sent")
 "#;
 
+/// Clients that misbehave at the socket level: 20 that ask for the 1 MiB file and close after
+/// reading 10,000 bytes of it (their unread data makes the close a reset), then 300
+/// connections opened, used for one request and closed in a row, each answer checked.
+const PYTHON_CONNECTION_CHURN: &str = r#"
+import socket, sys
+guest = ("10.0.2.15", 80)
+for _ in range(20):
+    s = socket.create_connection(guest, timeout=10)
+    s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: exo\r\n\r\n")
+    got = 0
+    while got < 10000:
+        chunk = s.recv(4096)
+        if not chunk:
+            sys.exit("closed early")
+        got += len(chunk)
+    s.close()
+style = open(sys.argv[1], "rb").read()
+for i in range(300):
+    s = socket.create_connection(guest, timeout=10)
+    s.sendall(b"GET /style.css HTTP/1.1\r\nHost: exo\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    if not data.startswith(b"HTTP/1.1 200 OK\r\n") or not data.endswith(style):
+        sys.exit("connection %d: %r" % (i, data[:100]))
+print("churned")
+"#;
+
 /// The `libnet-tap` clients, in order; each bounded in count and time.
 fn libnet_clients(session: &mut Session<'_>) -> Result<(), String> {
     let fetch_server = FetchServer::start(session)?;
@@ -887,6 +920,22 @@ fn libnet_clients(session: &mut Session<'_>) -> Result<(), String> {
     if !sent.starts_with(b"sent") {
         return Err("scapy did not send the bad input".into());
     }
+    let style =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../apps/httpd/site/style.css");
+    let start = Instant::now();
+    let churned = session.client(
+        "/usr/bin/python3",
+        &["-c", PYTHON_CONNECTION_CHURN, &style.to_string_lossy()],
+        CLIENT_DEADLINE * 6,
+        None,
+    )?;
+    if !churned.starts_with(b"churned") {
+        return Err("the connection churn did not finish".into());
+    }
+    eprintln!(
+        "libnet-tap: 20 clients gone mid-response, then 300 connections in a row, in {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
     // httpd still serves, byte-identical.
     let got = curl(session, "/")?;
     same("curl / after the bad input", &got, &site[0].1)?;
