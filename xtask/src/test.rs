@@ -111,7 +111,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
 /// Boots `scenario` on a tap device in a fresh namespace and runs `clients` there while it
 /// runs; the namespace is removed afterwards, whatever happened (and on Ctrl-C, which also
 /// ends the test run).
-fn run_with_clients(
+pub fn run_with_clients(
     kernel: &std::path::Path,
     scenario: &Scenario,
     accel: Accel,

@@ -1,0 +1,175 @@
+//! `cargo xtask run` without `--append`: the demonstration. Boots exo with httpd and echo,
+//! each on its own TCP/IP stack, and ashd's ARP and ICMP handlers, on a tap device in a
+//! network namespace it creates; fetches the front page with curl, echoes a line through
+//! socat and pings; then prints what happened and what each app counted.
+//!
+//! Without a namespace (no root, or a chroot without `ip netns`), it says so and boots the
+//! plain image (`apps=hello`), which needs no network.
+use crate::qemu::app_text;
+use crate::scenarios::{Expect, Network, Scenario, Session};
+use crate::topology::GUEST_ADDRESS;
+use crate::{Result, image, setup, test, topology};
+use exo_abi::KernelExit;
+use std::time::{Duration, Instant};
+
+/// The demonstration's apps: ashd serving, echo (TCP 7, UDP 7007, quit 9107), httpd (80,
+/// quit 9180); the arguments are hex of `serve`, `tcp=7 udp=7007 quit=9107`, `port=80
+/// quit=9180`.
+const DEMO_CMDLINE: &str = "apps=ashd,echo,httpd monitor=ashd arg=1:7365727665 arg=2:7463703d37207564703d3730303720717569743d39313037 arg=3:706f72743d383020717569743d39313830";
+
+/// Longest one demonstration client may run.
+const CLIENT_DEADLINE: Duration = Duration::from_secs(20);
+
+fn demo_clients(session: &mut Session<'_>) -> std::result::Result<(), String> {
+    for ready in ["ashd: ready", "echo: ready", "httpd: ready"] {
+        session.wait_for(ready, Duration::from_secs(60))?;
+    }
+    let namespace = session.topology.namespace.clone();
+    println!("demo: exo is up at {GUEST_ADDRESS} in network namespace {namespace}");
+    let start = Instant::now();
+    let url = format!("http://{GUEST_ADDRESS}/");
+    let page = session.client(
+        "curl",
+        &["-s", "-S", "--max-time", "15", &url],
+        CLIENT_DEADLINE,
+        None,
+    )?;
+    let wanted = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../apps/httpd/site/index.html"),
+    )
+    .map_err(|error| error.to_string())?;
+    if page != wanted {
+        return Err(format!(
+            "curl {url}: {} bytes, not the site's front page",
+            page.len()
+        ));
+    }
+    println!(
+        "demo: ip netns exec {namespace} curl {url}: {} bytes, the front page exactly ({:.2} s), from httpd",
+        page.len(),
+        start.elapsed().as_secs_f64()
+    );
+    let start = Instant::now();
+    let line = b"hello through echo's own TCP stack\n";
+    let target = format!("TCP:{GUEST_ADDRESS}:7");
+    let echoed = session.client(
+        "socat",
+        &["-t", "5", "-T", "10", "-", &target],
+        CLIENT_DEADLINE,
+        Some(line),
+    )?;
+    if echoed != line {
+        return Err(format!(
+            "socat echo: got {:?}",
+            String::from_utf8_lossy(&echoed)
+        ));
+    }
+    println!(
+        "demo: socat - {target}: {:?} came back ({:.2} s), from echo",
+        String::from_utf8_lossy(line).trim_end(),
+        start.elapsed().as_secs_f64()
+    );
+    let ping = session.client(
+        "ping",
+        &["-c", "3", "-i", "0.2", "-W", "2", GUEST_ADDRESS],
+        CLIENT_DEADLINE,
+        None,
+    )?;
+    let ping = String::from_utf8_lossy(&ping);
+    let summary = ping
+        .lines()
+        .find(|line| line.contains("received"))
+        .unwrap_or("no summary")
+        .to_string();
+    if !ping.contains("3 received") {
+        return Err(format!("ping: {summary}"));
+    }
+    println!(
+        "demo: ping {GUEST_ADDRESS}: {summary}, answered by ashd's ICMP handler in the kernel"
+    );
+    for port in [9107, 9180, 9003] {
+        let target = format!("UDP:{GUEST_ADDRESS}:{port}");
+        session.client(
+            "socat",
+            &["-u", "-t", "0.2", "-", &target],
+            CLIENT_DEADLINE,
+            Some(b"quit"),
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs the demonstration; the process's exit status.
+pub fn run(release: bool, accel: crate::qemu::Accel) -> Result<std::process::ExitCode> {
+    setup::ensure_target()?;
+    setup::ensure_qemu()?;
+    let image = image::build(image::Profile::from_release(release))?;
+    let accel = setup::usable_accel(accel);
+    let started = Instant::now();
+    let network = topology::Topology::create()
+        .map(drop)
+        .and_then(|()| setup::ensure_packages(setup::TAP_TEST_PACKAGES));
+    if let Err(error) = network {
+        println!(
+            "demo: no network namespace here ({error}): the network part needs root; booting `apps=hello` instead"
+        );
+        let run = crate::qemu::Qemu {
+            kernel: &image.kernel,
+            append: "apps=hello",
+            accel,
+            timeout: Duration::from_secs(60),
+            netdev: None,
+            tap: None,
+            echo: crate::qemu::Echo::Terminal,
+        }
+        .run()?;
+        println!(
+            "demo: {} after {:.2} s",
+            run.outcome,
+            run.elapsed.as_secs_f64()
+        );
+        return Ok(std::process::ExitCode::from(run.outcome.host_status()));
+    }
+    let scenario = Scenario {
+        name: "demo",
+        cmdline: DEMO_CMDLINE,
+        exit: KernelExit::Exited(0),
+        serial: &[],
+        timeout: Duration::from_secs(120),
+        expect: Expect::Pass,
+        network: Network::Tap {
+            clients: demo_clients,
+        },
+    };
+    println!("demo: booting exo with `{DEMO_CMDLINE}` ({accel})");
+    let (run, clients) = test::run_with_clients(&image.kernel, &scenario, accel, demo_clients)?;
+    for line in run.serial.lines() {
+        let text = app_text(line);
+        if text.contains(": done:")
+            || text.contains(": left:")
+            || line.starts_with("[exo] all apps")
+        {
+            println!("demo: {}", line.trim());
+        }
+    }
+    let verdict = clients.and_then(|()| {
+        crate::scenarios::judge(&scenario, &run).map_err(|failure| failure.to_string())
+    });
+    match verdict {
+        Ok(()) => {
+            println!(
+                "demo: done in {:.2} s: {}",
+                started.elapsed().as_secs_f64(),
+                run.outcome
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Err(detail) => {
+            println!("demo: FAILED: {detail}");
+            for line in run.serial.lines() {
+                println!("    | {line}");
+            }
+            Ok(std::process::ExitCode::FAILURE)
+        }
+    }
+}
