@@ -740,7 +740,8 @@ fn same(what: &str, got: &[u8], wanted: &[u8]) -> Result<(), String> {
 
 /// Bad input sent with scapy: segments to httpd's port with bad checksums (each dropped and
 /// counted by the stack's device), a reset storm against the port with random sequence
-/// numbers, and a SYN flood from many source ports; bounded in count and rate.
+/// numbers, a SYN flood from many source ports, and impossible flag combinations (SYN+FIN,
+/// SYN+RST, a lone FIN, FIN+PSH+URG, no flags); bounded in count and rate.
 const SCAPY_BAD_INPUT: &str = r#"
 import random
 from scapy.all import IP, TCP, send, conf
@@ -750,6 +751,8 @@ guest = "10.0.2.15"
 send(IP(dst=guest)/TCP(sport=40000, dport=80, flags="S", seq=1000, chksum=0xdead), count=20, inter=0.01)
 send([IP(dst=guest)/TCP(sport=random.randint(1024, 65535), dport=80, flags="R", seq=random.randint(0, 2**32 - 1)) for _ in range(100)], inter=0.005)
 send([IP(dst=guest)/TCP(sport=20000 + i, dport=80, flags="S", seq=random.randint(0, 2**32 - 1)) for i in range(200)], inter=0.005)
+for flags in ["SF", "SR", "F", "FPU", ""]:
+    send(IP(dst=guest)/TCP(sport=41000, dport=80, flags=flags, seq=random.randint(0, 2**32 - 1)), count=10, inter=0.005)
 print("sent")
 "#;
 

@@ -128,8 +128,14 @@ impl Stack {
         if TAKEN.swap(true, Ordering::AcqRel) {
             return Err(NetError::AddressInUse);
         }
-        let mac = net::mac().map_err(NetError::Kernel)?;
-        let ipv4 = net::ipv4().map_err(NetError::Kernel)?;
+        let addresses = net::mac().and_then(|mac| net::ipv4().map(|ipv4| (mac, ipv4)));
+        let (mac, ipv4) = match addresses {
+            Ok(addresses) => addresses,
+            Err(error) => {
+                TAKEN.store(false, Ordering::Release);
+                return Err(NetError::Kernel(error));
+            }
+        };
         let mut device = RingDevice::new(&RING, mac, ipv4);
         let mut interface_config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         // The initial sequence numbers come from smoltcp's generator seeded here.
@@ -144,8 +150,10 @@ impl Stack {
                 "arp and arp[6:2] = 2 and arp[24:4] = 0x{:08x}",
                 u32::from_be_bytes(ipv4)
             );
-            let filters = dpf::frontend::compile(&expression, dpf::FilterId(0))
-                .map_err(|_| NetError::InvalidInput)?;
+            let Ok(filters) = dpf::frontend::compile(&expression, dpf::FilterId(0)) else {
+                TAKEN.store(false, Ordering::Release);
+                return Err(NetError::InvalidInput);
+            };
             let (address, bytes) = RING.region();
             let mut bindings = Vec::new();
             for filter in &filters {
