@@ -232,6 +232,22 @@ pub const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
+        // Load on httpd's stack (a pool of 20 listening sockets): `ab -n 1000 -c 10` and `wrk
+        // -t1 -c16 -d5s` on the front page, every request answered; the figures are printed.
+        name: "libnet-load",
+        cmdline: "apps=ashd,httpd monitor=ashd arg=1:7365727665 arg=2:706f72743d383020717569743d3931383020706f6f6c3d3230",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "httpd: left: sockets 0 filters 0 ring slots 0",
+            "[exo] app httpd (env 2) exited with status 0",
+        ],
+        timeout: LIBNET_TAP_TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::Tap {
+            clients: load_clients,
+        },
+    },
+    Scenario {
         // Monitor filters need a monitor capability (`monitor=netmon` is not given here, so
         // netmon starts without one); a garbage filter encoding is refused before anything
         // else.
@@ -1024,6 +1040,63 @@ impl Drop for FetchServer {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.directory);
     }
+}
+
+/// The `libnet-load` clients: ab, then wrk, against httpd's front page.
+fn load_clients(session: &mut Session<'_>) -> Result<(), String> {
+    for ready in ["ashd: ready", "httpd: ready"] {
+        session.wait_for(ready, Duration::from_secs(60))?;
+    }
+    let url = format!("http://{GUEST_ADDRESS}/");
+    let ab = session.client(
+        "ab",
+        &["-n", "1000", "-c", "10", "-s", "10", &url],
+        CLIENT_DEADLINE * 4,
+        None,
+    )?;
+    let ab = String::from_utf8_lossy(&ab);
+    let field = |text: &str, name: &str| {
+        text.lines()
+            .find(|line| line.trim_start().starts_with(name))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    if !field(&ab, "Complete requests:").ends_with(" 1000")
+        || !field(&ab, "Failed requests:").ends_with(" 0")
+    {
+        return Err(format!("ab: {ab}"));
+    }
+    eprintln!(
+        "libnet-load: ab -n 1000 -c 10: {}; {}",
+        field(&ab, "Requests per second:"),
+        field(&ab, "Time per request:")
+    );
+    let wrk = session.client(
+        "wrk",
+        &["-t1", "-c16", "-d5s", "--timeout", "5s", &url],
+        CLIENT_DEADLINE,
+        None,
+    )?;
+    let wrk = String::from_utf8_lossy(&wrk);
+    if wrk.contains("Socket errors") || wrk.contains("Non-2xx") {
+        return Err(format!("wrk: {wrk}"));
+    }
+    eprintln!(
+        "libnet-load: wrk -t1 -c16 -d5s: {}; {}",
+        field(&wrk, "Requests/sec:"),
+        wrk.lines()
+            .find(|line| line.contains("requests in"))
+            .unwrap_or("")
+            .trim()
+    );
+    let got = curl(session, "/")?;
+    let site = httpd_site()?;
+    same("curl / after the load", &got, &site[0].1)?;
+    for port in [9180, 9003] {
+        udp(session, port, b"quit", false)?;
+    }
+    Ok(())
 }
 
 /// Judges a run against the scenario's expectations of a good run.

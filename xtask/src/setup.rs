@@ -121,6 +121,14 @@ pub const TAP_TEST_PACKAGES: &[Package] = &[
         why: "`curl`, the HTTP client of the libnet scenario (httpd's pages, keep-alive, HEAD)",
     },
     Package {
+        name: "apache2-utils",
+        why: "`ab`, the load client of the libnet-load scenario",
+    },
+    Package {
+        name: "wrk",
+        why: "`wrk`, the load client of the libnet-load scenario",
+    },
+    Package {
         name: "python3-scapy",
         why: "scapy, which sends the libnet scenario's bad input (bad checksums, resets, a SYN flood)",
     },

@@ -5,7 +5,8 @@
 //! GET and HEAD; keep-alive (HTTP/1.1's default, and HTTP/1.0 with `Connection: keep-alive`),
 //! pipelined requests answered in order; 404 for a path it does not have, 400 for a request it
 //! cannot parse (then the connection closes). Arguments (`arg=K:HEX`): `port=PORT` (default
-//! 80), `quit=PORT` (a UDP datagram there ends the app). Prints `httpd: ready ...`, and at the
+//! 80), `quit=PORT` (a UDP datagram there ends the app), `pool=N` (listening sockets, default
+//! 8: at most that many connections in their handshake at once). Prints `httpd: ready ...`, and at the
 //! end what it served and what the stack still holds, which must be nothing.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
@@ -149,10 +150,10 @@ mod http {
     }
 }
 
-/// The port and quit port the boot arguments give.
+/// The port, quit port and listening-pool size the boot arguments give.
 #[cfg(target_os = "none")]
-fn ports() -> (u16, Option<u16>) {
-    let (mut port, mut quit) = (80, None);
+fn ports() -> (u16, Option<u16>, usize) {
+    let (mut port, mut quit, mut pool) = (80, None, 8);
     let mut buffer = [0u8; 64];
     for index in 0..8 {
         let Ok(length) = libnet::net::boot_argument(index, &mut buffer) else {
@@ -166,11 +167,12 @@ fn ports() -> (u16, Option<u16>) {
             {
                 Some(("port", Ok(value))) => port = value,
                 Some(("quit", Ok(value))) => quit = Some(value),
+                Some(("pool", Ok(value))) => pool = usize::from(value),
                 _ => {}
             }
         }
     }
-    (port, quit)
+    (port, quit, pool)
 }
 
 #[cfg(target_os = "none")]
@@ -189,7 +191,7 @@ fn main() -> u8 {
         close_after: bool,
     }
 
-    let (port, quit_port) = ports();
+    let (port, quit_port, pool) = ports();
     let responses: Vec<(&str, Response)> = SITE
         .iter()
         .map(|(path, content_type, body)| (*path, Response::new("200 OK", content_type, body)))
@@ -197,7 +199,7 @@ fn main() -> u8 {
     let not_found = Response::new("404 Not Found", "text/plain", b"not found\n");
     let bad_request = Response::new("400 Bad Request", "text/plain", b"bad request\n");
     let stack = match Stack::new(StackConfig {
-        listen_pool: 8,
+        listen_pool: pool,
         ..StackConfig::default()
     }) {
         Ok(stack) => stack,
