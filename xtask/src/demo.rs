@@ -3,6 +3,10 @@
 //! network namespace it creates; fetches the front page with curl, echoes a line through
 //! socat and pings; then prints what happened and what each app counted.
 //!
+//! `--serve [--for SECONDS]` keeps the system up first (until Ctrl-C, which stops QEMU too, or
+//! for the time given, after which the clients run and the counters are printed), and says
+//! how to reach it from the namespace.
+//!
 //! Without a namespace (no root, or a chroot without `ip netns`), it says so and boots the
 //! plain image (`apps=hello`), which needs no network.
 use crate::qemu::app_text;
@@ -10,6 +14,7 @@ use crate::scenarios::{Expect, Network, Scenario, Session};
 use crate::topology::GUEST_ADDRESS;
 use crate::{Result, image, setup, test, topology};
 use exo_abi::KernelExit;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The demonstration's apps: ashd serving, echo (TCP 7, UDP 7007, quit 9107), httpd (80,
@@ -20,12 +25,27 @@ const DEMO_CMDLINE: &str = "apps=ashd,echo,httpd monitor=ashd arg=1:7365727665 a
 /// Longest one demonstration client may run.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(20);
 
+/// `--serve`: seconds to keep the system up before the demonstration's clients run (0: do
+/// not serve; `u64::MAX`: until Ctrl-C, which also stops QEMU).
+static SERVE_SECONDS: AtomicU64 = AtomicU64::new(0);
+
 fn demo_clients(session: &mut Session<'_>) -> std::result::Result<(), String> {
     for ready in ["ashd: ready", "echo: ready", "httpd: ready"] {
         session.wait_for(ready, Duration::from_secs(60))?;
     }
     let namespace = session.topology.namespace.clone();
     println!("demo: exo is up at {GUEST_ADDRESS} in network namespace {namespace}");
+    let serve = SERVE_SECONDS.load(Ordering::Relaxed);
+    if serve > 0 {
+        println!(
+            "demo: serving: try `ip netns exec {namespace} curl http://{GUEST_ADDRESS}/`, `ip netns exec {namespace} socat - TCP:{GUEST_ADDRESS}:7`, `ip netns exec {namespace} ping {GUEST_ADDRESS}`"
+        );
+        let start = Instant::now();
+        while start.elapsed().as_secs() < serve && !topology::interrupt::interrupted() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        println!("demo: served for {:.0} s", start.elapsed().as_secs_f64());
+    }
     let start = Instant::now();
     let url = format!("http://{GUEST_ADDRESS}/");
     let page = session.client(
@@ -100,7 +120,12 @@ fn demo_clients(session: &mut Session<'_>) -> std::result::Result<(), String> {
 }
 
 /// Runs the demonstration; the process's exit status.
-pub fn run(release: bool, accel: crate::qemu::Accel) -> Result<std::process::ExitCode> {
+pub fn run(
+    release: bool,
+    accel: crate::qemu::Accel,
+    serve_seconds: Option<u64>,
+) -> Result<std::process::ExitCode> {
+    SERVE_SECONDS.store(serve_seconds.unwrap_or(0), Ordering::Relaxed);
     setup::ensure_target()?;
     setup::ensure_qemu()?;
     let image = image::build(image::Profile::from_release(release))?;
@@ -135,7 +160,8 @@ pub fn run(release: bool, accel: crate::qemu::Accel) -> Result<std::process::Exi
         cmdline: DEMO_CMDLINE,
         exit: KernelExit::Exited(0),
         serial: &[],
-        timeout: Duration::from_secs(120),
+        timeout: Duration::from_secs(120)
+            .saturating_add(Duration::from_secs(serve_seconds.unwrap_or(0))),
         expect: Expect::Pass,
         network: Network::Tap {
             clients: demo_clients,

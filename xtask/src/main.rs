@@ -109,6 +109,13 @@ struct RunArgs {
     /// curl, socat and ping; see `demo`).
     #[arg(long)]
     append: Option<String>,
+    /// The demonstration only: keep the system up and say how to reach it, until Ctrl-C or
+    /// `--for` seconds, then run its clients and print the counters.
+    #[arg(long)]
+    serve: bool,
+    /// With `--serve`: how long to serve.
+    #[arg(long = "for", value_name = "SECONDS")]
+    serve_for: Option<u64>,
     /// Stop QEMU after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
@@ -214,7 +221,8 @@ fn bench_demux(args: &DemuxArgs) -> Result<ExitCode> {
 
 fn run(args: &RunArgs) -> Result<ExitCode> {
     let Some(append) = args.append.as_deref() else {
-        return demo::run(args.build.release, args.boot.accel);
+        let serve = args.serve.then_some(args.serve_for.unwrap_or(u64::MAX / 4));
+        return demo::run(args.build.release, args.boot.accel, serve);
     };
     setup::ensure_target()?;
     setup::ensure_qemu()?;

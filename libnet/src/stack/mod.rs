@@ -22,7 +22,7 @@ use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 
-pub use socket::{Mode, NetError, TcpListener, TcpStream, UdpSocket};
+pub use socket::{Mode, NetError, Shutdown, TcpListener, TcpStream, UdpSocket};
 
 /// The ring every filter of the stack delivers into (one stack per app).
 static RING: Ring<RX_SLOTS> = Ring::new();
