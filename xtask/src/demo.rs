@@ -3,6 +3,9 @@
 //! network namespace it creates; fetches the front page with curl, echoes a line through
 //! socat and pings; then prints what happened and what each app counted.
 //!
+//! Last, it replays a capture shipped in the repo through dpf monitors, and the kernel's
+//! generated code must count what dpf's interpreter counts on the host.
+//!
 //! `--serve [--for SECONDS]` keeps the system up first (until Ctrl-C, which stops QEMU too, or
 //! for the time given, after which the clients run and the counters are printed), and says
 //! how to reach it from the namespace.
@@ -119,6 +122,64 @@ fn demo_clients(session: &mut Session<'_>) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Monitor expressions the shipped capture is replayed through.
+const REPLAY_EXPRESSIONS: [&str; 3] = ["tcp", "udp", "arp"];
+
+/// Replays `pcap-tests/fixtures/capture.pcap` (real traffic of two namespaces) into the booted
+/// kernel, one netmon monitor per expression: each count from the kernel's generated code must
+/// equal dpf's interpreter's on the host. Needs no root (`-netdev dgram` on loopback).
+fn replay(kernel: &std::path::Path) -> std::result::Result<(), String> {
+    let capture = image::workspace_root().join("pcap-tests/fixtures/capture.pcap");
+    let trace = pcap_tests::trace::read_trace(&capture)
+        .map_err(|error| format!("reading {}: {error:?}", capture.display()))?;
+    let frames: Vec<Vec<u8>> = trace
+        .into_iter()
+        .map(|packet| packet.data)
+        .filter(|data| data.len() as u64 <= exo_abi::net::FRAME_MAX_BYTES)
+        .collect();
+    let mut interpreted = Vec::new();
+    for expression in REPLAY_EXPRESSIONS {
+        let filters = dpf::frontend::compile(expression, dpf::FilterId(0))
+            .map_err(|error| format!("{expression}: {error:?}"))?;
+        let trie = dpf::trie::Trie::from_filters(filters).map_err(|error| format!("{error:?}"))?;
+        let count = frames
+            .iter()
+            .filter(|frame| {
+                frame.len() as u64 >= exo_abi::net::FRAME_MIN_BYTES
+                    && dpf::interp::classify(&trie, &dpf::Packet::whole(frame)).is_some()
+            })
+            .count() as u64;
+        interpreted.push(count);
+    }
+    let sent = frames.len();
+    let expressions: Vec<String> = REPLAY_EXPRESSIONS.iter().map(|e| e.to_string()).collect();
+    let outcome = crate::replay::replay_frames(
+        kernel,
+        frames,
+        &expressions,
+        &[],
+        "",
+        5_000,
+        false,
+        crate::qemu::Echo::Quiet,
+    )
+    .map_err(|error| error.to_string())?;
+    outcome.clean_exit()?;
+    let mut equal = true;
+    for ((expression, jit, _), interpreter) in outcome.apps.iter().zip(&interpreted) {
+        println!(
+            "demo: replay of {sent} frames of capture.pcap through monitor {expression:?}: in-kernel JIT {jit}, interpreter {interpreter}{}",
+            if jit == interpreter { "" } else { "  MISMATCH" }
+        );
+        equal &= jit == interpreter;
+    }
+    if equal {
+        Ok(())
+    } else {
+        Err("the replay's counts differ".into())
+    }
+}
+
 /// Runs the demonstration; the process's exit status.
 pub fn run(
     release: bool,
@@ -153,6 +214,10 @@ pub fn run(
             run.outcome,
             run.elapsed.as_secs_f64()
         );
+        if let Err(error) = replay(&image.kernel) {
+            println!("demo: FAILED: {error}");
+            return Ok(std::process::ExitCode::FAILURE);
+        }
         return Ok(std::process::ExitCode::from(run.outcome.host_status()));
     }
     let scenario = Scenario {
@@ -181,6 +246,7 @@ pub fn run(
     let verdict = clients.and_then(|()| {
         crate::scenarios::judge(&scenario, &run).map_err(|failure| failure.to_string())
     });
+    let verdict = verdict.and_then(|()| replay(&image.kernel));
     match verdict {
         Ok(()) => {
             println!(
