@@ -757,7 +757,8 @@ fn same(what: &str, got: &[u8], wanted: &[u8]) -> Result<(), String> {
 /// Bad input sent with scapy: segments to httpd's port with bad checksums (each dropped and
 /// counted by the stack's device), a reset storm against the port with random sequence
 /// numbers, a SYN flood from many source ports, and impossible flag combinations (SYN+FIN,
-/// SYN+RST, a lone FIN, FIN+PSH+URG, no flags); bounded in count and rate.
+/// SYN+RST, a lone FIN, FIN+PSH+URG, no flags); bounded in count and rate. A SYN to a port no
+/// app owns must go unanswered.
 const SCAPY_BAD_INPUT: &str = r#"
 import random
 from scapy.all import IP, TCP, send, conf
@@ -769,6 +770,10 @@ send([IP(dst=guest)/TCP(sport=random.randint(1024, 65535), dport=80, flags="R", 
 send([IP(dst=guest)/TCP(sport=20000 + i, dport=80, flags="S", seq=random.randint(0, 2**32 - 1)) for i in range(200)], inter=0.005)
 for flags in ["SF", "SR", "F", "FPU", ""]:
     send(IP(dst=guest)/TCP(sport=41000, dport=80, flags=flags, seq=random.randint(0, 2**32 - 1)), count=10, inter=0.005)
+# A port nobody owns: no stack answers (the kernel drops what no filter claims).
+from scapy.all import sr1
+if sr1(IP(dst=guest)/TCP(sport=42000, dport=8081, flags="S"), timeout=1) is not None:
+    raise SystemExit("an answer for an unowned port")
 print("sent")
 "#;
 
