@@ -192,9 +192,9 @@ pub fn run(
     let image = image::build(image::Profile::from_release(release))?;
     let accel = setup::usable_accel(accel);
     let started = Instant::now();
-    let network = topology::Topology::create()
-        .map(drop)
-        .and_then(|()| setup::ensure_packages(setup::TAP_TEST_PACKAGES));
+    // The packages first: `ip` itself may be what is missing.
+    let network = setup::ensure_packages(setup::DEMO_PACKAGES)
+        .and_then(|()| topology::Topology::create().map(drop));
     if let Err(error) = network {
         println!(
             "demo: no network namespace here ({error}): the network part needs root; booting `apps=hello` instead"
