@@ -7,9 +7,12 @@
 //! reports and exits, user-level upcall handling (`upcall`: exception dispatch, probes,
 //! slice-end and revocation policy, the kernel-free resume), PCT serving (`pct`), the heap
 //! behind `alloc` ([`heap`]: a `#[global_allocator]` on pages the library maps itself), and
-//! shared-page communication ([`ipc`]: shared pages, pipes over [`ring`]).
+//! shared-page communication ([`ipc`]: shared pages, pipes over [`ring`]), and the app's own
+//! TCP/IP stack ([`stack`]: smoltcp over the packet ring, sockets used like std's).
 #![no_std]
 #![deny(unsafe_code)]
+
+extern crate alloc;
 
 pub mod console;
 pub mod env;
@@ -22,6 +25,7 @@ pub mod pct;
 pub mod ring;
 #[cfg(target_os = "none")]
 mod rt;
+pub mod stack;
 pub mod sys;
 #[cfg(target_os = "none")]
 pub mod upcall;

@@ -2,7 +2,7 @@
 //! read the kernel's counters. Ring layout: `exo_abi::net`.
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use exo_abi::cap::CapHandle;
-use exo_abi::net::{RING_SLOT_BYTES, RING_SLOT_HEADER_BYTES};
+use exo_abi::net::{FRAME_MAX_BYTES, RING_SLOT_BYTES, RING_SLOT_HEADER_BYTES};
 use exo_abi::{Error, Syscall, error::decode_result};
 
 #[allow(unsafe_code)]
@@ -203,6 +203,56 @@ impl<const SLOTS: usize> Ring<SLOTS> {
         slot[0].store(0, Ordering::Release);
         self.next.store((next + 1) % SLOTS, Ordering::Relaxed);
         true
+    }
+}
+
+impl<const SLOTS: usize> Ring<SLOTS> {
+    /// The next slot, if the kernel has filled it: its index and the frame's captured length
+    /// (never more than a slot holds). The slot stays this app's until [`Ring::release`].
+    pub fn peek(&self) -> Option<(usize, usize)> {
+        let next = self.next.load(Ordering::Relaxed);
+        let length = self.slots[next][0].load(Ordering::Acquire) as usize;
+        if length == 0 {
+            return None;
+        }
+        Some((next, length.min(FRAME_MAX_BYTES as usize)))
+    }
+
+    /// The first `length` bytes of the frame in slot `index`, lent in place. Call only for a
+    /// slot [`Ring::peek`] returned and not yet released: the kernel does not write a slot
+    /// while its owner word is set.
+    #[allow(unsafe_code)]
+    pub fn frame(&self, index: usize, length: usize) -> &[u8] {
+        let slot = &self.slots[index % SLOTS];
+        let length = length.min(FRAME_MAX_BYTES as usize);
+        // SAFETY: 1. the slot is `RING_SLOT_BYTES` of memory inside `self`, and the frame
+        // starts `RING_SLOT_HEADER_BYTES` into it, so `length` (at most FRAME_MAX_BYTES)
+        // bytes from there stay inside it; `AtomicU32` has the size and alignment of `u32`,
+        // so the words are plain bytes in memory. 2. While the owner word is non-zero (the
+        // caller holds the slot, having seen it set with Acquire) neither the kernel nor this
+        // library writes the frame bytes, and `release` needs `&self` after the returned
+        // borrow ends in every caller (the device's receive token), so nothing mutates the
+        // bytes while the slice lives.
+        unsafe {
+            core::slice::from_raw_parts(
+                (slot.as_ptr() as *const u8).add(RING_SLOT_HEADER_BYTES as usize),
+                length,
+            )
+        }
+    }
+
+    /// Gives slot `index` back to the kernel and moves on to the next one.
+    pub fn release(&self, index: usize) {
+        self.slots[index % SLOTS][0].store(0, Ordering::Release);
+        self.next.store((index + 1) % SLOTS, Ordering::Relaxed);
+    }
+
+    /// Slots the kernel has filled and this app not yet released.
+    pub fn occupied(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| slot[0].load(Ordering::Relaxed) != 0)
+            .count()
     }
 }
 

@@ -10,7 +10,7 @@ use std::process::Command;
 
 /// The packages whose binaries are apps.
 pub const PACKAGES: &[&str] = &[
-    "hello", "fault", "busy", "ktest", "kbench", "netmon", "ashd",
+    "hello", "fault", "busy", "ktest", "kbench", "netmon", "ashd", "echo", "httpd", "fetch",
 ];
 
 /// Every app packed into the boot image, by binary name.
@@ -38,6 +38,9 @@ pub const APPS: &[&str] = &[
     "fuzz",
     "ashd",
     "undeliver",
+    "echo",
+    "httpd",
+    "fetch",
 ];
 
 /// Cargo profile for the bare-metal builds.

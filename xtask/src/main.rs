@@ -1,7 +1,7 @@
 //! The orchestrator: builds apps, packs them, builds the kernel, runs QEMU, reads the exit code.
 //!
-//! `cargo xtask run` boots the default image with serial on the terminal and exits with the
-//! kernel's status; `cargo xtask test` runs the host tests and every QEMU scenario in
+//! `cargo xtask run` runs the demonstration ([`demo`]; with `--append`, boots that command line
+//! with serial on the terminal and exits with the kernel's status); `cargo xtask test` runs the host tests and every QEMU scenario in
 //! [`scenarios::SCENARIOS`]; `cargo xtask bench kernel` compares exo with Linux
 //! ([`bench_kernel`]) and `cargo xtask bench demux` runs pcap-tests' demux benchmark. New
 //! subcommands (`replay`) are new variants of [`Command`] with their own module, reusing
@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 mod bench_kernel;
+mod demo;
 mod fuzz;
 mod image;
 mod qemu;
@@ -34,8 +35,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Build apps, pack them, build the kernel and boot it, with serial on this terminal.
-    /// Exits with the kernel's status (0 when every app exited with 0).
+    /// The demonstration (see `demo`); with `--append`, build apps, pack them, build the
+    /// kernel and boot that command line, with serial on this terminal. Exits with the
+    /// kernel's status (0 when every app exited with 0).
     Run(RunArgs),
     /// Host tests (`cargo test --workspace`), then every QEMU scenario; one summary line.
     Test(TestArgs),
@@ -106,9 +108,18 @@ struct RunArgs {
     build: BuildArgs,
     #[command(flatten)]
     boot: BootArgs,
-    /// Kernel command line (`apps=a,b`, see kernel/src/cmdline.rs).
-    #[arg(long, default_value = "apps=hello")]
-    append: String,
+    /// Kernel command line (`apps=a,b`, see kernel/src/cmdline.rs); without it, the
+    /// demonstration (httpd and echo on their own stacks in a network namespace, driven by
+    /// curl, socat and ping; see `demo`).
+    #[arg(long)]
+    append: Option<String>,
+    /// The demonstration only: keep the system up and say how to reach it, until Ctrl-C or
+    /// `--for` seconds, then run its clients and print the counters.
+    #[arg(long)]
+    serve: bool,
+    /// With `--serve`: how long to serve.
+    #[arg(long = "for", value_name = "SECONDS")]
+    serve_for: Option<u64>,
     /// Stop QEMU after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
@@ -268,18 +279,21 @@ fn bench_demux(args: &DemuxArgs) -> Result<ExitCode> {
 }
 
 fn run(args: &RunArgs) -> Result<ExitCode> {
+    let Some(append) = args.append.as_deref() else {
+        let serve = args.serve.then_some(args.serve_for.unwrap_or(u64::MAX / 4));
+        return demo::run(args.build.release, args.boot.accel, serve);
+    };
     setup::ensure_target()?;
     setup::ensure_qemu()?;
     let image = image::build(image::Profile::from_release(args.build.release))?;
     let accel = setup::usable_accel(args.boot.accel);
     eprintln!(
-        "xtask: booting {} with `{}` ({accel})",
+        "xtask: booting {} with `{append}` ({accel})",
         image.kernel.display(),
-        args.append
     );
     let run = qemu::Qemu {
         kernel: &image.kernel,
-        append: &args.append,
+        append,
         accel,
         timeout: Duration::from_secs(args.timeout_secs),
         netdev: None,

@@ -213,6 +213,66 @@ pub const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
+        // Three apps with their own TCP/IP stacks (libnet over smoltcp) on one IP, beside the
+        // ARP and ICMP handlers: fetch GETs 1 MiB from a server in the namespace meanwhile; curl gets every page of httpd byte-identical (also 100
+        // requests on one kept-alive connection, HEAD, 404, 400), socat echoes 1 MiB over TCP
+        // and a datagram over UDP through echo; then bad input (segments with bad checksums,
+        // a reset storm, a SYN flood, clients gone mid-response, 300 connections in a row) and
+        // httpd serves the next curl correctly. At the end
+        // both stacks hold no socket, filter or ring slot.
+        name: "libnet-tap",
+        cmdline: "apps=ashd,echo,httpd,fetch monitor=ashd,fetch arg=1:7365727665 arg=2:7463703d37207564703d3730303720717569743d39313037 arg=3:706f72743d383020717569743d39313830 arg=4:687474703a2f2f31302e302e322e323a383030302f646174612e62696e",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "echo: left: sockets 0 filters 0 ring slots 0",
+            "httpd: left: sockets 0 filters 0 ring slots 0",
+            "rx_bad_checksum: 20,",
+            "[exo] app httpd (env 3) exited with status 0",
+            "[exo] app echo (env 2) exited with status 0",
+            "fetch: left: sockets 0 filters 0 ring slots 0 (ARP filters 1)",
+            "[exo] app fetch (env 4) exited with status 0",
+        ],
+        timeout: LIBNET_TAP_TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::Tap {
+            clients: libnet_clients,
+        },
+    },
+    Scenario {
+        // A client on its own stack: fetch connects out from an ephemeral port to `python3
+        // -m http.server` in the namespace (its ARP request answered, the reply reaching its
+        // stack through the ARP-reply filter), GETs 1 MiB and prints its length and SHA-256,
+        // which must be the file's; at the end its stack holds no socket or port filter.
+        name: "libnet-fetch",
+        cmdline: "apps=ashd,fetch monitor=ashd,fetch arg=1:7365727665 arg=2:687474703a2f2f31302e302e322e323a383030302f646174612e62696e",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "fetch: left: sockets 0 filters 0 ring slots 0 (ARP filters 1)",
+            "[exo] app fetch (env 2) exited with status 0",
+        ],
+        timeout: LIBNET_TAP_TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::Tap {
+            clients: fetch_clients,
+        },
+    },
+    Scenario {
+        // Load on httpd's stack (a pool of 20 listening sockets): `ab -n 1000 -c 10` and `wrk
+        // -t1 -c16 -d5s` on the front page, every request answered; the figures are printed.
+        name: "libnet-load",
+        cmdline: "apps=ashd,httpd monitor=ashd arg=1:7365727665 arg=2:706f72743d383020717569743d3931383020706f6f6c3d3230",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "httpd: left: sockets 0 filters 0 ring slots 0",
+            "[exo] app httpd (env 2) exited with status 0",
+        ],
+        timeout: LIBNET_TAP_TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::Tap {
+            clients: load_clients,
+        },
+    },
+    Scenario {
         // Monitor filters need a monitor capability (`monitor=netmon` is not given here, so
         // netmon starts without one); a garbage filter encoding is refused before anything
         // else.
@@ -767,6 +827,406 @@ fn flood_clients(session: &mut Session<'_>) -> Result<(), String> {
         return Err(format!("ping after the floods: {ping}"));
     }
     udp(session, 9003, b"quit", false)?;
+    Ok(())
+}
+
+/// Time allowed for the libnet scenario: its clients move a few MiB through TCG.
+const LIBNET_TAP_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// Byte `index` of httpd's `big.bin` (as `apps/httpd/build.rs` writes it).
+fn httpd_big_file_byte(index: usize) -> u8 {
+    let x = (index as u32).wrapping_mul(2_654_435_761);
+    (x >> 24) as u8 ^ (index >> 12) as u8
+}
+
+/// The site httpd embeds: path and the bytes it must serve.
+fn httpd_site() -> Result<Vec<(&'static str, Vec<u8>)>, String> {
+    let site = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../apps/httpd/site");
+    let read = |name: &str| {
+        std::fs::read(site.join(name))
+            .map_err(|error| format!("reading the site's {name}: {error}"))
+    };
+    Ok(vec![
+        ("/", read("index.html")?),
+        ("/index.html", read("index.html")?),
+        ("/about.html", read("about.html")?),
+        ("/style.css", read("style.css")?),
+        ("/logo.svg", read("logo.svg")?),
+        ("/big.bin", (0..1 << 20).map(httpd_big_file_byte).collect()),
+    ])
+}
+
+/// `curl` of `path` on httpd; the body.
+fn curl(session: &Session<'_>, path: &str) -> Result<Vec<u8>, String> {
+    let url = format!("http://{GUEST_ADDRESS}{path}");
+    session.client(
+        "curl",
+        &["-s", "-S", "--max-time", "30", &url],
+        CLIENT_DEADLINE * 3,
+        None,
+    )
+}
+
+/// Checks a served body against the expected bytes.
+fn same(what: &str, got: &[u8], wanted: &[u8]) -> Result<(), String> {
+    if got == wanted {
+        return Ok(());
+    }
+    let first = got.iter().zip(wanted).position(|(a, b)| a != b);
+    Err(format!(
+        "{what}: got {} bytes, wanted {} (first difference at {first:?})",
+        got.len(),
+        wanted.len()
+    ))
+}
+
+/// Bad input sent with scapy: segments to httpd's port with bad checksums (each dropped and
+/// counted by the stack's device), a reset storm against the port with random sequence
+/// numbers, a SYN flood from many source ports, and impossible flag combinations (SYN+FIN,
+/// SYN+RST, a lone FIN, FIN+PSH+URG, no flags); bounded in count and rate. A SYN to a port no
+/// app owns must go unanswered.
+const SCAPY_BAD_INPUT: &str = r#"
+import random
+from scapy.all import IP, TCP, send, conf
+conf.verb = 0
+random.seed(12)
+guest = "10.0.2.15"
+send(IP(dst=guest)/TCP(sport=40000, dport=80, flags="S", seq=1000, chksum=0xdead), count=20, inter=0.01)
+send([IP(dst=guest)/TCP(sport=random.randint(1024, 65535), dport=80, flags="R", seq=random.randint(0, 2**32 - 1)) for _ in range(100)], inter=0.005)
+send([IP(dst=guest)/TCP(sport=20000 + i, dport=80, flags="S", seq=random.randint(0, 2**32 - 1)) for i in range(200)], inter=0.005)
+for flags in ["SF", "SR", "F", "FPU", ""]:
+    send(IP(dst=guest)/TCP(sport=41000, dport=80, flags=flags, seq=random.randint(0, 2**32 - 1)), count=10, inter=0.005)
+# A port nobody owns: no stack answers (the kernel drops what no filter claims).
+from scapy.all import sr1
+if sr1(IP(dst=guest)/TCP(sport=42000, dport=8081, flags="S"), timeout=1) is not None:
+    raise SystemExit("an answer for an unowned port")
+print("sent")
+"#;
+
+/// Clients that misbehave at the socket level: 20 that ask for the 1 MiB file and close after
+/// reading 10,000 bytes of it (their unread data makes the close a reset), then 300
+/// connections opened, used for one request and closed in a row, each answer checked.
+const PYTHON_CONNECTION_CHURN: &str = r#"
+import socket, sys
+guest = ("10.0.2.15", 80)
+for _ in range(20):
+    s = socket.create_connection(guest, timeout=10)
+    s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: exo\r\n\r\n")
+    got = 0
+    while got < 10000:
+        chunk = s.recv(4096)
+        if not chunk:
+            sys.exit("closed early")
+        got += len(chunk)
+    s.close()
+style = open(sys.argv[1], "rb").read()
+for i in range(300):
+    s = socket.create_connection(guest, timeout=10)
+    s.sendall(b"GET /style.css HTTP/1.1\r\nHost: exo\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    if not data.startswith(b"HTTP/1.1 200 OK\r\n") or not data.endswith(style):
+        sys.exit("connection %d: %r" % (i, data[:100]))
+print("churned")
+"#;
+
+/// The `libnet-tap` clients, in order; each bounded in count and time.
+fn libnet_clients(session: &mut Session<'_>) -> Result<(), String> {
+    let fetch_server = FetchServer::start(session)?;
+    for ready in ["ashd: ready", "echo: ready", "httpd: ready"] {
+        session.wait_for(ready, Duration::from_secs(60))?;
+    }
+    let ping = session.client(
+        "ping",
+        &["-c", "3", "-i", "0.2", "-W", "2", GUEST_ADDRESS],
+        CLIENT_DEADLINE,
+        None,
+    )?;
+    if !String::from_utf8_lossy(&ping).contains("3 received") {
+        return Err(format!("ping: {}", String::from_utf8_lossy(&ping)));
+    }
+    let site = httpd_site()?;
+    for (path, body) in &site {
+        let start = Instant::now();
+        let got = curl(session, path)?;
+        same(&format!("curl {path}"), &got, body)?;
+        eprintln!(
+            "libnet-tap: curl {path}: {} bytes identical in {:.2} s",
+            got.len(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    // 100 requests on one connection: curl reuses it, and says how many it opened each time.
+    let url = format!("http://{GUEST_ADDRESS}/about.html");
+    let mut arguments = vec![
+        "-s",
+        "-S",
+        "--max-time",
+        "60",
+        "-w",
+        "connects=%{num_connects}\n",
+    ];
+    for _ in 0..100 {
+        arguments.push(&url);
+    }
+    let start = Instant::now();
+    let kept = session.client("curl", &arguments, CLIENT_DEADLINE * 4, None)?;
+    let about = &site[2].1;
+    let mut wanted = Vec::new();
+    for index in 0..100 {
+        wanted.extend_from_slice(about);
+        wanted.extend_from_slice(if index == 0 {
+            b"connects=1\n"
+        } else {
+            b"connects=0\n"
+        });
+    }
+    same("100 requests on one kept-alive connection", &kept, &wanted)?;
+    eprintln!(
+        "libnet-tap: 100 keep-alive requests on one connection in {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    let head = session.client(
+        "curl",
+        &["-s", "-S", "-I", "--max-time", "10", &url],
+        CLIENT_DEADLINE,
+        None,
+    )?;
+    let head = String::from_utf8_lossy(&head);
+    let length = format!("Content-Length: {}\r\n", about.len());
+    if !head.starts_with("HTTP/1.1 200 OK\r\n")
+        || !head.contains(&length)
+        || !head.ends_with("\r\n\r\n")
+    {
+        return Err(format!("HEAD: {head:?}"));
+    }
+    let missing = format!("http://{GUEST_ADDRESS}/no-such-page");
+    let code = session.client(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+            &missing,
+        ],
+        CLIENT_DEADLINE,
+        None,
+    )?;
+    if code != b"404" {
+        return Err(format!(
+            "missing page: status {}",
+            String::from_utf8_lossy(&code)
+        ));
+    }
+    let target = format!("TCP:{GUEST_ADDRESS}:80");
+    let bad = session.client(
+        "socat",
+        &["-t", "5", "-T", "10", "-", &target],
+        CLIENT_DEADLINE,
+        Some(b"NONSENSE\r\n\r\n"),
+    )?;
+    if !bad.starts_with(b"HTTP/1.1 400 Bad Request\r\n") {
+        return Err(format!(
+            "garbage request: {:?}",
+            String::from_utf8_lossy(&bad)
+        ));
+    }
+    // TCP echo: 1 MiB through the echo app, byte-identical.
+    let stream: Vec<u8> = (0..1usize << 20)
+        .map(|i| httpd_big_file_byte(i ^ 0x5555))
+        .collect();
+    let target = format!("TCP:{GUEST_ADDRESS}:7");
+    let start = Instant::now();
+    let echoed = session.client(
+        "socat",
+        &["-t", "30", "-T", "30", "-", &target],
+        CLIENT_DEADLINE * 4,
+        Some(&stream),
+    )?;
+    same("TCP echo of 1 MiB", &echoed, &stream)?;
+    eprintln!(
+        "libnet-tap: TCP echo of {} bytes identical in {:.2} s",
+        echoed.len(),
+        start.elapsed().as_secs_f64()
+    );
+    let payload: Vec<u8> = (0..1000u32).map(|i| (i * 13 + 5) as u8).collect();
+    let echoed = udp(session, 7007, &payload, true)?;
+    same("UDP echo", &echoed, &payload)?;
+    let sent = session.client(
+        "/usr/bin/python3",
+        &["-c", SCAPY_BAD_INPUT],
+        CLIENT_DEADLINE * 2,
+        None,
+    )?;
+    if !sent.starts_with(b"sent") {
+        return Err("scapy did not send the bad input".into());
+    }
+    let style =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../apps/httpd/site/style.css");
+    let start = Instant::now();
+    let churned = session.client(
+        "/usr/bin/python3",
+        &["-c", PYTHON_CONNECTION_CHURN, &style.to_string_lossy()],
+        CLIENT_DEADLINE * 6,
+        None,
+    )?;
+    if !churned.starts_with(b"churned") {
+        return Err("the connection churn did not finish".into());
+    }
+    eprintln!(
+        "libnet-tap: 20 clients gone mid-response, then 300 connections in a row, in {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    // httpd still serves, byte-identical.
+    let got = curl(session, "/")?;
+    same("curl / after the bad input", &got, &site[0].1)?;
+    fetch_server.check(session)?;
+    for port in [9107, 9180, 9003] {
+        udp(session, port, b"quit", false)?;
+    }
+    Ok(())
+}
+
+/// The `libnet-fetch` clients: an HTTP server in the namespace for the guest's `fetch`, whose
+/// report must name the served file's length and SHA-256.
+fn fetch_clients(session: &mut Session<'_>) -> Result<(), String> {
+    let served = FetchServer::start(session)?;
+    served.check(session)?;
+    udp(session, 9003, b"quit", false).map(drop)
+}
+
+/// `python3 -m http.server` in the namespace serving 1 MiB for `fetch`; removed on drop.
+struct FetchServer {
+    directory: std::path::PathBuf,
+    bytes: usize,
+    digest: String,
+    _server: crate::topology::Background,
+}
+
+impl FetchServer {
+    fn start(session: &Session<'_>) -> Result<FetchServer, String> {
+        let directory = std::env::temp_dir().join(format!("exo-fetch-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).map_err(|error| error.to_string())?;
+        let file = directory.join("data.bin");
+        let data: Vec<u8> = (0..1usize << 20)
+            .map(|i| httpd_big_file_byte(i ^ 0xa5a5))
+            .collect();
+        std::fs::write(&file, &data).map_err(|error| error.to_string())?;
+        let digest = std::process::Command::new("sha256sum")
+            .arg(&file)
+            .output()
+            .map_err(|error| format!("sha256sum: {error}"))?;
+        let digest = String::from_utf8_lossy(&digest.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let directory_text = directory.to_string_lossy().to_string();
+        let server = session
+            .topology
+            .spawn(
+                "/usr/bin/python3",
+                &[
+                    "-m",
+                    "http.server",
+                    "8000",
+                    "--bind",
+                    crate::topology::HOST_ADDRESS,
+                    "--directory",
+                    &directory_text,
+                ],
+            )
+            .map_err(|error| error.to_string())?;
+        Ok(FetchServer {
+            directory,
+            bytes: data.len(),
+            digest,
+            _server: server,
+        })
+    }
+
+    /// Waits for fetch's report and its end, and checks the report.
+    fn check(&self, session: &mut Session<'_>) -> Result<(), String> {
+        let line = session.wait_for("fetch: http://", Duration::from_secs(120))?;
+        let wanted = format!("body {} bytes, sha256 {},", self.bytes, self.digest);
+        if !line.contains("\"HTTP/1.0 200 OK\"") || !line.contains(&wanted) {
+            return Err(format!("fetch reported {line:?}, wanted {wanted:?}"));
+        }
+        eprintln!("libnet: {}", crate::qemu::app_text(&line));
+        session.wait_for("fetch: left:", Duration::from_secs(30))?;
+        Ok(())
+    }
+}
+
+impl Drop for FetchServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+/// The `libnet-load` clients: ab, then wrk, against httpd's front page.
+fn load_clients(session: &mut Session<'_>) -> Result<(), String> {
+    for ready in ["ashd: ready", "httpd: ready"] {
+        session.wait_for(ready, Duration::from_secs(60))?;
+    }
+    let url = format!("http://{GUEST_ADDRESS}/");
+    let ab = session.client(
+        "ab",
+        &["-n", "1000", "-c", "10", "-s", "10", &url],
+        CLIENT_DEADLINE * 4,
+        None,
+    )?;
+    let ab = String::from_utf8_lossy(&ab);
+    let field = |text: &str, name: &str| {
+        text.lines()
+            .find(|line| line.trim_start().starts_with(name))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    if !field(&ab, "Complete requests:").ends_with(" 1000")
+        || !field(&ab, "Failed requests:").ends_with(" 0")
+    {
+        return Err(format!("ab: {ab}"));
+    }
+    eprintln!(
+        "libnet-load: ab -n 1000 -c 10: {}; {}",
+        field(&ab, "Requests per second:"),
+        field(&ab, "Time per request:")
+    );
+    let wrk = session.client(
+        "wrk",
+        &["-t1", "-c16", "-d5s", "--timeout", "5s", &url],
+        CLIENT_DEADLINE,
+        None,
+    )?;
+    let wrk = String::from_utf8_lossy(&wrk);
+    if wrk.contains("Socket errors") || wrk.contains("Non-2xx") {
+        return Err(format!("wrk: {wrk}"));
+    }
+    eprintln!(
+        "libnet-load: wrk -t1 -c16 -d5s: {}; {}",
+        field(&wrk, "Requests/sec:"),
+        wrk.lines()
+            .find(|line| line.contains("requests in"))
+            .unwrap_or("")
+            .trim()
+    );
+    let got = curl(session, "/")?;
+    let site = httpd_site()?;
+    same("curl / after the load", &got, &site[0].1)?;
+    for port in [9180, 9003] {
+        udp(session, port, b"quit", false)?;
+    }
     Ok(())
 }
 

@@ -97,8 +97,30 @@ pub fn ensure_qemu() -> Result<()> {
     Ok(())
 }
 
-/// What the ASH scenarios' real clients need: network namespaces and tap devices (`ip`),
-/// `ping`, `arping` and `socat` to run inside the namespace.
+/// What `cargo xtask run`'s demonstration runs in its namespace: `ip`, `ping`, `socat` and
+/// `curl` (a subset of [`TAP_TEST_PACKAGES`]).
+pub const DEMO_PACKAGES: &[Package] = &[
+    Package {
+        name: "iproute2",
+        why: "`ip`, which makes the demonstration's network namespace and its tap device",
+    },
+    Package {
+        name: "iputils-ping",
+        why: "`ping`, which the demonstration's ICMP echo handler answers",
+    },
+    Package {
+        name: "socat",
+        why: "`socat`, which sends a line through the demonstration's echo app",
+    },
+    Package {
+        name: "curl",
+        why: "`curl`, which fetches the demonstration's front page from httpd",
+    },
+];
+
+/// What the tap scenarios' real clients need: network namespaces and tap devices (`ip`),
+/// `ping`, `arping` and `socat` (ASH), and curl, ab, wrk and scapy (libnet) to run inside
+/// the namespace.
 pub const TAP_TEST_PACKAGES: &[Package] = &[
     Package {
         name: "iproute2",
@@ -123,6 +145,22 @@ pub const TAP_TEST_PACKAGES: &[Package] = &[
     Package {
         name: "socat",
         why: "`socat`, the UDP client of the ASH echo and remote-increment scenarios",
+    },
+    Package {
+        name: "curl",
+        why: "`curl`, the HTTP client of the libnet scenario (httpd's pages, keep-alive, HEAD)",
+    },
+    Package {
+        name: "apache2-utils",
+        why: "`ab`, the load client of the libnet-load scenario",
+    },
+    Package {
+        name: "wrk",
+        why: "`wrk`, the load client of the libnet-load scenario",
+    },
+    Package {
+        name: "python3-scapy",
+        why: "scapy, which sends the libnet scenario's bad input (bad checksums, resets, a SYN flood)",
     },
 ];
 

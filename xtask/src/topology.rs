@@ -116,14 +116,43 @@ impl Topology {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|error| format!("starting {program}: {error}"))?;
-        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-            use std::io::Write;
-            stdin.write_all(input)?;
-        }
+        // Input, output and errors move on threads of their own: a client that writes more
+        // than a pipe holds (a 1 MiB body) must not wait for this loop, nor one that reads
+        // its input while it writes (an echo).
+        let writer = match (input, child.stdin.take()) {
+            (Some(input), Some(mut stdin)) => {
+                let input = input.to_vec();
+                Some(std::thread::spawn(move || {
+                    use std::io::Write;
+                    // A client that exits before reading everything closes the pipe: its exit
+                    // status says what went wrong.
+                    let _ = stdin.write_all(&input);
+                }))
+            }
+            _ => None,
+        };
+        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut bytes);
+                }
+                bytes
+            })
+        };
+        let stdout = drain(child.stdout.take().map(|pipe| Box::new(pipe) as _));
+        let stderr = drain(child.stderr.take().map(|pipe| Box::new(pipe) as _));
         let start = Instant::now();
         loop {
-            if child.try_wait()?.is_some() {
-                return Ok(child.wait_with_output()?);
+            if let Some(status) = child.try_wait()? {
+                if let Some(writer) = writer {
+                    let _ = writer.join();
+                }
+                return Ok(Output {
+                    status,
+                    stdout: stdout.join().unwrap_or_default(),
+                    stderr: stderr.join().unwrap_or_default(),
+                });
             }
             if start.elapsed() >= deadline || interrupt::interrupted() {
                 let _ = child.kill();
@@ -137,6 +166,34 @@ impl Topology {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+/// A program running in the namespace (a server for the guest's clients), killed on drop.
+#[derive(Debug)]
+pub struct Background {
+    child: std::process::Child,
+}
+
+impl Topology {
+    /// Starts `program` inside the namespace in the background (output discarded).
+    pub fn spawn(&self, program: &str, arguments: &[&str]) -> Result<Background> {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.namespace, program])
+            .args(arguments)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|error| format!("starting {program}: {error}"))?;
+        Ok(Background { child })
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -233,6 +233,8 @@ pub const PAGE_PROTECT_RANGE_MAX_PAGES: u64 = 512;
 
 /// Longest `net_wait` timeout, in timer ticks (10 s at 100 Hz).
 pub const NET_WAIT_MAX_TICKS: u64 = 1000;
+/// Timer ticks per second (`ticks()` counts them; `net_wait` and `request_pages` take them).
+pub const TICKS_PER_SECOND: u64 = 100;
 
 /// `net_wait`'s `rx_frames_seen` that never wakes the caller for others' frames.
 pub const NET_WAIT_OWN_FRAMES: u64 = u64::MAX;

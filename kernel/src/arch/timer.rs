@@ -11,7 +11,7 @@ pub const TIMER_VECTOR: u8 = 32;
 /// Vectors the PICs use for spurious interrupts (IRQ 7 and IRQ 15 after remapping).
 pub const SPURIOUS_VECTORS: [u8; 2] = [39, 47];
 /// Timer frequency.
-pub const TICKS_PER_SECOND: u32 = 100;
+pub const TICKS_PER_SECOND: u32 = exo_abi::syscall::TICKS_PER_SECOND as u32;
 
 const PIT_INPUT_HZ: u32 = 1_193_182;
 const PIC_MASTER_COMMAND: u16 = 0x20;

@@ -1,0 +1,178 @@
+//! TCP and UDP echo over this app's own TCP/IP stack (libnet's smoltcp), on the ports its boot
+//! arguments name.
+//!
+//! Arguments (each `arg=K:HEX` of the boot command line, hex of the text): `tcp=PORT`
+//! (default 7), `udp=PORT` (default 7), `quit=PORT` (a datagram there ends the app; default
+//! none). Any number of TCP connections at once: what arrives is sent back, and when the peer
+//! closes its side, the rest is sent and the connection closed. Prints `echo: ready ...`, and
+//! at the end what it echoed and what the stack still holds (sockets, filters, ring slots),
+//! which must be nothing.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+libnet::entry!(main);
+
+/// The ports the boot arguments give: `(tcp, udp, quit)`.
+#[cfg(target_os = "none")]
+fn ports() -> (u16, u16, Option<u16>) {
+    let (mut tcp, mut udp, mut quit) = (7, 7, None);
+    let mut buffer = [0u8; 64];
+    for index in 0..8 {
+        let Ok(length) = libnet::net::boot_argument(index, &mut buffer) else {
+            break;
+        };
+        let text = core::str::from_utf8(&buffer[..length]).unwrap_or("");
+        for word in text.split_whitespace() {
+            let Some((key, value)) = word.split_once('=') else {
+                continue;
+            };
+            let Ok(port) = value.parse::<u16>() else {
+                continue;
+            };
+            match key {
+                "tcp" => tcp = port,
+                "udp" => udp = port,
+                "quit" => quit = Some(port),
+                _ => {}
+            }
+        }
+    }
+    (tcp, udp, quit)
+}
+
+#[cfg(target_os = "none")]
+fn main() -> u8 {
+    use alloc::vec::Vec;
+    use libnet::println;
+    use libnet::stack::{Mode, NetError, Stack, StackConfig, TcpListener, TcpStream, UdpSocket};
+
+    /// One connection: bytes read and not yet written back, and whether the peer has closed.
+    struct Connection {
+        stream: TcpStream,
+        pending: Vec<u8>,
+        peer_closed: bool,
+    }
+
+    let (tcp_port, udp_port, quit_port) = ports();
+    let stack = match Stack::new(StackConfig::default()) {
+        Ok(stack) => stack,
+        Err(error) => {
+            println!("echo: no stack: {error:?}");
+            return 2;
+        }
+    };
+    let mut listener = match TcpListener::bind(&stack, tcp_port) {
+        Ok(listener) => listener,
+        Err(error) => {
+            println!("echo: tcp port {tcp_port}: {error:?}");
+            return 3;
+        }
+    };
+    listener.set_mode(Mode::NonBlocking);
+    let mut udp = match UdpSocket::bind(&stack, udp_port) {
+        Ok(udp) => udp,
+        Err(error) => {
+            println!("echo: udp port {udp_port}: {error:?}");
+            return 3;
+        }
+    };
+    udp.set_mode(Mode::NonBlocking);
+    let mut quit = match quit_port.map(|port| UdpSocket::bind(&stack, port)) {
+        Some(Ok(mut socket)) => {
+            socket.set_mode(Mode::NonBlocking);
+            Some(socket)
+        }
+        Some(Err(error)) => {
+            println!("echo: quit port: {error:?}");
+            return 3;
+        }
+        None => None,
+    };
+    println!("echo: ready tcp {tcp_port} udp {udp_port}");
+    let mut connections: Vec<Connection> = Vec::new();
+    let (mut accepted, mut tcp_bytes, mut datagrams, mut errors) = (0u64, 0u64, 0u64, 0u64);
+    let mut buffer = alloc::vec![0u8; 16 * 1024];
+    loop {
+        let mut progress = false;
+        while let Ok((mut stream, _peer)) = listener.accept() {
+            stream.set_mode(Mode::NonBlocking);
+            connections.push(Connection {
+                stream,
+                pending: Vec::new(),
+                peer_closed: false,
+            });
+            accepted += 1;
+            progress = true;
+        }
+        connections.retain_mut(|connection| {
+            if connection.pending.is_empty() && !connection.peer_closed {
+                match connection.stream.read(&mut buffer) {
+                    Ok(0) => connection.peer_closed = true,
+                    Ok(count) => connection.pending.extend_from_slice(&buffer[..count]),
+                    Err(NetError::WouldBlock) => {}
+                    Err(_) => {
+                        errors += 1;
+                        return false;
+                    }
+                }
+            }
+            while !connection.pending.is_empty() {
+                match connection.stream.write(&connection.pending) {
+                    Ok(count) => {
+                        connection.pending.drain(..count);
+                        tcp_bytes += count as u64;
+                        progress = true;
+                    }
+                    Err(NetError::WouldBlock) => break,
+                    Err(_) => {
+                        errors += 1;
+                        return false;
+                    }
+                }
+            }
+            // Done: the peer closed and everything is written back (dropping closes ours).
+            !(connection.peer_closed && connection.pending.is_empty())
+        });
+        while let Ok((count, (address, port))) = udp.recv_from(&mut buffer) {
+            if udp.send_to(&buffer[..count], address, port).is_ok() {
+                datagrams += 1;
+            }
+            progress = true;
+        }
+        if let Some(socket) = quit.as_mut()
+            && socket.recv_from(&mut buffer).is_ok()
+        {
+            break;
+        }
+        if !progress && let Err(error) = stack.wait() {
+            println!("echo: net_wait: {error:?}");
+            return 4;
+        }
+    }
+    drop(connections);
+    drop(listener);
+    drop(udp);
+    drop(quit);
+    // Closed connections linger until their FIN is acknowledged: wait for them, bounded.
+    let start = libnet::sys::ticks();
+    while stack.counters().sockets > 0 && libnet::sys::ticks() - start < 500 {
+        let _ = stack.wait();
+    }
+    let counters = stack.counters();
+    println!(
+        "echo: done: {accepted} connections, {tcp_bytes} bytes echoed, {datagrams} datagrams, {errors} errors; device {:?}",
+        counters.device
+    );
+    println!(
+        "echo: left: sockets {} filters {} ring slots {}",
+        counters.sockets, counters.filters, counters.ring_slots_used
+    );
+    0
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {}

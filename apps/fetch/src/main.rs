@@ -1,0 +1,167 @@
+//! An HTTP client over this app's own TCP/IP stack (libnet's smoltcp): connects out from an
+//! ephemeral port, GETs the URL its boot argument names (`http://A.B.C.D:PORT/PATH`), and
+//! prints the status, the body's length and its SHA-256.
+//!
+//! Start it with `monitor=fetch`: its stack binds a filter for ARP replies to the host's
+//! address with that capability, so the reply to its own ARP request for the server reaches
+//! it. The server may not be up yet: a refused connection is tried again for a while.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+libnet::entry!(main);
+
+/// `http://A.B.C.D[:PORT]/PATH` as address, port and path.
+#[cfg(target_os = "none")]
+fn parse_url(url: &str) -> Option<([u8; 4], u16, &str)> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(at) => (&rest[..at], &rest[at..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, port.parse().ok()?),
+        None => (authority, 80),
+    };
+    let mut address = [0u8; 4];
+    let mut parts = host.split('.');
+    for byte in &mut address {
+        *byte = parts.next()?.parse().ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((address, port, path))
+}
+
+/// Tries before giving up on a refused connection, a second apart.
+#[cfg(target_os = "none")]
+const CONNECT_TRIES: u32 = 20;
+
+#[cfg(target_os = "none")]
+fn main() -> u8 {
+    use alloc::vec::Vec;
+    use libnet::println;
+    use libnet::stack::{NetError, Stack, StackConfig, TcpStream};
+    use sha2::{Digest, Sha256};
+
+    let mut argument = [0u8; 256];
+    let url = match libnet::net::boot_argument(0, &mut argument) {
+        Ok(length) => core::str::from_utf8(&argument[..length]).unwrap_or(""),
+        Err(_) => "",
+    };
+    let Some((address, port, path)) = parse_url(url) else {
+        println!("fetch: not a URL: {url:?}");
+        return 2;
+    };
+    let stack = match Stack::new(StackConfig {
+        arp_monitor: libnet::net::boot_monitor(),
+        ..StackConfig::default()
+    }) {
+        Ok(stack) => stack,
+        Err(error) => {
+            println!("fetch: no stack: {error:?}");
+            return 2;
+        }
+    };
+    let start = libnet::sys::ticks();
+    let mut tries = 0;
+    let mut stream = loop {
+        tries += 1;
+        match TcpStream::connect(&stack, address, port) {
+            Ok(stream) => break stream,
+            Err(NetError::ConnectionRefused) if tries < CONNECT_TRIES => {
+                let wait = libnet::sys::ticks();
+                while libnet::sys::ticks() - wait < libnet::abi::syscall::TICKS_PER_SECOND {
+                    let _ = stack.wait();
+                }
+            }
+            Err(error) => {
+                println!("fetch: connecting to {url}: {error:?} (try {tries})");
+                return 3;
+            }
+        }
+    };
+    let request = alloc::format!(
+        "GET {path} HTTP/1.1\r\nHost: {}.{}.{}.{}:{port}\r\nUser-Agent: exo-fetch\r\nConnection: close\r\n\r\n",
+        address[0],
+        address[1],
+        address[2],
+        address[3]
+    );
+    if let Err(error) = stream.write_all(request.as_bytes()) {
+        println!("fetch: sending the request: {error:?}");
+        return 4;
+    }
+    // The response until the server closes (Connection: close): the head kept, the body
+    // hashed as it arrives.
+    let mut head = Vec::new();
+    let mut body_bytes = 0usize;
+    let mut hasher = Sha256::new();
+    let mut in_body = false;
+    let mut buffer = alloc::vec![0u8; 16 * 1024];
+    loop {
+        let count = match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(count) => count,
+            Err(error) => {
+                println!("fetch: reading after {} body bytes: {error:?}", body_bytes);
+                return 5;
+            }
+        };
+        let mut bytes = &buffer[..count];
+        if !in_body {
+            head.extend_from_slice(bytes);
+            let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                if head.len() > 16 * 1024 {
+                    println!("fetch: no end of the response head in {} bytes", head.len());
+                    return 6;
+                }
+                continue;
+            };
+            let already = head.len() - count;
+            bytes = &bytes[end + 4 - already..];
+            head.truncate(end);
+            in_body = true;
+        }
+        hasher.update(bytes);
+        body_bytes += bytes.len();
+    }
+    let elapsed_ticks = libnet::sys::ticks() - start;
+    if !in_body {
+        println!("fetch: no response head in {} bytes", head.len());
+        return 6;
+    }
+    let head = core::str::from_utf8(&head).unwrap_or("");
+    let status = head.lines().next().unwrap_or("");
+    let digest = hasher.finalize();
+    let mut hex = alloc::string::String::new();
+    for byte in digest {
+        hex.push_str(&alloc::format!("{byte:02x}"));
+    }
+    println!(
+        "fetch: {url}: {status:?}, body {body_bytes} bytes, sha256 {hex}, {} ms",
+        elapsed_ticks * 1000 / libnet::abi::syscall::TICKS_PER_SECOND
+    );
+    drop(stream);
+    let wait = libnet::sys::ticks();
+    while stack.counters().sockets > 0 && libnet::sys::ticks() - wait < 500 {
+        let _ = stack.wait();
+    }
+    let counters = stack.counters();
+    println!(
+        "fetch: left: sockets {} filters {} ring slots {} (ARP filters {}); device {:?}",
+        counters.sockets,
+        counters.filters,
+        counters.ring_slots_used,
+        counters.arp_filters,
+        counters.device
+    );
+    0
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {}
