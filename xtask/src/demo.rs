@@ -197,7 +197,7 @@ pub fn run(
         .and_then(|()| topology::Topology::create().map(drop));
     if let Err(error) = network {
         println!(
-            "demo: no network namespace here ({error}): the network part needs root; booting `apps=hello` instead"
+            "demo: the network part could not start ({error}); it needs root (network namespaces) and the packages it installs; booting `apps=hello` instead"
         );
         let run = crate::qemu::Qemu {
             kernel: &image.kernel,

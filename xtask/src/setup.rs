@@ -97,12 +97,16 @@ pub fn ensure_qemu() -> Result<()> {
     Ok(())
 }
 
-/// What `cargo xtask run`'s demonstration runs in its namespace: `ip`, `ping`, `socat` and
-/// `curl` (a subset of [`TAP_TEST_PACKAGES`]).
+/// What `cargo xtask run`'s demonstration runs in its namespace: `ip`, `sysctl`, `ping`,
+/// `socat` and `curl` (a subset of [`TAP_TEST_PACKAGES`]).
 pub const DEMO_PACKAGES: &[Package] = &[
     Package {
         name: "iproute2",
         why: "`ip`, which makes the demonstration's network namespace and its tap device",
+    },
+    Package {
+        name: "procps",
+        why: "`sysctl`, which turns IPv6 autoconfiguration off in the demonstration's namespace",
     },
     Package {
         name: "iputils-ping",
