@@ -15,6 +15,7 @@ mod normalize;
 mod parser;
 mod protocols;
 mod relation;
+mod services;
 
 use alloc::string::String;
 use alloc::vec::Vec;

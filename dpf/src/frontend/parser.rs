@@ -17,6 +17,7 @@ use super::ast::{
 };
 use super::lexer::{Keyword, Span, Token, TokenKind, parse_ipv6};
 use super::protocols;
+use super::services::{self, Carried};
 use crate::ir::{CmpOp, Width};
 
 /// Deepest nesting of parentheses and `not`s accepted; deeper input is refused before it can
@@ -555,17 +556,36 @@ impl<'a> Parser<'a> {
     fn name_id(&mut self, name: &str, q: Quals, span: Span) -> Result<Primitive, CompileError> {
         match q.addr {
             QAddr::Portrange => {
-                let (low, high) = parse_port_range(name)
-                    .ok_or_else(|| self.error(span, format!("illegal port range '{name}'")))?;
-                if low > 65535 || high > 65535 {
-                    return Err(self.error(span, format!("illegal port range '{name}'")));
+                if let Some((low, high)) = parse_port_range(name) {
+                    if low > 65535 || high > 65535 {
+                        return Err(self.error(span, format!("illegal port range '{name}'")));
+                    }
+                    return self.port(low as u16, high as u16, q, span);
                 }
-                self.port(low as u16, high as u16, q, span)
+                // pcap_nametoportrange: split at the first '-', each side a service; sides
+                // carried by different protocols stand for both.
+                let (low, high, carried) = name
+                    .split_once('-')
+                    .and_then(|(a, b)| {
+                        let (low, first) = service_or_number(a)?;
+                        let (high, second) = service_or_number(b)?;
+                        let carried = if first == second {
+                            first
+                        } else {
+                            Carried::Both
+                        };
+                        Some((low, high, carried))
+                    })
+                    .ok_or_else(|| self.error(span, format!("illegal port range '{name}'")))?;
+                let q = self.named_port_quals(name, carried, q, span)?;
+                self.port(low, high, q, span)
             }
-            QAddr::Port => Err(self.error(
-                span,
-                format!("unknown port '{name}': dpf has no service names, give the number"),
-            )),
+            QAddr::Port => {
+                let (port, carried) = services::service(name)
+                    .ok_or_else(|| self.error(span, format!("unknown port '{name}'")))?;
+                let q = self.named_port_quals(name, carried, q, span)?;
+                self.port(port, port, q, span)
+            }
             QAddr::Proto => {
                 let value = match q.proto {
                     QProto::Default | QProto::Ip | QProto::Ip6 => protocols::ip_protocol(name)
@@ -660,6 +680,34 @@ impl<'a> Parser<'a> {
             addr,
             mask,
         })
+    }
+
+    /// gen_scode's checks of a named port against its qualifier, and the protocol a name
+    /// carried by one protocol only restricts an unqualified port to.
+    fn named_port_quals(
+        &self,
+        name: &str,
+        carried: Carried,
+        q: Quals,
+        span: Span,
+    ) -> Result<Quals, CompileError> {
+        let what = if q.addr == QAddr::Port {
+            "port"
+        } else {
+            "port in range"
+        };
+        let proto = match (q.proto, carried) {
+            (QProto::Udp | QProto::Sctp, Carried::Tcp) => {
+                return Err(self.error(span, format!("{what} '{name}' is tcp")));
+            }
+            (QProto::Tcp | QProto::Sctp, Carried::Udp) => {
+                return Err(self.error(span, format!("{what} '{name}' is udp")));
+            }
+            (QProto::Default, Carried::Tcp) => QProto::Tcp,
+            (QProto::Default, Carried::Udp) => QProto::Udp,
+            (other, _) => other,
+        };
+        Ok(Quals { proto, ..q })
     }
 
     fn port(&mut self, a: u16, b: u16, q: Quals, span: Span) -> Result<Primitive, CompileError> {
@@ -1201,6 +1249,15 @@ fn parse_dotted(text: &str, span: Span, p: &Parser<'_>) -> Result<(u32, u32), Co
         bits += 8;
     }
     Ok((value, bits))
+}
+
+/// One side of a named port range: a service, or a number (getaddrinfo accepts those too,
+/// for both protocols).
+fn service_or_number(text: &str) -> Option<(u16, Carried)> {
+    if !text.is_empty() && text.len() <= 5 && text.bytes().all(|c| c.is_ascii_digit()) {
+        return text.parse().ok().map(|n| (n, Carried::Both));
+    }
+    services::service(text)
 }
 
 /// `A-B` with decimal ports.

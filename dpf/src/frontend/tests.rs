@@ -317,6 +317,13 @@ fn errors_say_what_and_where() {
     assert!(e.message.starts_with("unsupported"), "{e}");
     // The field being added to.
     assert_eq!((e.position, e.end), (0, 5));
+    let e = err("udp port http");
+    assert_eq!(e.message, "port 'http' is tcp");
+    assert_eq!((e.position, e.end), (9, 13));
+    let e = err("tcp portrange ntp-bootps");
+    assert_eq!(e.message, "port in range 'ntp-bootps' is udp");
+    let e = err("port no-such-service");
+    assert!(e.message.contains("unknown port 'no-such-service'"), "{e}");
     let e = err("host foo");
     assert!(e.message.contains("unknown host 'foo'"), "{e}");
     let e = err("mpls");
