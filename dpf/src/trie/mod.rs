@@ -22,7 +22,9 @@ use core::fmt;
 
 pub use key_table::KeyTable;
 
-use crate::ir::{Atom, CmpOp, Field, Filter, FilterId, Shift, Step};
+use alloc::boxed::Box;
+
+use crate::ir::{Atom, CmpOp, Eval, Field, Filter, FilterId, Shift, Step};
 
 /// Index of a node in [`Trie::node`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -69,6 +71,8 @@ pub enum NodeKind {
     Test(Atom),
     /// Moves the base for everything below.
     Shift(Shift),
+    /// An expression step (never grouped into a dispatch).
+    Eval(Box<Eval>),
     /// `field & mask` is loaded once and looked up: each key leads to a [`NodeKind::Key`] child,
     /// and those children are this node's [`Node::alternatives`] (in no particular order).
     Dispatch {
@@ -307,6 +311,10 @@ impl Trie {
                 .iter()
                 .copied()
                 .find(|&alt| matches!(&self.node(alt).kind, NodeKind::Shift(s) if s == shift)),
+            Step::Eval(eval) => alternatives
+                .iter()
+                .copied()
+                .find(|&alt| matches!(&self.node(alt).kind, NodeKind::Eval(e) if e == eval)),
         }
     }
 
@@ -380,8 +388,8 @@ impl Trie {
         if let Some(next) = self.find_step(at, step) {
             return Ok(next);
         }
-        match *step {
-            Step::Test(atom) if atom.op == CmpOp::Eq => {
+        match step {
+            &Step::Test(atom) if atom.op == CmpOp::Eq => {
                 let existing = self.node(at).alternatives.iter().copied().find(|&alt| {
                     matches!(&self.node(alt).kind,
                         NodeKind::Dispatch { field, mask, .. }
@@ -404,8 +412,9 @@ impl Trie {
                 }
                 Ok(key)
             }
-            Step::Test(atom) => self.add_child(at, NodeKind::Test(atom)),
-            Step::Shift(shift) => self.add_child(at, NodeKind::Shift(shift)),
+            &Step::Test(atom) => self.add_child(at, NodeKind::Test(atom)),
+            &Step::Shift(shift) => self.add_child(at, NodeKind::Shift(shift)),
+            Step::Eval(eval) => self.add_child(at, NodeKind::Eval(eval.clone())),
         }
     }
 
