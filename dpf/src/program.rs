@@ -24,8 +24,8 @@ pub const MAX_PROGRAM_COST: usize = 4096;
 /// Scratch words (`M[0..16]`, as in BPF); each run starts with them zero.
 pub const SCRATCH_SLOTS: u8 = 16;
 
-/// 32-bit unsigned arithmetic, wrapping; shift counts are taken modulo 32 (what BPF does on
-/// x86, and so what tcpdump computes); division and remainder by zero fail the run.
+/// 32-bit unsigned arithmetic, wrapping; a shift by 32 bits or more gives 0 (as libpcap's
+/// bpf_filter computes it); division and remainder by zero fail the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AluOp {
     /// `+`
@@ -68,8 +68,14 @@ impl AluOp {
             AluOp::And => a & b,
             AluOp::Or => a | b,
             AluOp::Xor => a ^ b,
-            AluOp::Shl => a.wrapping_shl(b),
-            AluOp::Shr => a.wrapping_shr(b),
+            AluOp::Shl => match a.checked_shl(b) {
+                Some(v) => v,
+                None => 0,
+            },
+            AluOp::Shr => match a.checked_shr(b) {
+                Some(v) => v,
+                None => 0,
+            },
         })
     }
 }
@@ -391,7 +397,7 @@ mod tests {
                 Insn::Const(1),
                 Insn::AluX(AluOp::Shl)
             ]),
-            Some(2)
+            Some(0)
         );
         assert_eq!(
             run(vec![

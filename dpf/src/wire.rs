@@ -335,6 +335,9 @@ mod tests {
             "vlan and ip6",
             "ip[9] = 6 and greater 100",
             "tcp port 22 or udp port 53",
+            "ip[2:2] - ((ip[0]&0xf)<<2) - ((tcp[12]&0xf0)>>2) != 0",
+            "ip6 protochain 6",
+            "tcp[13] % 3 = 2 and len / 2 > ip[8] ^ ip[9]",
         ] {
             for filter in frontend::compile(expr, FilterId(7)).unwrap() {
                 let bytes = encode(&filter);

@@ -221,6 +221,16 @@ pub enum Primitive {
         /// Highest port (equal to `low` for `port`).
         high: u16,
     },
+    /// `[ip|ip6] protochain N`: the protocol found by walking the header chain (IPv6 extension
+    /// headers and AH), as gen_protochain walks it.
+    Protochain {
+        /// Offsets.
+        link: Link,
+        /// Which network layers (IPv4 first when both).
+        layer: ProtoLayer,
+        /// The protocol looked for.
+        value: u32,
+    },
     /// `ip multicast`: IPv4 destination in 224.0.0.0/3 and up (libpcap compares `>= 224`).
     IpMulticast {
         /// Offsets.

@@ -40,6 +40,7 @@ pub enum Keyword {
     Port,
     Portrange,
     Proto,
+    Protochain,
     Gateway,
     /// `ether`, `link` (and libpcap's other link-layer names, which dpf refuses).
     Link,
@@ -136,6 +137,7 @@ const KEYWORDS: &[(&str, Keyword)] = &[
     ("port", Keyword::Port),
     ("portrange", Keyword::Portrange),
     ("proto", Keyword::Proto),
+    ("protochain", Keyword::Protochain),
     ("gateway", Keyword::Gateway),
     ("ether", Keyword::Link),
     ("link", Keyword::Link),
@@ -199,7 +201,6 @@ const UNSUPPORTED_KEYWORDS: &[&str] = &[
     "stp",
     "ipx",
     "netbeui",
-    "protochain",
     "type",
     "subtype",
     "direction",

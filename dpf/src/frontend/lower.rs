@@ -9,6 +9,7 @@ use super::CompileError;
 use super::ast::{Direction, Expr, HostLayer, Link, Primitive, ProtoLayer, Transport};
 use super::cond::{Cond, Lit, Path};
 use super::lexer::Span;
+use super::protochain;
 use super::protocols::{self as p};
 use super::relation;
 use crate::ir::{CmpOp, Shift, Width};
@@ -496,6 +497,9 @@ fn primitive(prim: &Primitive, span: Span) -> Result<Cond, CompileError> {
             hostop6(link, 24, addr, mask, span)?,
         ),
         Primitive::Proto { link, layer, value } => ip_proto(link, layer, value, span)?,
+        Primitive::Protochain { link, layer, value } => {
+            protochain::protochain(link, layer, value, span)?
+        }
         Primitive::Port {
             link,
             transport,

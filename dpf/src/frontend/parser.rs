@@ -77,6 +77,7 @@ enum QAddr {
     Port,
     Portrange,
     Proto,
+    Protochain,
     Gateway,
 }
 
@@ -542,6 +543,12 @@ impl<'a> Parser<'a> {
                 }
                 self.proto(v, q, span)
             }
+            QAddr::Protochain => {
+                if bits.is_some() {
+                    return Err(self.error(span, "'protochain' modifier applied to IP address"));
+                }
+                self.protochain(v, q, span)
+            }
             QAddr::Gateway => Err(self.error(
                 span,
                 "'gateway' needs a host name, which dpf cannot resolve",
@@ -598,6 +605,11 @@ impl<'a> Parser<'a> {
                     }
                 };
                 self.proto(u32::from(value), q, span)
+            }
+            QAddr::Protochain => {
+                let value = protocols::ip_protocol(name)
+                    .ok_or_else(|| self.error(span, format!("unknown ip proto '{name}'")))?;
+                self.protochain(u32::from(value), q, span)
             }
             QAddr::Undef => Err(self.error(span, format!("unknown protocol or keyword '{name}'"))),
             QAddr::Gateway | QAddr::Default | QAddr::Host | QAddr::Net => Err(self.error(
@@ -731,6 +743,21 @@ impl<'a> Parser<'a> {
             dir: direction(q.dir),
             low: a.min(b),
             high: a.max(b),
+        })
+    }
+
+    /// gen_protochain: IPv4, IPv6, or (unqualified) both.
+    fn protochain(&mut self, v: u32, q: Quals, span: Span) -> Result<Primitive, CompileError> {
+        let layer = match q.proto {
+            QProto::Default => ProtoLayer::Both,
+            QProto::Ip => ProtoLayer::Ip,
+            QProto::Ip6 => ProtoLayer::Ip6,
+            _ => return Err(self.error(span, "bad protocol applied for 'protochain'")),
+        };
+        Ok(Primitive::Protochain {
+            link: self.link,
+            layer,
+            value: v,
         })
     }
 
@@ -873,6 +900,7 @@ impl<'a> Parser<'a> {
                             | Keyword::Port
                             | Keyword::Portrange
                             | Keyword::Proto
+                            | Keyword::Protochain
                     ) | TokenKind::LBracket
                 ) {
                     Err(self.error(start, format!("unknown protocol '{name}'")))
@@ -918,6 +946,7 @@ impl<'a> Parser<'a> {
                         | Keyword::Port
                         | Keyword::Portrange
                         | Keyword::Proto
+                        | Keyword::Protochain
                         | Keyword::Gateway,
                     ) => {
                         self.pos += ahead;
@@ -988,6 +1017,7 @@ impl<'a> Parser<'a> {
             Some(Keyword::Port) => QAddr::Port,
             Some(Keyword::Portrange) => QAddr::Portrange,
             Some(Keyword::Proto) if dir == QDir::Default => QAddr::Proto,
+            Some(Keyword::Protochain) if dir == QDir::Default => QAddr::Protochain,
             Some(Keyword::Gateway) if dir == QDir::Default => QAddr::Gateway,
             _ => QAddr::Default,
         };

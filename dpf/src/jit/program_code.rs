@@ -222,9 +222,21 @@ fn alu_x(ops: &mut Emitter, op: AluOp, failed: DynamicLabel) {
         AluOp::And => dynasm!(ops ; .arch x64 ; and eax, ecx),
         AluOp::Or => dynasm!(ops ; .arch x64 ; or eax, ecx),
         AluOp::Xor => dynasm!(ops ; .arch x64 ; xor eax, ecx),
-        // x86 takes the count modulo 32, as the reference does.
-        AluOp::Shl => dynasm!(ops ; .arch x64 ; shl eax, cl),
-        AluOp::Shr => dynasm!(ops ; .arch x64 ; shr eax, cl),
+        // x86 takes the count modulo 32; a count of 32 or more gives 0 instead.
+        AluOp::Shl => dynasm!(ops
+            ; .arch x64
+            ; shl eax, cl
+            ; xor edx, edx
+            ; cmp ecx, 31
+            ; cmova eax, edx
+        ),
+        AluOp::Shr => dynasm!(ops
+            ; .arch x64
+            ; shr eax, cl
+            ; xor edx, edx
+            ; cmp ecx, 31
+            ; cmova eax, edx
+        ),
         AluOp::Div | AluOp::Mod => {
             dynasm!(ops
                 ; .arch x64
