@@ -9,6 +9,7 @@ use super::CompileError;
 use super::ast::{Direction, Expr, HostLayer, Link, Primitive, ProtoLayer, Transport};
 use super::cond::{Cond, Lit, Path};
 use super::lexer::Span;
+use super::link;
 use super::protochain;
 use super::protocols::{self as p};
 use super::relation;
@@ -263,13 +264,12 @@ pub fn first_fragment(link: Link) -> Cond {
 /// gen_linktype on Ethernet: the type field, or for values up to 1500 an 802.3 length field
 /// followed by the 802.2 DSAP (and SSAP for the SAPs libpcap treats as always 802.2).
 pub fn linktype(link: Link, value: u16, span: Span) -> Result<Cond, CompileError> {
+    if let Some(inside) = link::encapsulated_linktype(link, value, span) {
+        return inside;
+    }
     if value > p::ETHERMTU {
-        if matches!(value, 0x809b | 0x80f3) {
-            return Err(CompileError::new(
-                span.start,
-                span.end,
-                "AppleTalk needs SNAP encapsulation checks, which dpf does not implement",
-            ));
+        if matches!(value, p::ETHERTYPE_ATALK | p::ETHERTYPE_AARP) {
+            return Ok(link::appletalk(link, value));
         }
         return Ok(eq(link.linktype, Width::B2, u32::from(value)));
     }
@@ -288,13 +288,7 @@ pub fn linktype(link: Link, value: u16, span: Span) -> Result<Cond, CompileError
             Width::B2,
             u32::from(value) << 8 | u32::from(value),
         ),
-        0xe0 => {
-            return Err(CompileError::new(
-                span.start,
-                span.end,
-                "IPX needs three encapsulation checks, which dpf does not implement",
-            ));
-        }
+        p::LLCSAP_IPX => return Ok(link::ipx(link)),
         _ => eq(link.payload, Width::B1, u32::from(value)),
     };
     Ok(is_8023.and(sap))
@@ -497,6 +491,12 @@ fn primitive(prim: &Primitive, span: Span) -> Result<Cond, CompileError> {
             hostop6(link, 24, addr, mask, span)?,
         ),
         Primitive::Proto { link, layer, value } => ip_proto(link, layer, value, span)?,
+        Primitive::Mpls { link, label } => link::mpls(link, label, span)?,
+        Primitive::Pppoed { link } => linktype(link, p::ETHERTYPE_PPPOED, span)?,
+        Primitive::Pppoes { link, session } => link::pppoes(link, session, span)?,
+        Primitive::Geneve { link, vni } => link::geneve(link, vni, span)?,
+        Primitive::Llc { link, kind } => link::llc(link, kind),
+        Primitive::Iso { link, nlpid, pdus } => link::iso(link, nlpid, pdus, span)?,
         Primitive::Protochain { link, layer, value } => {
             protochain::protochain(link, layer, value, span)?
         }

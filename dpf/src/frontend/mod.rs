@@ -11,6 +11,7 @@ mod arith;
 mod ast;
 mod cond;
 mod lexer;
+mod link;
 mod lower;
 mod normalize;
 mod parser;

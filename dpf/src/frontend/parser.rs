@@ -13,7 +13,8 @@ use alloc::string::String;
 
 use super::CompileError;
 use super::ast::{
-    Arith, ArithOp, Direction, Expr, HostLayer, Link, LoadBase, Primitive, ProtoLayer, Transport,
+    Arith, ArithOp, Direction, Encap, Expr, HostLayer, Link, LlcKind, LoadBase, Primitive,
+    ProtoLayer, Transport,
 };
 use super::lexer::{Keyword, Span, Token, TokenKind, parse_ipv6};
 use super::protocols;
@@ -54,6 +55,22 @@ enum QProto {
     Sca,
     Moprc,
     Mopdl,
+    Stp,
+    Iso,
+    Esis,
+    Isis,
+    Clnp,
+    Netbeui,
+    Ipx,
+    Atalk,
+    Aarp,
+    L1,
+    L2,
+    Iih,
+    Lsp,
+    Snp,
+    Csnp,
+    Psnp,
 }
 
 /// Direction qualifier.
@@ -103,6 +120,7 @@ pub fn parse(tokens: &[Token], text: &str) -> Result<Option<Expr>, CompileError>
         text,
         pos: 0,
         link: Link::ETHERNET,
+        after_geneve: false,
         depth: 0,
         operators: 0,
     };
@@ -122,6 +140,8 @@ struct Parser<'a> {
     pos: usize,
     /// Current link-layer offsets: each `vlan` parsed moves them by 4.
     link: Link,
+    /// A `geneve` was parsed: libpcap reads what follows inside its frame, dpf does not.
+    after_geneve: bool,
     depth: usize,
     /// `and`/`or` operators seen so far.
     operators: usize,
@@ -154,6 +174,22 @@ fn pname_of(kind: &TokenKind) -> Option<QProto> {
         Keyword::Sca => QProto::Sca,
         Keyword::Moprc => QProto::Moprc,
         Keyword::Mopdl => QProto::Mopdl,
+        Keyword::Stp => QProto::Stp,
+        Keyword::Iso => QProto::Iso,
+        Keyword::Esis => QProto::Esis,
+        Keyword::Isis => QProto::Isis,
+        Keyword::Clnp => QProto::Clnp,
+        Keyword::Netbeui => QProto::Netbeui,
+        Keyword::Ipx => QProto::Ipx,
+        Keyword::Atalk => QProto::Atalk,
+        Keyword::Aarp => QProto::Aarp,
+        Keyword::L1 => QProto::L1,
+        Keyword::L2 => QProto::L2,
+        Keyword::Iih => QProto::Iih,
+        Keyword::Lsp => QProto::Lsp,
+        Keyword::Snp => QProto::Snp,
+        Keyword::Csnp => QProto::Csnp,
+        Keyword::Psnp => QProto::Psnp,
         _ => return None,
     })
 }
@@ -240,6 +276,27 @@ impl<'a> Parser<'a> {
             format!("'{}'", &self.text[span.start..span.end])
         };
         self.error(span, format!("expected {expected}, found {found}"))
+    }
+
+    /// The number after `mpls`, `pppoes` or `geneve`, if one follows; at most `max`.
+    fn optional_number(&mut self, max: u32, what: &str) -> Result<Option<u32>, CompileError> {
+        let TokenKind::Num(n) = *self.peek() else {
+            return Ok(None);
+        };
+        let span = self.span();
+        self.bump();
+        if n > max {
+            return Err(self.error(span, format!("{what} {n} greater than maximum {max}")));
+        }
+        Ok(Some(n))
+    }
+
+    /// Encapsulations move the payload; past 16 of them the offsets are refused.
+    fn check_depth(&self, start: Span) -> Result<(), CompileError> {
+        if self.link.payload > 14 + 8 * 16 {
+            return Err(self.error(start, "too many encapsulations: at most 16"));
+        }
+        Ok(())
     }
 
     fn enter(&mut self) -> Result<(), CompileError> {
@@ -451,10 +508,7 @@ impl<'a> Parser<'a> {
                 }
             }
             TokenKind::Id(name) => self.name_id(name, q, span),
-            TokenKind::UnsupportedKeyword(k) => Err(self.error(
-                span,
-                format!("'{k}' is a libpcap keyword dpf does not support"),
-            )),
+            TokenKind::UnsupportedKeyword(k) => Err(self.error(span, unsupported_keyword(k))),
             _ => unreachable!("checked above"),
         }
     }
@@ -793,6 +847,27 @@ impl<'a> Parser<'a> {
     /// other primitives.
     fn rterm(&mut self, inherited: Quals) -> Result<(Expr, Quals), CompileError> {
         let start = self.span();
+        if self.after_geneve {
+            return Err(self.error(
+                start,
+                "dpf does not follow the frame inside GENEVE: nothing may follow 'geneve'",
+            ));
+        }
+        if self.link.encap == Encap::Pppoes {
+            let link_header = match self.peek() {
+                TokenKind::Keyword(Keyword::Link) => {
+                    !matches!(self.peek_at(1), TokenKind::Keyword(Keyword::Proto))
+                }
+                TokenKind::Keyword(Keyword::Broadcast | Keyword::Multicast | Keyword::Llc) => true,
+                _ => false,
+            };
+            if link_header {
+                return Err(self.error(
+                    start,
+                    "after 'pppoes' the link-layer header is PPP's, which dpf does not follow",
+                ));
+            }
+        }
         match self.peek() {
             TokenKind::LParen => {
                 if self.could_start_arith() {
@@ -857,6 +932,84 @@ impl<'a> Parser<'a> {
                 };
                 Ok((Expr::Primitive(prim, start.to(self.prev_span())), UNDEFINED))
             }
+            TokenKind::Keyword(Keyword::Mpls) => {
+                self.bump();
+                let label = self.optional_number(0xfffff, "MPLS label")?;
+                if self.link.encap == Encap::Pppoes {
+                    return Err(self.error(start, "dpf does not follow 'mpls' after 'pppoes'"));
+                }
+                let prim = Primitive::Mpls {
+                    link: self.link,
+                    label,
+                };
+                // What follows is under this label.
+                self.link = Link {
+                    linktype: self.link.payload,
+                    payload: self.link.payload + 4,
+                    encap: Encap::Mpls,
+                };
+                self.check_depth(start)?;
+                Ok((Expr::Primitive(prim, start.to(self.prev_span())), UNDEFINED))
+            }
+            TokenKind::Keyword(Keyword::Pppoed) => {
+                self.bump();
+                let prim = Primitive::Pppoed { link: self.link };
+                Ok((Expr::Primitive(prim, start.to(self.prev_span())), UNDEFINED))
+            }
+            TokenKind::Keyword(Keyword::Pppoes) => {
+                self.bump();
+                let session = self
+                    .optional_number(0xffff, "PPPoE session number")?
+                    .map(|n| n as u16);
+                if self.link.encap == Encap::Pppoes {
+                    return Err(self.error(start, "dpf does not follow 'pppoes' inside 'pppoes'"));
+                }
+                let prim = Primitive::Pppoes {
+                    link: self.link,
+                    session,
+                };
+                // What follows is the PPP payload: the protocol after the 6-byte header.
+                self.link = Link {
+                    linktype: self.link.payload + 6,
+                    payload: self.link.payload + 8,
+                    encap: Encap::Pppoes,
+                };
+                self.check_depth(start)?;
+                Ok((Expr::Primitive(prim, start.to(self.prev_span())), UNDEFINED))
+            }
+            TokenKind::Keyword(Keyword::Geneve) => {
+                self.bump();
+                let vni = self.optional_number(0xff_ffff, "Geneve VNI")?;
+                let prim = Primitive::Geneve {
+                    link: self.link,
+                    vni,
+                };
+                self.after_geneve = true;
+                Ok((Expr::Primitive(prim, start.to(self.prev_span())), UNDEFINED))
+            }
+            TokenKind::Keyword(Keyword::Llc) => {
+                self.bump();
+                let kind = match self.peek().clone() {
+                    // `rnr` is also a pf keyword.
+                    TokenKind::UnsupportedKeyword(name) if llc_kind(name).is_some() => {
+                        self.bump();
+                        llc_kind(name).unwrap_or(LlcKind::Any)
+                    }
+                    TokenKind::Id(name) => {
+                        let span = self.span();
+                        self.bump();
+                        llc_kind(&name).ok_or_else(|| {
+                            self.error(span, format!("unknown LLC type name \"{name}\""))
+                        })?
+                    }
+                    _ => LlcKind::Any,
+                };
+                let prim = Primitive::Llc {
+                    link: self.link,
+                    kind,
+                };
+                Ok((Expr::Primitive(prim, start.to(self.prev_span())), UNDEFINED))
+            }
             TokenKind::Keyword(Keyword::Vlan) => {
                 self.bump();
                 let vid = match *self.peek() {
@@ -872,6 +1025,9 @@ impl<'a> Parser<'a> {
                     }
                     _ => None,
                 };
+                if self.link.encap != Encap::Ethernet {
+                    return Err(self.error(start, "no VLAN match after MPLS or PPPoE"));
+                }
                 let prim = Primitive::Vlan {
                     link: self.link,
                     vid,
@@ -884,10 +1040,7 @@ impl<'a> Parser<'a> {
                 }
                 Ok((Expr::Primitive(prim, start.to(self.prev_span())), UNDEFINED))
             }
-            TokenKind::UnsupportedKeyword(k) => Err(self.error(
-                start,
-                format!("'{k}' is a libpcap keyword dpf does not support"),
-            )),
+            TokenKind::UnsupportedKeyword(k) => Err(self.error(start, unsupported_keyword(k))),
             TokenKind::Id(name) => {
                 let name = name.clone();
                 if matches!(
@@ -1040,6 +1193,7 @@ impl<'a> Parser<'a> {
             value,
         };
         let ether = |value| Primitive::EtherType { link, value };
+        let iso = |nlpid, pdus| Primitive::Iso { link, nlpid, pdus };
         Ok(match proto {
             QProto::Ip => ether(protocols::ETHERTYPE_IP),
             QProto::Ip6 => ether(protocols::ETHERTYPE_IPV6),
@@ -1050,6 +1204,22 @@ impl<'a> Parser<'a> {
             QProto::Sca => ether(protocols::ETHERTYPE_SCA),
             QProto::Moprc => ether(protocols::ETHERTYPE_MOPRC),
             QProto::Mopdl => ether(protocols::ETHERTYPE_MOPDL),
+            QProto::Stp => ether(protocols::LLCSAP_8021D),
+            QProto::Iso => ether(protocols::LLCSAP_ISONS),
+            QProto::Netbeui => ether(protocols::LLCSAP_NETBEUI),
+            QProto::Ipx => ether(protocols::LLCSAP_IPX),
+            QProto::Atalk => ether(protocols::ETHERTYPE_ATALK),
+            QProto::Aarp => ether(protocols::ETHERTYPE_AARP),
+            QProto::Clnp => iso(protocols::ISO8473_CLNP, &[]),
+            QProto::Esis => iso(protocols::ISO9542_ESIS, &[]),
+            QProto::Isis => iso(protocols::ISO10589_ISIS, &[]),
+            QProto::L1 => iso(protocols::ISO10589_ISIS, &[15, 17, 18, 24, 26]),
+            QProto::L2 => iso(protocols::ISO10589_ISIS, &[16, 17, 20, 25, 27]),
+            QProto::Iih => iso(protocols::ISO10589_ISIS, &[15, 16, 17]),
+            QProto::Lsp => iso(protocols::ISO10589_ISIS, &[18, 20]),
+            QProto::Snp => iso(protocols::ISO10589_ISIS, &[24, 25, 26, 27]),
+            QProto::Csnp => iso(protocols::ISO10589_ISIS, &[24, 25]),
+            QProto::Psnp => iso(protocols::ISO10589_ISIS, &[26, 27]),
             QProto::Tcp => both(protocols::IPPROTO_TCP),
             QProto::Udp => both(protocols::IPPROTO_UDP),
             QProto::Sctp => both(protocols::IPPROTO_SCTP),
@@ -1257,6 +1427,22 @@ fn proto_name(p: QProto) -> &'static str {
         QProto::Sca => "sca",
         QProto::Moprc => "moprc",
         QProto::Mopdl => "mopdl",
+        QProto::Stp => "stp",
+        QProto::Iso => "iso",
+        QProto::Esis => "esis",
+        QProto::Isis => "isis",
+        QProto::Clnp => "clnp",
+        QProto::Netbeui => "netbeui",
+        QProto::Ipx => "ipx",
+        QProto::Atalk => "atalk",
+        QProto::Aarp => "aarp",
+        QProto::L1 => "l1",
+        QProto::L2 => "l2",
+        QProto::Iih => "iih",
+        QProto::Lsp => "lsp",
+        QProto::Snp => "snp",
+        QProto::Csnp => "csnp",
+        QProto::Psnp => "psnp",
     }
 }
 
@@ -1288,6 +1474,51 @@ fn service_or_number(text: &str) -> Option<(u16, Carried)> {
         return text.parse().ok().map(|n| (n, Carried::Both));
     }
     services::service(text)
+}
+
+/// Why a libpcap keyword dpf knows of is refused: most belong to another link type, which the
+/// message names; dpf filters Ethernet (DLT_EN10MB).
+fn unsupported_keyword(k: &str) -> String {
+    let needs = match k {
+        "type" | "subtype" | "direction" | "dir" | "address1" | "addr1" | "address2" | "addr2"
+        | "address3" | "addr3" | "address4" | "addr4" | "ra" | "ta" => {
+            "802.11 headers (DLT_IEEE802_11, DLT_IEEE802_11_RADIO, DLT_PRISM_HEADER or DLT_IEEE802_11_RADIO_AVS)"
+        }
+        "radio" => "802.11 with radio information (DLT_IEEE802_11_RADIO)",
+        "ppp" | "slip" => "PPP or SLIP framing (DLT_PPP, DLT_SLIP)",
+        "lane" | "metac" | "bcc" | "oam" | "oamf4" | "oamf4ec" | "oamf4sc" | "sc" | "ilmic"
+        | "vpi" | "vci" | "connectmsg" | "metaconnect" => "raw ATM (DLT_SUNATM)",
+        "on" | "ifname" | "rnr" | "rulenum" | "reason" | "rset" | "ruleset" | "srnr"
+        | "subrulenum" | "action" => "pflog (DLT_PFLOG)",
+        "fisu" | "lssu" | "lsu" | "sls" | "opc" | "dpc" | "sio" | "hfisu" | "hlssu" | "hlsu"
+        | "hsls" | "hopc" | "hdpc" | "hsio" => "MTP2 (DLT_MTP2, DLT_MTP2_WITH_PHDR, DLT_ERF)",
+        "inbound" | "outbound" | "ifindex" => {
+            "a link type that records the direction (DLT_LINUX_SLL, DLT_LINUX_SLL2, DLT_PFLOG)"
+        }
+        _ => return format!("'{k}' is a libpcap keyword dpf does not support"),
+    };
+    format!("'{k}' needs {needs}; dpf filters Ethernet (DLT_EN10MB)")
+}
+
+/// The frame kinds and commands `llc` takes (libpcap's llc_s_subtypes and llc_u_subtypes).
+fn llc_kind(name: &str) -> Option<LlcKind> {
+    Some(match name {
+        "i" => LlcKind::Information,
+        "s" => LlcKind::Supervisory,
+        "u" => LlcKind::Unnumbered,
+        "rr" => LlcKind::SupervisoryCommand(0x01),
+        "rnr" => LlcKind::SupervisoryCommand(0x05),
+        "rej" => LlcKind::SupervisoryCommand(0x09),
+        "ui" => LlcKind::UnnumberedCommand(0x03),
+        "ua" => LlcKind::UnnumberedCommand(0x63),
+        "disc" => LlcKind::UnnumberedCommand(0x43),
+        "dm" => LlcKind::UnnumberedCommand(0x0f),
+        "sabme" => LlcKind::UnnumberedCommand(0x6f),
+        "test" => LlcKind::UnnumberedCommand(0xe3),
+        "xid" => LlcKind::UnnumberedCommand(0xaf),
+        "frmr" => LlcKind::UnnumberedCommand(0x87),
+        _ => return None,
+    })
 }
 
 /// `A-B` with decimal ports.
@@ -1366,7 +1597,8 @@ mod tests {
                 Primitive::EtherType {
                     link: Link {
                         linktype: 16,
-                        payload: 18
+                        payload: 18,
+                        encap: Encap::Ethernet,
                     },
                     ..
                 },

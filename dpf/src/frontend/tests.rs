@@ -357,8 +357,18 @@ fn errors_say_what_and_where() {
     assert!(e.message.contains("unknown port 'no-such-service'"), "{e}");
     let e = err("host foo");
     assert!(e.message.contains("unknown host 'foo'"), "{e}");
-    let e = err("mpls");
+    let e = err("ip and type mgt");
+    assert!(
+        e.message.contains("802.11") && e.message.contains("DLT_EN10MB"),
+        "{e}"
+    );
+    assert_eq!((e.position, e.end), (7, 11));
+    let e = err("byte 1 = 2");
     assert!(e.message.contains("not support"), "{e}");
+    let e = err("mpls and arp");
+    assert_eq!(e.message, "unsupported protocol over mpls");
+    let e = err("geneve and tcp");
+    assert!(e.message.contains("GENEVE"), "{e}");
     let e = err("vlan 5000");
     assert!(e.message.contains("4095"), "{e}");
 }
