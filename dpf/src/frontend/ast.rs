@@ -290,6 +290,15 @@ pub enum Primitive {
         /// The 24-bit virtual network identifier, if given.
         vni: Option<u32>,
     },
+    /// `decnet [src|dst] host A.N`: the address in each of the four DECnet routing headers.
+    DecnetHost {
+        /// Offsets.
+        link: Link,
+        /// Which addresses.
+        dir: Direction,
+        /// `area << 10 | node`.
+        addr: u16,
+    },
     /// `llc [TYPE]`.
     Llc {
         /// Offsets.

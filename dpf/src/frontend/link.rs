@@ -150,6 +150,46 @@ pub fn iso(link: Link, nlpid: u8, pdus: &[u8], span: Span) -> Result<Cond, Compi
     Ok(any)
 }
 
+/// gen_dnhostop for one direction: the four routing-header layouts (short and long, with and
+/// without a pad byte) in the order libpcap tries them; the address is little-endian.
+fn decnet_address(link: Link, short: u16, long: u16, addr: u16) -> Cond {
+    let at = |offset| {
+        eq(
+            link.payload + offset,
+            Width::B2,
+            u32::from(addr.swap_bytes()),
+        )
+    };
+    let flags1 = |value| cmp(link.payload + 2, Width::B1, 0x07, CmpOp::Eq, value);
+    let flags2 = |value| cmp(link.payload + 2, Width::B2, 0xff07, CmpOp::Eq, value);
+    let short_pad0 = flags1(0x02).and(at(2 + short));
+    let short_pad1 = flags2(0x8102).and(at(3 + short));
+    let long_pad0 = flags1(0x06).and(at(2 + long));
+    let long_pad1 = flags2(0x8106).and(at(3 + long));
+    short_pad0.or(short_pad1).or(long_pad0).or(long_pad1)
+}
+
+/// gen_dnhostop: the DECnet type, then source and/or destination.
+pub fn decnet_host(
+    link: Link,
+    dir: super::ast::Direction,
+    addr: u16,
+    span: Span,
+) -> Result<Cond, CompileError> {
+    use super::ast::Direction;
+    let src = || decnet_address(link, 3, 15, addr);
+    let dst = || decnet_address(link, 1, 7, addr);
+    let one = |address: Cond| -> Result<Cond, CompileError> {
+        Ok(linktype(link, p::ETHERTYPE_DN, span)?.and(address))
+    };
+    Ok(match dir {
+        Direction::Src => one(src())?,
+        Direction::Dst => one(dst())?,
+        Direction::SrcOrDst => one(src().or(dst()))?,
+        Direction::SrcAndDst => one(src().and(dst()))?,
+    })
+}
+
 /// gen_mpls: the MPLS type (or, below another label, that label not being the bottom of the
 /// stack), then the label.
 pub fn mpls(link: Link, label: Option<u32>, span: Span) -> Result<Cond, CompileError> {

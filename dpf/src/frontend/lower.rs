@@ -496,6 +496,7 @@ fn primitive(prim: &Primitive, span: Span) -> Result<Cond, CompileError> {
         Primitive::Pppoes { link, session } => link::pppoes(link, session, span)?,
         Primitive::Geneve { link, vni } => link::geneve(link, vni, span)?,
         Primitive::Llc { link, kind } => link::llc(link, kind),
+        Primitive::DecnetHost { link, dir, addr } => link::decnet_host(link, dir, addr, span)?,
         Primitive::Iso { link, nlpid, pdus } => link::iso(link, nlpid, pdus, span)?,
         Primitive::Protochain { link, layer, value } => {
             protochain::protochain(link, layer, value, span)?

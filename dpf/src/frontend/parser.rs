@@ -558,6 +558,9 @@ impl<'a> Parser<'a> {
                 if q.proto == QProto::Link {
                     return Err(self.error(span, "illegal link layer address"));
                 }
+                if q.proto == QProto::Decnet {
+                    return self.decnet_host(v, bits.is_some(), q, span);
+                }
                 let (addr, mask) = match bits {
                     // A plain number for `net` is promoted: `net 10` is 10.0.0.0/8.
                     None if q.addr == QAddr::Net => {
@@ -671,6 +674,45 @@ impl<'a> Parser<'a> {
                 format!("unknown host '{name}': dpf cannot resolve names, give an address"),
             )),
         }
+    }
+
+    /// `decnet [src|dst] host AREA.NODE` (or a 16-bit number): __pcap_atodn's address.
+    fn decnet_host(
+        &mut self,
+        v: u32,
+        dotted: bool,
+        q: Quals,
+        span: Span,
+    ) -> Result<Primitive, CompileError> {
+        if q.addr == QAddr::Net {
+            return Err(self.error(span, "dpf supports DECnet hosts, not nets"));
+        }
+        let addr = if dotted {
+            let text = &self.text[span.start..span.end];
+            let parts: Option<(u32, u32)> = text
+                .split_once('.')
+                .and_then(|(a, n)| Some((a.parse().ok()?, n.parse().ok()?)));
+            let Some((area, node)) = parts else {
+                return Err(self.error(span, format!("malformed decnet address '{text}'")));
+            };
+            if area > 63 {
+                return Err(self.error(span, "DECnet area number > 63"));
+            }
+            if node > 1023 {
+                return Err(self.error(span, "DECnet node number > 1023"));
+            }
+            area << 10 | node
+        } else {
+            v
+        };
+        if addr > 0xffff {
+            return Err(self.error(span, format!("DECnet address {addr} does not fit 16 bits")));
+        }
+        Ok(Primitive::DecnetHost {
+            link: self.link,
+            dir: direction(q.dir),
+            addr: addr as u16,
+        })
     }
 
     fn host4(
