@@ -586,6 +586,62 @@ mod tests {
     }
 
     #[test]
+    fn expression_steps_share_prefixes() {
+        use crate::program::{AluOp, Insn, Program};
+        // ip[8] ^ ip[9] == 0x3a, then the protocol.
+        let eval = |value| {
+            Step::Eval(Box::new(Eval {
+                program: Program {
+                    insns: vec![
+                        Insn::Load {
+                            offset: 22,
+                            width: Width::B1,
+                        },
+                        Insn::Store(0),
+                        Insn::Load {
+                            offset: 23,
+                            width: Width::B1,
+                        },
+                        Insn::SetX,
+                        Insn::Recall(0),
+                        Insn::AluX(AluOp::Xor),
+                    ],
+                    back_edges: 0,
+                },
+                mask: u32::MAX,
+                op: CmpOp::Eq,
+                value,
+            }))
+        };
+        let ip = Step::eq(12, Width::B2, 0x0800);
+        let mut trie = Trie::new();
+        for (id, (xor, protocol)) in [(0x3a, 6), (0x3a, 17), (0x3b, 6)].into_iter().enumerate() {
+            trie.insert(filter(
+                id as u32,
+                vec![ip.clone(), eval(xor), Step::eq(23, Width::B1, protocol)],
+            ))
+            .unwrap();
+        }
+        let evals: Vec<&Node> = (0..trie.node_slots() as u32)
+            .map(|i| trie.node(NodeIndex(i)))
+            .filter(|n| matches!(n.kind(), NodeKind::Eval(_)))
+            .collect();
+        // One node for the two filters that share the expression, one for the third.
+        assert_eq!(evals.len(), 2);
+        assert_eq!(
+            evals.iter().map(|n| n.filter_count()).max(),
+            Some(2),
+            "the shared expression is one node"
+        );
+        let mut packet = vec![0u8; 34];
+        packet[12] = 0x08;
+        packet[22] = 0x3a ^ 17;
+        packet[23] = 17;
+        let packet = crate::ir::Packet::whole(&packet);
+        assert_eq!(crate::interp::classify(&trie, &packet), Some(FilterId(1)));
+    }
+
+    #[test]
     fn shared_prefix_and_dispatch() {
         let mut trie = Trie::new();
         for port in 0..100u32 {
