@@ -144,8 +144,8 @@ pub fn ip_protocol(name: &str) -> Option<u8> {
     NAMES.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
 }
 
-/// `ether proto \NAME`: the Ethernet types libpcap names. The 802.2 ones (`iso`, `stp`,
-/// `ipx`, `netbeui`) and AppleTalk need encapsulation checks dpf does not implement.
+/// `ether proto \NAME`: the Ethernet types libpcap 1.10 names (pcap_nametoeproto), then the
+/// 802.2 SAPs (pcap_nametollc), which `linktype` tests with their encapsulations.
 pub fn ether_protocol(name: &str) -> Option<u16> {
     const NAMES: &[(&str, u16)] = &[
         ("ip", ETHERTYPE_IP),
@@ -157,6 +157,13 @@ pub fn ether_protocol(name: &str) -> Option<u16> {
         ("sca", ETHERTYPE_SCA),
         ("moprc", ETHERTYPE_MOPRC),
         ("mopdl", ETHERTYPE_MOPDL),
+        ("atalk", ETHERTYPE_ATALK),
+        ("aarp", ETHERTYPE_AARP),
+        ("loopback", 0x9000),
+        ("iso", LLCSAP_ISONS),
+        ("stp", LLCSAP_8021D),
+        ("ipx", LLCSAP_IPX),
+        ("netbeui", LLCSAP_NETBEUI),
     ];
     NAMES.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
 }
