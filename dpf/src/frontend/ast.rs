@@ -43,6 +43,15 @@ pub enum Encap {
     Mpls,
     /// A PPPoE session: the PPP protocol number.
     Pppoes,
+    /// The frame inside GENEVE, whose offsets are computed from the packet: the link's offsets
+    /// are those of an Ethernet frame at the inner frame's start; `outer` is where the GENEVE
+    /// packet's own link layer was.
+    Geneve {
+        /// Offset of the outer type field.
+        outer_linktype: u16,
+        /// Offset of the outer network header.
+        outer_payload: u16,
+    },
 }
 
 impl Link {

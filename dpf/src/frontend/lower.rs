@@ -6,7 +6,7 @@ use alloc::format;
 use alloc::vec::Vec;
 
 use super::CompileError;
-use super::ast::{Direction, Expr, HostLayer, Link, Primitive, ProtoLayer, Transport};
+use super::ast::{Direction, Encap, Expr, HostLayer, Link, Primitive, ProtoLayer, Transport};
 use super::cond::{Cond, Lit, Path};
 use super::lexer::Span;
 use super::link;
@@ -55,6 +55,12 @@ fn mergeable(expr: &Expr) -> Option<(Mergeable, Span)> {
         return None;
     };
     let single = |dir| !matches!(dir, Direction::SrcAndDst);
+    // Inside GENEVE every primitive is moved on its own (see `primitive`).
+    if relinked(prim, Link::ETHERNET)
+        .is_some_and(|(link, _)| matches!(link.encap, Encap::Geneve { .. }))
+    {
+        return None;
+    }
     match *prim {
         Primitive::Port {
             link,
@@ -455,7 +461,48 @@ fn ports(
     Ok(v6.or(v4))
 }
 
+/// `prim` with its offsets replaced by `link`, for the primitives that carry them and that
+/// dpf follows inside GENEVE.
+fn relinked(prim: &Primitive, to: Link) -> Option<(Link, Primitive)> {
+    let mut prim = prim.clone();
+    let link = match &mut prim {
+        Primitive::EtherType { link, .. }
+        | Primitive::EtherProto { link, .. }
+        | Primitive::Proto { link, .. }
+        | Primitive::Host4 { link, .. }
+        | Primitive::Host6 { link, .. }
+        | Primitive::Port { link, .. }
+        | Primitive::IpMulticast { link }
+        | Primitive::Ip6Multicast { link }
+        | Primitive::IpBroadcast { link } => link,
+        _ => return None,
+    };
+    let was = *link;
+    *link = to;
+    Some((was, prim))
+}
+
 fn primitive(prim: &Primitive, span: Span) -> Result<Cond, CompileError> {
+    if let Some((
+        Link {
+            encap:
+                Encap::Geneve {
+                    outer_linktype,
+                    outer_payload,
+                },
+            ..
+        },
+        on_ethernet,
+    )) = relinked(prim, Link::ETHERNET)
+    {
+        let inner = primitive(&on_ethernet, span)?;
+        let outer = Link {
+            linktype: outer_linktype,
+            payload: outer_payload,
+            encap: Encap::Ethernet,
+        };
+        return link::inside_geneve(&inner, outer, span);
+    }
     Ok(match *prim {
         Primitive::EtherHost { dir, ref mac } => directed(dir, mac_at(6, mac), mac_at(0, mac)),
         Primitive::EtherBroadcast => mac_at(0, &[0xff; 6]),

@@ -889,12 +889,31 @@ impl<'a> Parser<'a> {
     /// other primitives.
     fn rterm(&mut self, inherited: Quals) -> Result<(Expr, Quals), CompileError> {
         let start = self.span();
-        if self.after_geneve {
-            return Err(self.error(
-                start,
-                "dpf does not follow the frame inside GENEVE: nothing may follow 'geneve'",
-            ));
+        if self.after_geneve
+            && matches!(
+                self.peek(),
+                TokenKind::Keyword(
+                    Keyword::Vlan | Keyword::Mpls | Keyword::Pppoes | Keyword::Geneve
+                )
+            )
+        {
+            return Err(self.error(start, "dpf does not follow encapsulations inside GENEVE"));
         }
+        let inside = self.after_geneve;
+        let (expr, quals) = self.rterm_inner(inherited)?;
+        if inside {
+            inside_geneve(&expr).map_err(|span| {
+                self.error(
+                    span,
+                    "inside GENEVE dpf follows network and transport primitives (ip, ip6, host, net, port, proto, ether proto), not this one",
+                )
+            })?;
+        }
+        Ok((expr, quals))
+    }
+
+    fn rterm_inner(&mut self, inherited: Quals) -> Result<(Expr, Quals), CompileError> {
+        let start = self.span();
         if self.link.encap == Encap::Pppoes {
             let link_header = match self.peek() {
                 TokenKind::Keyword(Keyword::Link) => {
@@ -1026,7 +1045,22 @@ impl<'a> Parser<'a> {
                     link: self.link,
                     vni,
                 };
+                if self.link.encap != Encap::Ethernet {
+                    return Err(
+                        self.error(start, "dpf follows 'geneve' only on Ethernet (or VLAN)")
+                    );
+                }
                 self.after_geneve = true;
+                // What follows is read in the inner frame.
+                let outer = self.link;
+                self.link = Link {
+                    linktype: 12,
+                    payload: 14,
+                    encap: Encap::Geneve {
+                        outer_linktype: outer.linktype,
+                        outer_payload: outer.payload,
+                    },
+                };
                 Ok((Expr::Primitive(prim, start.to(self.prev_span())), UNDEFINED))
             }
             TokenKind::Keyword(Keyword::Llc) => {
@@ -1540,6 +1574,30 @@ fn unsupported_keyword(k: &str) -> String {
         _ => return format!("'{k}' is a libpcap keyword dpf does not support"),
     };
     format!("'{k}' needs {needs}; dpf filters Ethernet (DLT_EN10MB)")
+}
+
+/// Whether every primitive of `expr` is one dpf follows inside GENEVE; the span of the first
+/// that is not.
+fn inside_geneve(expr: &Expr) -> Result<(), Span> {
+    match expr {
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            inside_geneve(a)?;
+            inside_geneve(b)
+        }
+        Expr::Not(a) => inside_geneve(a),
+        Expr::Primitive(prim, span) => match prim {
+            Primitive::EtherType { .. }
+            | Primitive::EtherProto { .. }
+            | Primitive::Proto { .. }
+            | Primitive::Host4 { .. }
+            | Primitive::Host6 { .. }
+            | Primitive::Port { .. }
+            | Primitive::IpMulticast { .. }
+            | Primitive::Ip6Multicast { .. }
+            | Primitive::IpBroadcast { .. } => Ok(()),
+            _ => Err(*span),
+        },
+    }
 }
 
 /// The frame kinds and commands `llc` takes (libpcap's llc_s_subtypes and llc_u_subtypes).

@@ -367,7 +367,9 @@ fn errors_say_what_and_where() {
     assert!(e.message.contains("not support"), "{e}");
     let e = err("mpls and arp");
     assert_eq!(e.message, "unsupported protocol over mpls");
-    let e = err("geneve and tcp");
+    let e = err("geneve and ether host 02:00:00:00:00:01");
+    assert!(e.message.contains("GENEVE"), "{e}");
+    let e = err("geneve and vlan");
     assert!(e.message.contains("GENEVE"), "{e}");
     let e = err("vlan 5000");
     assert!(e.message.contains("4095"), "{e}");
