@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use super::CompileError;
 use super::ast::{Direction, Encap, Expr, HostLayer, Link, Primitive, ProtoLayer, Transport};
 use super::cond::{Cond, Lit, Path};
+use super::geneve;
 use super::lexer::Span;
 use super::link;
 use super::protochain;
@@ -501,7 +502,7 @@ fn primitive(prim: &Primitive, span: Span) -> Result<Cond, CompileError> {
             payload: outer_payload,
             encap: Encap::Ethernet,
         };
-        return link::inside_geneve(&inner, outer, span);
+        return geneve::inside_geneve(&inner, outer, span);
     }
     Ok(match *prim {
         Primitive::EtherHost { dir, ref mac } => directed(dir, mac_at(6, mac), mac_at(0, mac)),
@@ -541,7 +542,7 @@ fn primitive(prim: &Primitive, span: Span) -> Result<Cond, CompileError> {
         Primitive::Mpls { link, label } => link::mpls(link, label, span)?,
         Primitive::Pppoed { link } => linktype(link, p::ETHERTYPE_PPPOED, span)?,
         Primitive::Pppoes { link, session } => link::pppoes(link, session, span)?,
-        Primitive::Geneve { link, vni } => link::geneve(link, vni, span)?,
+        Primitive::Geneve { link, vni } => geneve::geneve(link, vni, span)?,
         Primitive::Llc { link, kind } => link::llc(link, kind),
         Primitive::DecnetHost { link, dir, addr } => link::decnet_host(link, dir, addr, span)?,
         Primitive::Iso { link, nlpid, pdus } => link::iso(link, nlpid, pdus, span)?,

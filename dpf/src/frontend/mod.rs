@@ -10,6 +10,7 @@
 mod arith;
 mod ast;
 mod cond;
+mod geneve;
 mod lexer;
 mod link;
 mod lower;
