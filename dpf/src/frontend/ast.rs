@@ -39,8 +39,14 @@ pub struct Link {
 pub enum Encap {
     /// An Ethernet type (or 802.3 length and 802.2 header).
     Ethernet,
-    /// An MPLS label stack: the bottom-of-stack bit and the IP version nibble.
-    Mpls,
+    /// An MPLS label stack: the bottom-of-stack bit and the IP version nibble. `mpls` moves
+    /// only the network layer: the Ethernet type and 802.2 header stay where they were.
+    Mpls {
+        /// Offset of the Ethernet type field below the labels.
+        ethernet_linktype: u16,
+        /// Offset of the Ethernet payload (where an 802.2 header would be).
+        ethernet_payload: u16,
+    },
     /// A PPPoE session: the PPP protocol number.
     Pppoes,
     /// The frame inside GENEVE, whose offsets are computed from the packet: the link's offsets

@@ -23,7 +23,7 @@ pub fn encapsulated_linktype(
     match link.encap {
         // Primitives inside GENEVE are lowered on an Ethernet link, then moved (`inside_geneve`).
         Encap::Ethernet | Encap::Geneve { .. } => None,
-        Encap::Mpls => Some(match value {
+        Encap::Mpls { .. } => Some(match value {
             // The previous label is the bottom of the stack, and the IP version nibble.
             p::ETHERTYPE_IP | p::ETHERTYPE_IPV6 => {
                 let version = if value == p::ETHERTYPE_IP { 0x40 } else { 0x60 };
@@ -113,6 +113,18 @@ pub fn appletalk(link: Link, value: u16) -> Cond {
 /// gen_llc and its frame kinds: an 802.3 frame that is not raw 802.3 (DSAP and SSAP 0xff),
 /// then the control byte.
 pub fn llc(link: Link, kind: LlcKind) -> Cond {
+    // gen_llc reads the link layer's own fields, which `mpls` does not move.
+    let link = match link.encap {
+        Encap::Mpls {
+            ethernet_linktype,
+            ethernet_payload,
+        } => Link {
+            linktype: ethernet_linktype,
+            payload: ethernet_payload,
+            encap: Encap::Ethernet,
+        },
+        _ => link,
+    };
     let base = is_8023(link).and(eq(link.payload, Width::B2, 0xffff).not());
     let control = |mask, value| cmp(link.payload + 2, Width::B1, mask, CmpOp::Eq, value);
     match kind {
@@ -196,7 +208,7 @@ pub fn decnet_host(
 /// stack), then the label.
 pub fn mpls(link: Link, label: Option<u32>, span: Span) -> Result<Cond, CompileError> {
     let outer = match link.encap {
-        Encap::Mpls => cmp(link.linktype + 2, Width::B1, 0x01, CmpOp::Eq, 0),
+        Encap::Mpls { .. } => cmp(link.linktype + 2, Width::B1, 0x01, CmpOp::Eq, 0),
         _ => linktype(link, p::ETHERTYPE_MPLS, span)?,
     };
     Ok(match label {

@@ -78,7 +78,7 @@ fn mergeable(expr: &Expr) -> Option<(Mergeable, Span)> {
             dir,
             addr,
             mask: u32::MAX,
-        } if single(dir) && link.encap != Encap::Mpls => {
+        } if single(dir) && !matches!(link.encap, Encap::Mpls { .. }) => {
             Some((Mergeable::Host(link, layer, dir, addr), *span))
         }
         _ => None,
@@ -528,7 +528,7 @@ fn primitive(prim: &Primitive, span: Span) -> Result<Cond, CompileError> {
                 HostLayer::Arp => arp()?,
                 HostLayer::Rarp => rarp()?,
                 // gen_host: under MPLS an unqualified host is IPv4 only.
-                HostLayer::Any if link.encap == Encap::Mpls => ip()?,
+                HostLayer::Any if matches!(link.encap, Encap::Mpls { .. }) => ip()?,
                 HostLayer::Any => ip()?.or(arp()?).or(rarp()?),
             }
         }

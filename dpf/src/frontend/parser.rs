@@ -1003,11 +1003,18 @@ impl<'a> Parser<'a> {
                     link: self.link,
                     label,
                 };
-                // What follows is under this label.
+                // What follows is under this label; the Ethernet header stays where it was.
+                let encap = match self.link.encap {
+                    Encap::Mpls { .. } => self.link.encap,
+                    _ => Encap::Mpls {
+                        ethernet_linktype: self.link.linktype,
+                        ethernet_payload: self.link.payload,
+                    },
+                };
                 self.link = Link {
                     linktype: self.link.payload,
                     payload: self.link.payload + 4,
-                    encap: Encap::Mpls,
+                    encap,
                 };
                 self.check_depth(start)?;
                 Ok((Expr::Primitive(prim, start.to(self.prev_span())), UNDEFINED))
