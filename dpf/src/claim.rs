@@ -126,6 +126,8 @@ impl Pins {
                     shifts += 1;
                     pins.first_shift = pins.first_shift.or(Some(*shift));
                 }
+                // An expression narrows what the filter matches; it pins nothing.
+                Step::Eval(_) => {}
                 Step::Test(atom) => {
                     let Some(pin) = pinned(atom) else { continue };
                     match shifts {
@@ -170,7 +172,7 @@ fn first_fragment_only(filter: &Filter, moved: u16) -> bool {
                     && atom.mask & FRAGMENT_OFFSET == FRAGMENT_OFFSET
                     && atom.value & FRAGMENT_OFFSET == 0
             }
-            Step::Shift(_) => false,
+            Step::Shift(_) | Step::Eval(_) => false,
         })
 }
 
@@ -304,80 +306,80 @@ mod tests {
         let destination = Step::eq(16, Width::B2, 80);
         assert_eq!(
             claim(&filter(alloc::vec![
-                ethertype,
-                protocol,
-                fragment,
-                header_length,
-                destination
+                ethertype.clone(),
+                protocol.clone(),
+                fragment.clone(),
+                header_length.clone(),
+                destination.clone()
             ])),
             port(IpVersion::V4, Transport::Tcp, 80)
         );
         // Without the first-fragment atom, later fragments' payload would pass for the port.
         assert_eq!(
             claim(&filter(alloc::vec![
-                ethertype,
-                protocol,
-                header_length,
-                destination
+                ethertype.clone(),
+                protocol.clone(),
+                header_length.clone(),
+                destination.clone()
             ])),
             None
         );
         // Nor with the atom read after the shift (somewhere in the transport header).
         assert_eq!(
             claim(&filter(alloc::vec![
-                ethertype,
-                protocol,
-                header_length,
-                fragment,
-                destination
+                ethertype.clone(),
+                protocol.clone(),
+                header_length.clone(),
+                fragment.clone(),
+                destination.clone()
             ])),
             None
         );
         // Without the header-length shift, offset 16 is inside the IPv4 header.
         assert_eq!(
             claim(&filter(alloc::vec![
-                ethertype,
-                protocol,
-                fragment,
-                destination
+                ethertype.clone(),
+                protocol.clone(),
+                fragment.clone(),
+                destination.clone()
             ])),
             None
         );
         // Two shifts: the base is somewhere else.
         assert_eq!(
             claim(&filter(alloc::vec![
-                ethertype,
-                protocol,
-                fragment,
-                header_length,
-                header_length,
-                destination
+                ethertype.clone(),
+                protocol.clone(),
+                fragment.clone(),
+                header_length.clone(),
+                header_length.clone(),
+                destination.clone()
             ])),
             None
         );
         // A partial mask pins only some bits.
-        let mut partial = destination;
+        let mut partial = destination.clone();
         if let Step::Test(atom) = &mut partial {
             atom.mask = 0xff00;
             atom.value = 80 << 8;
         }
         assert_eq!(
             claim(&filter(alloc::vec![
-                ethertype,
-                protocol,
-                fragment,
-                header_length,
-                partial
+                ethertype.clone(),
+                protocol.clone(),
+                fragment.clone(),
+                header_length.clone(),
+                partial.clone()
             ])),
             None
         );
         // Not TCP or UDP.
         assert_eq!(
             claim(&filter(alloc::vec![
-                ethertype,
+                ethertype.clone(),
                 Step::eq(23, Width::B1, 132),
-                header_length,
-                destination
+                header_length.clone(),
+                destination.clone()
             ])),
             None
         );
@@ -415,12 +417,12 @@ mod tests {
         let destination = Step::eq(20, Width::B2, 53);
         assert_eq!(
             claim(&filter(alloc::vec![
-                tag,
-                ethertype,
-                protocol,
-                fragment,
-                header_length,
-                destination
+                tag.clone(),
+                ethertype.clone(),
+                protocol.clone(),
+                fragment.clone(),
+                header_length.clone(),
+                destination.clone()
             ])),
             port(IpVersion::V4, Transport::Udp, 53)
         );
@@ -428,11 +430,11 @@ mod tests {
         // such a filter says nothing about where the port is.
         assert_eq!(
             claim(&filter(alloc::vec![
-                ethertype,
-                protocol,
-                fragment,
-                header_length,
-                destination
+                ethertype.clone(),
+                protocol.clone(),
+                fragment.clone(),
+                header_length.clone(),
+                destination.clone()
             ])),
             None
         );
@@ -440,38 +442,38 @@ mod tests {
         assert_eq!(
             claim(&filter(alloc::vec![
                 Step::eq(12, Width::B2, 0x0800),
-                ethertype,
-                protocol,
-                fragment,
-                header_length,
-                destination
+                ethertype.clone(),
+                protocol.clone(),
+                fragment.clone(),
+                header_length.clone(),
+                destination.clone()
             ])),
             None
         );
         // The protocol or the header length read where an untagged frame has them.
         assert_eq!(
             claim(&filter(alloc::vec![
-                tag,
-                ethertype,
+                tag.clone(),
+                ethertype.clone(),
                 Step::eq(23, Width::B1, 17),
-                header_length,
-                destination
+                header_length.clone(),
+                destination.clone()
             ])),
             None
         );
         assert_eq!(
             claim(&filter(alloc::vec![
-                tag,
-                ethertype,
-                protocol,
+                tag.clone(),
+                ethertype.clone(),
+                protocol.clone(),
                 Step::Shift(ipv4_header_length(0)),
-                destination
+                destination.clone()
             ])),
             None
         );
         // IPv6 behind two tags.
         let v6 = filter(alloc::vec![
-            tag,
+            tag.clone(),
             Step::eq(16, Width::B2, 0x88a8),
             Step::eq(20, Width::B2, ETHERTYPE_IPV6),
             Step::eq(28, Width::B1, 6),

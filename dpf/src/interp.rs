@@ -54,6 +54,13 @@ fn explore_alternatives(
                     explore_alternatives(trie, alternative, base, packet, best);
                 }
             }
+            NodeKind::Eval(eval) => {
+                if let Some(result) = eval.program.run(packet, base)
+                    && eval.holds(result)
+                {
+                    explore_alternatives(trie, alternative, base, packet, best);
+                }
+            }
             NodeKind::Shift(shift) => {
                 if let Some(value) = packet.load(base + shift.offset as u32, shift.width) {
                     let moved = base + shift.amount(value);
@@ -110,13 +117,13 @@ mod tests {
         });
         let ip = atom(12, Width::B2, CmpOp::Eq, 0x0800);
         let filters = vec![
-            filter(7, vec![ip]),
+            filter(7, vec![ip.clone()]),
             filter(
                 3,
                 vec![
-                    ip,
+                    ip.clone(),
                     atom(23, Width::B1, CmpOp::Eq, 6),
-                    ihl,
+                    ihl.clone(),
                     atom(16, Width::B2, CmpOp::Eq, 80),
                 ],
             ),
@@ -124,8 +131,8 @@ mod tests {
             filter(
                 4,
                 vec![
-                    ip,
-                    ihl,
+                    ip.clone(),
+                    ihl.clone(),
                     atom(16, Width::B2, CmpOp::Eq, 80),
                     atom(23, Width::B1, CmpOp::Eq, 6),
                 ],
@@ -134,9 +141,9 @@ mod tests {
             filter(
                 1,
                 vec![
-                    ip,
+                    ip.clone(),
                     atom(23, Width::B1, CmpOp::Eq, 6),
-                    ihl,
+                    ihl.clone(),
                     atom(16, Width::B2, CmpOp::Eq, 80),
                     atom(18, Width::B2, CmpOp::Gt, 1000),
                 ],

@@ -6,8 +6,11 @@
 //! the JIT accept. Everything they rely on (widths, offsets, shift bounds, step counts) is checked
 //! there once, so the engines never have to.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
+
+use crate::program::{Program, ProgramError};
 
 /// Most steps (atoms and shifts) one conjunctive filter may hold.
 pub const MAX_STEPS: usize = 64;
@@ -173,13 +176,36 @@ impl Shift {
     }
 }
 
+/// The expression step: `(program's result & mask) op value`, where the program runs at the
+/// current base. A failed run fails the step, as a failed load fails an atom.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Eval {
+    /// What computes the value.
+    pub program: Program,
+    /// Bits kept before comparing.
+    pub mask: u32,
+    /// How the masked value is compared.
+    pub op: CmpOp,
+    /// The constant compared against.
+    pub value: u32,
+}
+
+impl Eval {
+    /// Whether a run's result satisfies the comparison.
+    pub const fn holds(&self, result: u32) -> bool {
+        self.op.holds(result & self.mask, self.value)
+    }
+}
+
 /// One step of a conjunctive filter, taken in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Step {
     /// The packet must satisfy the atom.
     Test(Atom),
     /// Move the base.
     Shift(Shift),
+    /// The packet must satisfy the expression (it counts as one atom).
+    Eval(Box<Eval>),
 }
 
 impl Step {
@@ -251,6 +277,13 @@ pub enum VerifyError {
         /// Index of the step.
         step: usize,
     },
+    /// An expression step whose program is malformed or may run too long.
+    Program {
+        /// Index of the step.
+        step: usize,
+        /// What is wrong with the program.
+        error: ProgramError,
+    },
 }
 
 impl fmt::Display for VerifyError {
@@ -280,6 +313,7 @@ impl fmt::Display for VerifyError {
                 f,
                 "step {step}: shift must be within -31..=31 bits and move the base at most {MAX_SHIFT_BYTES} bytes"
             ),
+            VerifyError::Program { step, error } => write!(f, "step {step}: {error}"),
         }
     }
 }
@@ -298,8 +332,19 @@ impl UnverifiedFilter {
         }
         let mut shifts = 0;
         for (step, s) in self.steps.iter().enumerate() {
-            match *s {
-                Step::Test(atom) => {
+            match s {
+                Step::Eval(eval) => {
+                    eval.program
+                        .verify()
+                        .map_err(|error| VerifyError::Program { step, error })?;
+                    if matches!(eval.op, CmpOp::Eq) && eval.value & !eval.mask != 0 {
+                        return Err(VerifyError::ValueOutsideMask {
+                            step,
+                            value: eval.value,
+                        });
+                    }
+                }
+                &Step::Test(atom) => {
                     let field_max = match atom.field {
                         Field::Packet { offset, width } => {
                             if offset > MAX_OFFSET {
@@ -324,7 +369,7 @@ impl UnverifiedFilter {
                         });
                     }
                 }
-                Step::Shift(shift) => {
+                &Step::Shift(shift) => {
                     shifts += 1;
                     if shifts > MAX_SHIFTS {
                         return Err(VerifyError::TooManyShifts { step });
@@ -371,7 +416,7 @@ impl Filter {
     pub fn atom_count(&self) -> usize {
         self.steps
             .iter()
-            .filter(|s| matches!(s, Step::Test(_)))
+            .filter(|s| matches!(s, Step::Test(_) | Step::Eval(_)))
             .count()
     }
 
@@ -417,8 +462,12 @@ impl<'a> Packet<'a> {
 pub fn reference_matches(filter: &Filter, packet: &Packet<'_>) -> bool {
     let mut base: u32 = 0;
     for step in filter.steps() {
-        match *step {
-            Step::Test(atom) => {
+        match step {
+            Step::Eval(eval) => match eval.program.run(packet, base) {
+                Some(result) if eval.holds(result) => {}
+                _ => return false,
+            },
+            &Step::Test(atom) => {
                 let loaded = match atom.field {
                     Field::Packet { offset, width } => {
                         match packet.load(base + offset as u32, width) {
@@ -433,7 +482,7 @@ pub fn reference_matches(filter: &Filter, packet: &Packet<'_>) -> bool {
                     return false;
                 }
             }
-            Step::Shift(shift) => {
+            &Step::Shift(shift) => {
                 let Some(loaded) = packet.load(base + shift.offset as u32, shift.width) else {
                     return false;
                 };

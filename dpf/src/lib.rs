@@ -10,9 +10,11 @@ pub mod frontend;
 pub mod interp;
 pub mod ir;
 pub mod jit;
+pub mod program;
 pub mod trie;
 pub mod wire;
 
 pub use ir::{
-    Atom, CmpOp, Field, Filter, FilterId, Packet, Shift, Step, UnverifiedFilter, VerifyError, Width,
+    Atom, CmpOp, Eval, Field, Filter, FilterId, Packet, Shift, Step, UnverifiedFilter, VerifyError,
+    Width,
 };

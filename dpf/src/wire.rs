@@ -8,11 +8,40 @@
 //!   `u16` offset and a width byte (1, 2 or 4); then `u32` mask, op byte (0..=5: eq ne lt le
 //!   gt ge), `u32` value.
 //! - `1` shift: `u16` offset, width byte, `u32` mask, `i8` shift.
+//! - `2` expression: `u32` mask, op byte, `u32` value, back-edge budget byte, instruction
+//!   count byte, then per instruction a tag byte (the order of [`Insn`]'s variants, 0..=14)
+//!   and its operands: offsets `u16` then a width byte, constants `u32`, slots and jump
+//!   distances a byte, ALU operators a byte (the order of [`AluOp`]'s variants), comparisons
+//!   an op byte.
 //!
 //! Nothing may follow the last step.
 use alloc::vec::Vec;
 
-use crate::ir::{Atom, CmpOp, Field, Filter, FilterId, Shift, Step, UnverifiedFilter, Width};
+use alloc::boxed::Box;
+
+use crate::ir::{Atom, CmpOp, Eval, Field, Filter, FilterId, Shift, Step, UnverifiedFilter, Width};
+use crate::program::{AluOp, Insn, MAX_PROGRAM_INSNS, Program};
+
+const ALU_OPS: [AluOp; 10] = [
+    AluOp::Add,
+    AluOp::Sub,
+    AluOp::Mul,
+    AluOp::Div,
+    AluOp::Mod,
+    AluOp::And,
+    AluOp::Or,
+    AluOp::Xor,
+    AluOp::Shl,
+    AluOp::Shr,
+];
+const CMP_OPS: [CmpOp; 6] = [
+    CmpOp::Eq,
+    CmpOp::Ne,
+    CmpOp::Lt,
+    CmpOp::Le,
+    CmpOp::Gt,
+    CmpOp::Ge,
+];
 
 /// Most steps a decoded filter may have (bounds the kernel's work per bind).
 pub const MAX_STEPS: usize = 256;
@@ -35,13 +64,58 @@ fn width_byte(width: Width) -> u8 {
 }
 
 fn op_byte(op: CmpOp) -> u8 {
-    match op {
-        CmpOp::Eq => 0,
-        CmpOp::Ne => 1,
-        CmpOp::Lt => 2,
-        CmpOp::Le => 3,
-        CmpOp::Gt => 4,
-        CmpOp::Ge => 5,
+    CMP_OPS
+        .iter()
+        .position(|&o| o == op)
+        .expect("every op listed") as u8
+}
+
+fn alu_byte(op: AluOp) -> u8 {
+    ALU_OPS
+        .iter()
+        .position(|&o| o == op)
+        .expect("every op listed") as u8
+}
+
+fn encode_insn(out: &mut Vec<u8>, insn: &Insn) {
+    match *insn {
+        Insn::Load { offset, width } | Insn::LoadIndexed { offset, width } => {
+            out.push(if matches!(insn, Insn::Load { .. }) {
+                0
+            } else {
+                1
+            });
+            out.extend_from_slice(&offset.to_le_bytes());
+            out.push(width_byte(width));
+        }
+        Insn::Const(k) => {
+            out.push(2);
+            out.extend_from_slice(&k.to_le_bytes());
+        }
+        Insn::WireLen => out.push(3),
+        Insn::SetX => out.push(4),
+        Insn::GetX => out.push(5),
+        Insn::Store(slot) => out.extend_from_slice(&[6, slot]),
+        Insn::Recall(slot) => out.extend_from_slice(&[7, slot]),
+        Insn::AluConst(op, k) => {
+            out.extend_from_slice(&[8, alu_byte(op)]);
+            out.extend_from_slice(&k.to_le_bytes());
+        }
+        Insn::AluX(op) => out.extend_from_slice(&[9, alu_byte(op)]),
+        Insn::Neg => out.push(10),
+        Insn::CompareX(op) => out.extend_from_slice(&[11, op_byte(op)]),
+        Insn::Jump {
+            op,
+            value,
+            if_true,
+            if_false,
+        } => {
+            out.extend_from_slice(&[12, op_byte(op)]);
+            out.extend_from_slice(&value.to_le_bytes());
+            out.extend_from_slice(&[if_true, if_false]);
+        }
+        Insn::Ahead(n) => out.extend_from_slice(&[13, n]),
+        Insn::Back(n) => out.extend_from_slice(&[14, n]),
     }
 }
 
@@ -79,6 +153,17 @@ pub fn encode_unverified(filter: &UnverifiedFilter) -> Vec<u8> {
                 out.extend_from_slice(&shift.mask.to_le_bytes());
                 out.push(shift.shift as u8);
             }
+            Step::Eval(eval) => {
+                out.push(2);
+                out.extend_from_slice(&eval.mask.to_le_bytes());
+                out.push(op_byte(eval.op));
+                out.extend_from_slice(&eval.value.to_le_bytes());
+                out.push(eval.program.back_edges);
+                out.push(eval.program.insns.len().min(u8::MAX as usize) as u8);
+                for insn in &eval.program.insns {
+                    encode_insn(&mut out, insn);
+                }
+            }
         }
     }
     out
@@ -104,6 +189,52 @@ impl Reader<'_> {
     }
     fn u32(&mut self) -> Result<u32, WireError> {
         Ok(u32::from_le_bytes(self.take()?))
+    }
+    fn op(&mut self) -> Result<CmpOp, WireError> {
+        let at = self.at;
+        CMP_OPS
+            .get(usize::from(self.u8()?))
+            .copied()
+            .ok_or(WireError::BadByte(at))
+    }
+    fn alu(&mut self) -> Result<AluOp, WireError> {
+        let at = self.at;
+        ALU_OPS
+            .get(usize::from(self.u8()?))
+            .copied()
+            .ok_or(WireError::BadByte(at))
+    }
+    fn insn(&mut self) -> Result<Insn, WireError> {
+        let at = self.at;
+        Ok(match self.u8()? {
+            0 => Insn::Load {
+                offset: self.u16()?,
+                width: self.width()?,
+            },
+            1 => Insn::LoadIndexed {
+                offset: self.u16()?,
+                width: self.width()?,
+            },
+            2 => Insn::Const(self.u32()?),
+            3 => Insn::WireLen,
+            4 => Insn::SetX,
+            5 => Insn::GetX,
+            6 => Insn::Store(self.u8()?),
+            7 => Insn::Recall(self.u8()?),
+            8 => Insn::AluConst(self.alu()?, self.u32()?),
+            9 => Insn::AluX(self.alu()?),
+            10 => Insn::Neg,
+            11 => Insn::CompareX(self.op()?),
+            12 => Insn::Jump {
+                op: self.op()?,
+                value: self.u32()?,
+                if_true: self.u8()?,
+                if_false: self.u8()?,
+            },
+            13 => Insn::Ahead(self.u8()?),
+            14 => Insn::Back(self.u8()?),
+            _ => return Err(WireError::BadByte(at)),
+        })
     }
     fn width(&mut self) -> Result<Width, WireError> {
         let at = self.at;
@@ -141,16 +272,7 @@ pub fn decode(bytes: &[u8]) -> Result<UnverifiedFilter, WireError> {
                     _ => return Err(WireError::BadByte(field_at)),
                 };
                 let mask = reader.u32()?;
-                let op_at = reader.at;
-                let op = match reader.u8()? {
-                    0 => CmpOp::Eq,
-                    1 => CmpOp::Ne,
-                    2 => CmpOp::Lt,
-                    3 => CmpOp::Le,
-                    4 => CmpOp::Gt,
-                    5 => CmpOp::Ge,
-                    _ => return Err(WireError::BadByte(op_at)),
-                };
+                let op = reader.op()?;
                 let value = reader.u32()?;
                 steps.push(Step::Test(Atom {
                     field,
@@ -170,6 +292,26 @@ pub fn decode(bytes: &[u8]) -> Result<UnverifiedFilter, WireError> {
                     mask,
                     shift,
                 }));
+            }
+            2 => {
+                let mask = reader.u32()?;
+                let op = reader.op()?;
+                let value = reader.u32()?;
+                let back_edges = reader.u8()?;
+                let count_at = reader.at;
+                let count = usize::from(reader.u8()?);
+                if count > MAX_PROGRAM_INSNS {
+                    return Err(WireError::BadByte(count_at));
+                }
+                let insns = (0..count)
+                    .map(|_| reader.insn())
+                    .collect::<Result<Vec<_>, _>>()?;
+                steps.push(Step::Eval(Box::new(Eval {
+                    program: Program { insns, back_edges },
+                    mask,
+                    op,
+                    value,
+                })));
             }
             _ => return Err(WireError::BadByte(at)),
         }
@@ -193,6 +335,9 @@ mod tests {
             "vlan and ip6",
             "ip[9] = 6 and greater 100",
             "tcp port 22 or udp port 53",
+            "ip[2:2] - ((ip[0]&0xf)<<2) - ((tcp[12]&0xf0)>>2) != 0",
+            "ip6 protochain 6",
+            "tcp[13] % 3 = 2 and len / 2 > ip[8] ^ ip[9]",
         ] {
             for filter in frontend::compile(expr, FilterId(7)).unwrap() {
                 let bytes = encode(&filter);

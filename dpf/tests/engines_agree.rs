@@ -3,10 +3,11 @@
 
 use dpf::interp;
 use dpf::ir::{
-    Atom, CmpOp, Field, Filter, FilterId, Packet, Shift, Step, UnverifiedFilter, Width,
+    Atom, CmpOp, Eval, Field, Filter, FilterId, Packet, Shift, Step, UnverifiedFilter, Width,
     reference_classify, reference_matches,
 };
 use dpf::jit::{self, Demux, ExecutableTrie, Update};
+use dpf::program::{AluOp, Insn, Program};
 use dpf::trie::Trie;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -132,10 +133,103 @@ fn shift() -> impl Strategy<Value = Step> {
         })
 }
 
+fn alu_op() -> impl Strategy<Value = AluOp> {
+    prop_oneof![
+        Just(AluOp::Add),
+        Just(AluOp::Sub),
+        Just(AluOp::Mul),
+        Just(AluOp::Div),
+        Just(AluOp::Mod),
+        Just(AluOp::And),
+        Just(AluOp::Or),
+        Just(AluOp::Xor),
+        Just(AluOp::Shl),
+        Just(AluOp::Shr),
+    ]
+}
+
+/// One instruction with raw jump distances and slots; [`program`] fits them to its place.
+fn raw_insn() -> impl Strategy<Value = Insn> {
+    prop_oneof![
+        4 => (0u16..48, width()).prop_map(|(offset, width)| Insn::Load { offset, width }),
+        2 => (0u16..24, width()).prop_map(|(offset, width)| Insn::LoadIndexed { offset, width }),
+        2 => small_value().prop_map(Insn::Const),
+        1 => Just(Insn::WireLen),
+        2 => Just(Insn::SetX),
+        1 => Just(Insn::GetX),
+        1 => (0u8..4).prop_map(Insn::Store),
+        1 => (0u8..4).prop_map(Insn::Recall),
+        3 => (alu_op(), prop_oneof![1u32..40, small_value()]).prop_map(|(op, k)| {
+            let k = match op {
+                AluOp::Div | AluOp::Mod => k.max(1),
+                AluOp::Shl | AluOp::Shr => k % 32,
+                _ => k,
+            };
+            Insn::AluConst(op, k)
+        }),
+        2 => alu_op().prop_map(Insn::AluX),
+        1 => Just(Insn::Neg),
+        1 => op().prop_map(Insn::CompareX),
+        2 => (op(), small_value(), any::<u8>(), any::<u8>()).prop_map(|(op, value, if_true, if_false)| {
+            Insn::Jump { op, value, if_true, if_false }
+        }),
+        1 => any::<u8>().prop_map(Insn::Ahead),
+        2 => any::<u8>().prop_map(Insn::Back),
+    ]
+}
+
+/// A valid program: random instructions whose jumps are brought inside it, and a small
+/// back-edge budget.
+fn program() -> impl Strategy<Value = Program> {
+    (prop::collection::vec(raw_insn(), 1..24), 0u8..12).prop_map(|(mut insns, back_edges)| {
+        let len = insns.len();
+        for (pc, insn) in insns.iter_mut().enumerate() {
+            let room = (len - pc) as u8;
+            match insn {
+                Insn::Jump {
+                    if_true, if_false, ..
+                } => {
+                    *if_true %= room;
+                    *if_false %= room;
+                }
+                Insn::Ahead(n) => *n %= room,
+                Insn::Back(n) => *n %= pc as u8 + 1,
+                _ => {}
+            }
+        }
+        let program = Program { insns, back_edges };
+        program.verify().expect("generated programs are valid");
+        program
+    })
+}
+
+fn eval_step() -> impl Strategy<Value = Step> {
+    (
+        program(),
+        any::<u32>(),
+        prop::bool::ANY,
+        op(),
+        small_value(),
+    )
+        .prop_map(|(program, mask_bits, full_mask, op, value)| {
+            let mask = if full_mask { u32::MAX } else { mask_bits };
+            let value = if op == CmpOp::Eq { value & mask } else { value };
+            Step::Eval(Box::new(Eval {
+                program,
+                mask,
+                op,
+                value,
+            }))
+        })
+}
+
 fn random_filter() -> impl Strategy<Value = Filter> {
     (
         0u32..12,
-        prop::collection::vec(prop_oneof![5 => atom(), 1 => shift()], 1..7),
+        prop::collection::vec(
+            prop_oneof![5 => atom(), 1 => shift(), 1 => eval_step()],
+            1..7,
+        ),
     )
         .prop_map(|(id, steps)| {
             UnverifiedFilter {
@@ -319,6 +413,7 @@ fn satisfy(filter: &Filter, packet: &mut Vec<u8>) {
     let mut base = 0usize;
     for step in filter.steps() {
         match *step {
+            Step::Eval(_) => {}
             Step::Test(atom) => {
                 let Field::Packet { offset, width } = atom.field else {
                     continue;
@@ -393,6 +488,24 @@ proptest! {
     #[test]
     fn random_filter_sets_agree(
         (filters, packets) in prop::collection::vec(random_filter(), 1..24).prop_flat_map(packets_for)
+    ) {
+        check_set(filters, &packets)?;
+    }
+
+    /// Expression steps alone and after shifts, sharing prefixes: every instruction, loops
+    /// that run out of budget, loads and divisions that fail.
+    #[test]
+    fn programs_agree(
+        (filters, packets) in prop::collection::vec(
+            (0u32..6, prop::option::of(shift()), prop::collection::vec(eval_step(), 1..3)).prop_map(
+                |(id, shift, evals)| {
+                    UnverifiedFilter { id: FilterId(id), steps: shift.into_iter().chain(evals).collect() }
+                        .verify()
+                        .expect("valid")
+                },
+            ),
+            1..8,
+        ).prop_flat_map(packets_for)
     ) {
         check_set(filters, &packets)?;
     }
@@ -1049,10 +1162,10 @@ fn a_better_earlier_match_beats_a_weaker_later_one() {
     let p = Step::eq(0, Width::B1, 7);
     let one = |offset| Step::eq(offset, Width::B1, 1);
     let filters: Vec<Filter> = [
-        vec![p, one(1), one(2), one(3), one(4)],
-        vec![p, one(1), one(2)],
-        vec![p, one(10), one(11), one(12)],
-        vec![p, one(10)],
+        vec![p.clone(), one(1), one(2), one(3), one(4)],
+        vec![p.clone(), one(1), one(2)],
+        vec![p.clone(), one(10), one(11), one(12)],
+        vec![p.clone(), one(10)],
     ]
     .into_iter()
     .enumerate()
@@ -1086,13 +1199,20 @@ fn a_better_earlier_match_beats_a_weaker_table_entry() {
     let ip = Step::eq(12, Width::B2, 0x0800);
     let one = |offset| Step::eq(offset, Width::B1, 1);
     let mut sets: Vec<(u32, Vec<Step>)> = vec![
-        (5, vec![ip, one(40), one(41)]),
-        (20, vec![ip, one(40), one(41), one(42), one(43), one(44)]),
+        (5, vec![ip.clone(), one(40), one(41)]),
+        (
+            20,
+            vec![ip.clone(), one(40), one(41), one(42), one(43), one(44)],
+        ),
     ];
     for id in [1u32, 2, 3, 9] {
         sets.push((
             id,
-            vec![ip, Step::eq(26, Width::B4, id), Step::eq(36, Width::B2, id)],
+            vec![
+                ip.clone(),
+                Step::eq(26, Width::B4, id),
+                Step::eq(36, Width::B2, id),
+            ],
         ));
     }
     let filters: Vec<Filter> = sets

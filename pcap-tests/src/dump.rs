@@ -42,6 +42,26 @@ fn describe_node(kind: &NodeKind) -> String {
         NodeKind::Root => "root".to_string(),
         NodeKind::Test(atom) => describe_atom(atom),
         NodeKind::Shift(shift) => describe_shift(shift),
+        NodeKind::Eval(eval) => {
+            let insns: Vec<String> = eval
+                .program
+                .insns
+                .iter()
+                .map(|insn| format!("{insn:?}"))
+                .collect();
+            let result = if eval.mask == u32::MAX {
+                "result".to_string()
+            } else {
+                format!("result & {:#x}", eval.mask)
+            };
+            format!(
+                "program [{}] (back edges {}): {result} {} {:#x}",
+                insns.join("; "),
+                eval.program.back_edges,
+                op_text(eval.op),
+                eval.value
+            )
+        }
         NodeKind::Dispatch { field, mask, keys } => {
             format!("dispatch {} on {} keys", masked(*field, *mask), keys.len())
         }
@@ -71,16 +91,24 @@ fn masked(field: Field, mask: u32) -> String {
     }
 }
 
-fn describe_atom(atom: &Atom) -> String {
-    let op = match atom.op {
+fn op_text(op: CmpOp) -> &'static str {
+    match op {
         CmpOp::Eq => "==",
         CmpOp::Ne => "!=",
         CmpOp::Lt => "<",
         CmpOp::Le => "<=",
         CmpOp::Gt => ">",
         CmpOp::Ge => ">=",
-    };
-    format!("{} {op} {:#x}", masked(atom.field, atom.mask), atom.value)
+    }
+}
+
+fn describe_atom(atom: &Atom) -> String {
+    format!(
+        "{} {} {:#x}",
+        masked(atom.field, atom.mask),
+        op_text(atom.op),
+        atom.value
+    )
 }
 
 fn describe_shift(shift: &Shift) -> String {

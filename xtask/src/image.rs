@@ -96,7 +96,12 @@ fn cargo_build(packages: &[&str], profile: Profile, pack: Option<&Path>) -> Resu
     }
     match pack {
         Some(pack) => command.env("EXO_PACK", pack),
-        None => command.env_remove("EXO_PACK"),
+        // The apps go into the kernel's boot pack, which is loaded into guest RAM whole: their
+        // debug info (megabytes each, mostly dpf's front end) would take most of it.
+        None => command
+            .env_remove("EXO_PACK")
+            .args(["--config", "profile.dev.strip=\"debuginfo\""])
+            .args(["--config", "profile.release.strip=\"debuginfo\""]),
     };
     let status = command.status()?;
     if !status.success() {

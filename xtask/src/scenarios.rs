@@ -353,7 +353,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "exceptions: divide 1, breakpoint 1, invalid opcode 1, general protection 1; registers kept: true",
             "user-level page faults: demand paging true, appel-li true, copy-on-write true",
             "[exo] app exc (env 2): exception frame does not fit below rsp 0x500000000000",
-            "[exo] app exc (env 3): exception frame does not fit below rsp 0x7ffffffe00c8",
+            "[exo] app exc (env 3): exception frame does not fit below rsp 0x7ffffffb00c8",
             "exception stack unusable (unmapped, bottom edge, read-only): [Ok(Faulted(6)), Ok(Faulted(6)), Ok(Faulted(6))]; contained: true",
             "[exo] app exc (env 1) exited with status 0",
         ],

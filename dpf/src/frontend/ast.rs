@@ -21,13 +21,43 @@ pub enum Expr {
 }
 
 /// Where the link-layer type field and the payload start, when the primitive was parsed:
-/// 12 and 14 on Ethernet, 4 more for each `vlan` written before it.
+/// 12 and 14 on Ethernet, 4 more for each `vlan` written before it; and what says which
+/// protocol the payload is (`mpls` and `pppoes` change that for what is written after them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Link {
-    /// Offset of the 16-bit type (or length) field.
+    /// Offset of the 16-bit type (or length) field; after `mpls`, of the last label; after
+    /// `pppoes`, of the PPP protocol field.
     pub linktype: u16,
     /// Offset of the network-layer header.
     pub payload: u16,
+    /// What the payload sits in.
+    pub encap: Encap,
+}
+
+/// What names the payload's protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encap {
+    /// An Ethernet type (or 802.3 length and 802.2 header).
+    Ethernet,
+    /// An MPLS label stack: the bottom-of-stack bit and the IP version nibble. `mpls` moves
+    /// only the network layer: the Ethernet type and 802.2 header stay where they were.
+    Mpls {
+        /// Offset of the Ethernet type field below the labels.
+        ethernet_linktype: u16,
+        /// Offset of the Ethernet payload (where an 802.2 header would be).
+        ethernet_payload: u16,
+    },
+    /// A PPPoE session: the PPP protocol number.
+    Pppoes,
+    /// The frame inside GENEVE, whose offsets are computed from the packet: the link's offsets
+    /// are those of an Ethernet frame at the inner frame's start; `outer` is where the GENEVE
+    /// packet's own link layer was.
+    Geneve {
+        /// Offset of the outer type field.
+        outer_linktype: u16,
+        /// Offset of the outer network header.
+        outer_payload: u16,
+    },
 }
 
 impl Link {
@@ -35,7 +65,25 @@ impl Link {
     pub const ETHERNET: Link = Link {
         linktype: 12,
         payload: 14,
+        encap: Encap::Ethernet,
     };
+}
+
+/// `llc` and its frame kinds (gen_llc, gen_llc_i/s/u and the subtypes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LlcKind {
+    /// Any 802.2 frame.
+    Any,
+    /// Information frames.
+    Information,
+    /// Supervisory frames.
+    Supervisory,
+    /// Unnumbered frames.
+    Unnumbered,
+    /// A supervisory command (`rr`, `rnr`, `rej`): control byte & 0x0f.
+    SupervisoryCommand(u8),
+    /// An unnumbered command (`ui`, `ua`, `disc`, ...): control byte & 0xef.
+    UnnumberedCommand(u8),
 }
 
 /// Which addresses a host, net or port primitive looks at.
@@ -220,6 +268,68 @@ pub enum Primitive {
         low: u16,
         /// Highest port (equal to `low` for `port`).
         high: u16,
+    },
+    /// `[ip|ip6] protochain N`: the protocol found by walking the header chain (IPv6 extension
+    /// headers and AH), as gen_protochain walks it.
+    Protochain {
+        /// Offsets.
+        link: Link,
+        /// Which network layers (IPv4 first when both).
+        layer: ProtoLayer,
+        /// The protocol looked for.
+        value: u32,
+    },
+    /// `mpls [LABEL]`: an MPLS label (the next one down the stack after an earlier `mpls`).
+    Mpls {
+        /// Offsets before this label.
+        link: Link,
+        /// The 20-bit label, if given.
+        label: Option<u32>,
+    },
+    /// `pppoed`: PPPoE discovery.
+    Pppoed {
+        /// Offsets.
+        link: Link,
+    },
+    /// `pppoes [ID]`: a PPPoE session frame.
+    Pppoes {
+        /// Offsets before the PPPoE header.
+        link: Link,
+        /// The session id, if given.
+        session: Option<u16>,
+    },
+    /// `geneve [VNI]`: UDP to port 6081 with a GENEVE version 0 header.
+    Geneve {
+        /// Offsets.
+        link: Link,
+        /// The 24-bit virtual network identifier, if given.
+        vni: Option<u32>,
+    },
+    /// `decnet [src|dst] host A.N`: the address in each of the four DECnet routing headers.
+    DecnetHost {
+        /// Offsets.
+        link: Link,
+        /// Which addresses.
+        dir: Direction,
+        /// `area << 10 | node`.
+        addr: u16,
+    },
+    /// `llc [TYPE]`.
+    Llc {
+        /// Offsets.
+        link: Link,
+        /// Which frames.
+        kind: LlcKind,
+    },
+    /// `clnp`, `esis`, `isis` and the IS-IS PDU classes (`l1`, `lsp`, ...): the ISO SAP, the
+    /// network-layer protocol id, and for IS-IS PDUs one of the PDU types.
+    Iso {
+        /// Offsets.
+        link: Link,
+        /// The NLPID after the 802.2 header.
+        nlpid: u8,
+        /// IS-IS PDU types accepted (empty: any).
+        pdus: &'static [u8],
     },
     /// `ip multicast`: IPv4 destination in 224.0.0.0/3 and up (libpcap compares `>= 224`).
     IpMulticast {

@@ -9,17 +9,22 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use crate::ir::{Atom, CmpOp, Field, Shift, Width};
+use crate::program::Program;
 
 /// The shifts, in order, that move the base before a test is made. Empty: the frame start.
 pub type Path = Vec<Shift>;
 
-/// One test: an atom evaluated after the path's shifts.
+/// One test: an atom evaluated after the path's shifts, or an expression step.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Lit {
     /// Shifts applied first.
     pub path: Path,
-    /// The test at the resulting base.
+    /// The test at the resulting base. For an expression its mask, op and value compare the
+    /// program's result, and its field is [`Field::WireLen`], which loads nothing, as the
+    /// program's own loads are not a field's.
     pub atom: Atom,
+    /// The program whose result the atom tests (an [`crate::ir::Eval`] step), if any.
+    pub program: Option<Program>,
 }
 
 impl Lit {
@@ -33,6 +38,21 @@ impl Lit {
                 op,
                 value,
             },
+            program: None,
+        }
+    }
+
+    /// `(program's result & mask) op value`, at the frame start.
+    pub fn program(program: Program, mask: u32, op: CmpOp, value: u32) -> Lit {
+        Lit {
+            path: Path::new(),
+            atom: Atom {
+                field: Field::WireLen,
+                mask,
+                op,
+                value,
+            },
+            program: Some(program),
         }
     }
 
@@ -47,6 +67,7 @@ impl Lit {
                 op: CmpOp::Ge,
                 value: bytes,
             },
+            program: None,
         }
     }
 
@@ -59,12 +80,25 @@ impl Lit {
                 op: self.atom.op.negate(),
                 ..self.atom
             },
+            program: self.program.clone(),
         }
     }
 
     /// What must be captured for this literal's load to succeed, or `None` when it loads
     /// nothing from the packet (the wire length), beyond the path's own shifts.
     pub fn bounds(&self) -> Option<Lit> {
+        if self.program.is_some() {
+            // "The program completes": a comparison of no bits that always holds.
+            return Some(Lit {
+                atom: Atom {
+                    mask: 0,
+                    op: CmpOp::Eq,
+                    value: 0,
+                    ..self.atom
+                },
+                ..self.clone()
+            });
+        }
         match self.atom.field {
             Field::Packet { offset, width } => Some(Lit::captured_at_least(
                 self.path.clone(),

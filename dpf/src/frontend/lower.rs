@@ -6,9 +6,12 @@ use alloc::format;
 use alloc::vec::Vec;
 
 use super::CompileError;
-use super::ast::{Direction, Expr, HostLayer, Link, Primitive, ProtoLayer, Transport};
+use super::ast::{Direction, Encap, Expr, HostLayer, Link, Primitive, ProtoLayer, Transport};
 use super::cond::{Cond, Lit, Path};
+use super::geneve;
 use super::lexer::Span;
+use super::link;
+use super::protochain;
 use super::protocols::{self as p};
 use super::relation;
 use crate::ir::{CmpOp, Shift, Width};
@@ -53,6 +56,12 @@ fn mergeable(expr: &Expr) -> Option<(Mergeable, Span)> {
         return None;
     };
     let single = |dir| !matches!(dir, Direction::SrcAndDst);
+    // Inside GENEVE every primitive is moved on its own (see `primitive`).
+    if relinked(prim, Link::ETHERNET)
+        .is_some_and(|(link, _)| matches!(link.encap, Encap::Geneve { .. }))
+    {
+        return None;
+    }
     match *prim {
         Primitive::Port {
             link,
@@ -69,7 +78,9 @@ fn mergeable(expr: &Expr) -> Option<(Mergeable, Span)> {
             dir,
             addr,
             mask: u32::MAX,
-        } if single(dir) => Some((Mergeable::Host(link, layer, dir, addr), *span)),
+        } if single(dir) && !matches!(link.encap, Encap::Mpls { .. }) => {
+            Some((Mergeable::Host(link, layer, dir, addr), *span))
+        }
         _ => None,
     }
 }
@@ -262,13 +273,12 @@ pub fn first_fragment(link: Link) -> Cond {
 /// gen_linktype on Ethernet: the type field, or for values up to 1500 an 802.3 length field
 /// followed by the 802.2 DSAP (and SSAP for the SAPs libpcap treats as always 802.2).
 pub fn linktype(link: Link, value: u16, span: Span) -> Result<Cond, CompileError> {
+    if let Some(inside) = link::encapsulated_linktype(link, value, span) {
+        return inside;
+    }
     if value > p::ETHERMTU {
-        if matches!(value, 0x809b | 0x80f3) {
-            return Err(CompileError::new(
-                span.start,
-                span.end,
-                "AppleTalk needs SNAP encapsulation checks, which dpf does not implement",
-            ));
+        if matches!(value, p::ETHERTYPE_ATALK | p::ETHERTYPE_AARP) {
+            return Ok(link::appletalk(link, value));
         }
         return Ok(eq(link.linktype, Width::B2, u32::from(value)));
     }
@@ -287,13 +297,7 @@ pub fn linktype(link: Link, value: u16, span: Span) -> Result<Cond, CompileError
             Width::B2,
             u32::from(value) << 8 | u32::from(value),
         ),
-        0xe0 => {
-            return Err(CompileError::new(
-                span.start,
-                span.end,
-                "IPX needs three encapsulation checks, which dpf does not implement",
-            ));
-        }
+        p::LLCSAP_IPX => return Ok(link::ipx(link)),
         _ => eq(link.payload, Width::B1, u32::from(value)),
     };
     Ok(is_8023.and(sap))
@@ -460,7 +464,48 @@ fn ports(
     Ok(v6.or(v4))
 }
 
+/// `prim` with its offsets replaced by `link`, for the primitives that carry them and that
+/// dpf follows inside GENEVE.
+fn relinked(prim: &Primitive, to: Link) -> Option<(Link, Primitive)> {
+    let mut prim = prim.clone();
+    let link = match &mut prim {
+        Primitive::EtherType { link, .. }
+        | Primitive::EtherProto { link, .. }
+        | Primitive::Proto { link, .. }
+        | Primitive::Host4 { link, .. }
+        | Primitive::Host6 { link, .. }
+        | Primitive::Port { link, .. }
+        | Primitive::IpMulticast { link }
+        | Primitive::Ip6Multicast { link }
+        | Primitive::IpBroadcast { link } => link,
+        _ => return None,
+    };
+    let was = *link;
+    *link = to;
+    Some((was, prim))
+}
+
 fn primitive(prim: &Primitive, span: Span) -> Result<Cond, CompileError> {
+    if let Some((
+        Link {
+            encap:
+                Encap::Geneve {
+                    outer_linktype,
+                    outer_payload,
+                },
+            ..
+        },
+        on_ethernet,
+    )) = relinked(prim, Link::ETHERNET)
+    {
+        let inner = primitive(&on_ethernet, span)?;
+        let outer = Link {
+            linktype: outer_linktype,
+            payload: outer_payload,
+            encap: Encap::Ethernet,
+        };
+        return geneve::inside_geneve(&inner, outer, span);
+    }
     Ok(match *prim {
         Primitive::EtherHost { dir, ref mac } => directed(dir, mac_at(6, mac), mac_at(0, mac)),
         Primitive::EtherBroadcast => mac_at(0, &[0xff; 6]),
@@ -482,6 +527,8 @@ fn primitive(prim: &Primitive, span: Span) -> Result<Cond, CompileError> {
                 HostLayer::Ip => ip()?,
                 HostLayer::Arp => arp()?,
                 HostLayer::Rarp => rarp()?,
+                // gen_host: under MPLS an unqualified host is IPv4 only.
+                HostLayer::Any if matches!(link.encap, Encap::Mpls { .. }) => ip()?,
                 HostLayer::Any => ip()?.or(arp()?).or(rarp()?),
             }
         }
@@ -496,6 +543,16 @@ fn primitive(prim: &Primitive, span: Span) -> Result<Cond, CompileError> {
             hostop6(link, 24, addr, mask, span)?,
         ),
         Primitive::Proto { link, layer, value } => ip_proto(link, layer, value, span)?,
+        Primitive::Mpls { link, label } => link::mpls(link, label, span)?,
+        Primitive::Pppoed { link } => linktype(link, p::ETHERTYPE_PPPOED, span)?,
+        Primitive::Pppoes { link, session } => link::pppoes(link, session, span)?,
+        Primitive::Geneve { link, vni } => geneve::geneve(link, vni, span)?,
+        Primitive::Llc { link, kind } => link::llc(link, kind),
+        Primitive::DecnetHost { link, dir, addr } => link::decnet_host(link, dir, addr, span)?,
+        Primitive::Iso { link, nlpid, pdus } => link::iso(link, nlpid, pdus, span)?,
+        Primitive::Protochain { link, layer, value } => {
+            protochain::protochain(link, layer, value, span)?
+        }
         Primitive::Port {
             link,
             transport,

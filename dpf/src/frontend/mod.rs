@@ -7,22 +7,27 @@
 //! when any of them matches (see [`matches_any`]).
 #![forbid(unsafe_code)]
 
+mod arith;
 mod ast;
 mod cond;
+mod geneve;
 mod lexer;
+mod link;
 mod lower;
 mod normalize;
 mod parser;
+mod protochain;
 mod protocols;
 mod relation;
+mod services;
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
 use crate::ir::{
-    Atom, CmpOp, Field, Filter, FilterId, MAX_SHIFTS, MAX_STEPS, Packet, Step, UnverifiedFilter,
-    VerifyError, reference_matches,
+    Atom, CmpOp, Eval, Field, Filter, FilterId, MAX_SHIFTS, MAX_STEPS, Packet, Step,
+    UnverifiedFilter, VerifyError, reference_matches,
 };
 use cond::Lit;
 pub use normalize::{MAX_CONJUNCTIONS, MAX_PRODUCT_PAIRS};
@@ -127,9 +132,22 @@ fn steps_of(conj: &[Lit], expr: &str) -> Result<Vec<Step>, CompileError> {
     for depth in 0..=deepest.len() {
         let mut here: Vec<&Lit> = conj.iter().filter(|l| l.path.len() == depth).collect();
         here.sort_by_key(|l| l.atom);
+        let (programs, here): (Vec<&Lit>, Vec<&Lit>) =
+            here.into_iter().partition(|l| l.program.is_some());
         let mut atoms: Vec<Atom> = here.into_iter().map(|l| l.atom).collect();
         last_word_first(&mut atoms);
         steps.extend(atoms.into_iter().map(Step::Test));
+        // Expressions after the plain tests at their base: those are cheaper and often
+        // decide first.
+        steps.extend(programs.into_iter().filter_map(|l| {
+            let program = l.program.clone()?;
+            Some(Step::Eval(alloc::boxed::Box::new(Eval {
+                program,
+                mask: l.atom.mask,
+                op: l.atom.op,
+                value: l.atom.value,
+            })))
+        }));
         if let Some(shift) = deepest.get(depth) {
             steps.push(Step::Shift(*shift));
         }

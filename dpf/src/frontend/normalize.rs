@@ -258,7 +258,7 @@ fn relate(a: &Lit, b: &Lit) -> Relation {
         }
         return Relation::Unknown;
     }
-    if a.path != b.path || a.atom.field != b.atom.field || is_bounds(a) {
+    if a.path != b.path || a.atom.field != b.atom.field || a.program != b.program || is_bounds(a) {
         return Relation::Unknown;
     }
     let (ma, mb) = (a.atom.mask, b.atom.mask);

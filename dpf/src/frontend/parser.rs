@@ -13,10 +13,12 @@ use alloc::string::String;
 
 use super::CompileError;
 use super::ast::{
-    Arith, ArithOp, Direction, Expr, HostLayer, Link, LoadBase, Primitive, ProtoLayer, Transport,
+    Arith, ArithOp, Direction, Encap, Expr, HostLayer, Link, LlcKind, LoadBase, Primitive,
+    ProtoLayer, Transport,
 };
 use super::lexer::{Keyword, Span, Token, TokenKind, parse_ipv6};
 use super::protocols;
+use super::services::{self, Carried};
 use crate::ir::{CmpOp, Width};
 
 /// Deepest nesting of parentheses and `not`s accepted; deeper input is refused before it can
@@ -53,6 +55,22 @@ enum QProto {
     Sca,
     Moprc,
     Mopdl,
+    Stp,
+    Iso,
+    Esis,
+    Isis,
+    Clnp,
+    Netbeui,
+    Ipx,
+    Atalk,
+    Aarp,
+    L1,
+    L2,
+    Iih,
+    Lsp,
+    Snp,
+    Csnp,
+    Psnp,
 }
 
 /// Direction qualifier.
@@ -76,6 +94,7 @@ enum QAddr {
     Port,
     Portrange,
     Proto,
+    Protochain,
     Gateway,
 }
 
@@ -101,6 +120,7 @@ pub fn parse(tokens: &[Token], text: &str) -> Result<Option<Expr>, CompileError>
         text,
         pos: 0,
         link: Link::ETHERNET,
+        after_geneve: false,
         depth: 0,
         operators: 0,
     };
@@ -120,6 +140,8 @@ struct Parser<'a> {
     pos: usize,
     /// Current link-layer offsets: each `vlan` parsed moves them by 4.
     link: Link,
+    /// A `geneve` was parsed: libpcap reads what follows inside its frame, dpf does not.
+    after_geneve: bool,
     depth: usize,
     /// `and`/`or` operators seen so far.
     operators: usize,
@@ -152,6 +174,22 @@ fn pname_of(kind: &TokenKind) -> Option<QProto> {
         Keyword::Sca => QProto::Sca,
         Keyword::Moprc => QProto::Moprc,
         Keyword::Mopdl => QProto::Mopdl,
+        Keyword::Stp => QProto::Stp,
+        Keyword::Iso => QProto::Iso,
+        Keyword::Esis => QProto::Esis,
+        Keyword::Isis => QProto::Isis,
+        Keyword::Clnp => QProto::Clnp,
+        Keyword::Netbeui => QProto::Netbeui,
+        Keyword::Ipx => QProto::Ipx,
+        Keyword::Atalk => QProto::Atalk,
+        Keyword::Aarp => QProto::Aarp,
+        Keyword::L1 => QProto::L1,
+        Keyword::L2 => QProto::L2,
+        Keyword::Iih => QProto::Iih,
+        Keyword::Lsp => QProto::Lsp,
+        Keyword::Snp => QProto::Snp,
+        Keyword::Csnp => QProto::Csnp,
+        Keyword::Psnp => QProto::Psnp,
         _ => return None,
     })
 }
@@ -238,6 +276,27 @@ impl<'a> Parser<'a> {
             format!("'{}'", &self.text[span.start..span.end])
         };
         self.error(span, format!("expected {expected}, found {found}"))
+    }
+
+    /// The number after `mpls`, `pppoes` or `geneve`, if one follows; at most `max`.
+    fn optional_number(&mut self, max: u32, what: &str) -> Result<Option<u32>, CompileError> {
+        let TokenKind::Num(n) = *self.peek() else {
+            return Ok(None);
+        };
+        let span = self.span();
+        self.bump();
+        if n > max {
+            return Err(self.error(span, format!("{what} {n} greater than maximum {max}")));
+        }
+        Ok(Some(n))
+    }
+
+    /// Encapsulations move the payload; past 16 of them the offsets are refused.
+    fn check_depth(&self, start: Span) -> Result<(), CompileError> {
+        if self.link.payload > 14 + 8 * 16 {
+            return Err(self.error(start, "too many encapsulations: at most 16"));
+        }
+        Ok(())
     }
 
     fn enter(&mut self) -> Result<(), CompileError> {
@@ -449,10 +508,7 @@ impl<'a> Parser<'a> {
                 }
             }
             TokenKind::Id(name) => self.name_id(name, q, span),
-            TokenKind::UnsupportedKeyword(k) => Err(self.error(
-                span,
-                format!("'{k}' is a libpcap keyword dpf does not support"),
-            )),
+            TokenKind::UnsupportedKeyword(k) => Err(self.error(span, unsupported_keyword(k))),
             _ => unreachable!("checked above"),
         }
     }
@@ -502,6 +558,9 @@ impl<'a> Parser<'a> {
                 if q.proto == QProto::Link {
                     return Err(self.error(span, "illegal link layer address"));
                 }
+                if q.proto == QProto::Decnet {
+                    return self.decnet_host(v, bits.is_some(), q, span);
+                }
                 let (addr, mask) = match bits {
                     // A plain number for `net` is promoted: `net 10` is 10.0.0.0/8.
                     None if q.addr == QAddr::Net => {
@@ -541,6 +600,12 @@ impl<'a> Parser<'a> {
                 }
                 self.proto(v, q, span)
             }
+            QAddr::Protochain => {
+                if bits.is_some() {
+                    return Err(self.error(span, "'protochain' modifier applied to IP address"));
+                }
+                self.protochain(v, q, span)
+            }
             QAddr::Gateway => Err(self.error(
                 span,
                 "'gateway' needs a host name, which dpf cannot resolve",
@@ -555,17 +620,36 @@ impl<'a> Parser<'a> {
     fn name_id(&mut self, name: &str, q: Quals, span: Span) -> Result<Primitive, CompileError> {
         match q.addr {
             QAddr::Portrange => {
-                let (low, high) = parse_port_range(name)
-                    .ok_or_else(|| self.error(span, format!("illegal port range '{name}'")))?;
-                if low > 65535 || high > 65535 {
-                    return Err(self.error(span, format!("illegal port range '{name}'")));
+                if let Some((low, high)) = parse_port_range(name) {
+                    if low > 65535 || high > 65535 {
+                        return Err(self.error(span, format!("illegal port range '{name}'")));
+                    }
+                    return self.port(low as u16, high as u16, q, span);
                 }
-                self.port(low as u16, high as u16, q, span)
+                // pcap_nametoportrange: split at the first '-', each side a service; sides
+                // carried by different protocols stand for both.
+                let (low, high, carried) = name
+                    .split_once('-')
+                    .and_then(|(a, b)| {
+                        let (low, first) = service_or_number(a)?;
+                        let (high, second) = service_or_number(b)?;
+                        let carried = if first == second {
+                            first
+                        } else {
+                            Carried::Both
+                        };
+                        Some((low, high, carried))
+                    })
+                    .ok_or_else(|| self.error(span, format!("illegal port range '{name}'")))?;
+                let q = self.named_port_quals(name, carried, q, span)?;
+                self.port(low, high, q, span)
             }
-            QAddr::Port => Err(self.error(
-                span,
-                format!("unknown port '{name}': dpf has no service names, give the number"),
-            )),
+            QAddr::Port => {
+                let (port, carried) = services::service(name)
+                    .ok_or_else(|| self.error(span, format!("unknown port '{name}'")))?;
+                let q = self.named_port_quals(name, carried, q, span)?;
+                self.port(port, port, q, span)
+            }
             QAddr::Proto => {
                 let value = match q.proto {
                     QProto::Default | QProto::Ip | QProto::Ip6 => protocols::ip_protocol(name)
@@ -579,12 +663,56 @@ impl<'a> Parser<'a> {
                 };
                 self.proto(u32::from(value), q, span)
             }
+            QAddr::Protochain => {
+                let value = protocols::ip_protocol(name)
+                    .ok_or_else(|| self.error(span, format!("unknown ip proto '{name}'")))?;
+                self.protochain(u32::from(value), q, span)
+            }
             QAddr::Undef => Err(self.error(span, format!("unknown protocol or keyword '{name}'"))),
             QAddr::Gateway | QAddr::Default | QAddr::Host | QAddr::Net => Err(self.error(
                 span,
                 format!("unknown host '{name}': dpf cannot resolve names, give an address"),
             )),
         }
+    }
+
+    /// `decnet [src|dst] host AREA.NODE` (or a 16-bit number): __pcap_atodn's address.
+    fn decnet_host(
+        &mut self,
+        v: u32,
+        dotted: bool,
+        q: Quals,
+        span: Span,
+    ) -> Result<Primitive, CompileError> {
+        if q.addr == QAddr::Net {
+            return Err(self.error(span, "dpf supports DECnet hosts, not nets"));
+        }
+        let addr = if dotted {
+            let text = &self.text[span.start..span.end];
+            let parts: Option<(u32, u32)> = text
+                .split_once('.')
+                .and_then(|(a, n)| Some((a.parse().ok()?, n.parse().ok()?)));
+            let Some((area, node)) = parts else {
+                return Err(self.error(span, format!("malformed decnet address '{text}'")));
+            };
+            if area > 63 {
+                return Err(self.error(span, "DECnet area number > 63"));
+            }
+            if node > 1023 {
+                return Err(self.error(span, "DECnet node number > 1023"));
+            }
+            area << 10 | node
+        } else {
+            v
+        };
+        if addr > 0xffff {
+            return Err(self.error(span, format!("DECnet address {addr} does not fit 16 bits")));
+        }
+        Ok(Primitive::DecnetHost {
+            link: self.link,
+            dir: direction(q.dir),
+            addr: addr as u16,
+        })
     }
 
     fn host4(
@@ -662,6 +790,34 @@ impl<'a> Parser<'a> {
         })
     }
 
+    /// gen_scode's checks of a named port against its qualifier, and the protocol a name
+    /// carried by one protocol only restricts an unqualified port to.
+    fn named_port_quals(
+        &self,
+        name: &str,
+        carried: Carried,
+        q: Quals,
+        span: Span,
+    ) -> Result<Quals, CompileError> {
+        let what = if q.addr == QAddr::Port {
+            "port"
+        } else {
+            "port in range"
+        };
+        let proto = match (q.proto, carried) {
+            (QProto::Udp | QProto::Sctp, Carried::Tcp) => {
+                return Err(self.error(span, format!("{what} '{name}' is tcp")));
+            }
+            (QProto::Tcp | QProto::Sctp, Carried::Udp) => {
+                return Err(self.error(span, format!("{what} '{name}' is udp")));
+            }
+            (QProto::Default, Carried::Tcp) => QProto::Tcp,
+            (QProto::Default, Carried::Udp) => QProto::Udp,
+            (other, _) => other,
+        };
+        Ok(Quals { proto, ..q })
+    }
+
     fn port(&mut self, a: u16, b: u16, q: Quals, span: Span) -> Result<Primitive, CompileError> {
         let transport = match q.proto {
             QProto::Default => None,
@@ -683,6 +839,21 @@ impl<'a> Parser<'a> {
             dir: direction(q.dir),
             low: a.min(b),
             high: a.max(b),
+        })
+    }
+
+    /// gen_protochain: IPv4, IPv6, or (unqualified) both.
+    fn protochain(&mut self, v: u32, q: Quals, span: Span) -> Result<Primitive, CompileError> {
+        let layer = match q.proto {
+            QProto::Default => ProtoLayer::Both,
+            QProto::Ip => ProtoLayer::Ip,
+            QProto::Ip6 => ProtoLayer::Ip6,
+            _ => return Err(self.error(span, "bad protocol applied for 'protochain'")),
+        };
+        Ok(Primitive::Protochain {
+            link: self.link,
+            layer,
+            value: v,
         })
     }
 
@@ -718,6 +889,46 @@ impl<'a> Parser<'a> {
     /// other primitives.
     fn rterm(&mut self, inherited: Quals) -> Result<(Expr, Quals), CompileError> {
         let start = self.span();
+        if self.after_geneve
+            && matches!(
+                self.peek(),
+                TokenKind::Keyword(
+                    Keyword::Vlan | Keyword::Mpls | Keyword::Pppoes | Keyword::Geneve
+                )
+            )
+        {
+            return Err(self.error(start, "dpf does not follow encapsulations inside GENEVE"));
+        }
+        let inside = self.after_geneve;
+        let (expr, quals) = self.rterm_inner(inherited)?;
+        if inside {
+            inside_geneve(&expr).map_err(|span| {
+                self.error(
+                    span,
+                    "inside GENEVE dpf follows network and transport primitives (ip, ip6, host, net, port, proto, ether proto), not this one",
+                )
+            })?;
+        }
+        Ok((expr, quals))
+    }
+
+    fn rterm_inner(&mut self, inherited: Quals) -> Result<(Expr, Quals), CompileError> {
+        let start = self.span();
+        if self.link.encap == Encap::Pppoes {
+            let link_header = match self.peek() {
+                TokenKind::Keyword(Keyword::Link) => {
+                    !matches!(self.peek_at(1), TokenKind::Keyword(Keyword::Proto))
+                }
+                TokenKind::Keyword(Keyword::Broadcast | Keyword::Multicast | Keyword::Llc) => true,
+                _ => false,
+            };
+            if link_header {
+                return Err(self.error(
+                    start,
+                    "after 'pppoes' the link-layer header is PPP's, which dpf does not follow",
+                ));
+            }
+        }
         match self.peek() {
             TokenKind::LParen => {
                 if self.could_start_arith() {
@@ -782,6 +993,106 @@ impl<'a> Parser<'a> {
                 };
                 Ok((Expr::Primitive(prim, start.to(self.prev_span())), UNDEFINED))
             }
+            TokenKind::Keyword(Keyword::Mpls) => {
+                self.bump();
+                let label = self.optional_number(0xfffff, "MPLS label")?;
+                if self.link.encap == Encap::Pppoes {
+                    return Err(self.error(start, "dpf does not follow 'mpls' after 'pppoes'"));
+                }
+                let prim = Primitive::Mpls {
+                    link: self.link,
+                    label,
+                };
+                // What follows is under this label; the Ethernet header stays where it was.
+                let encap = match self.link.encap {
+                    Encap::Mpls { .. } => self.link.encap,
+                    _ => Encap::Mpls {
+                        ethernet_linktype: self.link.linktype,
+                        ethernet_payload: self.link.payload,
+                    },
+                };
+                self.link = Link {
+                    linktype: self.link.payload,
+                    payload: self.link.payload + 4,
+                    encap,
+                };
+                self.check_depth(start)?;
+                Ok((Expr::Primitive(prim, start.to(self.prev_span())), UNDEFINED))
+            }
+            TokenKind::Keyword(Keyword::Pppoed) => {
+                self.bump();
+                let prim = Primitive::Pppoed { link: self.link };
+                Ok((Expr::Primitive(prim, start.to(self.prev_span())), UNDEFINED))
+            }
+            TokenKind::Keyword(Keyword::Pppoes) => {
+                self.bump();
+                let session = self
+                    .optional_number(0xffff, "PPPoE session number")?
+                    .map(|n| n as u16);
+                if self.link.encap == Encap::Pppoes {
+                    return Err(self.error(start, "dpf does not follow 'pppoes' inside 'pppoes'"));
+                }
+                let prim = Primitive::Pppoes {
+                    link: self.link,
+                    session,
+                };
+                // What follows is the PPP payload: the protocol after the 6-byte header.
+                self.link = Link {
+                    linktype: self.link.payload + 6,
+                    payload: self.link.payload + 8,
+                    encap: Encap::Pppoes,
+                };
+                self.check_depth(start)?;
+                Ok((Expr::Primitive(prim, start.to(self.prev_span())), UNDEFINED))
+            }
+            TokenKind::Keyword(Keyword::Geneve) => {
+                self.bump();
+                let vni = self.optional_number(0xff_ffff, "Geneve VNI")?;
+                let prim = Primitive::Geneve {
+                    link: self.link,
+                    vni,
+                };
+                if self.link.encap != Encap::Ethernet {
+                    return Err(
+                        self.error(start, "dpf follows 'geneve' only on Ethernet (or VLAN)")
+                    );
+                }
+                self.after_geneve = true;
+                // What follows is read in the inner frame.
+                let outer = self.link;
+                self.link = Link {
+                    linktype: 12,
+                    payload: 14,
+                    encap: Encap::Geneve {
+                        outer_linktype: outer.linktype,
+                        outer_payload: outer.payload,
+                    },
+                };
+                Ok((Expr::Primitive(prim, start.to(self.prev_span())), UNDEFINED))
+            }
+            TokenKind::Keyword(Keyword::Llc) => {
+                self.bump();
+                let kind = match self.peek().clone() {
+                    // `rnr` is also a pf keyword.
+                    TokenKind::UnsupportedKeyword(name) if llc_kind(name).is_some() => {
+                        self.bump();
+                        llc_kind(name).unwrap_or(LlcKind::Any)
+                    }
+                    TokenKind::Id(name) => {
+                        let span = self.span();
+                        self.bump();
+                        llc_kind(&name).ok_or_else(|| {
+                            self.error(span, format!("unknown LLC type name \"{name}\""))
+                        })?
+                    }
+                    _ => LlcKind::Any,
+                };
+                let prim = Primitive::Llc {
+                    link: self.link,
+                    kind,
+                };
+                Ok((Expr::Primitive(prim, start.to(self.prev_span())), UNDEFINED))
+            }
             TokenKind::Keyword(Keyword::Vlan) => {
                 self.bump();
                 let vid = match *self.peek() {
@@ -797,6 +1108,9 @@ impl<'a> Parser<'a> {
                     }
                     _ => None,
                 };
+                if self.link.encap != Encap::Ethernet {
+                    return Err(self.error(start, "no VLAN match after MPLS or PPPoE"));
+                }
                 let prim = Primitive::Vlan {
                     link: self.link,
                     vid,
@@ -809,10 +1123,7 @@ impl<'a> Parser<'a> {
                 }
                 Ok((Expr::Primitive(prim, start.to(self.prev_span())), UNDEFINED))
             }
-            TokenKind::UnsupportedKeyword(k) => Err(self.error(
-                start,
-                format!("'{k}' is a libpcap keyword dpf does not support"),
-            )),
+            TokenKind::UnsupportedKeyword(k) => Err(self.error(start, unsupported_keyword(k))),
             TokenKind::Id(name) => {
                 let name = name.clone();
                 if matches!(
@@ -825,6 +1136,7 @@ impl<'a> Parser<'a> {
                             | Keyword::Port
                             | Keyword::Portrange
                             | Keyword::Proto
+                            | Keyword::Protochain
                     ) | TokenKind::LBracket
                 ) {
                     Err(self.error(start, format!("unknown protocol '{name}'")))
@@ -870,6 +1182,7 @@ impl<'a> Parser<'a> {
                         | Keyword::Port
                         | Keyword::Portrange
                         | Keyword::Proto
+                        | Keyword::Protochain
                         | Keyword::Gateway,
                     ) => {
                         self.pos += ahead;
@@ -940,6 +1253,7 @@ impl<'a> Parser<'a> {
             Some(Keyword::Port) => QAddr::Port,
             Some(Keyword::Portrange) => QAddr::Portrange,
             Some(Keyword::Proto) if dir == QDir::Default => QAddr::Proto,
+            Some(Keyword::Protochain) if dir == QDir::Default => QAddr::Protochain,
             Some(Keyword::Gateway) if dir == QDir::Default => QAddr::Gateway,
             _ => QAddr::Default,
         };
@@ -962,6 +1276,7 @@ impl<'a> Parser<'a> {
             value,
         };
         let ether = |value| Primitive::EtherType { link, value };
+        let iso = |nlpid, pdus| Primitive::Iso { link, nlpid, pdus };
         Ok(match proto {
             QProto::Ip => ether(protocols::ETHERTYPE_IP),
             QProto::Ip6 => ether(protocols::ETHERTYPE_IPV6),
@@ -972,6 +1287,22 @@ impl<'a> Parser<'a> {
             QProto::Sca => ether(protocols::ETHERTYPE_SCA),
             QProto::Moprc => ether(protocols::ETHERTYPE_MOPRC),
             QProto::Mopdl => ether(protocols::ETHERTYPE_MOPDL),
+            QProto::Stp => ether(protocols::LLCSAP_8021D),
+            QProto::Iso => ether(protocols::LLCSAP_ISONS),
+            QProto::Netbeui => ether(protocols::LLCSAP_NETBEUI),
+            QProto::Ipx => ether(protocols::LLCSAP_IPX),
+            QProto::Atalk => ether(protocols::ETHERTYPE_ATALK),
+            QProto::Aarp => ether(protocols::ETHERTYPE_AARP),
+            QProto::Clnp => iso(protocols::ISO8473_CLNP, &[]),
+            QProto::Esis => iso(protocols::ISO9542_ESIS, &[]),
+            QProto::Isis => iso(protocols::ISO10589_ISIS, &[]),
+            QProto::L1 => iso(protocols::ISO10589_ISIS, &[15, 17, 18, 24, 26]),
+            QProto::L2 => iso(protocols::ISO10589_ISIS, &[16, 17, 20, 25, 27]),
+            QProto::Iih => iso(protocols::ISO10589_ISIS, &[15, 16, 17]),
+            QProto::Lsp => iso(protocols::ISO10589_ISIS, &[18, 20]),
+            QProto::Snp => iso(protocols::ISO10589_ISIS, &[24, 25, 26, 27]),
+            QProto::Csnp => iso(protocols::ISO10589_ISIS, &[24, 25]),
+            QProto::Psnp => iso(protocols::ISO10589_ISIS, &[26, 27]),
             QProto::Tcp => both(protocols::IPPROTO_TCP),
             QProto::Udp => both(protocols::IPPROTO_UDP),
             QProto::Sctp => both(protocols::IPPROTO_SCTP),
@@ -1179,6 +1510,22 @@ fn proto_name(p: QProto) -> &'static str {
         QProto::Sca => "sca",
         QProto::Moprc => "moprc",
         QProto::Mopdl => "mopdl",
+        QProto::Stp => "stp",
+        QProto::Iso => "iso",
+        QProto::Esis => "esis",
+        QProto::Isis => "isis",
+        QProto::Clnp => "clnp",
+        QProto::Netbeui => "netbeui",
+        QProto::Ipx => "ipx",
+        QProto::Atalk => "atalk",
+        QProto::Aarp => "aarp",
+        QProto::L1 => "l1",
+        QProto::L2 => "l2",
+        QProto::Iih => "iih",
+        QProto::Lsp => "lsp",
+        QProto::Snp => "snp",
+        QProto::Csnp => "csnp",
+        QProto::Psnp => "psnp",
     }
 }
 
@@ -1201,6 +1548,84 @@ fn parse_dotted(text: &str, span: Span, p: &Parser<'_>) -> Result<(u32, u32), Co
         bits += 8;
     }
     Ok((value, bits))
+}
+
+/// One side of a named port range: a service, or a number (getaddrinfo accepts those too,
+/// for both protocols).
+fn service_or_number(text: &str) -> Option<(u16, Carried)> {
+    if !text.is_empty() && text.len() <= 5 && text.bytes().all(|c| c.is_ascii_digit()) {
+        return text.parse().ok().map(|n| (n, Carried::Both));
+    }
+    services::service(text)
+}
+
+/// Why a libpcap keyword dpf knows of is refused: most belong to another link type, which the
+/// message names; dpf filters Ethernet (DLT_EN10MB).
+fn unsupported_keyword(k: &str) -> String {
+    let needs = match k {
+        "type" | "subtype" | "direction" | "dir" | "address1" | "addr1" | "address2" | "addr2"
+        | "address3" | "addr3" | "address4" | "addr4" | "ra" | "ta" => {
+            "802.11 headers (DLT_IEEE802_11, DLT_IEEE802_11_RADIO, DLT_PRISM_HEADER or DLT_IEEE802_11_RADIO_AVS)"
+        }
+        "radio" => "802.11 with radio information (DLT_IEEE802_11_RADIO)",
+        "ppp" | "slip" => "PPP or SLIP framing (DLT_PPP, DLT_SLIP)",
+        "lane" | "metac" | "bcc" | "oam" | "oamf4" | "oamf4ec" | "oamf4sc" | "sc" | "ilmic"
+        | "vpi" | "vci" | "connectmsg" | "metaconnect" => "raw ATM (DLT_SUNATM)",
+        "on" | "ifname" | "rnr" | "rulenum" | "reason" | "rset" | "ruleset" | "srnr"
+        | "subrulenum" | "action" => "pflog (DLT_PFLOG)",
+        "fisu" | "lssu" | "lsu" | "sls" | "opc" | "dpc" | "sio" | "hfisu" | "hlssu" | "hlsu"
+        | "hsls" | "hopc" | "hdpc" | "hsio" => "MTP2 (DLT_MTP2, DLT_MTP2_WITH_PHDR, DLT_ERF)",
+        "inbound" | "outbound" | "ifindex" => {
+            "a link type that records the direction (DLT_LINUX_SLL, DLT_LINUX_SLL2, DLT_PFLOG)"
+        }
+        _ => return format!("'{k}' is a libpcap keyword dpf does not support"),
+    };
+    format!("'{k}' needs {needs}; dpf filters Ethernet (DLT_EN10MB)")
+}
+
+/// Whether every primitive of `expr` is one dpf follows inside GENEVE; the span of the first
+/// that is not.
+fn inside_geneve(expr: &Expr) -> Result<(), Span> {
+    match expr {
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            inside_geneve(a)?;
+            inside_geneve(b)
+        }
+        Expr::Not(a) => inside_geneve(a),
+        Expr::Primitive(prim, span) => match prim {
+            Primitive::EtherType { .. }
+            | Primitive::EtherProto { .. }
+            | Primitive::Proto { .. }
+            | Primitive::Host4 { .. }
+            | Primitive::Host6 { .. }
+            | Primitive::Port { .. }
+            | Primitive::IpMulticast { .. }
+            | Primitive::Ip6Multicast { .. }
+            | Primitive::IpBroadcast { .. } => Ok(()),
+            _ => Err(*span),
+        },
+    }
+}
+
+/// The frame kinds and commands `llc` takes (libpcap's llc_s_subtypes and llc_u_subtypes).
+fn llc_kind(name: &str) -> Option<LlcKind> {
+    Some(match name {
+        "i" => LlcKind::Information,
+        "s" => LlcKind::Supervisory,
+        "u" => LlcKind::Unnumbered,
+        "rr" => LlcKind::SupervisoryCommand(0x01),
+        "rnr" => LlcKind::SupervisoryCommand(0x05),
+        "rej" => LlcKind::SupervisoryCommand(0x09),
+        "ui" => LlcKind::UnnumberedCommand(0x03),
+        "ua" => LlcKind::UnnumberedCommand(0x63),
+        "disc" => LlcKind::UnnumberedCommand(0x43),
+        "dm" => LlcKind::UnnumberedCommand(0x0f),
+        "sabme" => LlcKind::UnnumberedCommand(0x6f),
+        "test" => LlcKind::UnnumberedCommand(0xe3),
+        "xid" => LlcKind::UnnumberedCommand(0xaf),
+        "frmr" => LlcKind::UnnumberedCommand(0x87),
+        _ => return None,
+    })
 }
 
 /// `A-B` with decimal ports.
@@ -1279,7 +1704,8 @@ mod tests {
                 Primitive::EtherType {
                     link: Link {
                         linktype: 16,
-                        payload: 18
+                        payload: 18,
+                        encap: Encap::Ethernet,
                     },
                     ..
                 },

@@ -22,6 +22,34 @@ pub const ETHERTYPE_SCA: u16 = 0x6007;
 pub const ETHERTYPE_MOPRC: u16 = 0x6002;
 /// DEC MOP dump/load.
 pub const ETHERTYPE_MOPDL: u16 = 0x6001;
+/// AppleTalk (EtherTalk).
+pub const ETHERTYPE_ATALK: u16 = 0x809b;
+/// AppleTalk ARP.
+pub const ETHERTYPE_AARP: u16 = 0x80f3;
+/// IPX over Ethernet II.
+pub const ETHERTYPE_IPX: u16 = 0x8137;
+/// MPLS unicast.
+pub const ETHERTYPE_MPLS: u16 = 0x8847;
+/// PPPoE discovery.
+pub const ETHERTYPE_PPPOED: u16 = 0x8863;
+/// PPPoE session.
+pub const ETHERTYPE_PPPOES: u16 = 0x8864;
+/// 802.2 SAP of the spanning tree protocol.
+pub const LLCSAP_8021D: u16 = 0x42;
+/// 802.2 SAP of ISO network layers.
+pub const LLCSAP_ISONS: u16 = 0xfe;
+/// 802.2 SAP of NetBEUI.
+pub const LLCSAP_NETBEUI: u16 = 0xf0;
+/// 802.2 SAP of IPX.
+pub const LLCSAP_IPX: u16 = 0xe0;
+/// ISO network-layer protocol ids after the ISO SAP.
+pub const ISO8473_CLNP: u8 = 0x81;
+/// ES-IS.
+pub const ISO9542_ESIS: u8 = 0x82;
+/// IS-IS.
+pub const ISO10589_ISIS: u8 = 0x83;
+/// UDP port of GENEVE.
+pub const GENEVE_PORT: u16 = 6081;
 /// VLAN tag protocol identifiers libpcap 1.10 recognises: 802.1Q, 802.1ad, and the pre-standard
 /// QinQ value.
 pub const VLAN_TPIDS: [u16; 3] = [0x8100, 0x88a8, 0x9100];
@@ -116,8 +144,8 @@ pub fn ip_protocol(name: &str) -> Option<u8> {
     NAMES.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
 }
 
-/// `ether proto \NAME`: the Ethernet types libpcap names. The 802.2 ones (`iso`, `stp`,
-/// `ipx`, `netbeui`) and AppleTalk need encapsulation checks dpf does not implement.
+/// `ether proto \NAME`: the Ethernet types libpcap 1.10 names (pcap_nametoeproto), then the
+/// 802.2 SAPs (pcap_nametollc), which `linktype` tests with their encapsulations.
 pub fn ether_protocol(name: &str) -> Option<u16> {
     const NAMES: &[(&str, u16)] = &[
         ("ip", ETHERTYPE_IP),
@@ -129,6 +157,13 @@ pub fn ether_protocol(name: &str) -> Option<u16> {
         ("sca", ETHERTYPE_SCA),
         ("moprc", ETHERTYPE_MOPRC),
         ("mopdl", ETHERTYPE_MOPDL),
+        ("atalk", ETHERTYPE_ATALK),
+        ("aarp", ETHERTYPE_AARP),
+        ("loopback", 0x9000),
+        ("iso", LLCSAP_ISONS),
+        ("stp", LLCSAP_8021D),
+        ("ipx", LLCSAP_IPX),
+        ("netbeui", LLCSAP_NETBEUI),
     ];
     NAMES.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
 }

@@ -10,6 +10,7 @@
 use alloc::format;
 
 use super::CompileError;
+use super::arith;
 use super::ast::{Arith, ArithOp, Link, LoadBase};
 use super::cond::{Cond, Lit, Path};
 use super::lexer::Span;
@@ -91,18 +92,28 @@ impl Term {
                 op: CmpOp::Eq,
                 value: 0,
             },
+            program: None,
         }
         .bounds()
     }
 }
 
-/// Lowers `left op right`.
+/// Lowers `left op right`: as one masked field when the arithmetic folds into one (which the
+/// trie can dispatch on and merge), else as an expression step (`arith`).
 pub fn lower_relation(
     left: &Arith,
     op: CmpOp,
     right: &Arith,
     span: Span,
 ) -> Result<Cond, CompileError> {
+    match fold_relation(left, op, right, span) {
+        // What the fold refuses is arithmetic a single field cannot say.
+        Err(e) if e.message.starts_with("unsupported") => arith::relation(left, op, right, span),
+        other => other,
+    }
+}
+
+fn fold_relation(left: &Arith, op: CmpOp, right: &Arith, span: Span) -> Result<Cond, CompileError> {
     let l = eval(left)?;
     let r = eval(right)?;
     match (l, r) {
@@ -200,6 +211,7 @@ fn compare(t: Term, op: CmpOp, c: u32) -> Result<Cond, CompileError> {
                 op,
                 value,
             },
+            program: None,
         }),
         Outcome::Always => t.bounds().map_or(Cond::True, Cond::Defined),
         Outcome::Never => t.bounds().map_or(Cond::False, |b| Cond::Defined(b).not()),

@@ -32,6 +32,7 @@ use dynasm::dynasm;
 use super::coalesce::{self, Compare, EqAtom};
 use super::emitter::{DynamicLabel, EmitError, Emitter};
 use super::hash_table::HashLayout;
+use super::program_code;
 use super::template::{self, Chain, EntryLayout, ShapeStep};
 use crate::ir::{CmpOp, Field, Shift, Width};
 use crate::trie::{NodeIndex, NodeKind, Trie};
@@ -212,6 +213,8 @@ fn compute_need(trie: &Trie) -> Vec<u32> {
             // What follows a shift is on another base.
             NodeKind::Shift(shift) => shift.offset as u32 + shift.width.bytes() as u32,
             NodeKind::Test(atom) => field_end(atom.field).max(below()),
+            // A program checks its own loads.
+            NodeKind::Eval(_) => below(),
             NodeKind::Dispatch { field, .. } => field_end(*field).max(below()),
             NodeKind::Key { .. } | NodeKind::Root => below(),
         };
@@ -219,11 +222,15 @@ fn compute_need(trie: &Trie) -> Vec<u32> {
     need
 }
 
-/// True when some atom reads the wire length (`r11d` is set up only then).
+/// True when some atom or program reads the wire length (`r11d` is set up only then).
 fn reads_wire_len(trie: &Trie) -> bool {
     (0..trie.node_slots() as u32).any(|i| {
+        let kind = trie.node(NodeIndex(i)).kind();
+        if let NodeKind::Eval(eval) = kind {
+            return eval.program.reads_wire_len();
+        }
         matches!(
-            trie.node(NodeIndex(i)).kind(),
+            kind,
             NodeKind::Test(crate::ir::Atom {
                 field: Field::WireLen,
                 ..
@@ -383,6 +390,17 @@ impl Codegen<'_> {
                 let value = atom.value as i32;
                 dynasm!(self.ops ; .arch x64 ; cmp eax, DWORD value);
                 self.branch_unless(atom.op, next);
+                self.alternatives(index, checked);
+            }
+            NodeKind::Eval(eval) => {
+                program_code::emit(&mut self.ops, &eval.program, next);
+                if eval.mask != u32::MAX {
+                    let mask = eval.mask as i32;
+                    dynasm!(self.ops ; .arch x64 ; and eax, DWORD mask);
+                }
+                let value = eval.value as i32;
+                dynasm!(self.ops ; .arch x64 ; cmp eax, DWORD value);
+                self.branch_unless(eval.op, next);
                 self.alternatives(index, checked);
             }
             NodeKind::Shift(shift) => {

@@ -406,7 +406,7 @@ mod tests {
         assert!(demux.take_patches().is_some_and(|p| !p.is_empty()));
         // A better score than the table's bound regenerates.
         let mut longer = flow(0, 0x0b00_0000).steps().to_vec();
-        longer.push(longer[1]);
+        longer.push(longer[1].clone());
         let longer = UnverifiedFilter {
             id: FilterId(30),
             steps: longer,

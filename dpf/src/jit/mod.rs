@@ -26,6 +26,7 @@ pub mod emitter {
 #[cfg(feature = "std")]
 pub mod exec;
 pub mod hash_table;
+pub mod program_code;
 pub mod template;
 
 use alloc::vec::Vec;

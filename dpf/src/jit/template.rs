@@ -146,7 +146,10 @@ pub fn chain_below(trie: &Trie, key: NodeIndex) -> Option<Chain> {
                 chain.score = score.0;
                 return Some(chain);
             }
-            NodeKind::Key { .. } | NodeKind::Root | NodeKind::Vacant => return None,
+            // Programs keep code of their own.
+            NodeKind::Eval(_) | NodeKind::Key { .. } | NodeKind::Root | NodeKind::Vacant => {
+                return None;
+            }
         }
     }
 }

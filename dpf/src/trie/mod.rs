@@ -22,7 +22,9 @@ use core::fmt;
 
 pub use key_table::KeyTable;
 
-use crate::ir::{Atom, CmpOp, Field, Filter, FilterId, Shift, Step};
+use alloc::boxed::Box;
+
+use crate::ir::{Atom, CmpOp, Eval, Field, Filter, FilterId, Shift, Step};
 
 /// Index of a node in [`Trie::node`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -69,6 +71,8 @@ pub enum NodeKind {
     Test(Atom),
     /// Moves the base for everything below.
     Shift(Shift),
+    /// An expression step (never grouped into a dispatch).
+    Eval(Box<Eval>),
     /// `field & mask` is loaded once and looked up: each key leads to a [`NodeKind::Key`] child,
     /// and those children are this node's [`Node::alternatives`] (in no particular order).
     Dispatch {
@@ -307,6 +311,10 @@ impl Trie {
                 .iter()
                 .copied()
                 .find(|&alt| matches!(&self.node(alt).kind, NodeKind::Shift(s) if s == shift)),
+            Step::Eval(eval) => alternatives
+                .iter()
+                .copied()
+                .find(|&alt| matches!(&self.node(alt).kind, NodeKind::Eval(e) if e == eval)),
         }
     }
 
@@ -380,8 +388,8 @@ impl Trie {
         if let Some(next) = self.find_step(at, step) {
             return Ok(next);
         }
-        match *step {
-            Step::Test(atom) if atom.op == CmpOp::Eq => {
+        match step {
+            &Step::Test(atom) if atom.op == CmpOp::Eq => {
                 let existing = self.node(at).alternatives.iter().copied().find(|&alt| {
                     matches!(&self.node(alt).kind,
                         NodeKind::Dispatch { field, mask, .. }
@@ -404,8 +412,9 @@ impl Trie {
                 }
                 Ok(key)
             }
-            Step::Test(atom) => self.add_child(at, NodeKind::Test(atom)),
-            Step::Shift(shift) => self.add_child(at, NodeKind::Shift(shift)),
+            &Step::Test(atom) => self.add_child(at, NodeKind::Test(atom)),
+            &Step::Shift(shift) => self.add_child(at, NodeKind::Shift(shift)),
+            Step::Eval(eval) => self.add_child(at, NodeKind::Eval(eval.clone())),
         }
     }
 
@@ -574,6 +583,62 @@ mod tests {
         }
         .verify()
         .unwrap()
+    }
+
+    #[test]
+    fn expression_steps_share_prefixes() {
+        use crate::program::{AluOp, Insn, Program};
+        // ip[8] ^ ip[9] == 0x3a, then the protocol.
+        let eval = |value| {
+            Step::Eval(Box::new(Eval {
+                program: Program {
+                    insns: vec![
+                        Insn::Load {
+                            offset: 22,
+                            width: Width::B1,
+                        },
+                        Insn::Store(0),
+                        Insn::Load {
+                            offset: 23,
+                            width: Width::B1,
+                        },
+                        Insn::SetX,
+                        Insn::Recall(0),
+                        Insn::AluX(AluOp::Xor),
+                    ],
+                    back_edges: 0,
+                },
+                mask: u32::MAX,
+                op: CmpOp::Eq,
+                value,
+            }))
+        };
+        let ip = Step::eq(12, Width::B2, 0x0800);
+        let mut trie = Trie::new();
+        for (id, (xor, protocol)) in [(0x3a, 6), (0x3a, 17), (0x3b, 6)].into_iter().enumerate() {
+            trie.insert(filter(
+                id as u32,
+                vec![ip.clone(), eval(xor), Step::eq(23, Width::B1, protocol)],
+            ))
+            .unwrap();
+        }
+        let evals: Vec<&Node> = (0..trie.node_slots() as u32)
+            .map(|i| trie.node(NodeIndex(i)))
+            .filter(|n| matches!(n.kind(), NodeKind::Eval(_)))
+            .collect();
+        // One node for the two filters that share the expression, one for the third.
+        assert_eq!(evals.len(), 2);
+        assert_eq!(
+            evals.iter().map(|n| n.filter_count()).max(),
+            Some(2),
+            "the shared expression is one node"
+        );
+        let mut packet = vec![0u8; 34];
+        packet[12] = 0x08;
+        packet[22] = 0x3a ^ 17;
+        packet[23] = 17;
+        let packet = crate::ir::Packet::whole(&packet);
+        assert_eq!(crate::interp::classify(&trie, &packet), Some(FilterId(1)));
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub const APP_IMAGE_BASE: u64 = USER_BASE + 0x20_0000;
 pub const USER_STACK_TOP: u64 = 0x0000_7fff_ffff_0000;
 
 /// Size of the initial user stack the kernel maps.
-pub const USER_STACK_SIZE_BYTES: u64 = 64 * 1024;
+pub const USER_STACK_SIZE_BYTES: u64 = 256 * 1024;
 
 // The layout is ordered: image above the base, stack above the image, all below the end.
 const _: () = assert!(USER_BASE < APP_IMAGE_BASE);

@@ -128,6 +128,9 @@ fn proven_length(filter: &dpf::Filter) -> u16 {
                     proven = proven.max(u32::from(offset) + u32::from(width.bytes()));
                 }
             }
+            // An expression step does not move the base: the tests after it still read
+            // from the frame's start. What it loads itself proves nothing here.
+            dpf::ir::Step::Eval(_) => {}
             dpf::ir::Step::Shift(_) => break,
         }
     }
