@@ -106,17 +106,7 @@ impl ash::Actions for Host<'_> {
         if self.outbox.replies.len() >= OUTBOX_MAX_REPLIES {
             return false;
         }
-        let ports: Vec<(u8, u16)> = self
-            .rings
-            .iter()
-            .filter(|ring| ring.owner == self.owner)
-            .flat_map(|ring| ring.filters.iter())
-            .filter_map(|bound| {
-                bound
-                    .claim
-                    .map(|claim| (claim.transport.protocol(), claim.port))
-            })
-            .collect();
+        let ports = super::owned_ports(self.rings, self.owner);
         let sender = exo_kernel::tx_check::SenderIdentity {
             mac: self.mac,
             ipv4: self.ipv4,

@@ -872,6 +872,21 @@ pub fn unbind(id: u32) {
     }
 }
 
+/// The `(IP protocol, port)` pairs `owner`'s filters claim: the source ports the transmit
+/// check lets it (and its handlers) send from.
+fn owned_ports(rings: &[Ring], owner: EnvId) -> Vec<(u8, u16)> {
+    rings
+        .iter()
+        .filter(|ring| ring.owner == owner)
+        .flat_map(|ring| ring.filters.iter())
+        .filter_map(|bound| {
+            bound
+                .claim
+                .map(|claim| (claim.transport.protocol(), claim.port))
+        })
+        .collect()
+}
+
 /// How many handlers `owner` has bound (its quota's `Handlers`).
 pub fn handlers_of(owner: EnvId) -> u64 {
     NET.lock()
@@ -932,16 +947,7 @@ pub fn transmit(
         ..
     } = &mut *net;
     let nic = nic.as_mut().ok_or(Error::InvalidArgument)?;
-    let ports: Vec<(u8, u16)> = rings
-        .iter()
-        .filter(|ring| ring.owner == env.id)
-        .flat_map(|ring| ring.filters.iter())
-        .filter_map(|bound| {
-            bound
-                .claim
-                .map(|claim| (claim.transport.protocol(), claim.port))
-        })
-        .collect();
+    let ports = owned_ports(rings, env.id);
     let sender = exo_kernel::tx_check::SenderIdentity {
         mac: nic.mac(),
         ipv4: *ipv4,
