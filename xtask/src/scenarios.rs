@@ -896,6 +896,11 @@ fn httpd_site() -> Result<Vec<(&'static str, Vec<u8>)>, String> {
         ("/about.html", read("about.html")?),
         ("/style.css", read("style.css")?),
         ("/logo.svg", read("logo.svg")?),
+        ("/1k.html", read("1k.html")?),
+        (
+            "/100k.bin",
+            (0..100 << 10).map(httpd_big_file_byte).collect(),
+        ),
         ("/big.bin", (0..1 << 20).map(httpd_big_file_byte).collect()),
     ])
 }

@@ -46,6 +46,16 @@ const SITE: &[(&str, &str, &[u8])] = &[
         include_bytes!("../site/logo.svg"),
     ),
     (
+        "/1k.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../site/1k.html"),
+    ),
+    (
+        "/100k.bin",
+        "application/octet-stream",
+        include_bytes!(concat!(env!("OUT_DIR"), "/100k.bin")),
+    ),
+    (
         "/big.bin",
         "application/octet-stream",
         include_bytes!(concat!(env!("OUT_DIR"), "/big.bin")),
