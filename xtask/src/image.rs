@@ -35,6 +35,7 @@ pub const APPS: &[&str] = &[
     "hostile",
     "fpuspy",
     "quota",
+    "netquota",
     "fuzz",
     "ashd",
     "undeliver",

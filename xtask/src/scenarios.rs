@@ -430,6 +430,23 @@ pub const SCENARIOS: &[Scenario] = &[
         network: Network::None,
     },
     Scenario {
+        // The network's quotas: a hog binds filters, then handlers, until each is Exhausted
+        // at the limit its parent gave it; the parent, its victim, still binds both meanwhile.
+        name: "net-quotas",
+        cmdline: "apps=netquota",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "netquota hog: filters 6/6 then Exhausted, handlers 3/3 then Exhausted; at its limits: true",
+            "netquota: hog stopped at its own limits, victim unaffected: true",
+            "[exo] app netquota (env 1) exited with status 0",
+        ],
+        timeout: TAP_TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::Tap {
+            clients: |_| Ok(()),
+        },
+    },
+    Scenario {
         // 200,000 seeded random and near-valid system calls beside a working app: the kernel
         // stays up, the other app is unaffected, and at the end every frame and capability is
         // back (the kernel's end-of-run check).
