@@ -295,11 +295,13 @@ fn filter_bind(kernel: &mut Kernel, frame: &TrapFrame) -> Result<(u32, CapHandle
         .lookup(monitor_handle, me, Rights::MONITOR)
         .is_ok_and(|capability| capability.object == Object::NetMonitor);
     kernel.charge(me, Resource::Filters)?;
+    let code_budget = kernel.code_budget(me);
     let binding = net::filter_bind(
         kernel.current(),
         UserSlice::new(frame.rdi, frame.rsi),
         UserSlice::new(frame.rdx, frame.r10),
         monitor,
+        code_budget,
     )?;
     let object = Object::FilterBinding { id: binding.id };
     let capability = if binding.monitor {
@@ -337,11 +339,13 @@ fn ash_bind(kernel: &mut Kernel, frame: &TrapFrame) -> Result<(u32, CapHandle), 
         return Err(Error::InvalidArgument);
     }
     kernel.charge(me, Resource::Handlers)?;
+    let code_budget = kernel.code_budget(me);
     let id = net::ash_bind(
         kernel.current(),
         filter,
         UserSlice::new(frame.rsi, frame.rdx),
         UserSlice::new(frame.r10, frame.r8 * 8),
+        code_budget,
     )?;
     let object = Object::AshHandler { id };
     match kernel

@@ -431,13 +431,16 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         // The network's quotas: a hog binds filters, then handlers, until each is Exhausted
-        // at the limit its parent gave it; the parent, its victim, still binds both meanwhile.
+        // at the limit its parent gave it; others until their JIT code bytes run out (filters'
+        // and handlers' code both charged); the parent, their victim, still binds meanwhile.
         name: "net-quotas",
         cmdline: "apps=netquota",
         exit: KernelExit::Exited(0),
         serial: &[
             "netquota hog: filters 6/6 then Exhausted, handlers 3/3 then Exhausted; at its limits: true",
             "netquota: hog stopped at its own limits, victim unaffected: true",
+            "netquota code hog: 4 filters then Exhausted, handler Err(Exhausted); code",
+            "netquota: the JIT code quota stops each hog at its budget, victim unaffected, code back to 0: true",
             "[exo] app netquota (env 1) exited with status 0",
         ],
         timeout: TAP_TIMEOUT,

@@ -42,15 +42,29 @@ pub struct BindOutcome {
     pub monitor: bool,
 }
 
+/// The JIT code bytes `filter` is charged: the code it compiles to in a trie of its own. The
+/// code actually mapped is shared (the demux merges every claiming filter, a ring's monitors
+/// share one trie), so this is what the filter would cost alone, the same whoever else binds.
+fn code_bytes_alone(filter: &dpf::Filter) -> Result<u64, Error> {
+    let mut alone = Trie::new();
+    alone
+        .insert(filter.clone())
+        .map_err(|_| Error::InvalidArgument)?;
+    let compiled = dpf::jit::compile(&alone).map_err(|_| Error::InvalidArgument)?;
+    Ok(compiled.code().len() as u64)
+}
+
 /// `filter_bind(filter, length, ring, ring_length, monitor_cap)` from `env`; `monitor` says
-/// whether the capability passed is a live monitor capability of `env`'s. The caller attaches
-/// the binding's capability ([`attach_capability`]) or, if it cannot make one, unbinds
-/// ([`unbind`]).
+/// whether the capability passed is a live monitor capability of `env`'s, `code_budget` the
+/// JIT code bytes it has left (`Exhausted` if the filter's code needs more). The caller
+/// attaches the binding's capability ([`attach_capability`]) or, if it cannot make one,
+/// unbinds ([`unbind`]).
 pub fn filter_bind(
     env: &Environment,
     filter: UserSlice,
     ring: UserSlice,
     monitor: bool,
+    code_budget: u64,
 ) -> Result<BindOutcome, Error> {
     if filter.length_bytes() > abi::FILTER_MAX_BYTES {
         return Err(Error::InvalidArgument);
@@ -82,6 +96,7 @@ pub fn filter_bind(
     let filter = unverified.verify().map_err(|_| Error::InvalidArgument)?;
     let claim = dpf::claim::claim(&filter);
     let proven_len = proven_length(&filter);
+    let code_bytes = code_bytes_alone(&filter)?;
     match &claim {
         None if !monitor => return Err(Error::Denied),
         None => {}
@@ -99,6 +114,9 @@ pub fn filter_bind(
     }
     if net.nic.is_none() {
         return Err(Error::InvalidArgument);
+    }
+    if code_bytes > code_budget {
+        return Err(Error::Exhausted);
     }
     let index = match net
         .rings
@@ -151,6 +169,7 @@ pub fn filter_bind(
         claim,
         capability: CapHandle::NONE,
         proven_len,
+        code_bytes,
     });
     net.next_filter += 1;
     Ok(BindOutcome { id, monitor })
@@ -273,4 +292,24 @@ pub fn filters_of(owner: EnvId) -> u64 {
         .filter(|ring| ring.owner == owner)
         .map(|ring| ring.filters.len() as u64)
         .sum()
+}
+
+/// The JIT code bytes `owner` is charged (its quota's `JitCodeBytes`): its filters' and its
+/// handlers'.
+pub fn code_bytes_of(owner: EnvId) -> u64 {
+    let net = NET.lock();
+    let filters: u64 = net
+        .rings
+        .iter()
+        .filter(|ring| ring.owner == owner)
+        .flat_map(|ring| ring.filters.iter())
+        .map(|bound| bound.code_bytes)
+        .sum();
+    let handlers: u64 = net
+        .handlers
+        .iter()
+        .filter(|bound| bound.owner == owner)
+        .map(|bound| bound.code_bytes)
+        .sum();
+    filters + handlers
 }

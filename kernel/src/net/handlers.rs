@@ -30,6 +30,8 @@ pub(super) struct BoundHandler {
     pub(super) counters: [u64; AshCounter::ALL.len()],
     /// The capability `ash_bind` made (`NONE` until attached in the same call).
     pub(super) capability: CapHandle,
+    /// Its compiled code's bytes (charged to its owner's `JitCodeBytes`).
+    pub(super) code_bytes: u64,
 }
 
 impl BoundHandler {
@@ -48,13 +50,15 @@ pub fn handlers_of(owner: EnvId) -> u64 {
 }
 
 /// `ash_bind(binding, handler, regions)` from `env`, for filter `filter` (the caller checked
-/// the binding capability). The caller attaches the handler's capability
+/// the binding capability), `code_budget` the JIT code bytes it has left (`Exhausted` if the
+/// compiled handler needs more). The caller attaches the handler's capability
 /// ([`ash_attach_capability`]) or, if it cannot make one, unbinds ([`ash_unbind`]).
 pub fn ash_bind(
     env: &Environment,
     filter: u32,
     handler: UserSlice,
     regions: UserSlice,
+    code_budget: u64,
 ) -> Result<u32, Error> {
     if handler.length_bytes() > abi::ASH_HANDLER_MAX_BYTES
         || regions.length_bytes() > 8 * ash::ir::MAX_REGIONS as u64
@@ -138,6 +142,10 @@ pub fn ash_bind(
         log!("net: ash_bind by env {}: compiling: {error}", env.id);
         Error::InvalidArgument
     })?;
+    let code_bytes = compiled.code().len() as u64;
+    if code_bytes > code_budget {
+        return Err(Error::Exhausted);
+    }
     let code = jit::HandlerCode::install(&compiled).map_err(|error| match error {
         jit::InstallError::OutOfMemory => Error::OutOfMemory,
         jit::InstallError::BadLayout => Error::InvalidArgument,
@@ -169,6 +177,7 @@ pub fn ash_bind(
         code,
         counters: [0; AshCounter::ALL.len()],
         capability: CapHandle::NONE,
+        code_bytes,
     });
     Ok(id)
 }

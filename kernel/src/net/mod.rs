@@ -52,7 +52,8 @@ mod transmit;
 pub use boot_args::{boot_app, boot_argument};
 pub use counters::{count, counter, received};
 pub use filters::{
-    attach_capability, binding_capability, capability_removed, filter_bind, filters_of, unbind,
+    attach_capability, binding_capability, capability_removed, code_bytes_of, filter_bind,
+    filters_of, unbind,
 };
 pub use handlers::{
     ash_attach_capability, ash_bind, ash_capability_removed, ash_counter, ash_frames_revoked,

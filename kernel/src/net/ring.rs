@@ -41,6 +41,8 @@ pub(super) struct BoundFilter {
     /// Bytes every frame this filter wins is known to hold (its loads before the first shift
     /// succeeded): what a handler bound to it is verified for.
     pub(super) proven_len: u16,
+    /// The JIT code bytes it is charged (its owner's `JitCodeBytes`): its code compiled alone.
+    pub(super) code_bytes: u64,
 }
 
 /// Compiles `trie` (monitor filters) and makes it and its code the ring's; nothing changes if that fails. The
