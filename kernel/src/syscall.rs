@@ -134,6 +134,7 @@ fn simple_call(
         Syscall::SetUpcall => set_upcall(kernel, a0, a1, a2),
         Syscall::Spawn => spawn(kernel, a0, a1, a2, a3),
         Syscall::EnvQuota => env_quota(kernel, a0, a1, a2),
+        Syscall::KernelUsage => kernel_usage(a0),
         Syscall::EnvInfo => {
             let id = kernel.env_cap(a0, Rights::CONTROL)?;
             let query = EnvQuery::from_number(a1).ok_or(Error::InvalidArgument)?;
@@ -429,6 +430,20 @@ fn console_write(env: &mut crate::env::Environment, text: UserSlice) -> Result<(
     };
     env.console_at_line_start = at_line_start;
     result
+}
+
+/// `kernel_usage(gauge)`.
+fn kernel_usage(gauge: u64) -> Result<u64, Error> {
+    Ok(
+        match exo_abi::usage::Gauge::from_number(gauge).ok_or(Error::InvalidArgument)? {
+            exo_abi::usage::Gauge::HeapUsedBytes => crate::mm::heap::used_bytes(),
+            exo_abi::usage::Gauge::FramesFree => crate::mm::frames::free_count(),
+            exo_abi::usage::Gauge::KernelTableFrames => {
+                crate::mm::paging::code_table_frames() + crate::mm::paging::split_table_frames()
+            }
+            exo_abi::usage::Gauge::JitCodePages => net::jit::code_pages_in_use(),
+        },
+    )
 }
 
 /// `env_quota(env_cap, resource, field)`.
