@@ -9,7 +9,9 @@
 //! - `unsafe` lives only in the binary's named hardware modules: `arch` (the CPU), `mm`
 //!   (page tables, the heap) and three under `net` (`device`, the virtio-net driver's DMA;
 //!   `physical`, ring slots through the identity map; `jit`, running generated code); each
-//!   block argues its SAFETY. Everything else, this library included, forbids it.
+//!   block argues its SAFETY. The binary denies `unsafe_code` at its root and allows it only
+//!   on those modules (`main.rs`, `net/mod.rs`); everything else, this library included,
+//!   cannot use it.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 

@@ -6,6 +6,8 @@
 //! which is tested on the host. On the host this binary is an empty stub, so
 //! `cargo clippy --workspace` works without a cross target.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+// Where `unsafe` may live (see the `exo_kernel` library's doc): allowed module by module below.
+#![deny(unsafe_code)]
 
 #[cfg(target_os = "none")]
 extern crate alloc;
@@ -15,12 +17,14 @@ extern crate alloc;
 mod log;
 
 #[cfg(target_os = "none")]
+#[allow(unsafe_code)]
 mod arch;
 #[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
 mod env;
 #[cfg(target_os = "none")]
+#[allow(unsafe_code)]
 mod mm;
 #[cfg(target_os = "none")]
 mod net;

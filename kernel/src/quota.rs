@@ -84,36 +84,41 @@ mod tests {
     #[test]
     fn children_get_half_by_default_and_never_more_than_is_left() {
         let left = available(
-            &limits([100, 100, 100, 100, 100, 4, 8]),
-            &limits([10, 20, 0, 0, 0, 1, 2]),
-            &limits([10, 0, 0, 0, 0, 1, 0]),
+            &limits([100, 100, 100, 100, 100, 4, 8, 4096]),
+            &limits([10, 20, 0, 0, 0, 1, 2, 1000]),
+            &limits([10, 0, 0, 0, 0, 1, 0, 1096]),
         );
-        assert_eq!(left, limits([80, 80, 100, 100, 100, 2, 6]));
+        assert_eq!(left, limits([80, 80, 100, 100, 100, 2, 6, 2000]));
         assert_eq!(
             child_limits(&left, None),
-            Ok(limits([40, 40, 50, 50, 50, 1, 3]))
+            Ok(limits([40, 40, 50, 50, 50, 1, 3, 1000]))
         );
-        let too_much = limits([2, 1, 1, 1, 1, 3, 0]);
+        let too_much = limits([2, 1, 1, 1, 1, 3, 0, 0]);
         assert_eq!(child_limits(&left, Some(&too_much)), Err(Resource::Slices));
-        let too_few_caps = limits([1, 0, 0, 0, 0, 1, 0]);
+        let too_much_code = limits([2, 1, 1, 1, 1, 1, 0, 2001]);
+        assert_eq!(
+            child_limits(&left, Some(&too_much_code)),
+            Err(Resource::JitCodeBytes)
+        );
+        let too_few_caps = limits([1, 0, 0, 0, 0, 1, 0, 0]);
         assert_eq!(
             child_limits(&left, Some(&too_few_caps)),
             Err(Resource::Capabilities)
         );
         // A parent with no slice to spare cannot spawn.
-        let no_slice = limits([80, 80, 100, 100, 100, 0, 6]);
+        let no_slice = limits([80, 80, 100, 100, 100, 0, 6, 0]);
         assert_eq!(child_limits(&no_slice, None), Err(Resource::Slices));
     }
 
     #[test]
     fn boot_apps_split_the_machine_evenly() {
-        let machine = limits([8192, 1000, 64, 300, 10, 32, 64]);
+        let machine = limits([8192, 1000, 64, 300, 10, 32, 64, 1 << 20]);
         assert_eq!(
             boot_share(&machine, 3),
-            limits([2730, 333, 21, 100, 3, 10, 21])
+            limits([2730, 333, 21, 100, 3, 10, 21, 349_525])
         );
         assert_eq!(boot_share(&machine, 0), machine);
-        let a = limits([1, 2, 3, 4, 5, 6, 7]);
+        let a = limits([1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(subtract(&add(&a, &a), &a), a);
         assert_eq!(subtract(&a, &add(&a, &a)), Limits::default());
     }

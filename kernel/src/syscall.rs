@@ -134,6 +134,7 @@ fn simple_call(
         Syscall::SetUpcall => set_upcall(kernel, a0, a1, a2),
         Syscall::Spawn => spawn(kernel, a0, a1, a2, a3),
         Syscall::EnvQuota => env_quota(kernel, a0, a1, a2),
+        Syscall::KernelUsage => kernel_usage(a0),
         Syscall::EnvInfo => {
             let id = kernel.env_cap(a0, Rights::CONTROL)?;
             let query = EnvQuery::from_number(a1).ok_or(Error::InvalidArgument)?;
@@ -295,11 +296,13 @@ fn filter_bind(kernel: &mut Kernel, frame: &TrapFrame) -> Result<(u32, CapHandle
         .lookup(monitor_handle, me, Rights::MONITOR)
         .is_ok_and(|capability| capability.object == Object::NetMonitor);
     kernel.charge(me, Resource::Filters)?;
+    let code_budget = kernel.code_budget(me);
     let binding = net::filter_bind(
         kernel.current(),
         UserSlice::new(frame.rdi, frame.rsi),
         UserSlice::new(frame.rdx, frame.r10),
         monitor,
+        code_budget,
     )?;
     let object = Object::FilterBinding { id: binding.id };
     let capability = if binding.monitor {
@@ -337,11 +340,13 @@ fn ash_bind(kernel: &mut Kernel, frame: &TrapFrame) -> Result<(u32, CapHandle), 
         return Err(Error::InvalidArgument);
     }
     kernel.charge(me, Resource::Handlers)?;
+    let code_budget = kernel.code_budget(me);
     let id = net::ash_bind(
         kernel.current(),
         filter,
         UserSlice::new(frame.rsi, frame.rdx),
         UserSlice::new(frame.r10, frame.r8 * 8),
+        code_budget,
     )?;
     let object = Object::AshHandler { id };
     match kernel
@@ -425,6 +430,20 @@ fn console_write(env: &mut crate::env::Environment, text: UserSlice) -> Result<(
     };
     env.console_at_line_start = at_line_start;
     result
+}
+
+/// `kernel_usage(gauge)`.
+fn kernel_usage(gauge: u64) -> Result<u64, Error> {
+    Ok(
+        match exo_abi::usage::Gauge::from_number(gauge).ok_or(Error::InvalidArgument)? {
+            exo_abi::usage::Gauge::HeapUsedBytes => crate::mm::heap::used_bytes(),
+            exo_abi::usage::Gauge::FramesFree => crate::mm::frames::free_count(),
+            exo_abi::usage::Gauge::KernelTableFrames => {
+                crate::mm::paging::code_table_frames() + crate::mm::paging::split_table_frames()
+            }
+            exo_abi::usage::Gauge::JitCodePages => net::jit::code_pages_in_use(),
+        },
+    )
 }
 
 /// `env_quota(env_cap, resource, field)`.

@@ -164,6 +164,16 @@ pub fn env_quota(env: CapHandle, resource: Resource, field: QuotaField) -> Resul
     )
 }
 
+/// One figure of the kernel's own resources (heap, free frames, its tables, generated code).
+pub fn kernel_usage(gauge: exo_abi::usage::Gauge) -> Result<u64, Error> {
+    syscall5(Syscall::KernelUsage, [gauge as u64, 0, 0, 0, 0])
+}
+
+/// Raw `kernel_usage`, for refusal tests.
+pub fn kernel_usage_raw(gauge: u64) -> Result<u64, Error> {
+    syscall5(Syscall::KernelUsage, [gauge, 0, 0, 0, 0])
+}
+
 /// Raw `env_info`.
 pub fn env_info(env: CapHandle, query: EnvQuery) -> Result<u64, Error> {
     syscall5(Syscall::EnvInfo, [env.raw(), query as u64, 0, 0, 0])

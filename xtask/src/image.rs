@@ -35,6 +35,8 @@ pub const APPS: &[&str] = &[
     "hostile",
     "fpuspy",
     "quota",
+    "netquota",
+    "churn",
     "fuzz",
     "ashd",
     "undeliver",

@@ -214,6 +214,27 @@ pub const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
+        // Filter churn under traffic: one filter is bound and unbound 100,000 times beside
+        // steady ones while the namespace sends to both (hping3, in rounds until the cycles
+        // are done); the counts are exact, the kernel took every frame sent, and
+        // the kernel's heap, free frames, tables and code pages are back at their baseline.
+        name: "filter-churn",
+        cmdline: "apps=churn",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "churn: ready",
+            "exact: true",
+            "back to baseline: true; unknown gauge Err(InvalidArgument)",
+            "churn: counts exact and the kernel back to baseline: true",
+            "[exo] app churn (env 1) exited with status 0",
+        ],
+        timeout: CHURN_TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::Tap {
+            clients: churn_clients,
+        },
+    },
+    Scenario {
         // Three apps with their own TCP/IP stacks (libnet over smoltcp) on one IP, beside the
         // ARP and ICMP handlers: fetch GETs 1 MiB from a server in the namespace meanwhile; curl gets every page of httpd byte-identical (also 100
         // requests on one kept-alive connection, HEAD, 404, 400), socat echoes 1 MiB over TCP
@@ -428,6 +449,26 @@ pub const SCENARIOS: &[Scenario] = &[
         timeout: TIMEOUT,
         expect: Expect::Pass,
         network: Network::None,
+    },
+    Scenario {
+        // The network's quotas: a hog binds filters, then handlers, until each is Exhausted
+        // at the limit its parent gave it; others until their JIT code bytes run out (filters'
+        // and handlers' code both charged); the parent, their victim, still binds meanwhile.
+        name: "net-quotas",
+        cmdline: "apps=netquota",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "netquota hog: filters 6/6 then Exhausted, handlers 3/3 then Exhausted; at its limits: true",
+            "netquota: hog stopped at its own limits, victim unaffected: true",
+            "netquota code hog: 4 filters then Exhausted, handler Err(Exhausted); code",
+            "netquota: the JIT code quota stops each hog at its budget, victim unaffected, code back to 0: true",
+            "[exo] app netquota (env 1) exited with status 0",
+        ],
+        timeout: TAP_TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::Tap {
+            clients: |_| Ok(()),
+        },
     },
     Scenario {
         // 200,000 seeded random and near-valid system calls beside a working app: the kernel
@@ -872,6 +913,94 @@ fn flood_clients(session: &mut Session<'_>) -> Result<(), String> {
     }
     udp(session, 9003, b"quit", false)?;
     Ok(())
+}
+
+/// Time allowed for the churn scenario: 100,000 binds and unbinds through TCG (a debug
+/// kernel takes a few milliseconds for each pair).
+const CHURN_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// Frames one round of the churn clients sends to each port.
+const CHURN_ROUND_FRAMES: u64 = 500;
+/// Most rounds (at about a second each) before the clients give up on the churn finishing.
+const CHURN_MAX_ROUNDS: u64 = 800;
+
+/// The guest's MAC, from the kernel's `net: virtio-net ... MAC [52, 54, ...]` line.
+fn guest_mac(line: &str) -> Result<String, String> {
+    let bytes = line
+        .split_once("MAC [")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(bytes, _)| bytes.split(", ").collect::<Vec<_>>().join(":"))
+        .ok_or_else(|| format!("no MAC in {line:?}"))?;
+    if bytes.len() != 17 {
+        return Err(format!("not a MAC: {bytes:?}"));
+    }
+    Ok(bytes)
+}
+
+/// The `filter-churn` clients: the guest's MAC as a static neighbour (no ARP responder runs),
+/// then rounds of hping3 to the steady port and to the churn port, each bounded in count and
+/// rate, until the app says its cycles are done (at most [`CHURN_MAX_ROUNDS`]); then the quit
+/// datagram, which ends the churn, and the check that the kernel took every frame sent.
+fn churn_clients(session: &mut Session<'_>) -> Result<(), String> {
+    let nic = session.wait_for("MAC [", Duration::from_secs(60))?;
+    let mac = guest_mac(&nic)?;
+    session.client(
+        "ip",
+        &[
+            "neigh",
+            "replace",
+            GUEST_ADDRESS,
+            "lladdr",
+            &mac,
+            "dev",
+            TAP,
+        ],
+        CLIENT_DEADLINE,
+        None,
+    )?;
+    session.wait_for("churn: ready", Duration::from_secs(120))?;
+    let count = CHURN_ROUND_FRAMES.to_string();
+    let mut steady = 0;
+    for _ in 0..CHURN_MAX_ROUNDS {
+        for port in ["9300", "9301"] {
+            let arguments = [
+                "-2",
+                "-p",
+                port,
+                "-d",
+                "32",
+                "-c",
+                &count,
+                "-i",
+                "u1000",
+                "-q",
+                GUEST_ADDRESS,
+            ];
+            // Nothing answers UDP here, so hping3's status says nothing: what matters is the
+            // count, which the app checks.
+            session
+                .topology
+                .run("hping3", &arguments, Duration::from_secs(30), None)
+                .map_err(|error| format!("hping3 {}: {error}", arguments.join(" ")))?;
+        }
+        steady += CHURN_ROUND_FRAMES;
+        session.drain();
+        if session.seen.iter().any(|line| line.contains("cycles done")) {
+            break;
+        }
+    }
+    // The quit datagram, again if it was lost (the app counts every copy it sees).
+    // Every frame sent (to both ports, and the quit the app saw) was taken by the kernel.
+    let done = format!("rx {} = delivered", 2 * steady + 1);
+    let mut last = Err(String::new());
+    for _ in 0..3 {
+        udp(session, 9302, b"quit", false)?;
+        last = session.wait_for(&done, Duration::from_secs(20));
+        if last.is_ok() {
+            break;
+        }
+    }
+    last.map(drop)
 }
 
 /// Time allowed for the libnet scenario: its clients move a few MiB through TCG.

@@ -14,6 +14,7 @@ pub mod pack;
 pub mod quota;
 pub mod syscall;
 pub mod upcall;
+pub mod usage;
 
 pub use error::Error;
 pub use exit::KernelExit;

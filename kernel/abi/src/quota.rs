@@ -23,10 +23,13 @@ pub enum Resource {
     Slices = 5,
     /// Application-specific safe handlers it has bound (`ash_bind`).
     Handlers = 6,
+    /// Bytes of generated code its filters and handlers are charged: each filter the code it
+    /// compiles to alone (`dpf::jit`), each handler its compiled code (`ash::jit`).
+    JitCodeBytes = 7,
 }
 
 /// How many resources there are.
-pub const RESOURCES: usize = 7;
+pub const RESOURCES: usize = 8;
 
 impl Resource {
     /// Every resource, in number order.
@@ -38,6 +41,7 @@ impl Resource {
         Resource::Filters,
         Resource::Slices,
         Resource::Handlers,
+        Resource::JitCodeBytes,
     ];
 
     /// Decodes a resource number.
@@ -129,6 +133,7 @@ mod tests {
         assert_eq!(Limits::decode(&limits.encode()), limits);
         assert_eq!(limits.get(Resource::Slices), 1005);
         assert_eq!(limits.get(Resource::Handlers), 1006);
+        assert_eq!(limits.get(Resource::JitCodeBytes), 1007);
         assert_eq!(QuotaField::from_number(3), None);
     }
 }

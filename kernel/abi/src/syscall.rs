@@ -226,6 +226,10 @@ pub enum Syscall {
     /// [`crate::quota::Resource`]. `env_cap` 0 is the caller; any other needs `CONTROL`.
     /// `InvalidArgument` for an unknown resource or field.
     EnvQuota = 36,
+    /// `kernel_usage(gauge) -> value`: one figure of the kernel's own resources
+    /// ([`crate::usage::Gauge`]: heap, free frames, its tables, generated code), for tests
+    /// that check the kernel is back where it started. `InvalidArgument` for an unknown gauge.
+    KernelUsage = 37,
 }
 
 /// Most pages one `page_protect_range` changes.
@@ -251,7 +255,7 @@ pub const ANY_FRAME: u64 = u64::MAX;
 
 impl Syscall {
     /// Every system call, in number order; the kernel's dispatch is checked against it.
-    pub const ALL: [Syscall; 37] = [
+    pub const ALL: [Syscall; 38] = [
         Syscall::Exit,
         Syscall::ConsoleWrite,
         Syscall::Null,
@@ -289,6 +293,7 @@ impl Syscall {
         Syscall::AshBind,
         Syscall::AshCounter,
         Syscall::EnvQuota,
+        Syscall::KernelUsage,
     ];
 
     /// The number user code places in `rax`.
@@ -332,6 +337,7 @@ mod tests {
         assert_eq!(Syscall::NetIpv4.number(), 33);
         assert_eq!(Syscall::AshBind.number(), 34);
         assert_eq!(Syscall::AshCounter.number(), 35);
+        assert_eq!(Syscall::KernelUsage.number(), 37);
         for (index, call) in Syscall::ALL.iter().enumerate() {
             assert_eq!(call.number(), index as u64);
         }

@@ -43,6 +43,14 @@ pub const SYSCALL_VECTOR: u64 = 0x100;
 /// [`TrapFrame`] an interrupt from ring 3 would (with `rcx` = `rip` and `r11` = `rflags`), so
 /// the scheduler can save, switch and restore contexts whichever way they entered, and leaves
 /// through [`return_to_user`].
+// SAFETY: reached only through LSTAR from `syscall` in ring 3 (the kernel never executes
+// `syscall`), with IF, TF, DF, AC and NT masked by SFMASK, so nothing interrupts it before it
+// is on the kernel stack. The null path touches only RAX (a user register it may clobber) and
+// returns with `sysretq` only to a canonical RCX. Every other path swaps to the kernel's GS
+// (user GS is live on entry), saves the user RSP in the per-CPU block and switches to the
+// entry stack named there (set by `percpu::init` before `init` ran), then pushes exactly the
+// [`TrapFrame`] layout a const assertion in `trap` checks, 16-byte aligned for the call.
+// `syscall_dispatch` gets a pointer to that frame, valid for its whole call.
 #[unsafe(naked)]
 extern "C" fn syscall_entry() {
     naked_asm!(
@@ -107,6 +115,12 @@ extern "C" fn syscall_entry() {
 /// (CVE-2012-0217); `iretq` raises its #GP before leaving the kernel's stack. The scheduler
 /// never puts one in a frame: entries named by user code are checked to lie in the user half,
 /// and the last user page is never mapped, so no `syscall` can return past it.
+// SAFETY: jumped to (never called) with RSP at a [`TrapFrame`] on the kernel stack, from the
+// syscall and trap entries after dispatch and from `user::enter_first`, always with
+// interrupts off and the kernel's GS loaded. The frame's CS and SS are the user selectors
+// (the scheduler builds and checks every frame it installs), so `iretq` lands in ring 3;
+// `sysretq` is taken only when it reproduces the frame exactly (RCX = rip, canonical, R11 =
+// rflags), and `swapgs` runs on both exits, restoring the user's GS base.
 #[unsafe(naked)]
 pub extern "C" fn return_to_user() -> ! {
     naked_asm!(

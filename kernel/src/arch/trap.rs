@@ -47,6 +47,15 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
+// The entry stubs push, and `return_to_user` pops, this layout: 15 registers, the vector and
+// error code, then the CPU's five words (`trap_common` reads CS at +144 once it has pushed).
+const _: () = {
+    assert!(core::mem::size_of::<TrapFrame>() == 22 * 8);
+    assert!(offset_of!(TrapFrame, r15) == 0 && offset_of!(TrapFrame, rax) == 14 * 8);
+    assert!(offset_of!(TrapFrame, vector) == 15 * 8 && offset_of!(TrapFrame, rip) == 17 * 8);
+    assert!(offset_of!(TrapFrame, cs) == 144 && offset_of!(TrapFrame, ss) == 21 * 8);
+};
+
 impl TrapFrame {
     /// A fresh ring-3 context starting at `entry` with stack pointer `rsp`, every other
     /// register zero (nothing of the kernel leaks), interrupts enabled.
@@ -178,6 +187,13 @@ impl fmt::Display for Exception {
 
 /// Saves the general registers, calls `trap_dispatch`, restores them and returns with
 /// `iretq`. Entered from a per-vector stub with the vector and an error code pushed.
+// SAFETY: entered only by a jump from a per-vector stub (or `exception_fast`'s slow path),
+// through interrupt gates (interrupts off) on the stack the TSS or IST gives the vector, with
+// the CPU's frame, an error code and the vector on it. It swaps GS exactly when the saved CS
+// says ring 3 was interrupted, so the kernel's GS is live from here to the exit; the pushes
+// make the [`TrapFrame`] whose layout a const assertion checks, 16-byte aligned for the call.
+// Back to ring 3 it leaves through `return_to_user` (which swaps GS back); to ring 0 it pops
+// the same registers and `iretq`s without touching GS, as it entered.
 #[unsafe(naked)]
 extern "C" fn trap_common() {
     naked_asm!(
@@ -354,6 +370,9 @@ macro_rules! trap_stubs {
         /// Every installed vector and its stub.
         const STUBS: &[(u8, extern "C" fn())] = &[$(($vector, $name)),*];
     };
+    // SAFETY (both stubs): installed only as IDT entries, so entered by the CPU with its frame
+    // on the stack; each pushes what the CPU did not (an error code of 0, then the vector) so
+    // the common path sees one layout, touches no other register and jumps, never returns.
     (@stub $name:ident $vector:literal no_error_code $common:ident) => {
         #[unsafe(naked)]
         extern "C" fn $name() {

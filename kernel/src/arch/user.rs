@@ -21,6 +21,11 @@ pub fn enter_first(frame: &TrapFrame) -> ! {
     unsafe { enter_first_stub(frame) }
 }
 
+/// Loads RSP with `frame` and leaves through the common exit.
+// SAFETY: called only by `enter_first`, with interrupts about to be disabled here and the
+// frame it checked in RDI (the C ABI's first argument); `return_to_user` pops from RSP, so
+// pointing RSP at the frame is what it expects. The boot stack is abandoned: nothing returns
+// to it, and the frame's fields are popped into registers before anything reuses its memory.
 #[unsafe(naked)]
 unsafe extern "C" fn enter_first_stub(frame: &TrapFrame) -> ! {
     naked_asm!(

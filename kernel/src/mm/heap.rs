@@ -20,3 +20,8 @@ pub fn init() {
             .init(HEAP_START as *mut u8, HEAP_SIZE_BYTES as usize);
     }
 }
+
+/// Bytes allocated now (`kernel_usage`).
+pub fn used_bytes() -> u64 {
+    ALLOCATOR.lock().used() as u64
+}

@@ -106,7 +106,7 @@ impl ash::Actions for Host<'_> {
         if self.outbox.replies.len() >= OUTBOX_MAX_REPLIES {
             return false;
         }
-        let ports = super::owned_ports(self.rings, self.owner);
+        let ports = super::ring::owned_ports(self.rings, self.owner);
         let sender = exo_kernel::tx_check::SenderIdentity {
             mac: self.mac,
             ipv4: self.ipv4,

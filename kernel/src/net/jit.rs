@@ -54,6 +54,11 @@ pub enum InstallError {
     OutOfMemory,
 }
 
+/// Pages of the generated-code region held by installed code now (`kernel_usage`).
+pub fn code_pages_in_use() -> u64 {
+    paging::KERNEL_CODE_SIZE_BYTES / PAGE_BYTES as u64 - CODE_SPACE.lock().free_pages()
+}
+
 /// Reserves `pages` pages of the generated-code region (given back by [`release`]).
 fn reserve(pages: usize) -> Result<u64, InstallError> {
     CODE_SPACE

@@ -4,7 +4,9 @@ use super::*;
 
 /// What the machine has for all environments together: every capability slot, three
 /// quarters of the free frames (the rest stays the kernel's, for tables, rings and code),
-/// page tables and mappings within what the kernel heap and RAM can hold, filters, slices.
+/// page tables and mappings within what the kernel heap and RAM can hold, filters, slices,
+/// handlers, and generated code in a sixteenth of the free frames (code frames are the
+/// kernel's quarter's).
 pub(super) fn machine_limits() -> Limits {
     let frames = frames::free_count();
     let mut machine = Limits::default();
@@ -15,6 +17,10 @@ pub(super) fn machine_limits() -> Limits {
     machine.set(Resource::Filters, MAX_FILTERS);
     machine.set(Resource::Slices, exo_kernel::slices::SLICES as u64);
     machine.set(Resource::Handlers, MAX_HANDLERS);
+    machine.set(
+        Resource::JitCodeBytes,
+        frames / 16 * exo_abi::layout::PAGE_SIZE_BYTES,
+    );
     machine
 }
 
@@ -54,6 +60,7 @@ impl Kernel {
         used.set(Resource::Filters, crate::net::filters_of(id));
         used.set(Resource::Slices, self.slices.count(id) as u64);
         used.set(Resource::Handlers, crate::net::handlers_of(id));
+        used.set(Resource::JitCodeBytes, crate::net::code_bytes_of(id));
         Some(used)
     }
 
@@ -73,6 +80,13 @@ impl Kernel {
             Some(left) if left.get(resource) > 0 => Ok(()),
             _ => Err(Error::Exhausted),
         }
+    }
+
+    /// The bytes of generated code `id` may still be charged (`JitCodeBytes` left): a bind
+    /// whose code needs more is `Exhausted` (checked where the code's size is known, in `net`).
+    pub fn code_budget(&self, id: EnvId) -> u64 {
+        self.available(id)
+            .map_or(0, |left| left.get(Resource::JitCodeBytes))
     }
 
     /// Moves `limits` into (`take`) or out of `parent`'s reservation for its children, and

@@ -124,8 +124,8 @@ mod app {
             count: 0,
         };
         pool.add(env::own().raw());
-        let callable: [Syscall; 37 - EXCLUDED.len()] = {
-            let mut calls = [Syscall::Null; 37 - EXCLUDED.len()];
+        let callable: [Syscall; Syscall::ALL.len() - EXCLUDED.len()] = {
+            let mut calls = [Syscall::Null; Syscall::ALL.len() - EXCLUDED.len()];
             let mut filled = 0;
             for call in Syscall::ALL {
                 if !EXCLUDED.contains(&call) && filled < calls.len() {
