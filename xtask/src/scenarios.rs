@@ -1222,11 +1222,69 @@ impl Drop for FetchServer {
     }
 }
 
-/// The `libnet-load` clients: ab, then wrk, against httpd's front page.
+/// The drop and retransmission counters of an app's end-of-run line (`NAME: done: ...
+/// device DeviceCounters { ... }`) that must be 0 after a clean run: every way a frame is
+/// lost on the way in or out of the stack, and every segment sent twice in either direction.
+const LOSS_COUNTERS: &[&str] = &[
+    "rx_malformed",
+    "rx_bad_checksum",
+    "tx_refused",
+    "tx_failed",
+    "tx_retransmits",
+    "rx_peer_retransmits",
+    "rx_ring_full",
+];
+
+/// Counter `name` of a `DeviceCounters { name: N, ... }` in `line`.
+fn device_counter(line: &str, name: &str) -> Option<u64> {
+    let at = line.find(&format!(" {name}: "))? + name.len() + 3;
+    let digits: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// Waits for `app`'s end-of-run line and checks it lost nothing and sent nothing twice.
+fn no_loss(session: &mut Session<'_>, app: &str) -> Result<(), String> {
+    let line = session.wait_for(&format!("{app}: done:"), Duration::from_secs(30))?;
+    let mut report = Vec::new();
+    for name in LOSS_COUNTERS {
+        let value = device_counter(&line, name).ok_or(format!("no {name} in {line:?}"))?;
+        if value != 0 {
+            return Err(format!("{app}: {name} = {value}, wanted 0: {line}"));
+        }
+        report.push(format!("{name} 0"));
+    }
+    let frames = ["rx_frames", "tx_frames"].map(|name| device_counter(&line, name).unwrap_or(0));
+    eprintln!(
+        "libnet: {app}: {} frames in, {} out; {}",
+        frames[0],
+        frames[1],
+        report.join(", ")
+    );
+    Ok(())
+}
+
+/// The `libnet-load` clients: the 1 MiB file with curl, then ab and wrk against httpd's front
+/// page; httpd must then report no frame lost and no segment sent twice.
 fn load_clients(session: &mut Session<'_>) -> Result<(), String> {
     for ready in ["ashd: ready", "httpd: ready"] {
         session.wait_for(ready, Duration::from_secs(60))?;
     }
+    let site = httpd_site()?;
+    let (_, big) = site
+        .iter()
+        .find(|(path, _)| *path == "/big.bin")
+        .ok_or("no /big.bin in the site")?;
+    let start = Instant::now();
+    let got = curl(session, "/big.bin")?;
+    same("curl /big.bin", &got, big)?;
+    eprintln!(
+        "libnet-load: curl /big.bin: {} bytes identical in {:.2} s",
+        got.len(),
+        start.elapsed().as_secs_f64()
+    );
     let url = format!("http://{GUEST_ADDRESS}/");
     let ab = session.client(
         "ab",
@@ -1271,12 +1329,11 @@ fn load_clients(session: &mut Session<'_>) -> Result<(), String> {
             .trim()
     );
     let got = curl(session, "/")?;
-    let site = httpd_site()?;
     same("curl / after the load", &got, &site[0].1)?;
     for port in [9180, 9003] {
         udp(session, port, b"quit", false)?;
     }
-    Ok(())
+    no_loss(session, "httpd")
 }
 
 /// Judges a run against the scenario's expectations of a good run.

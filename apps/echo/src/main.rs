@@ -3,7 +3,8 @@
 //!
 //! Arguments (each `arg=K:HEX` of the boot command line, hex of the text): `tcp=PORT`
 //! (default 7), `udp=PORT` (default 7), `quit=PORT` (a datagram there ends the app; default
-//! none). Any number of TCP connections at once: what arrives is sent back, and when the peer
+//! none), `probe=1` (first check that the kernel tells this app nothing about another app's
+//! ring at the address of its own, see below). Any number of TCP connections at once: what arrives is sent back, and when the peer
 //! closes its side, the rest is sent and the connection closed. Prints `echo: ready ...`, and
 //! at the end what it echoed and what the stack still holds (sockets, filters, ring slots),
 //! which must be nothing.
@@ -16,10 +17,10 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 libnet::entry!(main);
 
-/// The ports the boot arguments give: `(tcp, udp, quit)`.
+/// The ports the boot arguments give: `(tcp, udp, quit)`, and whether to probe.
 #[cfg(target_os = "none")]
-fn ports() -> (u16, u16, Option<u16>) {
-    let (mut tcp, mut udp, mut quit) = (7, 7, None);
+fn ports() -> (u16, u16, Option<u16>, bool) {
+    let (mut tcp, mut udp, mut quit, mut probe) = (7, 7, None, false);
     let mut buffer = [0u8; 64];
     for index in 0..8 {
         let Ok(length) = libnet::net::boot_argument(index, &mut buffer) else {
@@ -37,11 +38,41 @@ fn ports() -> (u16, u16, Option<u16>) {
                 "tcp" => tcp = port,
                 "udp" => udp = port,
                 "quit" => quit = Some(port),
+                "probe" => probe = port != 0,
                 _ => {}
             }
         }
     }
-    (tcp, udp, quit)
+    (tcp, udp, quit, probe)
+}
+
+/// The hostile half of `net_counter(index, ring)`: booted after another echo (the same binary,
+/// so its stack ring is at the same address), this one waits 3 s for that one to bind its
+/// ring, asks for the count of that address before having a ring there itself (`NotFound`:
+/// another app's ring is not told), then, with its own stack, for a counter the kernel does not
+/// keep per ring and for an address inside its ring. The scenario checks the other echo was
+/// ready first.
+#[cfg(target_os = "none")]
+fn probe_ring_counters(stack: Option<&libnet::stack::Stack>) {
+    use libnet::abi::net::Counter;
+    use libnet::net::ring_counter;
+    let ring = libnet::stack::ring_address();
+    match stack {
+        None => {
+            let _ = libnet::net::wait(300, libnet::abi::syscall::NET_WAIT_OWN_FRAMES);
+            libnet::println!(
+                "echo: ring counters: another app's ring {:?}",
+                ring_counter(Counter::RingFull, ring)
+            );
+        }
+        Some(_) => libnet::println!(
+            "echo: ring counters: own delivered {:?}, own ring full {:?}, not kept per ring {:?}, inside the ring {:?}",
+            ring_counter(Counter::Delivered, ring).is_ok(),
+            ring_counter(Counter::RingFull, ring),
+            ring_counter(Counter::TxFrames, ring),
+            ring_counter(Counter::RingFull, ring + 4096),
+        ),
+    }
 }
 
 #[cfg(target_os = "none")]
@@ -57,7 +88,10 @@ fn main() -> u8 {
         peer_closed: bool,
     }
 
-    let (tcp_port, udp_port, quit_port) = ports();
+    let (tcp_port, udp_port, quit_port, probe) = ports();
+    if probe {
+        probe_ring_counters(None);
+    }
     let stack = match Stack::new(StackConfig::default()) {
         Ok(stack) => stack,
         Err(error) => {
@@ -92,6 +126,9 @@ fn main() -> u8 {
         }
         None => None,
     };
+    if probe {
+        probe_ring_counters(Some(&stack));
+    }
     println!("echo: ready tcp {tcp_port} udp {udp_port}");
     let mut connections: Vec<Connection> = Vec::new();
     let (mut accepted, mut tcp_bytes, mut datagrams, mut errors) = (0u64, 0u64, 0u64, 0u64);

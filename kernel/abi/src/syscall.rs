@@ -166,8 +166,13 @@ pub enum Syscall {
     /// environment woken runs at its next time slice. Errors: `InvalidArgument` without a NIC
     /// or with `timeout_ticks` over [`NET_WAIT_MAX_TICKS`].
     NetWait = 28,
-    /// `net_counter(index) -> value`: reads kernel network counter `index`
-    /// ([`crate::net::Counter`]); `InvalidArgument` past the last.
+    /// `net_counter(index, ring) -> value`: reads kernel network counter `index`
+    /// ([`crate::net::Counter`]); `InvalidArgument` past the last. With `ring` non-zero, the
+    /// count for the caller's ring starting there instead: only `Delivered` (copies it got)
+    /// and `RingFull` (copies dropped because its next slot was still the caller's) are kept
+    /// per ring, `InvalidArgument` for the others, `NotFound` when the caller has no ring
+    /// starting at `ring` (a ring exists from its first `filter_bind` until its last filter
+    /// is unbound).
     NetCounter = 29,
     /// `boot_argument(index, buffer, length_bytes) -> length_bytes`: copies the caller's
     /// `index`-th argument, hex-decoded, into its writable `buffer`. Arguments are the boot

@@ -28,6 +28,8 @@
 //! today.
 #![deny(unsafe_code)]
 mod ash_host;
+mod ring_counters;
+pub use ring_counters::counter_of_ring;
 #[allow(unsafe_code)]
 mod device;
 #[allow(unsafe_code)]
@@ -69,6 +71,8 @@ struct Ring {
     delivered: u64,
     /// Copies delivered since the last poll reported them (see [`poll`]).
     fresh: u64,
+    /// Copies dropped because the ring's next slot was still the app's (`ring_counters`).
+    full: u64,
     /// Whether the frame being demultiplexed matched (scratch between the two passes).
     matched: bool,
     /// The monitor trie's winning score for that frame (0: none).
@@ -444,6 +448,7 @@ fn demux(
         let slot = ring.slots[ring.next];
         if physical::load_owner(slot) != 0 {
             full += 1;
+            ring.full += 1;
             continue;
         }
         physical::write(slot + abi::RING_SLOT_HEADER_BYTES, frame);
@@ -672,6 +677,7 @@ pub fn filter_bind(
                 filters: Vec::new(),
                 delivered: 0,
                 fresh: 0,
+                full: 0,
             });
             net.rings.len() - 1
         }

@@ -9,6 +9,7 @@
 //!
 //! The socket API over it is in [`socket`]; the device in [`device`].
 pub mod device;
+mod retransmits;
 pub mod socket;
 
 use crate::net::{self, Binding, Ring};
@@ -60,6 +61,12 @@ impl Default for StackConfig {
     }
 }
 
+/// Where this app's stack ring starts (for [`net::ring_counter`]); the same address in every
+/// app built from one binary, a different ring in each.
+pub fn ring_address() -> u64 {
+    RING.region().0
+}
+
 /// The kernel clock as smoltcp's time.
 pub fn now() -> Instant {
     Instant::from_millis(crate::sys::ticks() as i64 * TICK_MS)
@@ -88,6 +95,14 @@ pub(crate) struct Inner {
     pub(crate) config: StackConfig,
     next_ephemeral: u16,
     pub(crate) ipv4: Ipv4Address,
+    /// Copies the kernel dropped for the ring while it had filters before (the kernel's
+    /// count goes with the ring's last filter).
+    ring_full_before: u64,
+}
+
+/// The kernel's count of copies dropped for the ring as it is now (0 while it has no filter).
+fn ring_full_now() -> u64 {
+    net::ring_counter(exo_abi::net::Counter::RingFull, RING.region().0).unwrap_or(0)
 }
 
 impl core::fmt::Debug for Inner {
@@ -191,6 +206,7 @@ impl Stack {
             config,
             next_ephemeral: EPHEMERAL_FIRST + (seed % 16384) as u16,
             ipv4: address,
+            ring_full_before: 0,
         }))))
     }
 
@@ -226,8 +242,11 @@ impl Stack {
     /// The counters, and the sockets, filters and ring slots held now.
     pub fn counters(&self) -> StackCounters {
         let inner = self.0.borrow();
+        let mut device = inner.device.counters;
+        // The kernel keeps the count (the ring had no room, so the stack never saw them).
+        device.rx_ring_full = inner.ring_full_before + ring_full_now();
         StackCounters {
-            device: inner.device.counters,
+            device,
             sockets: inner.sockets.iter().count(),
             filters: inner.claims.iter().map(|claim| claim.bindings.len()).sum(),
             arp_filters: inner.arp_bindings.len(),
@@ -340,6 +359,9 @@ impl Inner {
         self.claims[index].users -= 1;
         if self.claims[index].users == 0 {
             let claim = self.claims.swap_remove(index);
+            if self.claims.is_empty() && self.arp_bindings.is_empty() {
+                self.ring_full_before += ring_full_now();
+            }
             for binding in claim.bindings {
                 let _ = net::filter_unbind(binding.capability);
             }
