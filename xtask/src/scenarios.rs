@@ -274,6 +274,30 @@ pub const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
+        // TCP edge cases from a client scapy plays segment by segment (`tcp_edges.py`):
+        // out-of-window data ahead and behind (never delivered), reordered and overlapping
+        // segments (echo sends back exactly the stream), a zero window (echo's stack
+        // persists with probes, then sends everything intact when the window opens), a reset
+        // (nothing echoed after it; the next connection works and closes), a SYN to a port
+        // nobody owns (no answer). A second echo (`probe=1`) first asks the kernel about the
+        // first one's ring, at the address of its own: not told.
+        name: "libnet-tcp-edges",
+        cmdline: "apps=ashd,echo,echo monitor=ashd arg=1:7365727665 arg=2:7463703d37207564703d3730303720717569743d39313037 arg=3:7463703d38207564703d3830303820717569743d393130382070726f62653d31",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "echo: ring counters: another app's ring Err(NotFound)",
+            "echo: ring counters: own delivered true, own ring full Ok(0), not kept per ring Err(InvalidArgument), inside the ring Err(NotFound)",
+            "echo: left: sockets 0 filters 0 ring slots 0",
+            "[exo] app echo (env 2) exited with status 0",
+            "[exo] app echo (env 3) exited with status 0",
+        ],
+        timeout: LIBNET_TAP_TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::Tap {
+            clients: tcp_edge_clients,
+        },
+    },
+    Scenario {
         // Monitor filters need a monitor capability (`monitor=netmon` is not given here, so
         // netmon starts without one); a garbage filter encoding is refused before anything
         // else.
@@ -1334,6 +1358,53 @@ fn load_clients(session: &mut Session<'_>) -> Result<(), String> {
         udp(session, port, b"quit", false)?;
     }
     no_loss(session, "httpd")
+}
+
+/// The scapy client of `libnet-tcp-edges`, segment by segment (see the script).
+const SCAPY_TCP_EDGES: &str = include_str!("tcp_edges.py");
+
+/// The `libnet-tcp-edges` clients: the edge cases against the first echo, then both echos
+/// told to quit; the probing echo must have asked after the first one was ready.
+fn tcp_edge_clients(session: &mut Session<'_>) -> Result<(), String> {
+    for ready in ["ashd: ready", "echo: ready tcp 7", "echo: ready tcp 8"] {
+        session.wait_for(ready, Duration::from_secs(60))?;
+    }
+    let position = |session: &Session<'_>, text: &str| {
+        session.seen.iter().position(|line| line.contains(text))
+    };
+    match (
+        position(session, "echo: ready tcp 7"),
+        position(session, "another app's ring"),
+    ) {
+        (Some(ready), Some(probe)) if ready < probe => {}
+        order => {
+            return Err(format!(
+                "the probing echo asked before the first echo was ready (lines {order:?})"
+            ));
+        }
+    }
+    let start = Instant::now();
+    let report = session.client(
+        "/usr/bin/python3",
+        &["-c", SCAPY_TCP_EDGES, TAP],
+        CLIENT_DEADLINE * 4,
+        None,
+    )?;
+    let report = String::from_utf8_lossy(&report);
+    if !report.contains("edges done") {
+        return Err(format!("tcp edges: {report}"));
+    }
+    for line in report.lines() {
+        eprintln!("libnet-tcp-edges: {line}");
+    }
+    eprintln!(
+        "libnet-tcp-edges: the edge cases took {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    for port in [9107, 9108, 9003] {
+        udp(session, port, b"quit", false)?;
+    }
+    Ok(())
 }
 
 /// Judges a run against the scenario's expectations of a good run.
