@@ -222,7 +222,7 @@ pub const SCENARIOS: &[Scenario] = &[
         // httpd serves the next curl correctly. At the end
         // both stacks hold no socket, filter or ring slot.
         name: "libnet-tap",
-        cmdline: "apps=ashd,echo,httpd,fetch monitor=ashd,fetch arg=1:7365727665 arg=2:7463703d37207564703d3730303720717569743d39313037 arg=3:706f72743d383020717569743d39313830 arg=4:687474703a2f2f31302e302e322e323a383030302f646174612e62696e",
+        cmdline: "apps=ashd,echo,httpd,fetch monitor=ashd arg=1:7365727665 arg=2:7463703d37207564703d3730303720717569743d39313037 arg=3:706f72743d383020717569743d39313830 arg=4:687474703a2f2f31302e302e322e323a383030302f646174612e62696e",
         exit: KernelExit::Exited(0),
         serial: &[
             "echo: left: sockets 0 filters 0 ring slots 0",
@@ -230,7 +230,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "rx_bad_checksum: 20,",
             "[exo] app httpd (env 3) exited with status 0",
             "[exo] app echo (env 2) exited with status 0",
-            "fetch: left: sockets 0 filters 0 ring slots 0 (ARP filters 1)",
+            "fetch: left: sockets 0 filters 0 ring slots 0;",
             "[exo] app fetch (env 4) exited with status 0",
         ],
         timeout: LIBNET_TAP_TIMEOUT,
@@ -240,16 +240,24 @@ pub const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
-        // A client on its own stack: fetch connects out from an ephemeral port to `python3
-        // -m http.server` in the namespace (its ARP request answered, the reply reaching its
-        // stack through the ARP-reply filter), GETs 1 MiB and prints its length and SHA-256,
-        // which must be the file's; at the end its stack holds no socket or port filter.
+        // A client on its own stack, without a monitor capability: fetch connects out from an
+        // ephemeral port to `python3 -m http.server` in the namespace (the reply to its ARP
+        // request copied to its stack's ring because it asked), GETs 1 MiB and prints its
+        // length and SHA-256, which must be the file's; at the end its stack holds no socket
+        // or port filter. Meanwhile echo floods 600 ARP requests for other addresses (fetch
+        // asks after 4 s, when the flood's questions would fill the kernel's table if an app's
+        // were not capped) and never gets a copy of fetch's reply, nor of the unsolicited
+        // replies scapy sends.
         name: "libnet-fetch",
-        cmdline: "apps=ashd,fetch monitor=ashd,fetch arg=1:7365727665 arg=2:687474703a2f2f31302e302e322e323a383030302f646174612e62696e",
+        cmdline: "apps=ashd,echo,fetch monitor=ashd arg=1:7365727665 arg=2:7463703d37207564703d3730303720717569743d39313037206172705f666c6f6f643d363030 arg=3:687474703a2f2f31302e302e322e323a383030302f646174612e62696e arg=3:776169743d343030",
         exit: KernelExit::Exited(0),
         serial: &[
-            "fetch: left: sockets 0 filters 0 ring slots 0 (ARP filters 1)",
-            "[exo] app fetch (env 2) exited with status 0",
+            "echo: ARP flood: 600 of 600 requests sent",
+            "fetch: waited 400 ticks",
+            "fetch: left: sockets 0 filters 0 ring slots 0;",
+            "arp_questions_unrecorded=0",
+            "[exo] app fetch (env 3) exited with status 0",
+            "[exo] app echo (env 2) exited with status 0",
         ],
         timeout: LIBNET_TAP_TIMEOUT,
         expect: Expect::Pass,
@@ -1169,12 +1177,57 @@ fn libnet_clients(session: &mut Session<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// The `libnet-fetch` clients: an HTTP server in the namespace for the guest's `fetch`, whose
-/// report must name the served file's length and SHA-256.
+/// Unsolicited ARP replies to the guest's address, from a neighbour nobody asked about and
+/// from the server's address before fetch asks: no stack may get a copy.
+const SCAPY_UNSOLICITED_ARP: &str = r#"
+import sys
+from scapy.all import ARP, Ether, conf, get_if_hwaddr, sendp, srp1
+conf.verb = 0
+tap = sys.argv[1]
+mine = get_if_hwaddr(tap)
+answer = srp1(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, psrc="10.0.2.2", pdst="10.0.2.15"), iface=tap, timeout=3)
+if answer is None:
+    sys.exit("no ARP answer for the guest")
+guest_mac = answer[ARP].hwsrc
+for sender in ["10.0.2.77", "10.0.2.2"]:
+    sendp(Ether(src=mine, dst=guest_mac) / ARP(op=2, hwsrc=mine, psrc=sender, hwdst=guest_mac, pdst="10.0.2.15"), iface=tap, count=5, inter=0.02)
+print("sent")
+"#;
+
+/// The `libnet-fetch` clients: unsolicited ARP replies, an HTTP server in the namespace for
+/// the guest's `fetch`, whose report must name the served file's length and SHA-256; then
+/// fetch must have had the reply to its ARP request and echo (which asked only about others)
+/// none.
 fn fetch_clients(session: &mut Session<'_>) -> Result<(), String> {
+    session.wait_for("ashd: ready", Duration::from_secs(60))?;
+    let sent = session.client(
+        "/usr/bin/python3",
+        &["-c", SCAPY_UNSOLICITED_ARP, TAP],
+        CLIENT_DEADLINE,
+        None,
+    )?;
+    if !sent.starts_with(b"sent") {
+        return Err("scapy did not send the unsolicited replies".into());
+    }
     let served = FetchServer::start(session)?;
     served.check(session)?;
-    udp(session, 9003, b"quit", false).map(drop)
+    let fetch = session.wait_for("fetch: left:", Duration::from_secs(30))?;
+    if !device_counter(&fetch, "rx_arp").is_some_and(|count| count >= 1) {
+        return Err(format!("fetch's stack got no ARP reply: {fetch}"));
+    }
+    session.wait_for("echo: ready", Duration::from_secs(30))?;
+    for port in [9107, 9003] {
+        udp(session, port, b"quit", false)?;
+    }
+    let echo = session.wait_for("echo: done:", Duration::from_secs(30))?;
+    if device_counter(&echo, "rx_arp") != Some(0) {
+        return Err(format!("echo got an ARP reply it did not ask for: {echo}"));
+    }
+    eprintln!(
+        "libnet-fetch: ARP replies from the ring: fetch {:?}, echo 0",
+        device_counter(&fetch, "rx_arp")
+    );
+    Ok(())
 }
 
 /// `python3 -m http.server` in the namespace serving 1 MiB for `fetch`; removed on drop.

@@ -190,7 +190,11 @@ pub enum Syscall {
     /// port the caller owns (a port one of its bound filters claims, see `FilterBind`), or an
     /// ICMP error about a packet sent to such a port; otherwise `Denied`, counted as
     /// `tx_refused`. `raw` may name a network-monitor capability with `RAW_TRANSMIT`: then
-    /// only the source MAC is checked (a bad `raw` is `Denied`).
+    /// only the source MAC is checked (a bad `raw` is `Denied`). An ARP request the caller
+    /// sends from the host's addresses is remembered for 3 s (at most 4 per app, a new one
+    /// replacing its oldest): an ARP reply from the neighbour it asked about, to the host's
+    /// addresses, is copied to the caller's ring that holds a port-claiming filter (its
+    /// stack's), and to no app that did not ask.
     NetTransmit = 31,
     /// `net_mac() -> mac`: the NIC's MAC address in the low 48 bits (first byte lowest);
     /// `InvalidArgument` without a NIC.

@@ -27,6 +27,7 @@
 //! being classified while old code is freed. That is the whole of the "atomic swap" argument
 //! today.
 #![deny(unsafe_code)]
+mod arp_answers;
 mod ash_host;
 mod ring_counters;
 pub use ring_counters::counter_of_ring;
@@ -438,6 +439,7 @@ fn demux(
     {
         ring.matched = true;
     }
+    arp_answers::mark_askers(frame, context.mac, context.ipv4, rings, counters);
     let mut matched = 0u64;
     let mut full = 0u64;
     for ring in rings.iter_mut() {
@@ -972,6 +974,7 @@ pub fn transmit(
         log!("net: transmit refused: {refusal:?}");
         return Err(Error::Denied);
     }
+    arp_answers::asked(env.id, &frame, nic.mac(), *ipv4, counters);
     if !nic.send(&frame) {
         return Err(Error::InvalidArgument);
     }
@@ -1036,6 +1039,7 @@ pub fn boot_argument(env: &mut Environment, index: u64, buffer: UserSlice) -> Re
 /// logged if it had any.
 pub fn release(owner: EnvId) {
     let mut net = NET.lock();
+    arp_answers::forget(owner);
     for bound in net.handlers.iter().filter(|bound| bound.owner == owner) {
         let counters = &bound.counters;
         log!(

@@ -48,6 +48,9 @@ pub struct DeviceCounters {
     pub rx_bad_checksum: u64,
     /// ARP replies synthesised from delivered frames.
     pub rx_neighbours_learned: u64,
+    /// ARP frames from the ring: the kernel copies a stack only the replies to its own
+    /// requests.
+    pub rx_arp: u64,
     /// Frames sent.
     pub tx_frames: u64,
     /// Frames `net_transmit` refused (counted, dropped; TCP retransmits).
@@ -119,6 +122,10 @@ impl RingDevice {
                     }
                     return Some((index, length));
                 }
+                Verdict::Arp => {
+                    self.counters.rx_arp += 1;
+                    return Some((index, length));
+                }
                 Verdict::BadChecksum => self.counters.rx_bad_checksum += 1,
                 Verdict::Malformed => self.counters.rx_malformed += 1,
             }
@@ -156,6 +163,8 @@ impl RingDevice {
 enum Verdict {
     /// For smoltcp; an IPv4 frame names its sender (when it is a unicast one).
     Good(Option<(Ipv4Address, EthernetAddress)>),
+    /// An ARP frame, for smoltcp.
+    Arp,
     BadChecksum,
     Malformed,
 }
@@ -167,7 +176,7 @@ fn check(frame: &[u8], own: Ipv4Address) -> Verdict {
         return Verdict::Malformed;
     };
     match ethernet.ethertype() {
-        EthernetProtocol::Arp => Verdict::Good(None),
+        EthernetProtocol::Arp => Verdict::Arp,
         EthernetProtocol::Ipv4 => {
             let Ok(ip) = Ipv4Packet::new_checked(ethernet.payload()) else {
                 return Verdict::Malformed;
