@@ -1212,7 +1212,7 @@ fn fetch_clients(session: &mut Session<'_>) -> Result<(), String> {
     let served = FetchServer::start(session)?;
     served.check(session)?;
     let fetch = session.wait_for("fetch: left:", Duration::from_secs(30))?;
-    if !device_counter(&fetch, "rx_arp").is_some_and(|count| count >= 1) {
+    if device_counter(&fetch, "rx_arp").is_none_or(|count| count == 0) {
         return Err(format!("fetch's stack got no ARP reply: {fetch}"));
     }
     session.wait_for("echo: ready", Duration::from_secs(30))?;
