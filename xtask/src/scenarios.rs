@@ -266,14 +266,18 @@ pub const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
-        // Load on httpd's stack (a pool of 20 listening sockets): `ab -n 1000 -c 10` and `wrk
-        // -t1 -c16 -d5s` on the front page, every request answered; the figures are printed.
+        // Load on httpd's stack (a pool of 20 listening sockets): curl of the 1 MiB file, 1 MiB
+        // through echo's stack with socat, `ab -n 1000 -c 10` and `wrk -t1 -c16 -d5s` on the
+        // front page, every request answered; the figures are printed, and httpd and echo
+        // must report no frame dropped anywhere and no segment they sent twice.
         name: "libnet-load",
-        cmdline: "apps=ashd,httpd monitor=ashd arg=1:7365727665 arg=2:706f72743d383020717569743d3931383020706f6f6c3d3230",
+        cmdline: "apps=ashd,httpd,echo monitor=ashd arg=1:7365727665 arg=2:706f72743d383020717569743d3931383020706f6f6c3d3230 arg=3:7463703d37207564703d3730303720717569743d39313037",
         exit: KernelExit::Exited(0),
         serial: &[
             "httpd: left: sockets 0 filters 0 ring slots 0",
+            "echo: left: sockets 0 filters 0 ring slots 0",
             "[exo] app httpd (env 2) exited with status 0",
+            "[exo] app echo (env 3) exited with status 0",
         ],
         timeout: LIBNET_TAP_TIMEOUT,
         expect: Expect::Pass,
@@ -1301,14 +1305,16 @@ impl Drop for FetchServer {
 
 /// The drop and retransmission counters of an app's end-of-run line (`NAME: done: ...
 /// device DeviceCounters { ... }`) that must be 0 after a clean run: every way a frame is
-/// lost on the way in or out of the stack, and every segment sent twice in either direction.
+/// lost on the way in or out of the stack, and every segment the stack sent twice (smoltcp's
+/// retransmission timeout is at least 1 s, so one is a stall). The peer's retransmissions
+/// (`rx_peer_retransmits`) are printed, not required to be 0: Linux's timeout is 200 ms, which
+/// an emulated guest on a loaded host can outlast without losing anything.
 const LOSS_COUNTERS: &[&str] = &[
     "rx_malformed",
     "rx_bad_checksum",
     "tx_refused",
     "tx_failed",
     "tx_retransmits",
-    "rx_peer_retransmits",
     "rx_ring_full",
 ];
 
@@ -1333,20 +1339,23 @@ fn no_loss(session: &mut Session<'_>, app: &str) -> Result<(), String> {
         }
         report.push(format!("{name} 0"));
     }
-    let frames = ["rx_frames", "tx_frames"].map(|name| device_counter(&line, name).unwrap_or(0));
+    let frames = ["rx_frames", "tx_frames", "rx_peer_retransmits"]
+        .map(|name| device_counter(&line, name).unwrap_or(0));
     eprintln!(
-        "libnet: {app}: {} frames in, {} out; {}",
+        "libnet: {app}: {} frames in, {} out; {}; the peer sent {} segments again",
         frames[0],
         frames[1],
-        report.join(", ")
+        report.join(", "),
+        frames[2]
     );
     Ok(())
 }
 
-/// The `libnet-load` clients: the 1 MiB file with curl, then ab and wrk against httpd's front
-/// page; httpd must then report no frame lost and no segment sent twice.
+/// The `libnet-load` clients: the 1 MiB file with curl (download), 1 MiB through echo with
+/// socat (upload and download), then ab and wrk against httpd's front page; httpd and echo
+/// must then report no frame lost and no segment they sent twice.
 fn load_clients(session: &mut Session<'_>) -> Result<(), String> {
-    for ready in ["ashd: ready", "httpd: ready"] {
+    for ready in ["ashd: ready", "httpd: ready", "echo: ready"] {
         session.wait_for(ready, Duration::from_secs(60))?;
     }
     let site = httpd_site()?;
@@ -1360,6 +1369,23 @@ fn load_clients(session: &mut Session<'_>) -> Result<(), String> {
     eprintln!(
         "libnet-load: curl /big.bin: {} bytes identical in {:.2} s",
         got.len(),
+        start.elapsed().as_secs_f64()
+    );
+    let stream: Vec<u8> = (0..1usize << 20)
+        .map(|i| httpd_big_file_byte(i ^ 0x3c3c))
+        .collect();
+    let target = format!("TCP:{GUEST_ADDRESS}:7");
+    let start = Instant::now();
+    let echoed = session.client(
+        "socat",
+        &["-t", "30", "-T", "30", "-", &target],
+        CLIENT_DEADLINE * 4,
+        Some(&stream),
+    )?;
+    same("TCP echo of 1 MiB", &echoed, &stream)?;
+    eprintln!(
+        "libnet-load: socat echo of {} bytes identical in {:.2} s",
+        echoed.len(),
         start.elapsed().as_secs_f64()
     );
     let url = format!("http://{GUEST_ADDRESS}/");
@@ -1407,10 +1433,11 @@ fn load_clients(session: &mut Session<'_>) -> Result<(), String> {
     );
     let got = curl(session, "/")?;
     same("curl / after the load", &got, &site[0].1)?;
-    for port in [9180, 9003] {
+    for port in [9180, 9107, 9003] {
         udp(session, port, b"quit", false)?;
     }
-    no_loss(session, "httpd")
+    no_loss(session, "httpd")?;
+    no_loss(session, "echo")
 }
 
 /// The scapy client of `libnet-tcp-edges`, segment by segment (see the script).
