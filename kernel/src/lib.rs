@@ -17,6 +17,7 @@
 
 extern crate alloc;
 
+pub mod arp_questions;
 pub mod cap;
 pub mod cmdline;
 pub mod code_space;

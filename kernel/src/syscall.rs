@@ -243,7 +243,8 @@ fn simple_call(
             Ok(count)
         }
         Syscall::FilterUnbind => filter_unbind(kernel, a0),
-        Syscall::NetCounter => net::counter(a0),
+        Syscall::NetCounter if a1 == 0 => net::counter(a0),
+        Syscall::NetCounter => net::counter_of_ring(me, a0, a1),
         Syscall::NetTransmit => {
             // Any failure of a named capability (forged, revoked, wrong object or rights) is
             // `Denied`, as for the monitor capability of `filter_bind`.

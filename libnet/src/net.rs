@@ -154,6 +154,16 @@ pub fn counter(index: u64) -> Result<u64, Error> {
     decode_result(syscall4(Syscall::NetCounter, index, 0, 0, 0))
 }
 
+/// Kernel counter `counter` of this app's ring starting at `ring` (only `Delivered` and
+/// `RingFull` are kept per ring); `NotFound` when no filter is bound to such a ring of this
+/// app's.
+pub fn ring_counter(counter: exo_abi::net::Counter, ring: u64) -> Result<u64, Error> {
+    if ring == 0 {
+        return Err(Error::NotFound);
+    }
+    decode_result(syscall4(Syscall::NetCounter, counter as u64, ring, 0, 0))
+}
+
 /// Copies boot argument `index` into `buffer`; returns its length.
 pub fn boot_argument(index: u64, buffer: &mut [u8]) -> Result<usize, Error> {
     decode_result(syscall4(

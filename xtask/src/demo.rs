@@ -1,7 +1,8 @@
 //! `cargo xtask run` without `--append`: the demonstration. Boots exo with httpd and echo,
 //! each on its own TCP/IP stack, and ashd's ARP and ICMP handlers, on a tap device in a
 //! network namespace it creates; fetches the front page with curl, echoes a line through
-//! socat and pings; then prints what happened and what each app counted.
+//! socat and pings; then prints what happened, what each app counted (frames, drops,
+//! retransmissions, what it still holds) and the kernel's network counters as a table.
 //!
 //! Last, it replays a capture shipped in the repo through dpf monitors, and the kernel's
 //! generated code must count what dpf's interpreter counts on the host.
@@ -244,9 +245,19 @@ pub fn run(
             println!("demo: {}", line.trim());
         }
     }
-    let verdict = clients.and_then(|()| {
-        crate::scenarios::judge(&scenario, &run).map_err(|failure| failure.to_string())
-    });
+    let counters = crate::demo_counters::last_counters(&run.serial)
+        .ok_or_else(|| "the kernel printed no network counters".to_string())
+        .and_then(|counters| crate::demo_counters::report(&counters));
+    if let Ok(lines) = &counters {
+        for line in lines {
+            println!("demo: {line}");
+        }
+    }
+    let verdict = clients
+        .and_then(|()| {
+            crate::scenarios::judge(&scenario, &run).map_err(|failure| failure.to_string())
+        })
+        .and_then(|()| counters.map(drop));
     let verdict = verdict.and_then(|()| replay(&image.kernel));
     match verdict {
         Ok(()) => {

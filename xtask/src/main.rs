@@ -10,6 +10,7 @@
 
 mod bench_kernel;
 mod demo;
+mod demo_counters;
 mod fuzz;
 mod image;
 mod qemu;

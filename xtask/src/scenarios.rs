@@ -243,7 +243,7 @@ pub const SCENARIOS: &[Scenario] = &[
         // httpd serves the next curl correctly. At the end
         // both stacks hold no socket, filter or ring slot.
         name: "libnet-tap",
-        cmdline: "apps=ashd,echo,httpd,fetch monitor=ashd,fetch arg=1:7365727665 arg=2:7463703d37207564703d3730303720717569743d39313037 arg=3:706f72743d383020717569743d39313830 arg=4:687474703a2f2f31302e302e322e323a383030302f646174612e62696e",
+        cmdline: "apps=ashd,echo,httpd,fetch monitor=ashd arg=1:7365727665 arg=2:7463703d37207564703d3730303720717569743d39313037 arg=3:706f72743d383020717569743d39313830 arg=4:687474703a2f2f31302e302e322e323a383030302f646174612e62696e",
         exit: KernelExit::Exited(0),
         serial: &[
             "echo: left: sockets 0 filters 0 ring slots 0",
@@ -251,7 +251,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "rx_bad_checksum: 20,",
             "[exo] app httpd (env 3) exited with status 0",
             "[exo] app echo (env 2) exited with status 0",
-            "fetch: left: sockets 0 filters 0 ring slots 0 (ARP filters 1)",
+            "fetch: left: sockets 0 filters 0 ring slots 0;",
             "[exo] app fetch (env 4) exited with status 0",
         ],
         timeout: LIBNET_TAP_TIMEOUT,
@@ -261,16 +261,24 @@ pub const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
-        // A client on its own stack: fetch connects out from an ephemeral port to `python3
-        // -m http.server` in the namespace (its ARP request answered, the reply reaching its
-        // stack through the ARP-reply filter), GETs 1 MiB and prints its length and SHA-256,
-        // which must be the file's; at the end its stack holds no socket or port filter.
+        // A client on its own stack, without a monitor capability: fetch connects out from an
+        // ephemeral port to `python3 -m http.server` in the namespace (the reply to its ARP
+        // request copied to its stack's ring because it asked), GETs 1 MiB and prints its
+        // length and SHA-256, which must be the file's; at the end its stack holds no socket
+        // or port filter. Meanwhile echo floods 600 ARP requests for other addresses (fetch
+        // asks after 4 s, when the flood's questions would fill the kernel's table if an app's
+        // were not capped) and never gets a copy of fetch's reply, nor of the unsolicited
+        // replies scapy sends.
         name: "libnet-fetch",
-        cmdline: "apps=ashd,fetch monitor=ashd,fetch arg=1:7365727665 arg=2:687474703a2f2f31302e302e322e323a383030302f646174612e62696e",
+        cmdline: "apps=ashd,echo,fetch monitor=ashd arg=1:7365727665 arg=2:7463703d37207564703d3730303720717569743d39313037206172705f666c6f6f643d363030 arg=3:687474703a2f2f31302e302e322e323a383030302f646174612e62696e arg=3:776169743d343030",
         exit: KernelExit::Exited(0),
         serial: &[
-            "fetch: left: sockets 0 filters 0 ring slots 0 (ARP filters 1)",
-            "[exo] app fetch (env 2) exited with status 0",
+            "echo: ARP flood: 600 of 600 requests sent",
+            "fetch: waited 400 ticks",
+            "fetch: left: sockets 0 filters 0 ring slots 0;",
+            "arp_questions_unrecorded=0",
+            "[exo] app fetch (env 3) exited with status 0",
+            "[exo] app echo (env 2) exited with status 0",
         ],
         timeout: LIBNET_TAP_TIMEOUT,
         expect: Expect::Pass,
@@ -279,19 +287,47 @@ pub const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
-        // Load on httpd's stack (a pool of 20 listening sockets): `ab -n 1000 -c 10` and `wrk
-        // -t1 -c16 -d5s` on the front page, every request answered; the figures are printed.
+        // Load on httpd's stack (a pool of 20 listening sockets): curl of the 1 MiB file, 1 MiB
+        // through echo's stack with socat, `ab -n 1000 -c 10` and `wrk -t1 -c16 -d5s` on the
+        // front page, every request answered; the figures are printed, and httpd and echo
+        // must report no frame dropped anywhere and no segment they sent twice.
         name: "libnet-load",
-        cmdline: "apps=ashd,httpd monitor=ashd arg=1:7365727665 arg=2:706f72743d383020717569743d3931383020706f6f6c3d3230",
+        cmdline: "apps=ashd,httpd,echo monitor=ashd arg=1:7365727665 arg=2:706f72743d383020717569743d3931383020706f6f6c3d3230 arg=3:7463703d37207564703d3730303720717569743d39313037",
         exit: KernelExit::Exited(0),
         serial: &[
             "httpd: left: sockets 0 filters 0 ring slots 0",
+            "echo: left: sockets 0 filters 0 ring slots 0",
             "[exo] app httpd (env 2) exited with status 0",
+            "[exo] app echo (env 3) exited with status 0",
         ],
         timeout: LIBNET_TAP_TIMEOUT,
         expect: Expect::Pass,
         network: Network::Tap {
             clients: load_clients,
+        },
+    },
+    Scenario {
+        // TCP edge cases from a client scapy plays segment by segment (`tcp_edges.py`):
+        // out-of-window data ahead and behind (never delivered), reordered and overlapping
+        // segments (echo sends back exactly the stream), a zero window (echo's stack
+        // persists with probes, then sends everything intact when the window opens), a reset
+        // (nothing echoed after it; the next connection works and closes), a SYN to a port
+        // nobody owns (no answer). A second echo (`probe=1`) first asks the kernel about the
+        // first one's ring, at the address of its own: not told.
+        name: "libnet-tcp-edges",
+        cmdline: "apps=ashd,echo,echo monitor=ashd arg=1:7365727665 arg=2:7463703d37207564703d3730303720717569743d39313037 arg=3:7463703d38207564703d3830303820717569743d393130382070726f62653d31",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "echo: ring counters: another app's ring Err(NotFound)",
+            "echo: ring counters: own delivered true, own ring full Ok(0), not kept per ring Err(InvalidArgument), inside the ring Err(NotFound)",
+            "echo: left: sockets 0 filters 0 ring slots 0",
+            "[exo] app echo (env 2) exited with status 0",
+            "[exo] app echo (env 3) exited with status 0",
+        ],
+        timeout: LIBNET_TAP_TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::Tap {
+            clients: tcp_edge_clients,
         },
     },
     Scenario {
@@ -1274,12 +1310,57 @@ fn libnet_clients(session: &mut Session<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// The `libnet-fetch` clients: an HTTP server in the namespace for the guest's `fetch`, whose
-/// report must name the served file's length and SHA-256.
+/// Unsolicited ARP replies to the guest's address, from a neighbour nobody asked about and
+/// from the server's address before fetch asks: no stack may get a copy.
+const SCAPY_UNSOLICITED_ARP: &str = r#"
+import sys
+from scapy.all import ARP, Ether, conf, get_if_hwaddr, sendp, srp1
+conf.verb = 0
+tap = sys.argv[1]
+mine = get_if_hwaddr(tap)
+answer = srp1(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, psrc="10.0.2.2", pdst="10.0.2.15"), iface=tap, timeout=3)
+if answer is None:
+    sys.exit("no ARP answer for the guest")
+guest_mac = answer[ARP].hwsrc
+for sender in ["10.0.2.77", "10.0.2.2"]:
+    sendp(Ether(src=mine, dst=guest_mac) / ARP(op=2, hwsrc=mine, psrc=sender, hwdst=guest_mac, pdst="10.0.2.15"), iface=tap, count=5, inter=0.02)
+print("sent")
+"#;
+
+/// The `libnet-fetch` clients: unsolicited ARP replies, an HTTP server in the namespace for
+/// the guest's `fetch`, whose report must name the served file's length and SHA-256; then
+/// fetch must have had the reply to its ARP request and echo (which asked only about others)
+/// none.
 fn fetch_clients(session: &mut Session<'_>) -> Result<(), String> {
+    session.wait_for("ashd: ready", Duration::from_secs(60))?;
+    let sent = session.client(
+        "/usr/bin/python3",
+        &["-c", SCAPY_UNSOLICITED_ARP, TAP],
+        CLIENT_DEADLINE,
+        None,
+    )?;
+    if !sent.starts_with(b"sent") {
+        return Err("scapy did not send the unsolicited replies".into());
+    }
     let served = FetchServer::start(session)?;
     served.check(session)?;
-    udp(session, 9003, b"quit", false).map(drop)
+    let fetch = session.wait_for("fetch: left:", Duration::from_secs(30))?;
+    if device_counter(&fetch, "rx_arp").is_none_or(|count| count == 0) {
+        return Err(format!("fetch's stack got no ARP reply: {fetch}"));
+    }
+    session.wait_for("echo: ready", Duration::from_secs(30))?;
+    for port in [9107, 9003] {
+        udp(session, port, b"quit", false)?;
+    }
+    let echo = session.wait_for("echo: done:", Duration::from_secs(30))?;
+    if device_counter(&echo, "rx_arp") != Some(0) {
+        return Err(format!("echo got an ARP reply it did not ask for: {echo}"));
+    }
+    eprintln!(
+        "libnet-fetch: ARP replies from the ring: fetch {:?}, echo 0",
+        device_counter(&fetch, "rx_arp")
+    );
+    Ok(())
 }
 
 /// `python3 -m http.server` in the namespace serving 1 MiB for `fetch`; removed on drop.
@@ -1351,11 +1432,91 @@ impl Drop for FetchServer {
     }
 }
 
-/// The `libnet-load` clients: ab, then wrk, against httpd's front page.
+/// The drop and retransmission counters of an app's end-of-run line (`NAME: done: ...
+/// device DeviceCounters { ... }`) that must be 0 after a clean run: every way a frame is
+/// lost on the way in or out of the stack, and every segment the stack sent twice (smoltcp's
+/// retransmission timeout is at least 1 s, so one is a stall). The peer's retransmissions
+/// (`rx_peer_retransmits`) are printed, not required to be 0: Linux's timeout is 200 ms, which
+/// an emulated guest on a loaded host can outlast without losing anything.
+const LOSS_COUNTERS: &[&str] = &[
+    "rx_malformed",
+    "rx_bad_checksum",
+    "tx_refused",
+    "tx_failed",
+    "tx_retransmits",
+    "rx_ring_full",
+];
+
+/// Counter `name` of a `DeviceCounters { name: N, ... }` in `line`.
+fn device_counter(line: &str, name: &str) -> Option<u64> {
+    let at = line.find(&format!(" {name}: "))? + name.len() + 3;
+    let digits: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// Waits for `app`'s end-of-run line and checks it lost nothing and sent nothing twice.
+fn no_loss(session: &mut Session<'_>, app: &str) -> Result<(), String> {
+    let line = session.wait_for(&format!("{app}: done:"), Duration::from_secs(30))?;
+    let mut report = Vec::new();
+    for name in LOSS_COUNTERS {
+        let value = device_counter(&line, name).ok_or(format!("no {name} in {line:?}"))?;
+        if value != 0 {
+            return Err(format!("{app}: {name} = {value}, wanted 0: {line}"));
+        }
+        report.push(format!("{name} 0"));
+    }
+    let frames = ["rx_frames", "tx_frames", "rx_peer_retransmits"]
+        .map(|name| device_counter(&line, name).unwrap_or(0));
+    eprintln!(
+        "libnet: {app}: {} frames in, {} out; {}; the peer sent {} segments again",
+        frames[0],
+        frames[1],
+        report.join(", "),
+        frames[2]
+    );
+    Ok(())
+}
+
+/// The `libnet-load` clients: the 1 MiB file with curl (download), 1 MiB through echo with
+/// socat (upload and download), then ab and wrk against httpd's front page; httpd and echo
+/// must then report no frame lost and no segment they sent twice.
 fn load_clients(session: &mut Session<'_>) -> Result<(), String> {
-    for ready in ["ashd: ready", "httpd: ready"] {
+    for ready in ["ashd: ready", "httpd: ready", "echo: ready"] {
         session.wait_for(ready, Duration::from_secs(60))?;
     }
+    let site = httpd_site()?;
+    let (_, big) = site
+        .iter()
+        .find(|(path, _)| *path == "/big.bin")
+        .ok_or("no /big.bin in the site")?;
+    let start = Instant::now();
+    let got = curl(session, "/big.bin")?;
+    same("curl /big.bin", &got, big)?;
+    eprintln!(
+        "libnet-load: curl /big.bin: {} bytes identical in {:.2} s",
+        got.len(),
+        start.elapsed().as_secs_f64()
+    );
+    let stream: Vec<u8> = (0..1usize << 20)
+        .map(|i| httpd_big_file_byte(i ^ 0x3c3c))
+        .collect();
+    let target = format!("TCP:{GUEST_ADDRESS}:7");
+    let start = Instant::now();
+    let echoed = session.client(
+        "socat",
+        &["-t", "30", "-T", "30", "-", &target],
+        CLIENT_DEADLINE * 4,
+        Some(&stream),
+    )?;
+    same("TCP echo of 1 MiB", &echoed, &stream)?;
+    eprintln!(
+        "libnet-load: socat echo of {} bytes identical in {:.2} s",
+        echoed.len(),
+        start.elapsed().as_secs_f64()
+    );
     let url = format!("http://{GUEST_ADDRESS}/");
     let ab = session.client(
         "ab",
@@ -1400,9 +1561,56 @@ fn load_clients(session: &mut Session<'_>) -> Result<(), String> {
             .trim()
     );
     let got = curl(session, "/")?;
-    let site = httpd_site()?;
     same("curl / after the load", &got, &site[0].1)?;
-    for port in [9180, 9003] {
+    for port in [9180, 9107, 9003] {
+        udp(session, port, b"quit", false)?;
+    }
+    no_loss(session, "httpd")?;
+    no_loss(session, "echo")
+}
+
+/// The scapy client of `libnet-tcp-edges`, segment by segment (see the script).
+const SCAPY_TCP_EDGES: &str = include_str!("tcp_edges.py");
+
+/// The `libnet-tcp-edges` clients: the edge cases against the first echo, then both echos
+/// told to quit; the probing echo must have asked after the first one was ready.
+fn tcp_edge_clients(session: &mut Session<'_>) -> Result<(), String> {
+    for ready in ["ashd: ready", "echo: ready tcp 7", "echo: ready tcp 8"] {
+        session.wait_for(ready, Duration::from_secs(60))?;
+    }
+    let position = |session: &Session<'_>, text: &str| {
+        session.seen.iter().position(|line| line.contains(text))
+    };
+    match (
+        position(session, "echo: ready tcp 7"),
+        position(session, "another app's ring"),
+    ) {
+        (Some(ready), Some(probe)) if ready < probe => {}
+        order => {
+            return Err(format!(
+                "the probing echo asked before the first echo was ready (lines {order:?})"
+            ));
+        }
+    }
+    let start = Instant::now();
+    let report = session.client(
+        "/usr/bin/python3",
+        &["-c", SCAPY_TCP_EDGES, TAP],
+        CLIENT_DEADLINE * 4,
+        None,
+    )?;
+    let report = String::from_utf8_lossy(&report);
+    if !report.contains("edges done") {
+        return Err(format!("tcp edges: {report}"));
+    }
+    for line in report.lines() {
+        eprintln!("libnet-tcp-edges: {line}");
+    }
+    eprintln!(
+        "libnet-tcp-edges: the edge cases took {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    for port in [9107, 9108, 9003] {
         udp(session, port, b"quit", false)?;
     }
     Ok(())

@@ -3,7 +3,10 @@
 //!
 //! Arguments (each `arg=K:HEX` of the boot command line, hex of the text): `tcp=PORT`
 //! (default 7), `udp=PORT` (default 7), `quit=PORT` (a datagram there ends the app; default
-//! none). Any number of TCP connections at once: what arrives is sent back, and when the peer
+//! none), `probe=1` (first check that the kernel tells this app nothing about another app's
+//! ring at the address of its own, see below), `arp_flood=N` (first send N ARP requests for
+//! as many addresses, two per timer tick: the kernel remembers at most 4 of an app's
+//! questions, so this must not keep another app's ARP reply from reaching it). Any number of TCP connections at once: what arrives is sent back, and when the peer
 //! closes its side, the rest is sent and the connection closed. Prints `echo: ready ...`, and
 //! at the end what it echoed and what the stack still holds (sockets, filters, ring slots),
 //! which must be nothing.
@@ -16,10 +19,10 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 libnet::entry!(main);
 
-/// The ports the boot arguments give: `(tcp, udp, quit)`.
+/// The ports the boot arguments give: `(tcp, udp, quit)`, and whether to probe.
 #[cfg(target_os = "none")]
-fn ports() -> (u16, u16, Option<u16>) {
-    let (mut tcp, mut udp, mut quit) = (7, 7, None);
+fn ports() -> (u16, u16, Option<u16>, bool, u16) {
+    let (mut tcp, mut udp, mut quit, mut probe, mut flood) = (7, 7, None, false, 0);
     let mut buffer = [0u8; 64];
     for index in 0..8 {
         let Ok(length) = libnet::net::boot_argument(index, &mut buffer) else {
@@ -37,11 +40,71 @@ fn ports() -> (u16, u16, Option<u16>) {
                 "tcp" => tcp = port,
                 "udp" => udp = port,
                 "quit" => quit = Some(port),
+                "probe" => probe = port != 0,
+                "arp_flood" => flood = port,
                 _ => {}
             }
         }
     }
-    (tcp, udp, quit)
+    (tcp, udp, quit, probe, flood)
+}
+
+/// Sends `requests` ARP requests from the host's addresses for 10.99.X.Y, two per timer tick;
+/// how many the kernel sent.
+#[cfg(target_os = "none")]
+fn arp_flood(requests: u16) -> u16 {
+    use libnet::net;
+    let (Ok(mac), Ok(ipv4)) = (net::mac(), net::ipv4()) else {
+        return 0;
+    };
+    let mut frame = [0u8; 42];
+    frame[..6].copy_from_slice(&[0xff; 6]);
+    frame[6..12].copy_from_slice(&mac);
+    frame[12..14].copy_from_slice(&[0x08, 0x06]);
+    // Ethernet, IPv4, address lengths 6 and 4, request.
+    frame[14..22].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    frame[22..28].copy_from_slice(&mac);
+    frame[28..32].copy_from_slice(&ipv4);
+    let mut sent = 0;
+    for index in 0..requests {
+        frame[38..42].copy_from_slice(&[10, 99, (index >> 8) as u8, index as u8]);
+        if net::transmit(&[&frame]).is_ok() {
+            sent += 1;
+        }
+        if index % 2 == 1 {
+            let _ = net::wait(1, libnet::abi::syscall::NET_WAIT_OWN_FRAMES);
+        }
+    }
+    sent
+}
+
+/// The hostile half of `net_counter(index, ring)`: booted after another echo (the same binary,
+/// so its stack ring is at the same address), this one waits 3 s for that one to bind its
+/// ring, asks for the count of that address before having a ring there itself (`NotFound`:
+/// another app's ring is not told), then, with its own stack, for a counter the kernel does not
+/// keep per ring and for an address inside its ring. The scenario checks the other echo was
+/// ready first.
+#[cfg(target_os = "none")]
+fn probe_ring_counters(stack: Option<&libnet::stack::Stack>) {
+    use libnet::abi::net::Counter;
+    use libnet::net::ring_counter;
+    let ring = libnet::stack::ring_address();
+    match stack {
+        None => {
+            let _ = libnet::net::wait(300, libnet::abi::syscall::NET_WAIT_OWN_FRAMES);
+            libnet::println!(
+                "echo: ring counters: another app's ring {:?}",
+                ring_counter(Counter::RingFull, ring)
+            );
+        }
+        Some(_) => libnet::println!(
+            "echo: ring counters: own delivered {:?}, own ring full {:?}, not kept per ring {:?}, inside the ring {:?}",
+            ring_counter(Counter::Delivered, ring).is_ok(),
+            ring_counter(Counter::RingFull, ring),
+            ring_counter(Counter::TxFrames, ring),
+            ring_counter(Counter::RingFull, ring + 4096),
+        ),
+    }
 }
 
 #[cfg(target_os = "none")]
@@ -57,7 +120,10 @@ fn main() -> u8 {
         peer_closed: bool,
     }
 
-    let (tcp_port, udp_port, quit_port) = ports();
+    let (tcp_port, udp_port, quit_port, probe, flood) = ports();
+    if probe {
+        probe_ring_counters(None);
+    }
     let stack = match Stack::new(StackConfig::default()) {
         Ok(stack) => stack,
         Err(error) => {
@@ -92,6 +158,15 @@ fn main() -> u8 {
         }
         None => None,
     };
+    if flood > 0 {
+        println!(
+            "echo: ARP flood: {} of {flood} requests sent",
+            arp_flood(flood)
+        );
+    }
+    if probe {
+        probe_ring_counters(Some(&stack));
+    }
     println!("echo: ready tcp {tcp_port} udp {udp_port}");
     let mut connections: Vec<Connection> = Vec::new();
     let (mut accepted, mut tcp_bytes, mut datagrams, mut errors) = (0u64, 0u64, 0u64, 0u64);

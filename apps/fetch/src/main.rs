@@ -1,10 +1,12 @@
 //! An HTTP client over this app's own TCP/IP stack (libnet's smoltcp): connects out from an
 //! ephemeral port, GETs the URL its boot argument names (`http://A.B.C.D:PORT/PATH`), and
-//! prints the status, the body's length and its SHA-256.
+//! prints the status, the body's length and its SHA-256. A second argument `wait=TICKS`
+//! (at most 1000) makes it wait that long first (a scenario uses it to ask for its neighbour
+//! while another app floods the network with ARP requests).
 //!
-//! Start it with `monitor=fetch`: its stack binds a filter for ARP replies to the host's
-//! address with that capability, so the reply to its own ARP request for the server reaches
-//! it. The server may not be up yet: a refused connection is tried again for a while.
+//! It needs no monitor capability: the kernel copies the reply to its stack's ARP request for
+//! the server to its ring (and to no other app's). The server may not be up yet: a refused
+//! connection is tried again for a while.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
@@ -57,10 +59,19 @@ fn main() -> u8 {
         println!("fetch: not a URL: {url:?}");
         return 2;
     };
-    let stack = match Stack::new(StackConfig {
-        arp_monitor: libnet::net::boot_monitor(),
-        ..StackConfig::default()
-    }) {
+    let mut option = [0u8; 32];
+    let wait = libnet::net::boot_argument(1, &mut option)
+        .ok()
+        .and_then(|length| core::str::from_utf8(&option[..length]).ok())
+        .and_then(|text| text.strip_prefix("wait="))
+        .and_then(|ticks| ticks.parse::<u64>().ok());
+    if let Some(ticks) = wait {
+        let ticks = ticks.min(libnet::abi::syscall::NET_WAIT_MAX_TICKS);
+        // No ring yet: this only sleeps.
+        let _ = libnet::net::wait(ticks, libnet::abi::syscall::NET_WAIT_OWN_FRAMES);
+        println!("fetch: waited {ticks} ticks");
+    }
+    let stack = match Stack::new(StackConfig::default()) {
         Ok(stack) => stack,
         Err(error) => {
             println!("fetch: no stack: {error:?}");
@@ -153,12 +164,8 @@ fn main() -> u8 {
     }
     let counters = stack.counters();
     println!(
-        "fetch: left: sockets {} filters {} ring slots {} (ARP filters {}); device {:?}",
-        counters.sockets,
-        counters.filters,
-        counters.ring_slots_used,
-        counters.arp_filters,
-        counters.device
+        "fetch: left: sockets {} filters {} ring slots {}; device {:?}",
+        counters.sockets, counters.filters, counters.ring_slots_used, counters.device
     );
     0
 }

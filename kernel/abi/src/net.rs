@@ -150,11 +150,18 @@ pub enum Counter {
     /// Handler replies the transmit check let through but the NIC's transmit queue had no
     /// room for.
     AshRepliesDropped = 23,
+    /// ARP replies to the host's addresses copied to an app that had asked about their sender
+    /// (its request allowed by the transmit check in the last 3 s; see `NetTransmit`), one per
+    /// app that asked.
+    ArpAnswersToAskers = 24,
+    /// ARP requests apps sent whose question the kernel had no room to remember (only when
+    /// more environments than can exist at once would ask: each holds at most 4).
+    ArpQuestionsUnrecorded = 25,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 24] = [
+    pub const ALL: [Counter; 26] = [
         Counter::RxFrames,
         Counter::Delivered,
         Counter::NoMatch,
@@ -179,6 +186,8 @@ impl Counter {
         Counter::AshRepliesRefused,
         Counter::AshDisabled,
         Counter::AshRepliesDropped,
+        Counter::ArpAnswersToAskers,
+        Counter::ArpQuestionsUnrecorded,
     ];
 
     /// The name xtask prints and writes to JSON.
@@ -208,6 +217,8 @@ impl Counter {
             Counter::AshRepliesRefused => "ash_replies_refused",
             Counter::AshDisabled => "ash_disabled",
             Counter::AshRepliesDropped => "ash_replies_dropped",
+            Counter::ArpAnswersToAskers => "arp_answers_to_askers",
+            Counter::ArpQuestionsUnrecorded => "arp_questions_unrecorded",
         }
     }
 

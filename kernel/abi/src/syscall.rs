@@ -166,8 +166,13 @@ pub enum Syscall {
     /// environment woken runs at its next time slice. Errors: `InvalidArgument` without a NIC
     /// or with `timeout_ticks` over [`NET_WAIT_MAX_TICKS`].
     NetWait = 28,
-    /// `net_counter(index) -> value`: reads kernel network counter `index`
-    /// ([`crate::net::Counter`]); `InvalidArgument` past the last.
+    /// `net_counter(index, ring) -> value`: reads kernel network counter `index`
+    /// ([`crate::net::Counter`]); `InvalidArgument` past the last. With `ring` non-zero, the
+    /// count for the caller's ring starting there instead: only `Delivered` (copies it got)
+    /// and `RingFull` (copies dropped because its next slot was still the caller's) are kept
+    /// per ring, `InvalidArgument` for the others, `NotFound` when the caller has no ring
+    /// starting at `ring` (a ring exists from its first `filter_bind` until its last filter
+    /// is unbound).
     NetCounter = 29,
     /// `boot_argument(index, buffer, length_bytes) -> length_bytes`: copies the caller's
     /// `index`-th argument, hex-decoded, into its writable `buffer`. Arguments are the boot
@@ -185,7 +190,11 @@ pub enum Syscall {
     /// port the caller owns (a port one of its bound filters claims, see `FilterBind`), or an
     /// ICMP error about a packet sent to such a port; otherwise `Denied`, counted as
     /// `tx_refused`. `raw` may name a network-monitor capability with `RAW_TRANSMIT`: then
-    /// only the source MAC is checked (a bad `raw` is `Denied`).
+    /// only the source MAC is checked (a bad `raw` is `Denied`). An ARP request the caller
+    /// sends from the host's addresses is remembered for 3 s (at most 4 per app, a new one
+    /// replacing its oldest): an ARP reply from the neighbour it asked about, to the host's
+    /// addresses, is copied to the caller's ring that holds a port-claiming filter (its
+    /// stack's), and to no app that did not ask.
     NetTransmit = 31,
     /// `net_mac() -> mac`: the NIC's MAC address in the low 48 bits (first byte lowest);
     /// `InvalidArgument` without a NIC.

@@ -138,6 +138,7 @@ pub fn filter_bind(
                 filters: Vec::new(),
                 delivered: 0,
                 fresh: 0,
+                full: 0,
             });
             net.rings.len() - 1
         }

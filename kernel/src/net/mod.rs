@@ -31,6 +31,7 @@
 //! [`ring`] (rings and monitor code), [`receive`] (poll, demux, handler runs), [`handlers`]
 //! (`ash_bind`), [`transmit`], [`counters`], [`interrupt`], [`boot_args`], [`release`].
 #![deny(unsafe_code)]
+mod arp_answers;
 mod ash_host;
 mod boot_args;
 mod counters;
@@ -46,6 +47,7 @@ mod physical;
 mod receive;
 mod release;
 mod ring;
+mod ring_counters;
 mod shared;
 mod transmit;
 
@@ -62,6 +64,7 @@ pub use handlers::{
 pub use interrupt::{acknowledge_interrupt, irq};
 pub use receive::{Backlog, Event, POLL_BUDGET, poll};
 pub use release::release;
+pub use ring_counters::counter_of_ring;
 pub use transmit::{ipv4, mac, transmit};
 
 use crate::env::EnvId;

@@ -4,7 +4,7 @@ use super::counters::{Counters, bump};
 use super::handlers::BoundHandler;
 use super::ring::Ring;
 use super::shared::Shared;
-use super::{NET, Net, ash_host, physical};
+use super::{NET, Net, arp_answers, ash_host, physical};
 use crate::env::EnvId;
 use dpf::trie::Score;
 use dpf::{FilterId, Packet};
@@ -168,6 +168,7 @@ pub(super) fn demux(
     {
         ring.matched = true;
     }
+    arp_answers::mark_askers(frame, context.mac, context.ipv4, rings, counters);
     let mut matched = 0u64;
     let mut full = 0u64;
     for ring in rings.iter_mut() {
@@ -178,6 +179,7 @@ pub(super) fn demux(
         let slot = ring.slots[ring.next];
         if physical::load_owner(slot) != 0 {
             full += 1;
+            ring.full += 1;
             continue;
         }
         physical::write(slot + abi::RING_SLOT_HEADER_BYTES, frame);

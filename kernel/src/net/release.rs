@@ -8,6 +8,7 @@ use exo_abi::net::{AshCounter, Counter};
 /// logged if it had any.
 pub fn release(owner: EnvId) {
     let mut net = NET.lock();
+    super::arp_answers::forget(owner);
     for bound in net.handlers.iter().filter(|bound| bound.owner == owner) {
         let counters = &bound.counters;
         log!(

@@ -24,6 +24,8 @@ pub(super) struct Ring {
     pub(super) delivered: u64,
     /// Copies delivered since the last poll reported them (see [`super::poll`]).
     pub(super) fresh: u64,
+    /// Copies dropped because the ring's next slot was still the app's (`ring_counters`).
+    pub(super) full: u64,
     /// Whether the frame being demultiplexed matched (scratch between the two passes).
     pub(super) matched: bool,
     /// The monitor trie's winning score for that frame (0: none).

@@ -2,7 +2,7 @@
 //! and the addresses it may send from.
 use super::counters::bump;
 use super::ring::owned_ports;
-use super::{NET, Net};
+use super::{NET, Net, arp_answers};
 use crate::env::Environment;
 use crate::usermem::UserSlice;
 use alloc::vec::Vec;
@@ -69,6 +69,7 @@ pub fn transmit(
         log!("net: transmit refused: {refusal:?}");
         return Err(Error::Denied);
     }
+    arp_answers::asked(env.id, &frame, nic.mac(), *ipv4, counters);
     if !nic.send(&frame) {
         return Err(Error::InvalidArgument);
     }

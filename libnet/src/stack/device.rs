@@ -11,6 +11,7 @@
 //! names its sender's MAC and IPv4 address; the device gives smoltcp that pairing as an ARP
 //! reply it synthesises just before the frame (the way smoltcp itself used to learn from IP
 //! frames), so a server answers a client's first SYN without asking who it is.
+use super::retransmits::{self, Watch};
 use crate::net::Ring;
 use alloc::vec::Vec;
 use exo_abi::net::FRAME_MAX_BYTES;
@@ -47,10 +48,26 @@ pub struct DeviceCounters {
     pub rx_bad_checksum: u64,
     /// ARP replies synthesised from delivered frames.
     pub rx_neighbours_learned: u64,
+    /// ARP frames from the ring: the kernel copies a stack only the replies to its own
+    /// requests.
+    pub rx_arp: u64,
     /// Frames sent.
     pub tx_frames: u64,
     /// Frames `net_transmit` refused (counted, dropped; TCP retransmits).
     pub tx_refused: u64,
+    /// Frames `net_transmit` could not send for another reason (the NIC had no room; it
+    /// sends synchronously, so a transmit never waits for a free slot).
+    pub tx_failed: u64,
+    /// TCP segments this stack sent again (its retransmission timer fired, or a fast
+    /// retransmit): see [`retransmits`].
+    pub tx_retransmits: u64,
+    /// TCP segments received that carried sequence space already received (the peer sent
+    /// them again: a frame lost on the way here, or this stack's ACK came too late).
+    pub rx_peer_retransmits: u64,
+    /// Copies of frames for this stack the kernel dropped because the ring's next slot was
+    /// still taken (read from the kernel, `net_counter(RingFull, ring)`, when the counters
+    /// are).
+    pub rx_ring_full: u64,
 }
 
 /// The device: the ring (a `static` of libnet's), the transmit buffer, the neighbours seen.
@@ -64,6 +81,8 @@ pub struct RingDevice {
     /// A synthesised ARP reply to hand smoltcp before the frame in the ring's next slot.
     pending_arp: Option<[u8; ARP_FRAME_BYTES]>,
     pub(crate) counters: DeviceCounters,
+    sent: Watch,
+    received: Watch,
 }
 
 impl RingDevice {
@@ -76,6 +95,8 @@ impl RingDevice {
             neighbours: Vec::new(),
             pending_arp: None,
             counters: DeviceCounters::default(),
+            sent: Watch::default(),
+            received: Watch::default(),
         }
     }
 
@@ -91,6 +112,18 @@ impl RingDevice {
                     if let Some((ip, mac)) = sender {
                         self.learn(ip, mac, now_ms);
                     }
+                    // Recorded once: a frame waiting behind a synthesised ARP reply comes
+                    // back here with the sender already known.
+                    if self.pending_arp.is_none()
+                        && let Some(segment) = retransmits::segment(frame, false)
+                        && self.received.record(segment)
+                    {
+                        self.counters.rx_peer_retransmits += 1;
+                    }
+                    return Some((index, length));
+                }
+                Verdict::Arp => {
+                    self.counters.rx_arp += 1;
                     return Some((index, length));
                 }
                 Verdict::BadChecksum => self.counters.rx_bad_checksum += 1,
@@ -130,6 +163,8 @@ impl RingDevice {
 enum Verdict {
     /// For smoltcp; an IPv4 frame names its sender (when it is a unicast one).
     Good(Option<(Ipv4Address, EthernetAddress)>),
+    /// An ARP frame, for smoltcp.
+    Arp,
     BadChecksum,
     Malformed,
 }
@@ -141,7 +176,7 @@ fn check(frame: &[u8], own: Ipv4Address) -> Verdict {
         return Verdict::Malformed;
     };
     match ethernet.ethertype() {
-        EthernetProtocol::Arp => Verdict::Good(None),
+        EthernetProtocol::Arp => Verdict::Arp,
         EthernetProtocol::Ipv4 => {
             let Ok(ip) = Ipv4Packet::new_checked(ethernet.payload()) else {
                 return Verdict::Malformed;
@@ -237,6 +272,7 @@ impl phy::RxToken for RxToken {
 pub struct TxToken<'a> {
     buffer: &'a mut [u8],
     counters: &'a mut DeviceCounters,
+    sent: &'a mut Watch,
 }
 
 impl phy::TxToken for TxToken<'_> {
@@ -249,8 +285,16 @@ impl phy::TxToken for TxToken<'_> {
         let frame = &mut self.buffer[..length];
         let result = f(frame);
         match crate::net::transmit(&[frame]) {
-            Ok(_) => self.counters.tx_frames += 1,
-            Err(_) => self.counters.tx_refused += 1,
+            Ok(_) => {
+                self.counters.tx_frames += 1;
+                if let Some(segment) = retransmits::segment(frame, true)
+                    && self.sent.record(segment)
+                {
+                    self.counters.tx_retransmits += 1;
+                }
+            }
+            Err(crate::Error::Denied) => self.counters.tx_refused += 1,
+            Err(_) => self.counters.tx_failed += 1,
         }
         result
     }
@@ -285,6 +329,7 @@ impl phy::Device for RingDevice {
             TxToken {
                 buffer: &mut self.transmit_buffer,
                 counters: &mut self.counters,
+                sent: &mut self.sent,
             },
         ))
     }
@@ -293,6 +338,7 @@ impl phy::Device for RingDevice {
         Some(TxToken {
             buffer: &mut self.transmit_buffer,
             counters: &mut self.counters,
+            sent: &mut self.sent,
         })
     }
 

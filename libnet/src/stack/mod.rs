@@ -5,10 +5,12 @@
 //! P`, `ip and udp dst port P`) bound to the stack's ring when a socket first needs it and
 //! unbound when the last socket using it is gone (and by the kernel when the app ends). Since
 //! the kernel delivers only frames for claimed ports, the stack never answers for a port it
-//! does not own and never resets a segment it did not receive.
+//! does not own and never resets a segment it did not receive. The replies to the stack's own
+//! ARP requests reach its ring too: the kernel remembers who asked whom (`NetTransmit`).
 //!
 //! The socket API over it is in [`socket`]; the device in [`device`].
 pub mod device;
+mod retransmits;
 pub mod socket;
 
 use crate::net::{self, Binding, Ring};
@@ -42,11 +44,6 @@ pub struct StackConfig {
     /// Listening sockets a [`TcpListener`] keeps (smoltcp has no backlog: each takes one
     /// connection through its handshake).
     pub listen_pool: usize,
-    /// A monitor capability (right `MONITOR`) to bind a filter for ARP replies to the host's
-    /// address with, so replies to this stack's own requests reach it (a client connecting
-    /// to a neighbour it has not heard from); `CapHandle::NONE`: no such filter, neighbours
-    /// are learned only from the frames delivered for the stack's ports.
-    pub arp_monitor: exo_abi::cap::CapHandle,
 }
 
 impl Default for StackConfig {
@@ -55,9 +52,14 @@ impl Default for StackConfig {
             prefix_length: 24,
             tcp_buffer_bytes: 32 * 1024,
             listen_pool: 4,
-            arp_monitor: exo_abi::cap::CapHandle::NONE,
         }
     }
+}
+
+/// Where this app's stack ring starts (for [`net::ring_counter`]); the same address in every
+/// app built from one binary, a different ring in each.
+pub fn ring_address() -> u64 {
+    RING.region().0
 }
 
 /// The kernel clock as smoltcp's time.
@@ -80,14 +82,20 @@ pub(crate) struct Inner {
     pub(crate) device: RingDevice,
     pub(crate) sockets: SocketSet<'static>,
     claims: Vec<Claim>,
-    /// The filter for ARP replies to the host's address (see [`StackConfig::arp_monitor`]).
-    arp_bindings: Vec<Binding>,
     /// TCP sockets closed by their owner, kept until their connection has ended, with the
     /// claim each holds.
     closing: Vec<(SocketHandle, dpf::claim::Transport, u16)>,
     pub(crate) config: StackConfig,
     next_ephemeral: u16,
     pub(crate) ipv4: Ipv4Address,
+    /// Copies the kernel dropped for the ring while it had filters before (the kernel's
+    /// count goes with the ring's last filter).
+    ring_full_before: u64,
+}
+
+/// The kernel's count of copies dropped for the ring as it is now (0 while it has no filter).
+fn ring_full_now() -> u64 {
+    net::ring_counter(exo_abi::net::Counter::RingFull, RING.region().0).unwrap_or(0)
 }
 
 impl core::fmt::Debug for Inner {
@@ -107,9 +115,6 @@ pub struct StackCounters {
     pub sockets: usize,
     /// Filters bound for port claims.
     pub filters: usize,
-    /// Filters bound for ARP replies (see [`StackConfig::arp_monitor`]; kept while the stack
-    /// lives).
-    pub arp_filters: usize,
     /// Ring slots holding frames not yet read.
     pub ring_slots_used: usize,
 }
@@ -143,39 +148,6 @@ impl Stack {
             ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0x5e, 0xed])
             ^ crate::env::own().raw().rotate_left(32);
         let seed = interface_config.random_seed;
-        let arp_bindings = if config.arp_monitor == exo_abi::cap::CapHandle::NONE {
-            Vec::new()
-        } else {
-            let expression = alloc::format!(
-                "arp and arp[6:2] = 2 and arp[24:4] = 0x{:08x}",
-                u32::from_be_bytes(ipv4)
-            );
-            let Ok(filters) = dpf::frontend::compile(&expression, dpf::FilterId(0)) else {
-                TAKEN.store(false, Ordering::Release);
-                return Err(NetError::InvalidInput);
-            };
-            let (address, bytes) = RING.region();
-            let mut bindings = Vec::new();
-            for filter in &filters {
-                let bound = net::filter_bind(
-                    &dpf::wire::encode(filter),
-                    address,
-                    bytes,
-                    config.arp_monitor,
-                );
-                match bound {
-                    Ok(binding) => bindings.push(binding),
-                    Err(error) => {
-                        for binding in bindings {
-                            let _ = net::filter_unbind(binding.capability);
-                        }
-                        TAKEN.store(false, Ordering::Release);
-                        return Err(NetError::Kernel(error));
-                    }
-                }
-            }
-            bindings
-        };
         let mut interface = Interface::new(interface_config, &mut device, now());
         let address = Ipv4Address::from_octets(ipv4);
         interface.update_ip_addrs(|addresses| {
@@ -186,11 +158,11 @@ impl Stack {
             device,
             sockets: SocketSet::new(Vec::new()),
             claims: Vec::new(),
-            arp_bindings,
             closing: Vec::new(),
             config,
             next_ephemeral: EPHEMERAL_FIRST + (seed % 16384) as u16,
             ipv4: address,
+            ring_full_before: 0,
         }))))
     }
 
@@ -226,11 +198,13 @@ impl Stack {
     /// The counters, and the sockets, filters and ring slots held now.
     pub fn counters(&self) -> StackCounters {
         let inner = self.0.borrow();
+        let mut device = inner.device.counters;
+        // The kernel keeps the count (the ring had no room, so the stack never saw them).
+        device.rx_ring_full = inner.ring_full_before + ring_full_now();
         StackCounters {
-            device: inner.device.counters,
+            device,
             sockets: inner.sockets.iter().count(),
             filters: inner.claims.iter().map(|claim| claim.bindings.len()).sum(),
-            arp_filters: inner.arp_bindings.len(),
             ring_slots_used: RING.occupied(),
         }
     }
@@ -340,6 +314,9 @@ impl Inner {
         self.claims[index].users -= 1;
         if self.claims[index].users == 0 {
             let claim = self.claims.swap_remove(index);
+            if self.claims.is_empty() {
+                self.ring_full_before += ring_full_now();
+            }
             for binding in claim.bindings {
                 let _ = net::filter_unbind(binding.capability);
             }
@@ -391,9 +368,6 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         TAKEN.store(false, Ordering::Release);
-        for binding in self.arp_bindings.drain(..) {
-            let _ = net::filter_unbind(binding.capability);
-        }
         for claim in self.claims.drain(..) {
             for binding in claim.bindings {
                 let _ = net::filter_unbind(binding.capability);
