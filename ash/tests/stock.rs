@@ -250,18 +250,28 @@ fn vectored(slot: u32, message: &[u8]) -> Vec<u8> {
     udp_frame(true, 5000, &payload)
 }
 
+/// The receiver both ways: checksum integrated with the copy, and in a second pass.
+fn vectoring_handlers() -> [Handler; 2] {
+    [
+        verified(stock::message_vectoring().unwrap()),
+        verified(stock::message_vectoring_two_pass().unwrap()),
+    ]
+}
+
 #[test]
 fn message_vectoring_copies_into_the_named_slot_with_checksum_verified() {
-    let handler = verified(stock::message_vectoring().unwrap());
-    for piece_bytes in [1, 7, 4096] {
+    for (handler, piece_bytes) in vectoring_handlers()
+        .iter()
+        .flat_map(|handler| [1, 7, 4096].map(|piece| (handler, piece)))
+    {
         let mut host = FakeHost::for_regions(handler.regions());
         host.piece_bytes = piece_bytes;
         for (slot, message) in [
             (3u32, &b"odd-length message"[..]),
             (0, b"even"),
-            (7, &[0x5a; 1024]),
+            (7, &[0x5a; 1468]),
         ] {
-            let outcome = run(&handler, &mut host, &vectored(slot, message));
+            let outcome = run(handler, &mut host, &vectored(slot, message));
             assert_eq!(outcome, Outcome::Exit(Verdict::Consume), "slot {slot}");
             let start = slot as usize * stock::VECTOR_SLOT_BYTES as usize;
             assert_eq!(&host.regions[0][start..start + message.len()], message);
@@ -274,37 +284,39 @@ fn message_vectoring_copies_into_the_named_slot_with_checksum_verified() {
 
 #[test]
 fn message_vectoring_drops_bad_checksum_bad_slot_and_oversized() {
-    let handler = verified(stock::message_vectoring().unwrap());
-    let mut host = FakeHost::for_regions(handler.regions());
-    let mut corrupt = vectored(2, b"payload!");
-    let last = corrupt.len() - 1;
-    corrupt[last] ^= 0x40;
-    let bad_slot = vectored(stock::VECTOR_SLOTS as u32, b"x");
-    let oversized = vectored(1, &[1; 1025]);
-    for frame in [corrupt, bad_slot, oversized] {
-        assert_eq!(
-            run(&handler, &mut host, &frame),
-            Outcome::Exit(Verdict::Drop)
+    for handler in vectoring_handlers() {
+        let mut host = FakeHost::for_regions(handler.regions());
+        let mut corrupt = vectored(2, b"payload!");
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0x40;
+        let bad_slot = vectored(stock::VECTOR_SLOTS as u32, b"x");
+        let oversized = vectored(1, &vec![1; stock::VECTOR_SLOT_BYTES as usize + 1]);
+        for frame in [corrupt, bad_slot, oversized] {
+            assert_eq!(
+                run(&handler, &mut host, &frame),
+                Outcome::Exit(Verdict::Drop)
+            );
+        }
+        assert!(
+            host.regions[1].iter().all(|&b| b == 0),
+            "no status word set"
         );
+        assert_eq!(host.wakes, 0);
     }
-    assert!(
-        host.regions[1].iter().all(|&b| b == 0),
-        "no status word set"
-    );
-    assert_eq!(host.wakes, 0);
 }
 
 #[test]
 fn message_vectoring_accepts_datagrams_without_checksum() {
-    let handler = verified(stock::message_vectoring().unwrap());
-    let mut host = FakeHost::for_regions(handler.regions());
-    let mut frame = vectored(4, b"no checksum");
-    frame[40..42].copy_from_slice(&[0, 0]);
-    assert_eq!(
-        run(&handler, &mut host, &frame),
-        Outcome::Exit(Verdict::Consume)
-    );
-    assert_eq!(host.read_u64(1, 32), stock::VECTOR_FULL | 11);
+    for handler in vectoring_handlers() {
+        let mut host = FakeHost::for_regions(handler.regions());
+        let mut frame = vectored(4, b"no checksum");
+        frame[40..42].copy_from_slice(&[0, 0]);
+        assert_eq!(
+            run(&handler, &mut host, &frame),
+            Outcome::Exit(Verdict::Consume)
+        );
+        assert_eq!(host.read_u64(1, 32), stock::VECTOR_FULL | 11);
+    }
 }
 
 #[test]
@@ -315,6 +327,7 @@ fn stock_handlers_survive_every_truncation() {
         stock::udp_echo().unwrap(),
         stock::remote_increment().unwrap(),
         stock::message_vectoring().unwrap(),
+        stock::message_vectoring_two_pass().unwrap(),
     ];
     let frames = [
         arp_frame(ArpOperation::REQUEST, HOST_IP),
@@ -346,6 +359,7 @@ fn stock_handlers_jit_equals_interpreter_on_every_truncation() {
         stock::udp_echo().unwrap(),
         stock::remote_increment().unwrap(),
         stock::message_vectoring().unwrap(),
+        stock::message_vectoring_two_pass().unwrap(),
     ];
     let mut increment = 9u64.to_be_bytes().to_vec();
     increment.extend_from_slice(b"tail");

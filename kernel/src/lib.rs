@@ -15,6 +15,7 @@
 
 extern crate alloc;
 
+pub mod ash_events;
 pub mod cap;
 pub mod cmdline;
 pub mod code_space;

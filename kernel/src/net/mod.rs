@@ -27,6 +27,7 @@
 //! being classified while old code is freed. That is the whole of the "atomic swap" argument
 //! today.
 #![deny(unsafe_code)]
+mod arrival;
 mod ash_host;
 #[allow(unsafe_code)]
 mod device;
@@ -225,6 +226,7 @@ struct Net {
     handlers: Vec<BoundHandler>,
     next_handler: u32,
     outbox: ash_host::Outbox,
+    arrival: arrival::ArrivalClock,
 }
 
 static NET: Mutex<Net> = Mutex::new(Net {
@@ -240,9 +242,10 @@ static NET: Mutex<Net> = Mutex::new(Net {
     next_handler: 1,
     outbox: ash_host::Outbox {
         replies: Vec::new(),
-        woken: Vec::new(),
+        requests: exo_kernel::ash_events::Requests::new(ash_host::OUTBOX_MAX_REQUESTS),
         disabled: Vec::new(),
     },
+    arrival: arrival::ArrivalClock::new(),
 });
 
 /// Boot: records the apps' arguments and the host's IPv4 address, and probes the NIC.
@@ -309,6 +312,7 @@ fn run_handler(
     let mut host = ash_host::Host {
         regions: &bound.regions,
         owner: bound.owner,
+        handler: bound.id,
         privilege: if system {
             exo_kernel::tx_check::Privilege::System
         } else {
@@ -356,7 +360,7 @@ fn run_handler(
                 );
                 // The owner is told: its net_wait returns, and it gets the upcall naming the
                 // handler.
-                context.outbox.woken.push(bound.owner);
+                context.outbox.requests.wake(bound.owner);
                 context.outbox.disabled.push((
                     bound.owner,
                     bound.id,
@@ -483,6 +487,8 @@ pub enum Event {
     Delivered(u64),
     /// Its handler `id` was disabled after `aborts` aborted runs.
     HandlerDisabled { id: u32, aborts: u64 },
+    /// One of its handlers raised its packet-arrival upcall (which also wakes it).
+    HandlerUpcall(exo_kernel::ash_events::HandlerUpcall),
 }
 
 /// Takes up to [`POLL_BUDGET`] frames from the NIC and demultiplexes them; then reports, per
@@ -498,6 +504,7 @@ pub fn poll(mut report: impl FnMut(EnvId, Event)) -> Backlog {
         handlers,
         outbox,
         ipv4,
+        arrival,
         ..
     } = &mut *net;
     let Some(nic) = nic.as_mut() else {
@@ -512,6 +519,7 @@ pub fn poll(mut report: impl FnMut(EnvId, Event)) -> Backlog {
     let mut taken = 0;
     while taken < POLL_BUDGET
         && nic.receive(|frame| {
+            arrival.arrived();
             bump(counters, Counter::RxFrames);
             demux(shared.as_ref(), rings, counters, &mut context, frame);
         })
@@ -521,6 +529,7 @@ pub fn poll(mut report: impl FnMut(EnvId, Event)) -> Backlog {
         // inside the callback).
         for reply in context.outbox.replies.drain(..) {
             if nic.send(&reply) {
+                arrival.sent(counters);
                 bump(counters, Counter::TxFrames);
                 bump(counters, Counter::AshReplies);
             } else {
@@ -528,8 +537,11 @@ pub fn poll(mut report: impl FnMut(EnvId, Event)) -> Backlog {
             }
         }
     }
-    for owner in context.outbox.woken.drain(..) {
+    for owner in context.outbox.requests.take_wakes() {
         report(owner, Event::Delivered(1));
+    }
+    for (owner, upcall) in context.outbox.requests.take_upcalls() {
+        report(owner, Event::HandlerUpcall(upcall));
     }
     for (owner, id, aborts) in context.outbox.disabled.drain(..) {
         report(owner, Event::HandlerDisabled { id, aborts });
@@ -944,6 +956,7 @@ pub fn transmit(
         counters,
         rings,
         ipv4,
+        arrival,
         ..
     } = &mut *net;
     let nic = nic.as_mut().ok_or(Error::InvalidArgument)?;
@@ -969,6 +982,7 @@ pub fn transmit(
     if !nic.send(&frame) {
         return Err(Error::InvalidArgument);
     }
+    arrival.sent(counters);
     bump(counters, Counter::TxFrames);
     Ok(frame.len() as u64)
 }

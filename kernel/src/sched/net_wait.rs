@@ -46,6 +46,14 @@ impl Kernel {
                         env.packet_upcall_due += copies;
                     }
                 }
+                crate::net::Event::HandlerUpcall(upcall) => {
+                    // It wakes a net_wait as a wake does; the upcall itself is delivered
+                    // when the environment next runs, whether or not that wait returned.
+                    env.net_delivered += 1;
+                    if env.upcall(UpcallKind::Packet) != 0 {
+                        env.handler_upcalls_due.raise(upcall);
+                    }
+                }
                 crate::net::Event::HandlerDisabled { id, aborts } => {
                     if env.upcall(UpcallKind::AshDisabled) != 0 {
                         env.ash_disabled_due.push((id, aborts));
