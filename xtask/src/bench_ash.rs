@@ -1,4 +1,4 @@
-//! `cargo xtask bench ash`: the host figures (ash's `bench` example), then one boot of ashd
+//! `cargo xtask bench ash`: the host figures (libnet's `ash-bench` example), then one boot of ashd
 //! under `-icount shift=0` on the tap topology, where a time-stamp difference is a count of
 //! guest instructions. In that boot the clients send, round after round with the engines'
 //! order alternating, message-vectoring datagrams to the receiver that checksums while it
@@ -428,9 +428,9 @@ pub fn run(out: &std::path::Path) -> Result<ExitCode> {
             "run",
             "--release",
             "-p",
-            "ash",
+            "libnet",
             "--example",
-            "bench",
+            "ash-bench",
             "--",
             "--out",
         ])

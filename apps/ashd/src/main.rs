@@ -180,7 +180,7 @@ mod app {
             println!("ashd: registering the handler-disabled upcall: {error:?}");
             return false;
         }
-        let increment = encoded(ash::stock::remote_increment());
+        let increment = encoded(libnet::handlers::remote_increment());
         let counter = [COUNTER.address()];
         let none = net::ash_bind(CapHandle::NONE, &increment, &counter);
         let forged = net::ash_bind(CapHandle(0x7777_0000_0042), &increment, &counter);
@@ -288,7 +288,7 @@ mod app {
                 return false;
             }
         };
-        let second = net::ash_bind(binding, &encoded(ash::stock::udp_echo()), &[]);
+        let second = net::ash_bind(binding, &encoded(libnet::handlers::udp_echo()), &[]);
         expect(
             &mut ok,
             "second handler",
@@ -315,7 +315,7 @@ mod app {
             Err(Error::InvalidCapability),
         );
         // Quota: seven more handlers fit, the ninth does not.
-        let echo = encoded(ash::stock::udp_echo());
+        let echo = encoded(libnet::handlers::udp_echo());
         let mut quota = Ok(0);
         let mut extra = Vec::new();
         for index in 0..8 {
@@ -385,13 +385,13 @@ mod app {
     /// Reports (and empties) every slot a message-vectoring handler filled: its length and
     /// whether its bytes are the pattern the client sends (byte `i` = `i * 7 + 3`).
     fn check_vectored(what: &str, buffers: &Pages<4>, statuses: &Pages<1>) {
-        for slot in 0..ash::stock::VECTOR_SLOTS as usize {
+        for slot in 0..libnet::handlers::VECTOR_SLOTS as usize {
             let status = statuses.0[0][slot].load(Ordering::Acquire);
-            if status & ash::stock::VECTOR_FULL == 0 {
+            if status & libnet::handlers::VECTOR_FULL == 0 {
                 continue;
             }
             let length = (status & 0xffff_ffff) as usize;
-            let start = slot * ash::stock::VECTOR_SLOT_BYTES as usize;
+            let start = slot * libnet::handlers::VECTOR_SLOT_BYTES as usize;
             let intact = (0..length).all(|i| {
                 let at = start + i;
                 let word = buffers.0[at / 4096][(at % 4096) / 8].load(Ordering::Relaxed);
@@ -522,29 +522,33 @@ mod app {
         let stock: [(&str, Vec<u8>, Vec<u64>); 8] = [
             (
                 "arp",
-                encoded(ash::stock::arp_responder(mac, ipv4)),
+                encoded(libnet::handlers::arp_responder(mac, ipv4)),
                 Vec::new(),
             ),
-            ("icmp", encoded(ash::stock::icmp_echo(ipv4)), Vec::new()),
+            (
+                "icmp",
+                encoded(libnet::handlers::icmp_echo(ipv4)),
+                Vec::new(),
+            ),
             (
                 "ip and udp dst port 7",
-                encoded(ash::stock::udp_echo()),
+                encoded(libnet::handlers::udp_echo()),
                 Vec::new(),
             ),
             (
                 "ip and udp dst port 9000",
-                encoded(ash::stock::remote_increment()),
+                encoded(libnet::handlers::remote_increment()),
                 alloc::vec![COUNTER.address()],
             ),
             ("ip and udp dst port 9001", failing(), Vec::new()),
             (
                 "ip and udp dst port 9002",
-                encoded(ash::stock::message_vectoring()),
+                encoded(libnet::handlers::message_vectoring()),
                 alloc::vec![VECTOR.address(), VECTOR_STATUS.address()],
             ),
             (
                 "ip and udp dst port 9005",
-                encoded(ash::stock::message_vectoring_two_pass()),
+                encoded(libnet::handlers::message_vectoring_two_pass()),
                 alloc::vec![VECTOR_TWO_PASS.address(), VECTOR_TWO_PASS_STATUS.address()],
             ),
             ("ip and udp dst port 9007", upcalling(), Vec::new()),

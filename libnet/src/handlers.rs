@@ -1,15 +1,16 @@
-//! The stock handlers every system wants, written with the builder: ARP responder, ICMP echo,
-//! UDP echo, remote increment and a message-vectoring receiver.
+//! The stock ASH handlers every system wants, written with ash's builder: ARP responder, ICMP
+//! echo, UDP echo, remote increment and a message-vectoring receiver (and its copy-then-checksum
+//! twin, for the bench). An app builds one here, encodes it (`ash::wire`) and binds it with
+//! [`crate::net::ash_bind`].
 //!
 //! Each checks the headers it relies on itself (so it is safe behind any filter) and delivers
-//! to the ring whatever it does not answer. They live here rather than in libnet so that the
-//! host tests run them on real frames; applications build them from here.
+//! to the ring whatever it does not answer. This module builds on the host too: its tests
+//! (`libnet/tests/handlers.rs`) run every handler on frames etherparse builds and compare the
+//! answers byte for byte.
 #![forbid(unsafe_code)]
 
-use crate::builder::{BuildError, Builder, Label, R0, R1, R2, R3, R4, R5, R6, R7, R8};
-use crate::ir::{
-    AluOp, Call, Cond, LoopCount, Mem, Rights, Swap, UnverifiedHandler, Verdict, Width,
-};
+use ash::builder::{BuildError, Builder, Label, R0, R1, R2, R3, R4, R5, R6, R7, R8};
+use ash::ir::{AluOp, Call, Cond, LoopCount, Mem, Rights, Swap, UnverifiedHandler, Verdict, Width};
 
 /// Ethernet header bytes (untagged).
 const ETHERNET_BYTES: u16 = 14;
