@@ -172,7 +172,8 @@ pub const SCENARIOS: &[Scenario] = &[
         // byte-identical; remote increment, its counter read by the app afterwards); a
         // handler whose runtime check fails is aborted, counted and disabled, the others
         // unaffected; a message-vectoring handler copies a datagram into the app's buffer,
-        // checksum verified in the same pass, and wakes it.
+        // checksum verified in the same pass, and wakes it; a handler's upcall reaches the app
+        // with the argument the handler passed.
         name: "ash-tap",
         cmdline: "apps=ashd monitor=ashd arg=7365727665",
         exit: KernelExit::Exited(0),

@@ -136,6 +136,7 @@ where
         })
         .x_desc(x_description)
         .y_desc("guest instructions")
+        .y_label_formatter(&|y: &f64| format!("{y:.0}"))
         .label_style((FONT, 13))
         .disable_x_mesh()
         .draw()?;
