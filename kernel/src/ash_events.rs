@@ -68,9 +68,9 @@ impl<Owner: Copy> Requests<Owner> {
         self.upcalls.drain(..)
     }
 
-    /// Requests dropped because the queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped
+    /// Requests dropped because the queue was full, since the last call.
+    pub fn take_dropped(&mut self) -> u64 {
+        core::mem::take(&mut self.dropped)
     }
 }
 
@@ -211,7 +211,8 @@ mod tests {
             requests.upcall(1u32, 1, argument);
             requests.wake(1u32);
         }
-        assert_eq!(requests.dropped(), 6);
+        assert_eq!(requests.take_dropped(), 6);
+        assert_eq!(requests.take_dropped(), 0, "counted once");
         let kept: Vec<u64> = requests.take_upcalls().map(|(_, u)| u.argument).collect();
         assert_eq!(kept, [0, 1], "the oldest are kept");
         assert_eq!(requests.take_wakes().count(), 2);

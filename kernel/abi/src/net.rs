@@ -158,11 +158,14 @@ pub enum Counter {
     ArrivalToSendCycles = 24,
     /// Arrival-to-send pairs counted in `ArrivalToSendCycles`.
     ArrivalToSendFrames = 25,
+    /// Wake-ups and upcalls handlers asked for that were dropped: one poll's queue, or the
+    /// owner's queue of undelivered handler upcalls, was full.
+    AshRequestsDropped = 26,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 26] = [
+    pub const ALL: [Counter; 27] = [
         Counter::RxFrames,
         Counter::Delivered,
         Counter::NoMatch,
@@ -189,6 +192,7 @@ impl Counter {
         Counter::AshRepliesDropped,
         Counter::ArrivalToSendCycles,
         Counter::ArrivalToSendFrames,
+        Counter::AshRequestsDropped,
     ];
 
     /// The name xtask prints and writes to JSON.
@@ -220,6 +224,7 @@ impl Counter {
             Counter::AshRepliesDropped => "ash_replies_dropped",
             Counter::ArrivalToSendCycles => "arrival_to_send_cycles",
             Counter::ArrivalToSendFrames => "arrival_to_send_frames",
+            Counter::AshRequestsDropped => "ash_requests_dropped",
         }
     }
 

@@ -543,6 +543,7 @@ pub fn poll(mut report: impl FnMut(EnvId, Event)) -> Backlog {
     for (owner, upcall) in context.outbox.requests.take_upcalls() {
         report(owner, Event::HandlerUpcall(upcall));
     }
+    counters[Counter::AshRequestsDropped as usize] += context.outbox.requests.take_dropped();
     for (owner, id, aborts) in context.outbox.disabled.drain(..) {
         report(owner, Event::HandlerDisabled { id, aborts });
     }
