@@ -161,11 +161,14 @@ pub enum Counter {
     /// Wake-ups and upcalls handlers asked for that were dropped: one poll's queue, or the
     /// owner's queue of undelivered handler upcalls, was full.
     AshRequestsDropped = 26,
+    /// Arrival-to-send pairs left out of `ArrivalToSendCycles` because a timer tick came in
+    /// between (its handling, and whatever it scheduled, is not the reply's cost).
+    ArrivalToSendTicked = 27,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 27] = [
+    pub const ALL: [Counter; 28] = [
         Counter::RxFrames,
         Counter::Delivered,
         Counter::NoMatch,
@@ -193,6 +196,7 @@ impl Counter {
         Counter::ArrivalToSendCycles,
         Counter::ArrivalToSendFrames,
         Counter::AshRequestsDropped,
+        Counter::ArrivalToSendTicked,
     ];
 
     /// The name xtask prints and writes to JSON.
@@ -225,6 +229,7 @@ impl Counter {
             Counter::ArrivalToSendCycles => "arrival_to_send_cycles",
             Counter::ArrivalToSendFrames => "arrival_to_send_frames",
             Counter::AshRequestsDropped => "ash_requests_dropped",
+            Counter::ArrivalToSendTicked => "arrival_to_send_ticked",
         }
     }
 

@@ -6,10 +6,10 @@
 use super::{Counters, physical};
 use exo_abi::net::Counter;
 
-/// When the last frame arrived, if no frame has been queued since.
+/// When the last frame arrived (time stamp, timer tick), if no frame has been queued since.
 #[derive(Debug, Default)]
 pub struct ArrivalClock {
-    last: Option<u64>,
+    last: Option<(u64, u64)>,
 }
 
 impl ArrivalClock {
@@ -19,13 +19,18 @@ impl ArrivalClock {
 
     /// A frame was taken from the NIC.
     pub fn arrived(&mut self) {
-        self.last = Some(physical::tsc());
+        self.last = Some((physical::tsc(), crate::arch::timer::ticks()));
     }
 
     /// A frame was queued on the NIC: the first since an arrival adds one pair to the
-    /// counters (later ones answer nothing that arrived).
+    /// counters (later ones answer nothing that arrived), unless a timer tick came in
+    /// between, which is counted apart.
     pub fn sent(&mut self, counters: &mut Counters) {
-        if let Some(at) = self.last.take() {
+        if let Some((at, tick)) = self.last.take() {
+            if crate::arch::timer::ticks() != tick {
+                counters[Counter::ArrivalToSendTicked as usize] += 1;
+                return;
+            }
             counters[Counter::ArrivalToSendCycles as usize] += physical::tsc().wrapping_sub(at);
             counters[Counter::ArrivalToSendFrames as usize] += 1;
         }
