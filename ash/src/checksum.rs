@@ -1,5 +1,5 @@
 //! The Internet checksum (RFC 1071): sums, the copy that sums in the same pass, and the
-//! incremental update of RFC 1624, shared by the interpreter and the stock handlers' tests.
+//! incremental update of RFC 1624, shared by the interpreter and the tests of libnet's stock handlers.
 #![forbid(unsafe_code)]
 
 /// Folds a 64-bit partial sum to 16 bits with end-around carry.

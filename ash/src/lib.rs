@@ -10,7 +10,8 @@
 //! [`interp`]reter, which aborts the run. The actions (message vectoring with integrated copy and
 //! checksum, replies with incremental checksum updates, atomic words in application memory,
 //! wake-ups and upcalls, verdicts) are asked of an [`interp::Actions`] host, which the kernel
-//! implements and tests fake. [`stock`] holds the handlers every system wants.
+//! implements and tests fake. The stock handlers every system wants live in libnet
+//! (`libnet::handlers`), built with this crate's builder.
 #![no_std]
 #![forbid(unsafe_code)]
 extern crate alloc;
@@ -20,7 +21,6 @@ pub mod checksum;
 pub mod interp;
 pub mod ir;
 pub mod jit;
-pub mod stock;
 pub mod verify;
 pub mod wire;
 

@@ -1,6 +1,7 @@
 //! The JIT on the edges the random programs rarely hit exactly: a runtime-checked packet load
 //! of every width at every address around the end of packets of every short length, each
-//! byte order; and the stock handlers on their frames. Each compared with the interpreter.
+//! byte order. Each compared with the interpreter (libnet's tests do the same for the stock
+//! handlers on their frames).
 mod common;
 
 use ash::builder::{Builder, R0, R1, R2};

@@ -129,6 +129,9 @@ pub struct Environment {
     /// Handlers of its disabled since it last ran, with their aborts (counted only with an
     /// `AshDisabled` entry): one upcall each, one per dispatch.
     pub ash_disabled_due: Vec<(u32, u64)>,
+    /// Upcalls its handlers raised, not yet delivered (kept only with a `Packet` entry): one
+    /// per dispatch, each naming its handler and carrying its argument.
+    pub handler_upcalls_due: exo_kernel::ash_events::UpcallsDue,
 }
 
 impl Environment {
@@ -173,6 +176,7 @@ impl Environment {
             limits: Limits([u64::MAX; exo_abi::quota::RESOURCES]),
             reserved: Limits::default(),
             ash_disabled_due: Vec::new(),
+            handler_upcalls_due: exo_kernel::ash_events::UpcallsDue::new(),
         };
         for segment in &elf.segments {
             env.map_region(segment.page_start(), segment.page_end(), segment.access)?;

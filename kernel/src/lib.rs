@@ -18,6 +18,7 @@
 extern crate alloc;
 
 pub mod arp_questions;
+pub mod ash_events;
 pub mod cap;
 pub mod cmdline;
 pub mod code_space;

@@ -7,8 +7,9 @@
 //! reports and exits, user-level upcall handling (`upcall`: exception dispatch, probes,
 //! slice-end and revocation policy, the kernel-free resume), PCT serving (`pct`), the heap
 //! behind `alloc` ([`heap`]: a `#[global_allocator]` on pages the library maps itself), and
-//! shared-page communication ([`ipc`]: shared pages, pipes over [`ring`]), and the app's own
-//! TCP/IP stack ([`stack`]: smoltcp over the packet ring, sockets used like std's).
+//! shared-page communication ([`ipc`]: shared pages, pipes over [`ring`]), the app's own
+//! TCP/IP stack ([`stack`]: smoltcp over the packet ring, sockets used like std's), and the
+//! stock ASH handlers an app binds in the kernel ([`handlers`]).
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -16,6 +17,7 @@ extern crate alloc;
 
 pub mod console;
 pub mod env;
+pub mod handlers;
 pub mod heap;
 #[cfg(target_os = "none")]
 pub mod ipc;

@@ -8,12 +8,13 @@
 //! request goes to the app's handler ([`on_revoke`]), or by default to the heap, which gives
 //! back its free pages, least recently allocated first (the kernel repossesses the rest by
 //! force after the deadline). Slice starts are counted ([`slice_starts`]). Packet arrival
-//! upcalls go to the app's handler ([`on_packet`], which also asks the kernel for them).
+//! upcalls go to the app's handler ([`on_packet`], which also asks the kernel for them); those
+//! the app's ASH handlers raise, with their argument, to [`on_handler_upcall`]'s.
 #![allow(unsafe_code)]
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use exo_abi::upcall::{
-    FRAME_ASH_DISABLED, FRAME_PACKET, FRAME_REVOKE, FRAME_SLICE_END, FRAME_SLICE_START,
-    UpcallFrame, UpcallKind,
+    FRAME_ASH_DISABLED, FRAME_ASH_UPCALL, FRAME_PACKET, FRAME_REVOKE, FRAME_SLICE_END,
+    FRAME_SLICE_START, UpcallFrame, UpcallKind,
 };
 
 pub use exo_abi::upcall::UpcallFrame as Frame;
@@ -32,11 +33,15 @@ pub type PacketHandler = fn(copies: u64);
 /// A handler-disabled handler: the id of the app's ASH handler the kernel disabled, and its
 /// aborted runs.
 pub type AshDisabledHandler = fn(handler: u64, aborts: u64);
+/// A handler-upcall handler: the id of the app's ASH handler that raised the packet-arrival
+/// upcall, and the argument it passed (its `r1`). Runs like a [`PacketHandler`].
+pub type HandlerUpcallHandler = fn(handler: u64, argument: u64);
 
 static EXCEPTION_HANDLER: AtomicUsize = AtomicUsize::new(0);
 static REVOKE_HANDLER: AtomicUsize = AtomicUsize::new(0);
 static PACKET_HANDLER: AtomicUsize = AtomicUsize::new(0);
 static ASH_DISABLED_HANDLER: AtomicUsize = AtomicUsize::new(0);
+static HANDLER_UPCALL_HANDLER: AtomicUsize = AtomicUsize::new(0);
 static SLICE_STARTS: AtomicU64 = AtomicU64::new(0);
 static SLICE_ENDS: AtomicU64 = AtomicU64::new(0);
 static PROBE_FAULTED: AtomicU64 = AtomicU64::new(0);
@@ -71,6 +76,13 @@ pub fn on_revoke(handler: RevokeHandler) {
 /// [`install`] for the entry's other kinds to be handled too).
 pub fn on_packet(handler: PacketHandler) -> Result<(), exo_abi::Error> {
     PACKET_HANDLER.store(handler as usize, Ordering::Relaxed);
+    crate::sys::set_upcall(UpcallKind::Packet, upcall_entry as *const () as u64, 0)
+}
+
+/// Sets the app's handler for the upcalls its ASH handlers raise and registers the `Packet`
+/// upcall, which carries them (a [`on_packet`] handler, if set, still gets the arrivals).
+pub fn on_handler_upcall(handler: HandlerUpcallHandler) -> Result<(), exo_abi::Error> {
+    HANDLER_UPCALL_HANDLER.store(handler as usize, Ordering::Relaxed);
     crate::sys::set_upcall(UpcallKind::Packet, upcall_entry as *const () as u64, 0)
 }
 
@@ -213,6 +225,15 @@ extern "C" fn upcall_dispatch(frame: &mut UpcallFrame) {
                 // SAFETY: only `on_packet` stores here, always a `PacketHandler`.
                 let handler: PacketHandler = unsafe { core::mem::transmute(handler) };
                 handler(frame.error_code);
+            }
+        }
+        FRAME_ASH_UPCALL => {
+            let handler = HANDLER_UPCALL_HANDLER.load(Ordering::Relaxed);
+            if handler != 0 {
+                // SAFETY: only `on_handler_upcall` stores here, always a
+                // `HandlerUpcallHandler`.
+                let handler: HandlerUpcallHandler = unsafe { core::mem::transmute(handler) };
+                handler(frame.error_code, frame.fault_address);
             }
         }
         FRAME_ASH_DISABLED => {

@@ -8,6 +8,7 @@
 //! [`image`] and [`qemu`].
 #![deny(unsafe_code)]
 
+mod bench_ash;
 mod bench_kernel;
 mod demo;
 mod demo_counters;
@@ -62,8 +63,12 @@ enum Bench {
     Kernel(bench_kernel::Args),
     /// The dpf demultiplexer against libpcap, bpfjit, rbpf and DPDK (pcap-tests' demux-bench).
     Demux(DemuxArgs),
-    /// ASH on the host: integrated copy + checksum against copy then checksum, and the
-    /// interpreter's cost per stock handler (ash's `bench` example, release build).
+    /// ASH: on the host, integrated copy + checksum against copy then checksum and the
+    /// interpreter's and JIT's cost per stock handler (ash's `bench` example, release build);
+    /// then in the kernel under `-icount shift=0`, guest instructions per handler run, per
+    /// message-vectoring run both ways (UDP payloads 64/512/1472) and per UDP echo answered by
+    /// the ASH against ashd's own echo through its ring (table, ash.json, ash-guest.json,
+    /// ash.svg/png).
     Ash(AshArgs),
 }
 
@@ -151,7 +156,7 @@ fn main() -> ExitCode {
         Command::Build(args) => build(&args),
         Command::Bench(Bench::Kernel(args)) => bench_kernel::run(&args),
         Command::Bench(Bench::Demux(args)) => bench_demux(&args),
-        Command::Bench(Bench::Ash(args)) => bench_ash(&args),
+        Command::Bench(Bench::Ash(args)) => bench_ash::run(&args.out),
         Command::Replay(args) => replay::run(&args),
         Command::Fuzz(args) => fuzz::run(&args),
     };
@@ -168,84 +173,6 @@ fn build(args: &BuildArgs) -> Result<ExitCode> {
     setup::ensure_target()?;
     let image = image::build(image::Profile::from_release(args.release))?;
     println!("{}", image.kernel.display());
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `cargo run --release -p ash --example bench -- --out D` (the host figures), then the
-/// `ash-tap` scenario's boot under `-icount shift=0` (release build): guest instructions per
-/// run of each handler the kernel ran, from ashd's counters; `D/ash-guest.json`.
-fn bench_ash(args: &AshArgs) -> Result<ExitCode> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(image::workspace_root())
-        .args([
-            "run",
-            "--release",
-            "-p",
-            "ash",
-            "--example",
-            "bench",
-            "--",
-            "--out",
-        ])
-        .arg(&args.out)
-        .status()?;
-    if !status.success() {
-        return Ok(ExitCode::FAILURE);
-    }
-    setup::ensure_target()?;
-    setup::ensure_qemu()?;
-    setup::ensure_packages(setup::TAP_TEST_PACKAGES)?;
-    let image = image::build(image::Profile::Release)?;
-    let scenario = scenarios::SCENARIOS
-        .iter()
-        .find(|scenario| scenario.name == "ash-tap")
-        .ok_or("no ash-tap scenario")?;
-    let scenarios::Network::Tap { clients } = scenario.network else {
-        return Err("ash-tap has no clients".into());
-    };
-    let extra: Vec<std::ffi::OsString> = vec!["-icount".into(), "shift=0".into()];
-    let (run, clients) =
-        test::run_with_clients(&image.kernel, scenario, qemu::Accel::Tcg, clients, &extra)?;
-    clients.map_err(|error| format!("the clients failed under -icount: {error}"))?;
-    println!();
-    println!("| handler (in the kernel, JIT) | runs | guest instructions per run |");
-    println!("|---|---|---|");
-    let mut rows = Vec::new();
-    for line in run.serial.lines() {
-        let Some(rest) = line.trim().strip_prefix("ashd: handler \"") else {
-            continue;
-        };
-        let Some((name, counters)) = rest.split_once("\": ") else {
-            continue;
-        };
-        let field = |label: &str| -> Option<u64> {
-            counters
-                .split([' ', ';'])
-                .skip_while(|word| *word != label)
-                .nth(1)?
-                .parse()
-                .ok()
-        };
-        let (Some(runs), Some(cycles)) = (field("runs"), field("cycles")) else {
-            continue;
-        };
-        if runs == 0 {
-            continue;
-        }
-        println!("| {name} | {runs} | {} |", cycles / runs);
-        rows.push(format!(
-            "{{\"handler\": \"{name}\", \"runs\": {runs}, \"guest_instructions_per_run\": {}}}",
-            cycles / runs
-        ));
-    }
-    if rows.is_empty() {
-        return Err("no handler counters in ashd's output".into());
-    }
-    std::fs::create_dir_all(&args.out)?;
-    let json = args.out.join("ash-guest.json");
-    std::fs::write(&json, format!("[\n  {}\n]\n", rows.join(",\n  ")))?;
-    println!("\nwrote {}", json.display());
     Ok(ExitCode::SUCCESS)
 }
 

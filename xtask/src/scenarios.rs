@@ -172,7 +172,8 @@ pub const SCENARIOS: &[Scenario] = &[
         // byte-identical; remote increment, its counter read by the app afterwards); a
         // handler whose runtime check fails is aborted, counted and disabled, the others
         // unaffected; a message-vectoring handler copies a datagram into the app's buffer,
-        // checksum verified in the same pass, and wakes it.
+        // checksum verified in the same pass, and wakes it; a handler's upcall reaches the app
+        // with the argument the handler passed.
         name: "ash-tap",
         cmdline: "apps=ashd monitor=ashd arg=7365727665",
         exit: KernelExit::Exited(0),
@@ -185,6 +186,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "disabled after 4 aborts; it is the failing one: true",
             "ashd: vectored slot 5: 1000 bytes, as sent: true",
             "ashd: handler \"ip and udp dst port 9002\": runs 1 aborts 0 replies 0 refused 0 disabled 0",
+            "with argument 0x1122334455667788; it is the upcalling one: true",
             "[exo] app ashd (env 1) exited with status 0",
         ],
         timeout: TAP_TIMEOUT,
@@ -851,6 +853,14 @@ fn ash_clients(session: &mut Session<'_>) -> Result<(), String> {
     vectored.extend((0..1000u32).map(|i| (i * 7 + 3) as u8));
     udp(session, 9002, &vectored, false)?;
     session.wait_for("ashd: vectored slot 5", Duration::from_secs(20))?;
+    // A handler's upcall carries its argument (here the datagram's first eight bytes).
+    udp(
+        session,
+        9007,
+        &0x1122_3344_5566_7788u64.to_be_bytes(),
+        false,
+    )?;
+    session.wait_for("ashd: upcall from handler", Duration::from_secs(20))?;
     udp(session, 9003, b"quit", false)?;
     Ok(())
 }

@@ -10,10 +10,17 @@
 //!
 //! Serving: the ARP responder and ICMP echo for the host's address (monitor filters: start it
 //! with `monitor=ashd`), UDP echo on port 7, remote increment on 9000 (its counter a page of
-//! this app's), and on 9001 a handler whose runtime check fails on every packet. Port 9003 has
-//! a filter without handler: a datagram there ends the run. The app prints `ashd: ready`, then
-//! blocks in `net_wait`; every time it wakes it says why, so the judge can see it was not
-//! woken while the handlers answered.
+//! this app's), and on 9001 a handler whose runtime check fails on every packet; message
+//! vectoring on 9002 (checksum integrated with the copy) and on 9005 (copy, then checksum).
+//! On 9007 a handler raises the packet-arrival upcall with the datagram's first eight bytes
+//! as its argument; the app prints what the upcall carried. Port 9003 has a filter without
+//! handler: a datagram there ends the run. For
+//! `cargo xtask bench ash`, port 9004 is a UDP echo done by this app through its ring and
+//! `net_transmit` (the same reply the handler on port 7 builds), and a datagram to port 9006
+//! prints the kernel's arrival-to-send counters and every handler's runs and cycles
+//! (`ashd: report TOKEN: ...`). The app prints `ashd: ready`, then blocks in `net_wait`; every
+//! time it wakes it says why, so the judge can see it was not woken while the handlers
+//! answered.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -48,8 +55,11 @@ mod app {
 
     pub static COUNTER: Pages<1> = Pages::new();
     /// The message-vectoring receiver's buffers and status words.
-    pub static VECTOR: Pages<2> = Pages::new();
+    pub static VECTOR: Pages<4> = Pages::new();
     pub static VECTOR_STATUS: Pages<1> = Pages::new();
+    /// The same for the copy-then-checksum receiver.
+    pub static VECTOR_TWO_PASS: Pages<4> = Pages::new();
+    pub static VECTOR_TWO_PASS_STATUS: Pages<1> = Pages::new();
     pub static SPARE: Pages<1> = Pages::new();
     const SLOTS: usize = 8;
     const FILTERS: usize = 12;
@@ -87,6 +97,29 @@ mod app {
         b.load(R1, Width::B1, Mem::packet_at(R0, 0))
             .exit(ash::Verdict::Consume);
         encoded(b.finish())
+    }
+
+    /// A handler that raises the packet-arrival upcall with the UDP payload's first eight
+    /// bytes (big-endian; the filter guarantees UDP, the client sends no IPv4 options) as its
+    /// argument, and consumes the datagram; a shorter one is dropped.
+    fn upcalling() -> Vec<u8> {
+        let mut b = Builder::new();
+        let short = b.label();
+        b.if_len_less(50, short)
+            .load(R1, Width::B8, Mem::packet(42))
+            .call(ash::ir::Call::Upcall)
+            .exit(ash::Verdict::Consume)
+            .bind(short)
+            .exit(ash::Verdict::Drop);
+        encoded(b.finish())
+    }
+
+    /// The handler id and argument of the last handler upcall (0: none yet).
+    static HANDLER_UPCALL: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+    fn on_handler_upcall(handler: u64, argument: u64) {
+        HANDLER_UPCALL[1].store(argument, Ordering::Relaxed);
+        HANDLER_UPCALL[0].store(handler, Ordering::Release);
     }
 
     fn expect(ok: &mut bool, what: &str, got: Result<u64, Error>, wanted: Result<u64, Error>) {
@@ -147,7 +180,7 @@ mod app {
             println!("ashd: registering the handler-disabled upcall: {error:?}");
             return false;
         }
-        let increment = encoded(ash::stock::remote_increment());
+        let increment = encoded(libnet::handlers::remote_increment());
         let counter = [COUNTER.address()];
         let none = net::ash_bind(CapHandle::NONE, &increment, &counter);
         let forged = net::ash_bind(CapHandle(0x7777_0000_0042), &increment, &counter);
@@ -255,7 +288,7 @@ mod app {
                 return false;
             }
         };
-        let second = net::ash_bind(binding, &encoded(ash::stock::udp_echo()), &[]);
+        let second = net::ash_bind(binding, &encoded(libnet::handlers::udp_echo()), &[]);
         expect(
             &mut ok,
             "second handler",
@@ -282,7 +315,7 @@ mod app {
             Err(Error::InvalidCapability),
         );
         // Quota: seven more handlers fit, the ninth does not.
-        let echo = encoded(ash::stock::udp_echo());
+        let echo = encoded(libnet::handlers::udp_echo());
         let mut quota = Ok(0);
         let mut extra = Vec::new();
         for index in 0..8 {
@@ -349,23 +382,23 @@ mod app {
         ok
     }
 
-    /// Reports (and empties) every slot the message-vectoring handler filled: its length and
+    /// Reports (and empties) every slot a message-vectoring handler filled: its length and
     /// whether its bytes are the pattern the client sends (byte `i` = `i * 7 + 3`).
-    fn check_vectored() {
-        for slot in 0..ash::stock::VECTOR_SLOTS as usize {
-            let status = VECTOR_STATUS.0[0][slot].load(Ordering::Acquire);
-            if status & ash::stock::VECTOR_FULL == 0 {
+    fn check_vectored(what: &str, buffers: &Pages<4>, statuses: &Pages<1>) {
+        for slot in 0..libnet::handlers::VECTOR_SLOTS as usize {
+            let status = statuses.0[0][slot].load(Ordering::Acquire);
+            if status & libnet::handlers::VECTOR_FULL == 0 {
                 continue;
             }
             let length = (status & 0xffff_ffff) as usize;
-            let start = slot * ash::stock::VECTOR_SLOT_BYTES as usize;
+            let start = slot * libnet::handlers::VECTOR_SLOT_BYTES as usize;
             let intact = (0..length).all(|i| {
                 let at = start + i;
-                let word = VECTOR.0[at / 4096][(at % 4096) / 8].load(Ordering::Relaxed);
+                let word = buffers.0[at / 4096][(at % 4096) / 8].load(Ordering::Relaxed);
                 word.to_le_bytes()[at % 8] == (i * 7 + 3) as u8
             });
-            println!("ashd: vectored slot {slot}: {length} bytes, as sent: {intact}");
-            VECTOR_STATUS.0[0][slot].store(0, Ordering::Release);
+            println!("ashd: vectored{what} slot {slot}: {length} bytes, as sent: {intact}");
+            statuses.0[0][slot].store(0, Ordering::Release);
         }
     }
 
@@ -407,32 +440,119 @@ mod app {
         );
     }
 
+    /// Rings of the filters without handler: quit, the app's own echo, reports.
+    const QUIT_RING: usize = 7;
+    const ECHO_RING: usize = 8;
+    const REPORT_RING: usize = 9;
+
+    /// Answers every datagram in the echo ring as the UDP echo handler would: the frame back
+    /// with Ethernet and IPv4 addresses and UDP ports swapped (the checksums hold), sent with
+    /// `net_transmit`. Frames too short for those headers are dropped.
+    fn echo_from_ring(mac: [u8; 6]) {
+        let ring = &RINGS[ECHO_RING];
+        let mut reply = [0u8; libnet::abi::net::FRAME_MAX_BYTES as usize];
+        while let Some((index, length)) = ring.peek() {
+            let frame = ring.frame(index, length);
+            let header = frame.get(14).map_or(0, |byte| usize::from(byte & 0x0f) * 4);
+            if header >= 20 && length >= 14 + header + 8 {
+                let reply = &mut reply[..length];
+                reply.copy_from_slice(frame);
+                reply[..6].copy_from_slice(&frame[6..12]);
+                reply[6..12].copy_from_slice(&mac);
+                reply[26..30].copy_from_slice(&frame[30..34]);
+                reply[30..34].copy_from_slice(&frame[26..30]);
+                let udp = 14 + header;
+                reply[udp..udp + 2].copy_from_slice(&frame[udp + 2..udp + 4]);
+                reply[udp + 2..udp + 4].copy_from_slice(&frame[udp..udp + 2]);
+                if let Err(error) = net::transmit(&[reply]) {
+                    println!("ashd: echo: {error:?}");
+                }
+            }
+            ring.release(index);
+        }
+    }
+
+    /// For every datagram in the report ring (its payload a token), prints the kernel's
+    /// arrival-to-send counters and each handler's runs and cycles, for the bench to diff.
+    fn report(handlers: &[(&str, CapHandle, u64)]) {
+        use core::fmt::Write;
+        use libnet::abi::net::Counter;
+        let ring = &RINGS[REPORT_RING];
+        while let Some((index, length)) = ring.peek() {
+            let frame = ring.frame(index, length);
+            let header = frame.get(14).map_or(0, |byte| usize::from(byte & 0x0f) * 4);
+            let token: u64 = frame
+                .get(14 + header + 8..)
+                .unwrap_or(&[])
+                .iter()
+                .take_while(|byte| byte.is_ascii_digit())
+                .fold(0, |token, byte| {
+                    token.wrapping_mul(10).wrapping_add(u64::from(byte - b'0'))
+                });
+            ring.release(index);
+            let read = |counter: Counter| net::counter(counter as u64).unwrap_or(u64::MAX);
+            let mut line = alloc::string::String::new();
+            let _ = write!(
+                line,
+                "ashd: report {token}: arrival-to-send {} {} {}",
+                read(Counter::ArrivalToSendFrames),
+                read(Counter::ArrivalToSendCycles),
+                read(Counter::ArrivalToSendTicked)
+            );
+            for (expression, handler, _) in handlers {
+                let read = |counter| net::ash_counter(*handler, counter).unwrap_or(u64::MAX);
+                let _ = write!(
+                    line,
+                    "; {} {} {}",
+                    expression.rsplit(' ').next().unwrap_or(expression),
+                    read(AshCounter::Runs),
+                    read(AshCounter::Cycles)
+                );
+            }
+            println!("{line}");
+        }
+    }
+
     /// Binds the stock handlers and sleeps until a datagram reaches port 9003.
     pub fn serve(mac: [u8; 6], ipv4: [u8; 4]) -> u8 {
         let monitor = net::boot_monitor();
-        let stock: [(&str, Vec<u8>, Vec<u64>); 6] = [
+        if let Err(error) = libnet::upcall::on_handler_upcall(on_handler_upcall) {
+            println!("ashd: registering the handler upcall: {error:?}");
+            return 3;
+        }
+        let stock: [(&str, Vec<u8>, Vec<u64>); 8] = [
             (
                 "arp",
-                encoded(ash::stock::arp_responder(mac, ipv4)),
+                encoded(libnet::handlers::arp_responder(mac, ipv4)),
                 Vec::new(),
             ),
-            ("icmp", encoded(ash::stock::icmp_echo(ipv4)), Vec::new()),
+            (
+                "icmp",
+                encoded(libnet::handlers::icmp_echo(ipv4)),
+                Vec::new(),
+            ),
             (
                 "ip and udp dst port 7",
-                encoded(ash::stock::udp_echo()),
+                encoded(libnet::handlers::udp_echo()),
                 Vec::new(),
             ),
             (
                 "ip and udp dst port 9000",
-                encoded(ash::stock::remote_increment()),
+                encoded(libnet::handlers::remote_increment()),
                 alloc::vec![COUNTER.address()],
             ),
             ("ip and udp dst port 9001", failing(), Vec::new()),
             (
                 "ip and udp dst port 9002",
-                encoded(ash::stock::message_vectoring()),
+                encoded(libnet::handlers::message_vectoring()),
                 alloc::vec![VECTOR.address(), VECTOR_STATUS.address()],
             ),
+            (
+                "ip and udp dst port 9005",
+                encoded(libnet::handlers::message_vectoring_two_pass()),
+                alloc::vec![VECTOR_TWO_PASS.address(), VECTOR_TWO_PASS_STATUS.address()],
+            ),
+            ("ip and udp dst port 9007", upcalling(), Vec::new()),
         ];
         let mut handlers = Vec::new();
         for (index, (expression, handler, regions)) in stock.iter().enumerate() {
@@ -446,9 +566,15 @@ mod app {
                 }
             }
         }
-        if let Err(error) = bind("ip and udp dst port 9003", 6, CapHandle::NONE) {
-            println!("ashd: binding the quit port: {error:?}");
-            return 3;
+        for (expression, ring) in [
+            ("ip and udp dst port 9003", QUIT_RING),
+            ("ip and udp dst port 9004", ECHO_RING),
+            ("ip and udp dst port 9006", REPORT_RING),
+        ] {
+            if let Err(error) = bind(expression, ring, CapHandle::NONE) {
+                println!("ashd: binding {expression:?}: {error:?}");
+                return 3;
+            }
         }
         println!("ashd: ready");
         let mut wakes = 0u64;
@@ -458,14 +584,26 @@ mod app {
                 libnet::abi::syscall::NET_WAIT_OWN_FRAMES,
             );
             wakes += 1;
+            // The echo first: its reply's latency is measured.
+            echo_from_ring(mac);
+            report(&handlers);
             let mut quit = false;
-            while RINGS[6].take(|_, _| {}) {
+            while RINGS[QUIT_RING].take(|_, _| {}) {
                 quit = true;
             }
-            for ring in &RINGS[..6] {
+            for ring in &RINGS[..QUIT_RING] {
                 while ring.take(|_, _| {}) {}
             }
-            check_vectored();
+            check_vectored("", &VECTOR, &VECTOR_STATUS);
+            check_vectored(" (two passes)", &VECTOR_TWO_PASS, &VECTOR_TWO_PASS_STATUS);
+            let raised = HANDLER_UPCALL[0].swap(0, Ordering::Acquire);
+            if raised != 0 {
+                println!(
+                    "ashd: upcall from handler {raised} with argument {:#x}; it is the upcalling one: {}",
+                    HANDLER_UPCALL[1].load(Ordering::Relaxed),
+                    raised == handlers[7].2
+                );
+            }
             let failing = handlers[4].1;
             let named = DISABLED_UPCALL[0].load(Ordering::Acquire);
             if named != 0 {

@@ -157,11 +157,25 @@ pub enum Counter {
     /// ARP requests apps sent whose question the kernel had no room to remember (only when
     /// more environments than can exist at once would ask: each holds at most 4).
     ArpQuestionsUnrecorded = 25,
+    /// TSC cycles from a frame's arrival (taken from the NIC) to the next frame queued on the
+    /// NIC, summed over `ArrivalToSendFrames` such pairs (a send with no arrival since the
+    /// last pair is not counted). With one request in flight at a time this is the reply's
+    /// latency inside the machine, measured at the same two points whether a handler or an
+    /// app answers; under `-icount shift=0` a cycle is one guest instruction.
+    ArrivalToSendCycles = 26,
+    /// Arrival-to-send pairs counted in `ArrivalToSendCycles`.
+    ArrivalToSendFrames = 27,
+    /// Wake-ups and upcalls handlers asked for that were dropped: one poll's queue, or the
+    /// owner's queue of undelivered handler upcalls, was full.
+    AshRequestsDropped = 28,
+    /// Arrival-to-send pairs left out of `ArrivalToSendCycles` because a timer tick came in
+    /// between (its handling, and whatever it scheduled, is not the reply's cost).
+    ArrivalToSendTicked = 29,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 26] = [
+    pub const ALL: [Counter; 30] = [
         Counter::RxFrames,
         Counter::Delivered,
         Counter::NoMatch,
@@ -188,6 +202,10 @@ impl Counter {
         Counter::AshRepliesDropped,
         Counter::ArpAnswersToAskers,
         Counter::ArpQuestionsUnrecorded,
+        Counter::ArrivalToSendCycles,
+        Counter::ArrivalToSendFrames,
+        Counter::AshRequestsDropped,
+        Counter::ArrivalToSendTicked,
     ];
 
     /// The name xtask prints and writes to JSON.
@@ -219,6 +237,10 @@ impl Counter {
             Counter::AshRepliesDropped => "ash_replies_dropped",
             Counter::ArpAnswersToAskers => "arp_answers_to_askers",
             Counter::ArpQuestionsUnrecorded => "arp_questions_unrecorded",
+            Counter::ArrivalToSendCycles => "arrival_to_send_cycles",
+            Counter::ArrivalToSendFrames => "arrival_to_send_frames",
+            Counter::AshRequestsDropped => "ash_requests_dropped",
+            Counter::ArrivalToSendTicked => "arrival_to_send_ticked",
         }
     }
 

@@ -39,6 +39,10 @@ pub enum UpcallKind {
     /// [`FRAME_PACKET`], `error_code` = copies delivered since the last packet upcall or
     /// `net_wait` return). Delivered when the environment next runs (at once if it is running
     /// when the frames arrive); frames that end a `net_wait` raise none (the call says so).
+    /// The same entry takes the upcalls the environment's handlers raise (frame kind
+    /// [`FRAME_ASH_UPCALL`], `error_code` = the handler's id, `fault_address` = the argument
+    /// the handler passed), one per `Upcall` call, delivered when it next runs whether or not
+    /// a `net_wait` returned meanwhile.
     Packet = 4,
     /// Protected control transfer entry; `stack` is the stack the entry starts on. Entered
     /// with `rdi` = caller's environment id and `rsi`, `rdx`, `r10`, `r8`, `r9` = the caller's
@@ -81,6 +85,8 @@ pub const FRAME_REVOKE: u64 = 34;
 pub const FRAME_PACKET: u64 = 35;
 /// Frame kind of a handler-disabled upcall.
 pub const FRAME_ASH_DISABLED: u64 = 36;
+/// Frame kind of a packet-arrival upcall a handler raised (with its argument).
+pub const FRAME_ASH_UPCALL: u64 = 37;
 /// `fault_address` of a handler-disabled upcall for a handler unbound because a page of its
 /// regions was revoked (rather than disabled after aborts).
 pub const ASH_UNBOUND_REVOKED: u64 = u64::MAX;

@@ -8,11 +8,12 @@ use alloc::vec::Vec;
 use exo_abi::layout::PAGE_SIZE_BYTES;
 
 /// Replies queued during a poll (sent after the frame that caused them, outside the NIC's
-/// receive callback), and owners to wake.
-#[derive(Debug, Default)]
+/// receive callback), owners to wake and handler upcalls to raise.
+#[derive(Debug)]
 pub struct Outbox {
     pub replies: Vec<Vec<u8>>,
-    pub woken: Vec<EnvId>,
+    /// Wakes and upcalls the handlers asked for.
+    pub requests: exo_kernel::ash_events::Requests<EnvId>,
     /// Handlers disabled: (owner, handler id, aborts).
     pub disabled: Vec<(EnvId, u32, u64)>,
 }
@@ -21,11 +22,17 @@ pub struct Outbox {
 /// replies a run may send).
 const OUTBOX_MAX_REPLIES: usize = super::POLL_BUDGET * ash::ir::MAX_REPLIES_PER_RUN as usize;
 
+/// Most wakes, and most upcalls, queued in one poll (a run may call either in a loop, so the
+/// bound is on the queue; what does not fit is dropped and counted).
+pub const OUTBOX_MAX_REQUESTS: usize = 4 * super::POLL_BUDGET;
+
 /// One run's host.
 pub struct Host<'a> {
     /// Physical address of each page of each region, in the handler's region order.
     pub regions: &'a [Vec<u64>],
     pub owner: EnvId,
+    /// The handler's id (what its upcalls name).
+    pub handler: u32,
     /// What its replies may be beyond the transmit check's allow list.
     pub privilege: exo_kernel::tx_check::Privilege,
     /// For the owner's claimed ports (the transmit check).
@@ -120,12 +127,12 @@ impl ash::Actions for Host<'_> {
     }
 
     fn wake(&mut self) {
-        self.outbox.woken.push(self.owner);
+        self.outbox.requests.wake(self.owner);
     }
 
-    fn upcall(&mut self, _argument: u64) {
-        // The packet-arrival upcall carries a count, not a value: the owner learns that its
-        // handler asked for it, as for a wake.
-        self.outbox.woken.push(self.owner);
+    fn upcall(&mut self, argument: u64) {
+        self.outbox
+            .requests
+            .upcall(self.owner, self.handler, argument);
     }
 }

@@ -32,6 +32,7 @@
 //! (`ash_bind`), [`transmit`], [`counters`], [`interrupt`], [`boot_args`], [`release`].
 #![deny(unsafe_code)]
 mod arp_answers;
+mod arrival;
 mod ash_host;
 mod boot_args;
 mod counters;
@@ -96,6 +97,7 @@ struct Net {
     handlers: Vec<BoundHandler>,
     next_handler: u32,
     outbox: ash_host::Outbox,
+    arrival: arrival::ArrivalClock,
 }
 
 static NET: Mutex<Net> = Mutex::new(Net {
@@ -111,9 +113,10 @@ static NET: Mutex<Net> = Mutex::new(Net {
     next_handler: 1,
     outbox: ash_host::Outbox {
         replies: Vec::new(),
-        woken: Vec::new(),
+        requests: exo_kernel::ash_events::Requests::new(ash_host::OUTBOX_MAX_REQUESTS),
         disabled: Vec::new(),
     },
+    arrival: arrival::ArrivalClock::new(),
 });
 
 /// Boot: records the apps' arguments and the host's IPv4 address, and probes the NIC.

@@ -43,6 +43,7 @@ pub(super) fn run_handler(
     let mut host = ash_host::Host {
         regions: &bound.regions,
         owner: bound.owner,
+        handler: bound.id,
         privilege: if system {
             exo_kernel::tx_check::Privilege::System
         } else {
@@ -90,7 +91,7 @@ pub(super) fn run_handler(
                 );
                 // The owner is told: its net_wait returns, and it gets the upcall naming the
                 // handler.
-                context.outbox.woken.push(bound.owner);
+                context.outbox.requests.wake(bound.owner);
                 context.outbox.disabled.push((
                     bound.owner,
                     bound.id,
@@ -219,6 +220,8 @@ pub enum Event {
     Delivered(u64),
     /// Its handler `id` was disabled after `aborts` aborted runs.
     HandlerDisabled { id: u32, aborts: u64 },
+    /// One of its handlers raised its packet-arrival upcall (which also wakes it).
+    HandlerUpcall(exo_kernel::ash_events::HandlerUpcall),
 }
 
 /// Takes up to [`POLL_BUDGET`] frames from the NIC and demultiplexes them; then reports, per
@@ -234,6 +237,7 @@ pub fn poll(mut report: impl FnMut(EnvId, Event)) -> Backlog {
         handlers,
         outbox,
         ipv4,
+        arrival,
         ..
     } = &mut *net;
     let Some(nic) = nic.as_mut() else {
@@ -248,6 +252,7 @@ pub fn poll(mut report: impl FnMut(EnvId, Event)) -> Backlog {
     let mut taken = 0;
     while taken < POLL_BUDGET
         && nic.receive(|frame| {
+            arrival.arrived();
             bump(counters, Counter::RxFrames);
             demux(shared.as_ref(), rings, counters, &mut context, frame);
         })
@@ -257,6 +262,7 @@ pub fn poll(mut report: impl FnMut(EnvId, Event)) -> Backlog {
         // inside the callback).
         for reply in context.outbox.replies.drain(..) {
             if nic.send(&reply) {
+                arrival.sent(counters);
                 bump(counters, Counter::TxFrames);
                 bump(counters, Counter::AshReplies);
             } else {
@@ -264,9 +270,13 @@ pub fn poll(mut report: impl FnMut(EnvId, Event)) -> Backlog {
             }
         }
     }
-    for owner in context.outbox.woken.drain(..) {
+    for owner in context.outbox.requests.take_wakes() {
         report(owner, Event::Delivered(1));
     }
+    for (owner, upcall) in context.outbox.requests.take_upcalls() {
+        report(owner, Event::HandlerUpcall(upcall));
+    }
+    counters[Counter::AshRequestsDropped as usize] += context.outbox.requests.take_dropped();
     for (owner, id, aborts) in context.outbox.disabled.drain(..) {
         report(owner, Event::HandlerDisabled { id, aborts });
     }

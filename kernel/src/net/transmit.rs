@@ -47,6 +47,7 @@ pub fn transmit(
         counters,
         rings,
         ipv4,
+        arrival,
         ..
     } = &mut *net;
     let nic = nic.as_mut().ok_or(Error::InvalidArgument)?;
@@ -73,6 +74,7 @@ pub fn transmit(
     if !nic.send(&frame) {
         return Err(Error::InvalidArgument);
     }
+    arrival.sent(counters);
     bump(counters, Counter::TxFrames);
     Ok(frame.len() as u64)
 }

@@ -21,9 +21,9 @@ use exo_abi::net::Counter as NetCounter;
 use exo_abi::pack::Pack;
 use exo_abi::quota::{Limits, Resource};
 use exo_abi::upcall::{
-    self, EnvStatus, FRAME_ASH_DISABLED, FRAME_PACKET, FRAME_REVOKE, FRAME_SLICE_END,
-    FRAME_SLICE_START, OVERSTAY_LIMIT, RepossessedPage, UPCALL_FRAME_BYTES, UpcallFrame,
-    UpcallKind,
+    self, EnvStatus, FRAME_ASH_DISABLED, FRAME_ASH_UPCALL, FRAME_PACKET, FRAME_REVOKE,
+    FRAME_SLICE_END, FRAME_SLICE_START, OVERSTAY_LIMIT, RepossessedPage, UPCALL_FRAME_BYTES,
+    UpcallFrame, UpcallKind,
 };
 use exo_abi::{Error, KernelExit};
 use exo_kernel::cap::{CapSpace, Object, Removed};
@@ -555,6 +555,20 @@ impl Kernel {
             let copies = core::mem::take(&mut env.packet_upcall_due);
             if entry != 0 {
                 undeliverable |= deliver(env, frame, entry, FRAME_PACKET, copies, 0).is_err();
+            }
+        }
+        if let Some(upcall) = env.handler_upcalls_due.take_oldest() {
+            let entry = env.upcall(UpcallKind::Packet);
+            if entry != 0 {
+                undeliverable |= deliver(
+                    env,
+                    frame,
+                    entry,
+                    FRAME_ASH_UPCALL,
+                    u64::from(upcall.handler),
+                    upcall.argument,
+                )
+                .is_err();
             }
         }
         if !env.ash_disabled_due.is_empty() {

@@ -32,6 +32,8 @@ impl Kernel {
     /// Returns whether frames were left over and how many environments woke.
     pub(super) fn poll_network(&mut self) -> (crate::net::Backlog, usize) {
         let envs = &mut self.envs;
+        // Counted after the poll: its report runs with the network's lock held.
+        let mut upcalls_dropped = 0;
         let backlog = crate::net::poll(|owner, event| {
             let Some(env) = envs[slot(owner)]
                 .as_deref_mut()
@@ -46,6 +48,15 @@ impl Kernel {
                         env.packet_upcall_due += copies;
                     }
                 }
+                crate::net::Event::HandlerUpcall(upcall) => {
+                    // It wakes a net_wait as a wake does; the upcall itself is delivered
+                    // when the environment next runs, whether or not that wait returned.
+                    env.net_delivered += 1;
+                    if env.upcall(UpcallKind::Packet) != 0 && !env.handler_upcalls_due.raise(upcall)
+                    {
+                        upcalls_dropped += 1;
+                    }
+                }
                 crate::net::Event::HandlerDisabled { id, aborts } => {
                     if env.upcall(UpcallKind::AshDisabled) != 0 {
                         env.ash_disabled_due.push((id, aborts));
@@ -53,6 +64,9 @@ impl Kernel {
                 }
             }
         });
+        for _ in 0..upcalls_dropped {
+            crate::net::count(NetCounter::AshRequestsDropped);
+        }
         (backlog, self.wake_net_waiters())
     }
 

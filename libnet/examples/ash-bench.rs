@@ -5,11 +5,12 @@
 use ash::checksum;
 use ash::interp::Machine;
 use ash::ir::RegionDecl;
-use ash::{Actions, Context, Handler, stock};
+use ash::{Actions, Context, Handler};
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder};
+use libnet::handlers;
 use std::hint::black_box;
 
-#[path = "../tests/common/jit_exec.rs"]
+#[path = "../../ash/tests/common/jit_exec.rs"]
 #[allow(dead_code)]
 mod jit_exec;
 use std::time::Instant;
@@ -134,19 +135,23 @@ fn frames() -> Vec<(&'static str, Handler, Vec<u8>)> {
     vec![
         (
             "arp_responder",
-            verify(stock::arp_responder(HOST_MAC, HOST_IP)),
+            verify(handlers::arp_responder(HOST_MAC, HOST_IP)),
             arp,
         ),
-        ("icmp_echo", verify(stock::icmp_echo(HOST_IP)), icmp),
-        ("udp_echo", verify(stock::udp_echo()), udp(7, &[0x42; 64])),
+        ("icmp_echo", verify(handlers::icmp_echo(HOST_IP)), icmp),
+        (
+            "udp_echo",
+            verify(handlers::udp_echo()),
+            udp(7, &[0x42; 64]),
+        ),
         (
             "remote_increment",
-            verify(stock::remote_increment()),
+            verify(handlers::remote_increment()),
             udp(9000, &5u64.to_be_bytes()),
         ),
         (
             "message_vectoring_1k",
-            verify(stock::message_vectoring()),
+            verify(handlers::message_vectoring()),
             udp(5000, &vectored),
         ),
     ]

@@ -1,15 +1,16 @@
-//! The stock handlers every system wants, written with the builder: ARP responder, ICMP echo,
-//! UDP echo, remote increment and a message-vectoring receiver.
+//! The stock ASH handlers every system wants, written with ash's builder: ARP responder, ICMP
+//! echo, UDP echo, remote increment and a message-vectoring receiver (and its copy-then-checksum
+//! twin, for the bench). An app builds one here, encodes it (`ash::wire`) and binds it with
+//! [`crate::net::ash_bind`].
 //!
 //! Each checks the headers it relies on itself (so it is safe behind any filter) and delivers
-//! to the ring whatever it does not answer. They live here rather than in libnet so that the
-//! host tests run them on real frames; applications build them from here.
+//! to the ring whatever it does not answer. This module builds on the host too: its tests
+//! (`libnet/tests/handlers.rs`) run every handler on frames etherparse builds and compare the
+//! answers byte for byte.
 #![forbid(unsafe_code)]
 
-use crate::builder::{BuildError, Builder, Label, R0, R1, R2, R3, R4, R5, R6, R7, R8};
-use crate::ir::{
-    AluOp, Call, Cond, LoopCount, Mem, Rights, Swap, UnverifiedHandler, Verdict, Width,
-};
+use ash::builder::{BuildError, Builder, Label, R0, R1, R2, R3, R4, R5, R6, R7, R8};
+use ash::ir::{AluOp, Call, Cond, LoopCount, Mem, Rights, Swap, UnverifiedHandler, Verdict, Width};
 
 /// Ethernet header bytes (untagged).
 const ETHERNET_BYTES: u16 = 14;
@@ -210,7 +211,7 @@ pub fn remote_increment() -> Result<UnverifiedHandler, BuildError> {
 /// Buffers the message-vectoring receiver fills.
 pub const VECTOR_SLOTS: u64 = 8;
 /// Bytes of each buffer.
-pub const VECTOR_SLOT_BYTES: u64 = 1024;
+pub const VECTOR_SLOT_BYTES: u64 = 2048;
 /// A slot's status word once the handler has filled it: this flag or'd with the length.
 pub const VECTOR_FULL: u64 = 1 << 32;
 
@@ -221,6 +222,26 @@ pub const VECTOR_FULL: u64 = 1 << 32;
 /// woken. A bad slot, an oversized message or a bad checksum is dropped (a bad checksum after
 /// the copy, so the status word is not set).
 pub fn message_vectoring() -> Result<UnverifiedHandler, BuildError> {
+    vectoring(Pass::Integrated)
+}
+
+/// [`message_vectoring`] done the way it is without integration: the copy first, then a
+/// second pass over the same bytes for the checksum. Same answers, same regions; it exists to
+/// measure what the integrated pass saves (`cargo xtask bench ash`).
+pub fn message_vectoring_two_pass() -> Result<UnverifiedHandler, BuildError> {
+    vectoring(Pass::CopyThenChecksum)
+}
+
+/// How the message-vectoring receiver sums what it copies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// One pass: copy and checksum together.
+    Integrated,
+    /// Copy, then checksum the packet's bytes again.
+    CopyThenChecksum,
+}
+
+fn vectoring(pass: Pass) -> Result<UnverifiedHandler, BuildError> {
     let mut b = Builder::new();
     let not_ours = b.label();
     let drop = b.label();
@@ -243,9 +264,16 @@ pub fn message_vectoring() -> Result<UnverifiedHandler, BuildError> {
         .mov(R1, R8)
         .alu(AluOp::Mul, R1, VECTOR_SLOT_BYTES)
         .mov(R2, R4)
-        .alu(AluOp::Add, R2, 12u64)
-        .call(Call::CopyChecksum { region: buffers })
-        .mov(R5, R0)
+        .alu(AluOp::Add, R2, 12u64);
+    match pass {
+        Pass::Integrated => b.call(Call::CopyChecksum { region: buffers }),
+        Pass::CopyThenChecksum => b
+            .call(Call::Copy { region: buffers })
+            .mov(R1, R2)
+            .mov(R2, R3)
+            .call(Call::Checksum),
+    };
+    b.mov(R5, R0)
         // No checksum sent: nothing to verify.
         .load(R0, Width::B2, Mem::packet_at(R4, 6))
         .branch(Cond::Eq, R0, 0u64, verified)

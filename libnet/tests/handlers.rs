@@ -1,12 +1,15 @@
 //! The stock handlers on real-looking frames built with etherparse: each answer is compared
 //! byte for byte with the frame etherparse builds for the same answer.
+// The fake kernel and JIT runner ash's own tests use.
+#[path = "../../ash/tests/common/mod.rs"]
 mod common;
 
 use ash::interp::{Machine, Outcome};
 use ash::ir::UnverifiedHandler;
-use ash::{Context, Handler, Verdict, stock};
+use ash::{Context, Handler, Verdict};
 use common::FakeHost;
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder};
+use libnet::handlers;
 
 const HOST_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 const HOST_IP: [u8; 4] = [10, 0, 2, 15];
@@ -45,7 +48,7 @@ fn arp_frame(operation: ArpOperation, target_ip: [u8; 4]) -> Vec<u8> {
 
 #[test]
 fn arp_request_for_us_is_answered() {
-    let handler = verified(stock::arp_responder(HOST_MAC, HOST_IP).unwrap());
+    let handler = verified(handlers::arp_responder(HOST_MAC, HOST_IP).unwrap());
     let mut host = FakeHost::for_regions(handler.regions());
     let request = arp_frame(ArpOperation::REQUEST, HOST_IP);
     assert_eq!(
@@ -74,7 +77,7 @@ fn arp_request_for_us_is_answered() {
 
 #[test]
 fn arp_padded_request_is_answered_at_its_length() {
-    let handler = verified(stock::arp_responder(HOST_MAC, HOST_IP).unwrap());
+    let handler = verified(handlers::arp_responder(HOST_MAC, HOST_IP).unwrap());
     let mut host = FakeHost::for_regions(handler.regions());
     let mut request = arp_frame(ArpOperation::REQUEST, HOST_IP);
     request.resize(60, 0);
@@ -87,7 +90,7 @@ fn arp_padded_request_is_answered_at_its_length() {
 
 #[test]
 fn arp_not_for_us_is_delivered_unanswered() {
-    let handler = verified(stock::arp_responder(HOST_MAC, HOST_IP).unwrap());
+    let handler = verified(handlers::arp_responder(HOST_MAC, HOST_IP).unwrap());
     let mut host = FakeHost::for_regions(handler.regions());
     for frame in [
         arp_frame(ArpOperation::REQUEST, [10, 0, 2, 16]),
@@ -124,7 +127,7 @@ fn icmp_echo(request: bool, ttl: u8, payload: &[u8]) -> Vec<u8> {
 
 #[test]
 fn icmp_echo_request_is_answered_with_incremental_checksums() {
-    let handler = verified(stock::icmp_echo(HOST_IP).unwrap());
+    let handler = verified(handlers::icmp_echo(HOST_IP).unwrap());
     for (ttl, payload) in [
         (20u8, &b"abcdefgh"[..]),
         (64, &[0xff; 57][..]),
@@ -142,7 +145,7 @@ fn icmp_echo_request_is_answered_with_incremental_checksums() {
 
 #[test]
 fn icmp_other_than_echo_request_to_us_is_delivered() {
-    let handler = verified(stock::icmp_echo(HOST_IP).unwrap());
+    let handler = verified(handlers::icmp_echo(HOST_IP).unwrap());
     let mut host = FakeHost::for_regions(handler.regions());
     let reply = icmp_echo(false, 64, b"x");
     let mut other_host = icmp_echo(true, 64, b"x");
@@ -174,7 +177,7 @@ fn udp_frame(request: bool, port: u16, payload: &[u8]) -> Vec<u8> {
 
 #[test]
 fn udp_echo_is_byte_identical() {
-    let handler = verified(stock::udp_echo().unwrap());
+    let handler = verified(handlers::udp_echo().unwrap());
     for payload in [&b"hello, exo"[..], &[], &[0xa5; 1472]] {
         let mut host = FakeHost::for_regions(handler.regions());
         let outcome = run(&handler, &mut host, &udp_frame(true, 7, payload));
@@ -185,7 +188,7 @@ fn udp_echo_is_byte_identical() {
 
 #[test]
 fn udp_echo_refused_by_transmit_check_still_consumes_and_counts() {
-    let handler = verified(stock::udp_echo().unwrap());
+    let handler = verified(handlers::udp_echo().unwrap());
     let mut host = FakeHost::for_regions(handler.regions());
     host.refuse_transmit = true;
     let mut machine = Machine::new();
@@ -196,7 +199,7 @@ fn udp_echo_refused_by_transmit_check_still_consumes_and_counts() {
 
 #[test]
 fn remote_increment_adds_and_answers_with_the_new_value() {
-    let handler = verified(stock::remote_increment().unwrap());
+    let handler = verified(handlers::remote_increment().unwrap());
     let mut host = FakeHost::for_regions(handler.regions());
     let mut total = 0u64;
     for addend in [5u64, 7, u64::MAX - 3, 0x0001_0000_ffff_0000] {
@@ -219,7 +222,7 @@ fn remote_increment_adds_and_answers_with_the_new_value() {
 
 #[test]
 fn remote_increment_without_udp_checksum_sends_none() {
-    let handler = verified(stock::remote_increment().unwrap());
+    let handler = verified(handlers::remote_increment().unwrap());
     let mut host = FakeHost::for_regions(handler.regions());
     let mut frame = udp_frame(true, 9000, &3u64.to_be_bytes());
     frame[40..42].copy_from_slice(&[0, 0]);
@@ -233,7 +236,7 @@ fn remote_increment_without_udp_checksum_sends_none() {
 
 #[test]
 fn remote_increment_drops_short_payloads() {
-    let handler = verified(stock::remote_increment().unwrap());
+    let handler = verified(handlers::remote_increment().unwrap());
     let mut host = FakeHost::for_regions(handler.regions());
     let frame = udp_frame(true, 9000, &[1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(
@@ -250,23 +253,33 @@ fn vectored(slot: u32, message: &[u8]) -> Vec<u8> {
     udp_frame(true, 5000, &payload)
 }
 
+/// The receiver both ways: checksum integrated with the copy, and in a second pass.
+fn vectoring_handlers() -> [Handler; 2] {
+    [
+        verified(handlers::message_vectoring().unwrap()),
+        verified(handlers::message_vectoring_two_pass().unwrap()),
+    ]
+}
+
 #[test]
 fn message_vectoring_copies_into_the_named_slot_with_checksum_verified() {
-    let handler = verified(stock::message_vectoring().unwrap());
-    for piece_bytes in [1, 7, 4096] {
+    for (handler, piece_bytes) in vectoring_handlers()
+        .iter()
+        .flat_map(|handler| [1, 7, 4096].map(|piece| (handler, piece)))
+    {
         let mut host = FakeHost::for_regions(handler.regions());
         host.piece_bytes = piece_bytes;
         for (slot, message) in [
             (3u32, &b"odd-length message"[..]),
             (0, b"even"),
-            (7, &[0x5a; 1024]),
+            (7, &[0x5a; 1468]),
         ] {
-            let outcome = run(&handler, &mut host, &vectored(slot, message));
+            let outcome = run(handler, &mut host, &vectored(slot, message));
             assert_eq!(outcome, Outcome::Exit(Verdict::Consume), "slot {slot}");
-            let start = slot as usize * stock::VECTOR_SLOT_BYTES as usize;
+            let start = slot as usize * handlers::VECTOR_SLOT_BYTES as usize;
             assert_eq!(&host.regions[0][start..start + message.len()], message);
             let status = host.read_u64(1, slot as usize * 8);
-            assert_eq!(status, stock::VECTOR_FULL | message.len() as u64);
+            assert_eq!(status, handlers::VECTOR_FULL | message.len() as u64);
         }
         assert_eq!(host.wakes, 3);
     }
@@ -274,47 +287,50 @@ fn message_vectoring_copies_into_the_named_slot_with_checksum_verified() {
 
 #[test]
 fn message_vectoring_drops_bad_checksum_bad_slot_and_oversized() {
-    let handler = verified(stock::message_vectoring().unwrap());
-    let mut host = FakeHost::for_regions(handler.regions());
-    let mut corrupt = vectored(2, b"payload!");
-    let last = corrupt.len() - 1;
-    corrupt[last] ^= 0x40;
-    let bad_slot = vectored(stock::VECTOR_SLOTS as u32, b"x");
-    let oversized = vectored(1, &[1; 1025]);
-    for frame in [corrupt, bad_slot, oversized] {
-        assert_eq!(
-            run(&handler, &mut host, &frame),
-            Outcome::Exit(Verdict::Drop)
+    for handler in vectoring_handlers() {
+        let mut host = FakeHost::for_regions(handler.regions());
+        let mut corrupt = vectored(2, b"payload!");
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0x40;
+        let bad_slot = vectored(handlers::VECTOR_SLOTS as u32, b"x");
+        let oversized = vectored(1, &vec![1; handlers::VECTOR_SLOT_BYTES as usize + 1]);
+        for frame in [corrupt, bad_slot, oversized] {
+            assert_eq!(
+                run(&handler, &mut host, &frame),
+                Outcome::Exit(Verdict::Drop)
+            );
+        }
+        assert!(
+            host.regions[1].iter().all(|&b| b == 0),
+            "no status word set"
         );
+        assert_eq!(host.wakes, 0);
     }
-    assert!(
-        host.regions[1].iter().all(|&b| b == 0),
-        "no status word set"
-    );
-    assert_eq!(host.wakes, 0);
 }
 
 #[test]
 fn message_vectoring_accepts_datagrams_without_checksum() {
-    let handler = verified(stock::message_vectoring().unwrap());
-    let mut host = FakeHost::for_regions(handler.regions());
-    let mut frame = vectored(4, b"no checksum");
-    frame[40..42].copy_from_slice(&[0, 0]);
-    assert_eq!(
-        run(&handler, &mut host, &frame),
-        Outcome::Exit(Verdict::Consume)
-    );
-    assert_eq!(host.read_u64(1, 32), stock::VECTOR_FULL | 11);
+    for handler in vectoring_handlers() {
+        let mut host = FakeHost::for_regions(handler.regions());
+        let mut frame = vectored(4, b"no checksum");
+        frame[40..42].copy_from_slice(&[0, 0]);
+        assert_eq!(
+            run(&handler, &mut host, &frame),
+            Outcome::Exit(Verdict::Consume)
+        );
+        assert_eq!(host.read_u64(1, 32), handlers::VECTOR_FULL | 11);
+    }
 }
 
 #[test]
 fn stock_handlers_survive_every_truncation() {
     let handlers = [
-        stock::arp_responder(HOST_MAC, HOST_IP).unwrap(),
-        stock::icmp_echo(HOST_IP).unwrap(),
-        stock::udp_echo().unwrap(),
-        stock::remote_increment().unwrap(),
-        stock::message_vectoring().unwrap(),
+        handlers::arp_responder(HOST_MAC, HOST_IP).unwrap(),
+        handlers::icmp_echo(HOST_IP).unwrap(),
+        handlers::udp_echo().unwrap(),
+        handlers::remote_increment().unwrap(),
+        handlers::message_vectoring().unwrap(),
+        handlers::message_vectoring_two_pass().unwrap(),
     ];
     let frames = [
         arp_frame(ArpOperation::REQUEST, HOST_IP),
@@ -341,11 +357,12 @@ fn stock_handlers_survive_every_truncation() {
 #[test]
 fn stock_handlers_jit_equals_interpreter_on_every_truncation() {
     let handlers = [
-        stock::arp_responder(HOST_MAC, HOST_IP).unwrap(),
-        stock::icmp_echo(HOST_IP).unwrap(),
-        stock::udp_echo().unwrap(),
-        stock::remote_increment().unwrap(),
-        stock::message_vectoring().unwrap(),
+        handlers::arp_responder(HOST_MAC, HOST_IP).unwrap(),
+        handlers::icmp_echo(HOST_IP).unwrap(),
+        handlers::udp_echo().unwrap(),
+        handlers::remote_increment().unwrap(),
+        handlers::message_vectoring().unwrap(),
+        handlers::message_vectoring_two_pass().unwrap(),
     ];
     let mut increment = 9u64.to_be_bytes().to_vec();
     increment.extend_from_slice(b"tail");
