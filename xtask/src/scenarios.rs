@@ -884,7 +884,7 @@ fn httpd_big_file_byte(index: usize) -> u8 {
 }
 
 /// The site httpd embeds: path and the bytes it must serve.
-fn httpd_site() -> Result<Vec<(&'static str, Vec<u8>)>, String> {
+pub fn httpd_site() -> Result<Vec<(&'static str, Vec<u8>)>, String> {
     let site = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../apps/httpd/site");
     let read = |name: &str| {
         std::fs::read(site.join(name))
