@@ -866,10 +866,11 @@ fn exo_round(
     if plan.has(Part::Cheetah) {
         for set in CHEETAH {
             let argument = format!("port=80 pool=16 cheetah={set}");
+            // ashd answers ARP (in the kernel) for the machine's address.
             let config = boot(
                 format!("exo-cheetah-{set}-r{round}"),
-                &[("httpd", &argument)],
-                vec!["httpd: ready"],
+                &[("ashd", "serve"), ("httpd", &argument)],
+                vec!["ashd: ready", "httpd: ready"],
             );
             progress.set_message(format!("round {}: exo httpd cheetah={set}", round + 1));
             let case = format!("cheetah={set}");

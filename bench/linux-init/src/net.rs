@@ -92,6 +92,14 @@ pub fn serve() -> u8 {
             }
         }
     }
+    // A server that cannot start (a library missing, a port taken) exits at once.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for (child, name) in children.iter_mut().zip(["nginx", "socat", "udp-echo"]) {
+        if let Ok(Some(status)) = child.try_wait() {
+            println!("linux-init: net: {name} exited at start ({status})");
+            return 1;
+        }
+    }
     let control = match UdpSocket::bind(("0.0.0.0", CONTROL_PORT)) {
         Ok(socket) => socket,
         Err(error) => {

@@ -21,7 +21,16 @@ pub const PACKAGES: &[&str] = &[
     "libpcre2-8-0",
     "libssl3",
     "zlib1g",
+    // socat's libwrap links libnsl, which links libtirpc and through it Kerberos's GSSAPI.
     "libwrap0",
+    "libnsl2",
+    "libtirpc3",
+    "libgssapi-krb5-2",
+    "libkrb5-3",
+    "libk5crypto3",
+    "libcom-err2",
+    "libkrb5support0",
+    "libkeyutils1",
 ];
 
 /// The programs taken from those packages.
@@ -263,11 +272,6 @@ pub fn module_order(kernel_root: &Path) -> Result<Vec<String>> {
         .map(|entry| entry.path())
         .next()
         .ok_or("no lib/modules/VERSION in the kernel package")?;
-    let version = modules
-        .strip_prefix(kernel_root)
-        .map_err(|error| error.to_string())?
-        .to_string_lossy()
-        .into_owned();
     let builtin = fs::read_to_string(modules.join("modules.builtin")).unwrap_or_default();
     let mut by_name = BTreeMap::new();
     let mut stack = vec![modules.join("kernel")];
@@ -331,7 +335,6 @@ pub fn module_order(kernel_root: &Path) -> Result<Vec<String>> {
     for module in MODULES {
         visit(module, kernel_root, &by_name, &is_builtin, &mut order, 0)?;
     }
-    let _ = version;
     Ok(order)
 }
 
@@ -442,6 +445,110 @@ mod tests {
                 "usr/lib/x86_64-linux-gnu/libssl.so.3",
             ]
         );
+    }
+
+    /// Fake unpacked packages and kernel: the tree holds the programs, the shared objects
+    /// (not gconv's plug-ins), the modules in load order with their list, nginx's
+    /// configuration and the site; a missing program or module is an error.
+    #[test]
+    fn the_contents_list_from_unpacked_packages() {
+        let scratch =
+            std::env::temp_dir().join(format!("exo-net-initramfs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&scratch);
+        let file = |path: &str, data: &[u8]| {
+            let path = scratch.join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, data).unwrap();
+        };
+        file("busybox/bin/busybox", b"ELF busybox");
+        file("nginx/usr/sbin/nginx", b"ELF nginx");
+        file("socat/usr/bin/socat", b"ELF socat");
+        file("libc6/lib/x86_64-linux-gnu/libc.so.6", b"ELF libc");
+        file("libc6/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", b"ELF ld");
+        file(
+            "libc6/usr/lib/x86_64-linux-gnu/gconv/UTF-16.so",
+            b"ELF gconv",
+        );
+        fs::create_dir_all(scratch.join("libc6/lib64")).unwrap();
+        std::os::unix::fs::symlink(
+            "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+            scratch.join("libc6/lib64/ld-linux-x86-64.so.2"),
+        )
+        .unwrap();
+        let modules = "kernel/lib/modules/6.1.0-57-amd64";
+        file(
+            &format!("{modules}/modules.builtin"),
+            b"kernel/drivers/virtio/virtio.ko
+",
+        );
+        let module = |name: &str, depends: &str| {
+            file(
+                &format!("{modules}/kernel/drivers/{name}.ko"),
+                format!("\x7fELF\0depends={depends}\0name={name}\0").as_bytes(),
+            )
+        };
+        module("virtio_net", "net_failover,virtio");
+        module("net_failover", "failover");
+        module("failover", "");
+        module("virtio_pci", "virtio_pci_modern_dev,virtio");
+        module("virtio_pci_modern_dev", "");
+        let roots: Vec<PathBuf> = ["busybox", "nginx", "socat", "libc6"]
+            .iter()
+            .map(|name| scratch.join(name))
+            .collect();
+        let site = [("/", b"front".to_vec()), ("/1k.html", vec![b'x'; 1024])];
+        let tree = tree(b"ELF init", &roots, &scratch.join("kernel"), &site).unwrap();
+        let paths: Vec<&str> = tree.paths().map(|(path, _)| path).collect();
+        for wanted in [
+            "init",
+            "dev/console",
+            "bin/busybox",
+            "usr/sbin/nginx",
+            "usr/bin/socat",
+            "lib/x86_64-linux-gnu/libc.so.6",
+            "lib64/ld-linux-x86-64.so.2",
+            "etc/nginx/nginx.conf",
+            "etc/passwd",
+            "srv/site/1k.html",
+            "proc",
+            "var/lib/nginx",
+        ] {
+            assert!(paths.contains(&wanted), "{wanted} missing from {paths:?}");
+        }
+        assert!(!paths.iter().any(|path| path.contains("gconv")));
+        assert!(
+            !paths.contains(&"srv/site/"),
+            "the / alias is index.html's business"
+        );
+        let list = tree
+            .paths()
+            .find(|(path, _)| *path == "etc/exo-net/modules")
+            .map(|(_, member)| member.clone());
+        let Some(Member::File { data, .. }) = list else {
+            panic!("no module list");
+        };
+        let kernel = "/lib/modules/6.1.0-57-amd64/kernel/drivers";
+        assert_eq!(
+            String::from_utf8(data).unwrap(),
+            format!(
+                "{kernel}/virtio_pci_modern_dev.ko\n{kernel}/virtio_pci.ko\n{kernel}/failover.ko\n{kernel}/net_failover.ko\n{kernel}/virtio_net.ko\n"
+            )
+        );
+        assert!(tree.archive().len() % 4 == 0);
+        // Without socat's package, or with a module missing, it says what is missing.
+        let error = tree_error(&roots[..2], &scratch.join("kernel"), &site);
+        assert!(error.contains("usr/bin/socat"), "{error}");
+        fs::remove_file(scratch.join(format!("{modules}/kernel/drivers/failover.ko"))).unwrap();
+        let error = tree_error(&roots, &scratch.join("kernel"), &site);
+        assert!(error.contains("no module failover"), "{error}");
+        let _ = fs::remove_dir_all(&scratch);
+    }
+
+    fn tree_error(roots: &[PathBuf], kernel: &Path, site: &[(&str, Vec<u8>)]) -> String {
+        match tree(b"init", roots, kernel, site) {
+            Ok(_) => "built".into(),
+            Err(error) => error.to_string(),
+        }
     }
 
     #[test]
