@@ -291,6 +291,18 @@ fn with_guest<T>(
             for ready in &boot.ready {
                 guest.wait_for(ready, READY_WITHIN)?;
             }
+            // The previous boot's neighbour entry (a failed resolution while no guest ran)
+            // would answer "no route to host" for a while: ask afresh.
+            let _ = std::process::Command::new("ip")
+                .args([
+                    "-n",
+                    &topology.namespace,
+                    "neigh",
+                    "flush",
+                    "dev",
+                    topology::TAP,
+                ])
+                .output();
             work(&mut guest)
         })();
         stop.store(true, Ordering::SeqCst);
@@ -877,6 +889,7 @@ fn exo_round(
             let result = with_guest(topology, &config, out, |guest| {
                 let ready = guest.wait_for("httpd: ready", READY_WITHIN)?;
                 let ready = crate::qemu::app_text(&ready).trim().to_string();
+                check_site(topology)?;
                 Ok((wrk(guest, topology, "/1k.html", 16, plan), ready))
             });
             match result {
