@@ -568,6 +568,7 @@ struct Rows {
 }
 
 impl Rows {
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &mut self,
         group: Group,

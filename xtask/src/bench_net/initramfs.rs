@@ -534,7 +534,7 @@ mod tests {
                 "{kernel}/virtio_pci_modern_dev.ko\n{kernel}/virtio_pci.ko\n{kernel}/failover.ko\n{kernel}/net_failover.ko\n{kernel}/virtio_net.ko\n"
             )
         );
-        assert!(tree.archive().len() % 4 == 0);
+        assert!(tree.archive().len().is_multiple_of(4));
         // Without socat's package, or with a module missing, it says what is missing.
         let error = tree_error(&roots[..2], &scratch.join("kernel"), &site);
         assert!(error.contains("usr/bin/socat"), "{error}");
