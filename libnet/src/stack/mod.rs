@@ -8,6 +8,7 @@
 //! does not own and never resets a segment it did not receive.
 //!
 //! The socket API over it is in [`socket`]; the device in [`device`].
+pub mod cheetah;
 pub mod device;
 pub mod socket;
 
