@@ -91,8 +91,9 @@ pub struct ServerCounters {
     pub segments_out: u64,
     /// Segments with no data, SYN or FIN: pure ACKs.
     pub pure_acks: u64,
-    /// FINs sent on a segment of their own.
+    /// FINs sent on a segment of their own, and on the last data segment.
     pub bare_fins: u64,
+    pub fins_piggybacked: u64,
     /// Payload sums taken from the prebuilt chunks, and computed over the payload.
     pub sums_stored: u64,
     pub sums_computed: u64,
@@ -259,6 +260,14 @@ impl Server {
 
     /// The earliest timer, ms.
     pub fn next_deadline(&self) -> Option<u64> {
+        // Requests the app has not seen yet (it stopped at its per-call bound): now.
+        if self
+            .connections
+            .iter()
+            .any(|c| c.input_fresh && c.state == State::Established)
+        {
+            return Some(0);
+        }
         let timers = self.connections.iter().filter_map(|c| c.timer);
         let idle = self.connections.iter().map(|c| c.last_heard_ms + IDLE_MS);
         let waits = self.time_wait.front().map(|record| record.until_ms);
@@ -688,6 +697,10 @@ impl Server {
         }
         let c = &self.connections[index];
         if c.peer_fin && c.fin_acked() {
+            // Over: the peer's FIN is answered now (nothing is left to carry the ACK).
+            if c.ack_owed {
+                self.send_ack(index, link);
+            }
             self.finish(index, now);
             return false;
         }
@@ -813,6 +826,7 @@ impl Server {
                 }
                 if with_fin {
                     flags |= FIN;
+                    self.counters.fins_piggybacked += 1;
                     if !c.peer_fin {
                         c.fin_first = true;
                     }
@@ -984,6 +998,8 @@ impl Server {
             let mut replies = core::mem::take(&mut self.replies);
             replies.clear();
             let close = handler(&mut c.input, c.peer_fin, &mut replies);
+            // Requests left over after one that made progress get another turn.
+            c.input_fresh = !replies.is_empty() && !c.input.is_empty();
             for response in replies.drain(..) {
                 if response.is_empty() {
                     continue;
