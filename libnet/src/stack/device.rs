@@ -64,6 +64,8 @@ pub struct RingDevice {
     /// A synthesised ARP reply to hand smoltcp before the frame in the ring's next slot.
     pending_arp: Option<[u8; ARP_FRAME_BYTES]>,
     pub(crate) counters: DeviceCounters,
+    /// TCP frames for this port go to libnet's own engine (`Stack::divert_tcp`), not smoltcp.
+    pub(crate) divert: Option<super::divert::Diverted>,
 }
 
 impl RingDevice {
@@ -76,6 +78,7 @@ impl RingDevice {
             neighbours: Vec::new(),
             pending_arp: None,
             counters: DeviceCounters::default(),
+            divert: None,
         }
     }
 
@@ -91,7 +94,13 @@ impl RingDevice {
                     if let Some((ip, mac)) = sender {
                         self.learn(ip, mac, now_ms);
                     }
-                    return Some((index, length));
+                    let diverted = self
+                        .divert
+                        .as_mut()
+                        .is_some_and(|divert| divert.take(frame));
+                    if !diverted {
+                        return Some((index, length));
+                    }
                 }
                 Verdict::BadChecksum => self.counters.rx_bad_checksum += 1,
                 Verdict::Malformed => self.counters.rx_malformed += 1,
@@ -99,6 +108,11 @@ impl RingDevice {
             self.counters.rx_frames += 1;
             self.ring.release(index);
         }
+    }
+
+    /// The NIC's MAC address.
+    pub(crate) fn mac(&self) -> [u8; 6] {
+        self.mac.0
     }
 
     fn learn(&mut self, ip: Ipv4Address, mac: EthernetAddress, now_ms: i64) {
