@@ -426,6 +426,9 @@ fn wrk(
     let report = run(plan.duration)?;
     let after = guest.instructions()?;
     let load = http_load::parse_wrk(&report)?;
+    if load.requests == 0 {
+        return Err(format!("wrk: no request answered ({} errors)", load.errors));
+    }
     Ok(Sample {
         rate: load.requests_per_second,
         p50_us: Some(load.p50_ms * 1e3),
@@ -450,6 +453,9 @@ fn ab(guest: &mut Guest, topology: &Topology, plan: &Plan) -> std::result::Resul
     )?;
     let after = guest.instructions()?;
     let load = http_load::parse_ab(&report)?;
+    if load.requests == 0 {
+        return Err(format!("ab: no request answered ({} failed)", load.errors));
+    }
     Ok(Sample {
         rate: load.requests_per_second,
         p50_us: Some(load.p50_ms * 1e3),
