@@ -319,6 +319,8 @@ fn every_set_of_techniques_delivers_the_response_exactly() {
         }
         assert!(seen.iter().all(|s| s.source_port == 80 && s.has_ack));
         assert!(seen.iter().all(|s| s.payload.len() <= 1460));
+        // The request took little of the receive window.
+        assert!(seen.iter().all(|s| s.window > 8 * 1024));
     }
 }
 
@@ -396,7 +398,7 @@ fn connected(techniques: Techniques, window: u16) -> (Server, Wire, Client) {
 #[test]
 fn out_of_order_request_bytes_wait_for_the_hole() {
     let response = leak(body(10));
-    let (mut server, mut wire, mut client) = connected(Techniques::ALL, 65535);
+    let (mut server, mut wire, client) = connected(Techniques::ALL, 65535);
     let mut handler = app(response);
     let (first, second) = CLOSE.split_at(10);
     // The second part first: dropped, and a duplicate ACK names the hole.
@@ -460,7 +462,7 @@ fn a_zero_window_is_probed_and_then_filled() {
     );
     let again = server.next_deadline().unwrap();
     assert!(
-        again - deadline >= 2 * (deadline - 0).min(1000) - 10,
+        again - deadline >= 2 * deadline.min(1000) - 10,
         "{deadline} {again}"
     );
     server.run(again, &mut wire, &mut handler);
