@@ -9,6 +9,7 @@
 //! [`image`] and [`qemu`].
 #![deny(unsafe_code)]
 
+mod bench_cheetah;
 mod bench_kernel;
 mod bench_net;
 mod demo;
@@ -71,6 +72,9 @@ enum Bench {
     /// ASH on the host: integrated copy + checksum against copy then checksum, and the
     /// interpreter's cost per stock handler (ash's `bench` example, release build).
     Ash(AshArgs),
+    /// httpd's Cheetah techniques (cheetah=none, each, all) side by side: wrk -t1 -c16 on
+    /// /1k.html and /100k.bin, rounds interleaved; frames sent per request beside the rate.
+    Cheetah(bench_cheetah::Args),
 }
 
 #[derive(Debug, Args)]
@@ -159,6 +163,7 @@ fn main() -> ExitCode {
         Command::Bench(Bench::Net(args)) => bench_net::run(&args),
         Command::Bench(Bench::Demux(args)) => bench_demux(&args),
         Command::Bench(Bench::Ash(args)) => bench_ash(&args),
+        Command::Bench(Bench::Cheetah(args)) => bench_cheetah::run(&args),
         Command::Replay(args) => replay::run(&args),
         Command::Fuzz(args) => fuzz::run(&args),
     };

@@ -212,6 +212,15 @@ pub fn serve(
         engine.time_wait_evicted,
         engine.time_wait_answered
     );
+    let kernel =
+        |counter: libnet::abi::net::Counter| libnet::net::counter(counter as u64).unwrap_or(0);
+    println!(
+        "httpd: kernel: rx {}, ring full {}, tx {}, tx refused {}",
+        kernel(libnet::abi::net::Counter::RxFrames),
+        kernel(libnet::abi::net::Counter::RingFull),
+        kernel(libnet::abi::net::Counter::TxFrames),
+        kernel(libnet::abi::net::Counter::TxRefused)
+    );
     println!(
         "httpd: diverted {diverted} frames, {diverted_dropped} dropped; held at the end: {connections} connections, {time_wait} TIME-WAIT records"
     );

@@ -8,8 +8,9 @@
 //! 80), `quit=PORT` (a UDP datagram there ends the app), `pool=N` (listening sockets, default
 //! 8: at most that many connections in their handshake at once). Prints `httpd: ready ...`, and at the
 //! end what it served and what the stack still holds, which must be nothing. `cheetah=LIST`
-//! (`none`, the default: smoltcp serves; `all`; or some of `prebuilt,cache,piggyback`) serves
-//! with libnet's own engine and Cheetah's techniques instead (`cheetah.rs`).
+//! (`none`, the default: smoltcp serves; `engine`: libnet's own engine with no technique; `all`;
+//! or some of `prebuilt,cache,piggyback`) serves with libnet's own engine and Cheetah's
+//! techniques instead (`cheetah.rs`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
@@ -223,7 +224,9 @@ fn main() -> u8 {
     let techniques = match techniques {
         Ok(techniques) => techniques,
         Err(word) => {
-            println!("httpd: cheetah={word}: not one of none, all, prebuilt, cache, piggyback");
+            println!(
+                "httpd: cheetah={word}: not one of none, engine, all, prebuilt, cache, piggyback"
+            );
             return 2;
         }
     };

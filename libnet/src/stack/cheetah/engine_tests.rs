@@ -266,8 +266,9 @@ fn expected(response: &Prebuilt) -> Vec<u8> {
 
 fn every_set() -> Vec<Techniques> {
     let mut sets = Vec::new();
-    for bits in 1..8u8 {
+    for bits in 0..8u8 {
         sets.push(Techniques {
+            engine: true,
             prebuilt: bits & 1 != 0,
             cache: bits & 2 != 0,
             piggyback: bits & 4 != 0,
@@ -318,6 +319,8 @@ fn every_set_of_techniques_delivers_the_response_exactly() {
         }
         assert!(seen.iter().all(|s| s.source_port == 80 && s.has_ack));
         assert!(seen.iter().all(|s| s.payload.len() <= 1460));
+        // The request took little of the receive window.
+        assert!(seen.iter().all(|s| s.window > 8 * 1024));
     }
 }
 
@@ -395,7 +398,7 @@ fn connected(techniques: Techniques, window: u16) -> (Server, Wire, Client) {
 #[test]
 fn out_of_order_request_bytes_wait_for_the_hole() {
     let response = leak(body(10));
-    let (mut server, mut wire, mut client) = connected(Techniques::ALL, 65535);
+    let (mut server, mut wire, client) = connected(Techniques::ALL, 65535);
     let mut handler = app(response);
     let (first, second) = CLOSE.split_at(10);
     // The second part first: dropped, and a duplicate ACK names the hole.
@@ -459,7 +462,7 @@ fn a_zero_window_is_probed_and_then_filled() {
     );
     let again = server.next_deadline().unwrap();
     assert!(
-        again - deadline >= 2 * (deadline - 0).min(1000) - 10,
+        again - deadline >= 2 * deadline.min(1000) - 10,
         "{deadline} {again}"
     );
     server.run(again, &mut wire, &mut handler);
@@ -592,4 +595,45 @@ fn keep_alive_requests_are_answered_in_order_and_the_peer_closes() {
     server.receive(&client.frame(client.seq, "A", &[], None), 200, &mut wire);
     server.run(200, &mut wire, &mut handler);
     assert_eq!(server.held(), (0, 0));
+}
+
+#[test]
+fn one_call_sends_at_most_its_budget_and_acks_wait_to_ride_on_data() {
+    let response = leak(body(100 * 1024));
+    let mut server = server(Techniques::ALL);
+    let mut wire = Wire::default();
+    let mut clients = Vec::new();
+    for port in 0..16u16 {
+        let mut client = Client {
+            port: 30000 + port,
+            seq: 1,
+            rcv_nxt: 0,
+            window: 65535,
+            received: Vec::new(),
+            fin_seen: false,
+        };
+        handshake(&mut server, &mut wire, &mut client, 0);
+        server.receive(&client.frame(client.seq, "PA", CLOSE, None), 0, &mut wire);
+        client.seq += CLOSE.len() as u32;
+        clients.push(client);
+    }
+    let mut handler = app(response);
+    let mut acks = Vec::new();
+    for _ in 0..4 {
+        server.run(0, &mut wire, &mut handler);
+        assert!(wire.0.len() <= 32, "{} segments in one call", wire.0.len());
+        for frame in wire.0.drain(..) {
+            let segment = check(&frame);
+            assert!(!segment.payload.is_empty(), "a pure ACK while data waits");
+            acks.push(segment.ack);
+        }
+        assert_eq!(
+            server.next_deadline(),
+            Some(0),
+            "more to send: call again at once"
+        );
+    }
+    // Every connection had its turn: each request's ACK (1 + its length) rode on data.
+    assert_eq!(acks.len(), 4 * 32);
+    assert_eq!(server.counters().pure_acks, 0);
 }

@@ -27,6 +27,9 @@ use core::fmt;
 /// Which techniques are on (httpd's `cheetah=LIST`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Techniques {
+    /// libnet's engine serves, with none of the three unless they are on too (`engine`: the
+    /// baseline each technique's own gain is measured from).
+    pub engine: bool,
     pub prebuilt: bool,
     pub cache: bool,
     pub piggyback: bool,
@@ -35,30 +38,33 @@ pub struct Techniques {
 impl Techniques {
     /// All three.
     pub const ALL: Techniques = Techniques {
+        engine: true,
         prebuilt: true,
         cache: true,
         piggyback: true,
     };
 
-    /// `none`, `all`, or a comma-separated list of `prebuilt`, `cache`, `piggyback`.
+    /// `none`, `all`, `engine`, or a comma-separated list of `prebuilt`, `cache`, `piggyback`.
     pub fn parse(list: &str) -> Result<Techniques, &str> {
         let mut techniques = Techniques::default();
         for word in list.split(',') {
             match word {
                 "none" => {}
                 "all" => techniques = Techniques::ALL,
+                "engine" => techniques.engine = true,
                 "prebuilt" => techniques.prebuilt = true,
                 "cache" => techniques.cache = true,
                 "piggyback" => techniques.piggyback = true,
                 other => return Err(other),
             }
         }
+        techniques.engine |= techniques.prebuilt || techniques.cache || techniques.piggyback;
         Ok(techniques)
     }
 
     /// Whether any is on (then the engine serves, else smoltcp does).
     pub fn any(&self) -> bool {
-        self.prebuilt || self.cache || self.piggyback
+        self.engine || self.prebuilt || self.cache || self.piggyback
     }
 }
 
@@ -66,6 +72,9 @@ impl fmt::Display for Techniques {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !self.any() {
             return f.write_str("none");
+        }
+        if !(self.prebuilt || self.cache || self.piggyback) {
+            return f.write_str("engine");
         }
         let mut first = true;
         for (on, name) in [
@@ -99,5 +108,9 @@ mod tests {
         assert_eq!(Techniques::ALL.to_string(), "prebuilt,cache,piggyback");
         assert_eq!(Techniques::default().to_string(), "none");
         assert_eq!(Techniques::parse("cache,fast"), Err("fast"));
+        let engine = Techniques::parse("engine").unwrap();
+        assert!(engine.any() && !engine.cache);
+        assert_eq!(engine.to_string(), "engine");
+        assert!(two.engine);
     }
 }

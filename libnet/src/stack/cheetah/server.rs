@@ -38,6 +38,9 @@ pub struct ServerConfig {
     pub max_queued: usize,
     /// Segments one connection sends per call before the others get their turn.
     pub burst: usize,
+    /// Segments all connections send per call: the ACKs they bring must find room in the
+    /// receive ring (128 slots) before the app reads it again, or the kernel drops them.
+    pub burst_per_call: usize,
 }
 
 impl ServerConfig {
@@ -53,7 +56,8 @@ impl ServerConfig {
             receive_window: 16 * 1024,
             send_buffer: 32 * 1024,
             max_queued: 32,
-            burst: 32,
+            burst: 16,
+            burst_per_call: 32,
         }
     }
 }
@@ -229,6 +233,9 @@ pub struct Server {
     ip_id: u16,
     random: u64,
     replies: Vec<&'static Prebuilt>,
+    /// Segments this call may still send, and whether a call ran out of them.
+    budget: usize,
+    budget_spent: bool,
 }
 
 impl Server {
@@ -242,6 +249,8 @@ impl Server {
             ip_id: seed as u16,
             random: seed | 1,
             replies: Vec::new(),
+            budget: 0,
+            budget_spent: false,
         }
     }
 
@@ -260,7 +269,11 @@ impl Server {
 
     /// The earliest timer, ms.
     pub fn next_deadline(&self) -> Option<u64> {
-        // Requests the app has not seen yet (it stopped at its per-call bound): now.
+        // Segments the last call had no budget for, or requests the app has not seen yet (it
+        // stopped at its per-call bound): now.
+        if self.budget_spent {
+            return Some(0);
+        }
         if self
             .connections
             .iter()
@@ -772,6 +785,10 @@ impl Server {
         let burst = self.config.burst;
         let mut seq = from;
         for _ in 0..burst {
+            if self.budget == 0 && !single {
+                self.budget_spent = true;
+                break;
+            }
             if !techniques.cache {
                 self.refill(index);
             }
@@ -893,6 +910,7 @@ impl Server {
                     &pieces[..used],
                     sum,
                 );
+                self.budget = self.budget.saturating_sub(1);
                 let c = &mut self.connections[index];
                 seq = end + u32::from(with_fin);
                 if single {
@@ -920,6 +938,7 @@ impl Server {
                 header.ip_id = self.next_ip_id();
                 self.counters.bare_fins += 1;
                 emit(&mut self.counters, link, &endpoints, &header, &[], 0);
+                self.budget = self.budget.saturating_sub(1);
                 let c = &mut self.connections[index];
                 seq = seq + 1;
                 if single {
@@ -952,6 +971,12 @@ impl Server {
         link: &mut impl Link,
         handler: &mut impl FnMut(&mut Vec<u8>, bool, &mut Vec<&'static Prebuilt>) -> bool,
     ) {
+        self.budget = self.config.burst_per_call;
+        self.budget_spent = false;
+        // Who goes first turns with each call, so no connection starves the others.
+        if self.connections.len() > 1 {
+            self.connections.rotate_left(1);
+        }
         let mut index = 0;
         while index < self.connections.len() {
             if !self.step(index, now, link, handler) {
@@ -1068,7 +1093,10 @@ impl Server {
             let until = c.stream_end;
             self.send_range(index, from, until, now, link, false);
         }
-        if self.connections[index].ack_owed {
+        // The ACK waits for the next call (at once) if the budget, not the windows, held the
+        // data back: then it rides on the data.
+        let c = &self.connections[index];
+        if c.ack_owed && !(self.budget == 0 && c.pending()) {
             self.send_ack(index, link);
         }
         true
