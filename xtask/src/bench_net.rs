@@ -134,8 +134,9 @@ const DOCUMENTS: [&str; 2] = ["/1k.html", "/100k.bin"];
 const CONNECTIONS: [u32; 3] = [1, 16, 64];
 /// Busy environments (exo) or processes (Linux) on the server during the UDP rows.
 const BUSY: [u32; 5] = [0, 1, 2, 5, 10];
-/// httpd's `cheetah=` values measured.
-const CHEETAH: [&str; 5] = ["none", "prebuilt", "cache", "piggyback", "all"];
+/// httpd's `cheetah=` values measured: `none` is its smoltcp path, `engine` libnet's Cheetah
+/// engine with no technique (the baseline each technique is judged against).
+const CHEETAH: [&str; 6] = ["none", "engine", "prebuilt", "cache", "piggyback", "all"];
 /// Ports: ASH's UDP echo (ashd's stock handler), the echo app's UDP and TCP echo, the
 /// Linux server's control port (bench/linux-init's `net` module).
 const ASH_UDP_PORT: u16 = 7;
