@@ -10,10 +10,12 @@
 //!
 //! Writes `target/bench/kernel.json` (one object per row), `target/bench/kernel.svg`, and each
 //! boot's console as `target/bench/kernel-<kernel>-<mode>.log`; prints the table.
-mod initramfs;
-mod linux;
+pub(crate) mod initramfs;
+pub(crate) mod linux;
 mod plot;
 mod report;
+
+pub(crate) use plot::register_font as register_plot_font;
 
 use crate::qemu::{Accel, Echo, Outcome, Qemu};
 use crate::{BootArgs, Result, image, setup};
@@ -27,7 +29,7 @@ use std::time::Duration;
 
 /// Linux's command line: serial console, quiet boot, no speculative-execution mitigations
 /// (the fastest system calls Linux offers), and a reboot (QEMU exit) should it panic.
-const LINUX_CMDLINE: &str = "console=ttyS0 quiet mitigations=off panic=-1";
+pub(crate) const LINUX_CMDLINE: &str = "console=ttyS0 quiet mitigations=off panic=-1";
 /// exo's command line: run the benchmark app.
 const EXO_CMDLINE: &str = "apps=kbench";
 /// The app's package name (in [`image::APPS`] once it exists).
@@ -220,7 +222,7 @@ fn prepare_linux(root: &Path, out: &Path) -> Result<Bootable> {
 
 /// Builds `linux-init` statically: for musl if rustup can add that target, else for glibc
 /// with `crt-static`.
-fn build_linux_init(root: &Path) -> Result<PathBuf> {
+pub(crate) fn build_linux_init(root: &Path) -> Result<PathBuf> {
     const MUSL: &str = "x86_64-unknown-linux-musl";
     const GNU: &str = "x86_64-unknown-linux-gnu";
     let target = if ensure_rust_target(MUSL) { MUSL } else { GNU };

@@ -3,13 +3,16 @@
 //! `cargo xtask run` runs the demonstration ([`demo`]; with `--append`, boots that command line
 //! with serial on the terminal and exits with the kernel's status); `cargo xtask test` runs the host tests and every QEMU scenario in
 //! [`scenarios::SCENARIOS`]; `cargo xtask bench kernel` compares exo with Linux
-//! ([`bench_kernel`]) and `cargo xtask bench demux` runs pcap-tests' demux benchmark. New
+//! ([`bench_kernel`]), `cargo xtask bench net` compares their network servers ([`bench_net`]),
+//! and `cargo xtask bench demux` runs pcap-tests' demux benchmark. New
 //! subcommands (`replay`) are new variants of [`Command`] with their own module, reusing
 //! [`image`] and [`qemu`].
 #![deny(unsafe_code)]
 
 mod bench_ash;
+mod bench_cheetah;
 mod bench_kernel;
+mod bench_net;
 mod demo;
 mod demo_counters;
 mod fuzz;
@@ -61,6 +64,11 @@ enum Bench {
     /// exo's primitives against Debian's Linux 6.1 on the same QEMU machine, counted in guest
     /// instructions (-icount) and in wall time.
     Kernel(bench_kernel::Args),
+    /// exo's httpd, echo and in-kernel ASH echo against nginx, socat and a UDP echo on
+    /// Debian's Linux 6.1 in the same QEMU, on one tap topology: wrk and ab, TCP bulk, UDP
+    /// round trips with 0..10 busy environments, Cheetah's techniques; guest instructions per
+    /// request from QEMU's -icount counter. `--quick` runs in under ten minutes.
+    Net(bench_net::Args),
     /// The dpf demultiplexer against libpcap, bpfjit, rbpf and DPDK (pcap-tests' demux-bench).
     Demux(DemuxArgs),
     /// ASH: on the host, integrated copy + checksum against copy then checksum and the
@@ -70,6 +78,9 @@ enum Bench {
     /// the ASH against ashd's own echo through its ring (table, ash.json, ash-guest.json,
     /// ash.svg/png).
     Ash(AshArgs),
+    /// httpd's Cheetah techniques (cheetah=none, each, all) side by side: wrk -t1 -c16 on
+    /// /1k.html and /100k.bin, rounds interleaved; frames sent per request beside the rate.
+    Cheetah(bench_cheetah::Args),
 }
 
 #[derive(Debug, Args)]
@@ -155,8 +166,10 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(&args),
         Command::Build(args) => build(&args),
         Command::Bench(Bench::Kernel(args)) => bench_kernel::run(&args),
+        Command::Bench(Bench::Net(args)) => bench_net::run(&args),
         Command::Bench(Bench::Demux(args)) => bench_demux(&args),
         Command::Bench(Bench::Ash(args)) => bench_ash::run(&args.out),
+        Command::Bench(Bench::Cheetah(args)) => bench_cheetah::run(&args),
         Command::Replay(args) => replay::run(&args),
         Command::Fuzz(args) => fuzz::run(&args),
     };

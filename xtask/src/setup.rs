@@ -168,6 +168,36 @@ pub const TAP_TEST_PACKAGES: &[Package] = &[
     },
 ];
 
+/// What `cargo xtask bench net` runs in its namespace and needs to build the Linux server:
+/// `ip`, `sysctl`, curl, wrk and ab, and `xz` for Debian's kernel image. (nginx, socat and
+/// busybox for the Linux guest are only downloaded and unpacked, never installed.)
+pub const NET_BENCH_PACKAGES: &[Package] = &[
+    Package {
+        name: "iproute2",
+        why: "`ip`, which makes the network benchmark's namespace and its tap device",
+    },
+    Package {
+        name: "procps",
+        why: "`sysctl`, which turns IPv6 autoconfiguration off in the benchmark's namespace",
+    },
+    Package {
+        name: "curl",
+        why: "`curl`, which checks both servers serve the benchmark's documents byte for byte",
+    },
+    Package {
+        name: "wrk",
+        why: "`wrk --latency`, the network benchmark's HTTP load client",
+    },
+    Package {
+        name: "apache2-utils",
+        why: "`ab -k`, the network benchmark's second HTTP client",
+    },
+    Package {
+        name: "xz-utils",
+        why: "`xz`, which unpacks the vmlinux inside Debian's Linux image for the benchmark",
+    },
+];
+
 /// How apt-get can be run here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Privilege {

@@ -7,7 +7,10 @@
 //! cannot parse (then the connection closes). Arguments (`arg=K:HEX`): `port=PORT` (default
 //! 80), `quit=PORT` (a UDP datagram there ends the app), `pool=N` (listening sockets, default
 //! 8: at most that many connections in their handshake at once). Prints `httpd: ready ...`, and at the
-//! end what it served and what the stack still holds, which must be nothing.
+//! end what it served and what the stack still holds, which must be nothing. `cheetah=LIST`
+//! (`none`, the default: smoltcp serves; `engine`: libnet's own engine with no technique; `all`;
+//! or some of `prebuilt,cache,piggyback`) serves with libnet's own engine and Cheetah's
+//! techniques instead (`cheetah.rs`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_code)]
 
@@ -67,7 +70,7 @@ const SITE: &[(&str, &str, &[u8])] = &[
 const HEAD_MAX_BYTES: usize = 8 * 1024;
 
 #[cfg(target_os = "none")]
-mod http {
+pub(crate) mod http {
     use alloc::format;
     use alloc::vec::Vec;
 
@@ -160,17 +163,30 @@ mod http {
     }
 }
 
-/// The port, quit port and listening-pool size the boot arguments give.
 #[cfg(target_os = "none")]
-fn ports() -> (u16, Option<u16>, usize) {
+mod cheetah;
+
+/// The port, quit port, listening-pool size and Cheetah techniques the boot arguments give.
+#[cfg(target_os = "none")]
+fn ports() -> (
+    u16,
+    Option<u16>,
+    usize,
+    Result<Techniques, alloc::string::String>,
+) {
     let (mut port, mut quit, mut pool) = (80, None, 8);
-    let mut buffer = [0u8; 64];
+    let mut techniques = Ok(Techniques::default());
+    let mut buffer = [0u8; 128];
     for index in 0..8 {
         let Ok(length) = libnet::net::boot_argument(index, &mut buffer) else {
             break;
         };
         let text = core::str::from_utf8(&buffer[..length]).unwrap_or("");
         for word in text.split_whitespace() {
+            if let Some(list) = word.strip_prefix("cheetah=") {
+                techniques = Techniques::parse(list).map_err(alloc::string::ToString::to_string);
+                continue;
+            }
             match word
                 .split_once('=')
                 .map(|(key, value)| (key, value.parse::<u16>()))
@@ -182,8 +198,11 @@ fn ports() -> (u16, Option<u16>, usize) {
             }
         }
     }
-    (port, quit, pool)
+    (port, quit, pool, techniques)
 }
+
+#[cfg(target_os = "none")]
+use libnet::stack::cheetah::Techniques;
 
 #[cfg(target_os = "none")]
 fn main() -> u8 {
@@ -201,7 +220,16 @@ fn main() -> u8 {
         close_after: bool,
     }
 
-    let (port, quit_port, pool) = ports();
+    let (port, quit_port, pool, techniques) = ports();
+    let techniques = match techniques {
+        Ok(techniques) => techniques,
+        Err(word) => {
+            println!(
+                "httpd: cheetah={word}: not one of none, engine, all, prebuilt, cache, piggyback"
+            );
+            return 2;
+        }
+    };
     let responses: Vec<(&str, Response)> = SITE
         .iter()
         .map(|(path, content_type, body)| (*path, Response::new("200 OK", content_type, body)))
@@ -218,6 +246,17 @@ fn main() -> u8 {
             return 2;
         }
     };
+    if techniques.any() {
+        return cheetah::serve(
+            &stack,
+            port,
+            quit_port,
+            techniques,
+            &responses,
+            &not_found,
+            &bad_request,
+        );
+    }
     let mut listener = match TcpListener::bind(&stack, port) {
         Ok(listener) => listener,
         Err(error) => {
@@ -237,7 +276,10 @@ fn main() -> u8 {
         }
         None => None,
     };
-    println!("httpd: ready on port {port}, {} paths", SITE.len());
+    println!(
+        "httpd: ready on port {port}, {} paths, cheetah={techniques}",
+        SITE.len()
+    );
     let mut connections: Vec<Connection<'_>> = Vec::new();
     let (mut accepted, mut served, mut missing, mut bad, mut lost) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut buffer = alloc::vec![0u8; 4096];

@@ -1,4 +1,5 @@
-//! `/init` for the Linux side of `cargo xtask bench kernel`.
+//! `/init` for the Linux side of `cargo xtask bench kernel` and, with the argument `net`, the
+//! Linux server of `cargo xtask bench net` ([`net`]).
 //!
 //! Booted as PID 1 in an initramfs on Debian's kernel, it forks a child that runs every
 //! benchmark of [`bench_common::ops`] (the fork makes the benchmark an ordinary process, not
@@ -8,6 +9,7 @@
 #![deny(unsafe_code)]
 
 mod bench;
+mod net;
 mod sys;
 
 use std::io::Write;
@@ -16,6 +18,19 @@ use std::io::Write;
 const DEBUG_EXIT_PORT: u16 = 0xf4;
 
 fn main() {
+    // The network benchmark's roles (`-- net` on the kernel command line reaches PID 1 as its
+    // argument; the others are its children).
+    match std::env::args().nth(1).as_deref() {
+        Some("udp-echo") => std::process::exit(i32::from(net::udp_echo())),
+        Some("spin") => std::process::exit(i32::from(net::spin())),
+        Some("net") if std::process::id() == 1 => {
+            println!("linux-init: PID 1, network benchmark server");
+            let status = net::serve();
+            let _ = std::io::stdout().flush();
+            stop_machine(status);
+        }
+        _ => {}
+    }
     if std::process::id() == 1 {
         init();
     }

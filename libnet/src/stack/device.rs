@@ -83,6 +83,8 @@ pub struct RingDevice {
     pub(crate) counters: DeviceCounters,
     sent: Watch,
     received: Watch,
+    /// TCP frames for this port go to libnet's own engine (`Stack::divert_tcp`), not smoltcp.
+    pub(crate) divert: Option<super::divert::Diverted>,
 }
 
 impl RingDevice {
@@ -97,6 +99,7 @@ impl RingDevice {
             counters: DeviceCounters::default(),
             sent: Watch::default(),
             received: Watch::default(),
+            divert: None,
         }
     }
 
@@ -112,15 +115,21 @@ impl RingDevice {
                     if let Some((ip, mac)) = sender {
                         self.learn(ip, mac, now_ms);
                     }
-                    // Recorded once: a frame waiting behind a synthesised ARP reply comes
-                    // back here with the sender already known.
-                    if self.pending_arp.is_none()
-                        && let Some(segment) = retransmits::segment(frame, false)
-                        && self.received.record(segment)
-                    {
-                        self.counters.rx_peer_retransmits += 1;
+                    let diverted = self
+                        .divert
+                        .as_mut()
+                        .is_some_and(|divert| divert.take(frame));
+                    if !diverted {
+                        // Recorded once: a frame waiting behind a synthesised ARP reply comes
+                        // back here with the sender already known.
+                        if self.pending_arp.is_none()
+                            && let Some(segment) = retransmits::segment(frame, false)
+                            && self.received.record(segment)
+                        {
+                            self.counters.rx_peer_retransmits += 1;
+                        }
+                        return Some((index, length));
                     }
-                    return Some((index, length));
                 }
                 Verdict::Arp => {
                     self.counters.rx_arp += 1;
@@ -132,6 +141,11 @@ impl RingDevice {
             self.counters.rx_frames += 1;
             self.ring.release(index);
         }
+    }
+
+    /// The NIC's MAC address.
+    pub(crate) fn mac(&self) -> [u8; 6] {
+        self.mac.0
     }
 
     fn learn(&mut self, ip: Ipv4Address, mac: EthernetAddress, now_ms: i64) {

@@ -8,8 +8,12 @@
 //! does not own and never resets a segment it did not receive. The replies to the stack's own
 //! ARP requests reach its ring too: the kernel remembers who asked whom (`NetTransmit`).
 //!
-//! The socket API over it is in [`socket`]; the device in [`device`].
+//! The socket API over it is in [`socket`]; the device in [`device`]. A port can instead be
+//! served by libnet's own engine ([`cheetah`], Cheetah's techniques), its frames diverted from
+//! smoltcp ([`divert`]).
+pub mod cheetah;
 pub mod device;
+pub mod divert;
 mod retransmits;
 pub mod socket;
 
@@ -91,6 +95,8 @@ pub(crate) struct Inner {
     /// Copies the kernel dropped for the ring while it had filters before (the kernel's
     /// count goes with the ring's last filter).
     ring_full_before: u64,
+    /// The TCP port diverted to another engine, if any.
+    diverted_port: Option<u16>,
 }
 
 /// The kernel's count of copies dropped for the ring as it is now (0 while it has no filter).
@@ -163,6 +169,7 @@ impl Stack {
             next_ephemeral: EPHEMERAL_FIRST + (seed % 16384) as u16,
             ipv4: address,
             ring_full_before: 0,
+            diverted_port: None,
         }))))
     }
 
@@ -174,6 +181,12 @@ impl Stack {
     /// Polls, then blocks in `net_wait` until a frame reaches the ring or smoltcp's next
     /// deadline (at most `net_wait`'s longest wait), then polls again.
     pub fn wait(&self) -> Result<(), NetError> {
+        self.wait_at_most(NET_WAIT_MAX_TICKS)
+    }
+
+    /// As [`Stack::wait`], but for at most `limit` ticks (another engine's deadline); no wait
+    /// at all while diverted frames are queued.
+    pub fn wait_at_most(&self, limit: u64) -> Result<(), NetError> {
         let ticks = {
             let mut inner = self.0.borrow_mut();
             inner.poll();
@@ -187,8 +200,16 @@ impl Stack {
                     .min(NET_WAIT_MAX_TICKS),
                 None => NET_WAIT_MAX_TICKS,
             }
+            .min(limit)
         };
-        if RING.peek().is_none() && ticks > 0 {
+        let diverted = self
+            .0
+            .borrow()
+            .device
+            .divert
+            .as_ref()
+            .is_some_and(|divert| !divert.frames.is_empty());
+        if RING.peek().is_none() && ticks > 0 && !diverted {
             net::wait(ticks, NET_WAIT_OWN_FRAMES).map_err(NetError::Kernel)?;
         }
         self.0.borrow_mut().poll();
@@ -213,7 +234,79 @@ impl Stack {
     pub fn ipv4(&self) -> [u8; 4] {
         self.0.borrow().ipv4.octets()
     }
+
+    /// The NIC's MAC address.
+    pub fn mac(&self) -> [u8; 6] {
+        self.0.borrow().device.mac()
+    }
+
+    /// Claims TCP `port` and takes its frames from smoltcp's way for another engine (read
+    /// them with [`Stack::take_diverted`]); one port per stack. `AddressInUse` if taken.
+    pub fn divert_tcp(&self, port: u16) -> Result<(), NetError> {
+        let mut inner = self.0.borrow_mut();
+        if inner.device.divert.is_some() {
+            return Err(NetError::AddressInUse);
+        }
+        inner.claim(dpf::claim::Transport::Tcp, port)?;
+        inner.device.divert = Some(divert::Diverted::new(port));
+        inner.diverted_port = Some(port);
+        Ok(())
+    }
+
+    /// Ends the diversion and releases the port's claim.
+    pub fn undivert(&self) {
+        let mut inner = self.0.borrow_mut();
+        if let Some(port) = inner.diverted_port.take() {
+            inner.device.divert = None;
+            inner.release(dpf::claim::Transport::Tcp, port);
+        }
+    }
+
+    /// Hands each diverted frame, oldest first, to `each`.
+    pub fn take_diverted(&self, mut each: impl FnMut(&[u8])) {
+        loop {
+            let frame = {
+                let mut inner = self.0.borrow_mut();
+                let Some(divert) = inner.device.divert.as_mut() else {
+                    return;
+                };
+                match divert.frames.pop_front() {
+                    Some(frame) => frame,
+                    None => return,
+                }
+            };
+            each(&frame);
+        }
+    }
+
+    /// Diverted frames taken and dropped for a full queue.
+    pub fn diverted_counts(&self) -> (u64, u64) {
+        let inner = self.0.borrow();
+        inner
+            .device
+            .divert
+            .as_ref()
+            .map_or((0, 0), |divert| (divert.taken, divert.dropped))
+    }
 }
+
+/// The kernel's `net_transmit` as the cheetah engine's link.
+#[derive(Debug, Default)]
+pub struct KernelLink;
+
+impl cheetah::server::Link for KernelLink {
+    fn send(&mut self, pieces: &[&[u8]]) -> bool {
+        net::transmit(pieces).is_ok()
+    }
+}
+
+/// The kernel clock in milliseconds (the cheetah engine's time).
+pub fn now_ms() -> u64 {
+    crate::sys::ticks() * TICK_MS as u64
+}
+
+/// Milliseconds of one tick.
+pub const TICK_MILLISECONDS: u64 = TICK_MS as u64;
 
 impl Inner {
     pub(crate) fn poll(&mut self) -> bool {

@@ -17,6 +17,8 @@ pub enum Kind<'a> {
     },
     /// A regular file with these contents.
     File(&'a [u8]),
+    /// A symbolic link to this target.
+    Symlink(&'a str),
 }
 
 /// One archive member.
@@ -56,6 +58,7 @@ fn append(archive: &mut Vec<u8>, inode: u32, entry: &Entry<'_>) {
         Kind::Directory => (0o040000, 2, &[][..], (0, 0)),
         Kind::CharDevice { major, minor } => (0o020000, 1, &[][..], (major, minor)),
         Kind::File(data) => (0o100000, 1, data, (0, 0)),
+        Kind::Symlink(target) => (0o120000, 1, target.as_bytes(), (0, 0)),
     };
     let mode = if entry.path == TRAILER {
         0
@@ -167,6 +170,18 @@ mod tests {
                 ("init".to_string(), 0o100755, 0, 0, init.to_vec()),
             ]
         );
+    }
+
+    #[test]
+    fn symlinks_carry_their_target_as_data() {
+        let archive = write(&[Entry {
+            path: "lib64/ld-linux-x86-64.so.2",
+            permissions: 0o777,
+            kind: Kind::Symlink("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"),
+        }]);
+        let entries = read(&archive);
+        assert_eq!(entries[0].1, 0o120777);
+        assert_eq!(entries[0].4, b"/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2");
     }
 
     #[test]

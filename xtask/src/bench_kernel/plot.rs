@@ -12,7 +12,7 @@ use std::sync::Once;
 
 static DEJAVU_SANS: &[u8] = include_bytes!("../../../pcap-tests/assets/DejaVuSans.ttf");
 
-fn register_font() {
+pub fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if plotters::style::register_font("sans-serif", FontStyle::Normal, DEJAVU_SANS).is_err() {
