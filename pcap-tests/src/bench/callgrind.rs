@@ -2,23 +2,27 @@
 //! (instructions, branch mispredictions and simulated L1/LL misses per packet).
 //!
 //! The parent re-runs its own executable as a child under
-//! `valgrind --tool=callgrind --branch-sim=yes --cache-sim=yes --collect-atstart=no
-//! --toggle-collect=*callgrind_replay*`: the child regenerates the seeded synthetic trace and
-//! the same filter set, builds one engine for K filters, replays the trace once untimed (the
+//! `valgrind --tool=callgrind --branch-sim=yes --cache-sim=yes --instr-atstart=no
+//! --collect-atstart=no --toggle-collect=*callgrind_replay*`: the child regenerates the seeded
+//! synthetic trace and the same flows, reads the parent's dpf filters from a file of their wire
+//! encodings (compiling 100,000 expressions again would take minutes under valgrind), builds
+//! one engine for K filters, asks callgrind to start instrumenting (a client request: until
+//! then the child runs uninstrumented, several times faster), replays the trace once (the
 //! simulated caches warm up as the real ones do before a timed trial), then once inside
 //! [`callgrind_replay`], the only function whose costs are collected.
+//!
+//! The one `unsafe` here is that client request, valgrind's "magic sequence" of no-op
+//! instructions.
+#![allow(unsafe_code)]
 
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::process::Command;
 
-use dpf::FilterId;
-
 use super::engines::dpf_engines::{self, DpfJit};
 use super::engines::ebpf_map::{self, EbpfMap};
 use super::engines::native_hash::NativeHash;
 use super::engines::{Demux, Tally};
-use super::flow_filter::dpf_filters;
 use super::flows;
 use super::packets::PacketArena;
 use super::run::{DRAW_SEED, SYNTH_PACKETS};
@@ -41,22 +45,29 @@ pub struct Job {
     pub spare: usize,
     /// Synthetic packets.
     pub packets: usize,
+    /// The parent's dpf filters ([`write_filters`]).
+    pub filters_file: PathBuf,
 }
 
 impl Job {
     /// As one command-line word.
     pub fn to_arg(&self) -> String {
         format!(
-            "{}:{}:{}:{}:{}",
-            self.engine, self.filters, self.drawn, self.spare, self.packets
+            "{}:{}:{}:{}:{}:{}",
+            self.engine,
+            self.filters,
+            self.drawn,
+            self.spare,
+            self.packets,
+            self.filters_file.display()
         )
     }
 
     /// From [`Job::to_arg`]'s form.
     pub fn parse(arg: &str) -> Result<Job, String> {
-        let parts: Vec<&str> = arg.split(':').collect();
-        let [engine, filters, drawn, spare, packets] = parts[..] else {
-            return Err(format!("{arg:?}: want ENGINE:K:DRAWN:SPARE:PACKETS"));
+        let parts: Vec<&str> = arg.splitn(6, ':').collect();
+        let [engine, filters, drawn, spare, packets, file] = parts[..] else {
+            return Err(format!("{arg:?}: want ENGINE:K:DRAWN:SPARE:PACKETS:FILE"));
         };
         let number = |s: &str| {
             s.parse::<usize>()
@@ -68,6 +79,7 @@ impl Job {
             drawn: number(drawn)?,
             spare: number(spare)?,
             packets: number(packets)?,
+            filters_file: PathBuf::from(file),
         };
         if job.filters == 0 || job.filters > job.drawn {
             return Err(format!("{arg:?}: K must be in 1..=DRAWN"));
@@ -179,6 +191,7 @@ pub fn count(job: &Job) -> Result<Counts, String> {
             "--tool=callgrind",
             "--branch-sim=yes",
             "--cache-sim=yes",
+            "--instr-atstart=no",
             "--collect-atstart=no",
             "--toggle-collect=*callgrind_replay*",
         ])
@@ -257,6 +270,81 @@ fn parse_child_line(stdout: &str) -> Result<(u64, u64), String> {
     Ok((n(packets)?, n(matches)?))
 }
 
+/// Writes every flow's filters, in order, as wire encodings: per flow a `u32` count, then per
+/// filter a `u32` length and the bytes.
+pub fn write_filters(path: &std::path::Path, filters: &[Vec<dpf::Filter>]) -> Result<(), String> {
+    let mut bytes = Vec::new();
+    for flow in filters {
+        bytes.extend_from_slice(&(flow.len() as u32).to_le_bytes());
+        for filter in flow {
+            let encoded = dpf::wire::encode(filter);
+            bytes.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&encoded);
+        }
+    }
+    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The first `k` flows' filters from [`write_filters`]' file, decoded and verified again.
+pub fn read_filters(path: &std::path::Path, k: usize) -> Result<Vec<Vec<dpf::Filter>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut at = 0usize;
+    let word = |at: &mut usize| -> Result<usize, String> {
+        let b = bytes
+            .get(*at..*at + 4)
+            .ok_or_else(|| format!("{}: cut short at {at}", path.display()))?;
+        *at += 4;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let mut flows = Vec::with_capacity(k);
+    while flows.len() < k {
+        let count = word(&mut at)?;
+        let mut flow = Vec::with_capacity(count);
+        for _ in 0..count {
+            let len = word(&mut at)?;
+            let encoded = bytes
+                .get(at..at + len)
+                .ok_or_else(|| format!("{}: filter cut short at {at}", path.display()))?;
+            at += len;
+            let filter = dpf::wire::decode(encoded)
+                .map_err(|e| format!("{}: {e:?}", path.display()))?
+                .verify()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            flow.push(filter);
+        }
+        flows.push(flow);
+    }
+    Ok(flows)
+}
+
+/// `CALLGRIND_START_INSTRUMENTATION` (callgrind.h): `VG_USERREQ_TOOL_BASE('C','T') + 4`.
+const START_INSTRUMENTATION: u64 = (0x43 << 24) | (0x54 << 16) | 4;
+
+/// Asks callgrind to start instrumenting; a no-op outside valgrind.
+fn start_instrumentation() {
+    let request: [u64; 6] = [START_INSTRUMENTATION, 0, 0, 0, 0, 0];
+    let mut result: u64 = 0;
+    // SAFETY: valgrind's amd64 client-request sequence (valgrind.h): four rotations of rdi by
+    // 3 + 13 + 61 + 51 = 128 bits (rdi comes back unchanged) and `xchg rbx, rbx` (a no-op).
+    // Natively nothing happens; under valgrind the core reads the six words `rax` points to
+    // (alive on this stack) and puts the answer in rdx. No memory is written, no other
+    // register is changed.
+    unsafe {
+        std::arch::asm!(
+            "rol rdi, 3",
+            "rol rdi, 13",
+            "rol rdi, 61",
+            "rol rdi, 51",
+            "xchg rbx, rbx",
+            in("rax") request.as_ptr(),
+            inout("rdx") result,
+            inout("rdi") 0u64 => _,
+            options(nostack, preserves_flags, readonly),
+        );
+    }
+    black_box(result);
+}
+
 /// The child's side: builds the job's engine, replays once to warm up, once collected.
 pub fn child(job: &Job) -> Result<(), String> {
     let trace = synth::generate(&SynthConfig {
@@ -273,11 +361,7 @@ pub fn child(job: &Job) -> Result<(), String> {
     let flows = &drawn.flows[..job.filters];
     let tally = match job.engine.as_str() {
         "dpf-jit" => {
-            let filters: Vec<_> = flows
-                .iter()
-                .enumerate()
-                .map(|(i, f)| dpf_filters(f, FilterId(i as u32)))
-                .collect();
+            let filters = read_filters(&job.filters_file, job.filters)?;
             let trie = dpf_engines::merged_trie(&filters)?;
             let mut engine = DpfJit::new(dpf_engines::executable(&trie)?);
             replay_twice(&mut engine, &arena)
@@ -303,6 +387,7 @@ pub fn child(job: &Job) -> Result<(), String> {
 }
 
 fn replay_twice(engine: &mut dyn Demux, arena: &PacketArena) -> Tally {
+    start_instrumentation();
     let warm = engine.replay(arena, arena.spans());
     let counted = callgrind_replay(engine, arena);
     debug_assert_eq!(warm, counted);
@@ -312,6 +397,7 @@ fn replay_twice(engine: &mut dyn Demux, arena: &PacketArena) -> Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dpf::FilterId;
 
     #[test]
     fn jobs_round_trip_and_bad_ones_are_refused() {
@@ -321,12 +407,36 @@ mod tests {
             drawn: 100,
             spare: 4,
             packets: 25_000,
+            filters_file: PathBuf::from("/tmp/a:b"),
         };
         assert_eq!(Job::parse(&job.to_arg()).unwrap(), job);
-        assert!(Job::parse("dpf-jit:0:100:4:1").is_err());
-        assert!(Job::parse("dpf-jit:101:100:4:1").is_err());
-        assert!(Job::parse("dpf-jit:1:x:4:1").is_err());
+        assert!(Job::parse("dpf-jit:0:100:4:1:f").is_err());
+        assert!(Job::parse("dpf-jit:101:100:4:1:f").is_err());
+        assert!(Job::parse("dpf-jit:1:x:4:1:f").is_err());
+        assert!(Job::parse("dpf-jit:1:1:4:1").is_err());
         assert!(Job::parse("dpf-jit:1").is_err());
+    }
+
+    #[test]
+    fn filters_survive_the_file_and_a_cut_file_is_refused() {
+        let flows: Vec<Vec<dpf::Filter>> = [
+            "ip and tcp and src host 10.0.0.1 and dst port 80",
+            "vlan 5 and ip6 and udp and src host ::1 and dst port 53",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, e)| dpf::frontend::compile(e, FilterId(i as u32)).unwrap())
+        .collect();
+        let path = std::env::temp_dir().join(format!("callgrind-filters-{}", std::process::id()));
+        write_filters(&path, &flows).unwrap();
+        assert_eq!(read_filters(&path, 2).unwrap(), flows);
+        assert_eq!(read_filters(&path, 1).unwrap(), flows[..1]);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(read_filters(&path, 2).is_err());
+        let _ = std::fs::remove_file(&path);
+        // Natively the client request does nothing.
+        start_instrumentation();
     }
 
     #[test]

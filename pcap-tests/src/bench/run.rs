@@ -743,16 +743,21 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
         }
         // Callgrind replays the synthetic trace, which a child regenerates from its seed.
         if options.callgrind && t == 0 {
+            let filters_file =
+                std::env::temp_dir().join(format!("demux-bench-filters-{}", std::process::id()));
+            callgrind::write_filters(&filters_file, &filters)?;
             let jobs: Vec<callgrind::Job> = COUNTED_ENGINES
                 .iter()
                 .filter(|e| options.wants(e))
                 .flat_map(|e| {
+                    let filters_file = &filters_file;
                     ks.iter().map(move |&k| callgrind::Job {
                         engine: e.to_string(),
                         filters: k,
                         drawn: k_max,
                         spare,
                         packets: plan.synth.packets,
+                        filters_file: filters_file.clone(),
                     })
                 })
                 .collect();
@@ -760,6 +765,7 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
             progress.set_message(format!("{} children under valgrind", jobs.len()));
             progress.inc_length(jobs.len() as u64);
             let results = callgrind::count_all(&jobs, CALLGRIND_WORKERS, &progress);
+            let _ = std::fs::remove_file(&filters_file);
             for (job, counts) in jobs.iter().zip(results) {
                 let (engine, k) = (job.engine.as_str(), job.filters);
                 let Some(row) = run.rows.iter_mut().find(|r| {
