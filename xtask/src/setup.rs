@@ -66,7 +66,7 @@ pub const HOST_TEST_PACKAGES: &[Package] = &[
 ];
 
 /// Debian packages the demux benchmark's peers need: libpcap, and DPDK's BPF library (without it
-/// the `dpdk-bpf-jit` rows say it is unavailable).
+/// the `dpdk-bpf-jit` rows say it is unavailable); and valgrind for its deterministic counts.
 pub const DEMUX_BENCH_PACKAGES: &[Package] = &[
     Package {
         name: "libpcap0.8",
@@ -75,6 +75,10 @@ pub const DEMUX_BENCH_PACKAGES: &[Package] = &[
     Package {
         name: "librte-bpf23",
         why: "DPDK's rte_bpf JIT peer",
+    },
+    Package {
+        name: "valgrind",
+        why: "callgrind's instructions, branch and cache misses per packet beside the times",
     },
 ];
 

@@ -7,6 +7,7 @@
 //! programs for the eBPF peers, [`measure`] times, [`report`] and [`plot`] present.
 //! The only `unsafe` is in the foreign engines: `engines::{bpfjit, rbpf, dpdk}`.
 
+pub mod callgrind;
 pub mod cbpf_to_ebpf;
 pub mod engines;
 pub mod flow_filter;
@@ -15,4 +16,5 @@ pub mod measure;
 pub mod packets;
 pub mod plot;
 pub mod report;
+pub mod rounds;
 pub mod run;

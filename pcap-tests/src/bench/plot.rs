@@ -25,11 +25,13 @@ fn register_font() {
 }
 
 /// Engines in legend order, each with a fixed colour.
-const ENGINES: [(&str, RGBColor); 9] = [
+const ENGINES: [(&str, RGBColor); 11] = [
     ("dpf-jit", RGBColor(0xd6, 0x27, 0x28)),
     ("dpf-interp", RGBColor(0xff, 0x7f, 0x0e)),
     ("dpf-jit-unmerged", RGBColor(0xe3, 0x77, 0xc2)),
     ("native", RGBColor(0x00, 0x00, 0x00)),
+    ("native-hash", RGBColor(0x17, 0xbe, 0xcf)),
+    ("ebpf-map", RGBColor(0xbc, 0xbd, 0x22)),
     ("libpcap", RGBColor(0x1f, 0x77, 0xb4)),
     ("bpfjit", RGBColor(0x2c, 0xa0, 0x2c)),
     ("rbpf-jit", RGBColor(0x94, 0x67, 0xbd)),

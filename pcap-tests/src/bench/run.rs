@@ -6,9 +6,15 @@
 //! other engine's matches (and the filters they went to) must agree with it on the packets it
 //! replayed, or the run fails.
 //!
-//! Sequential peers are built once per trace for the largest K and then dropped, one engine at
-//! a time, so the number of executable mappings stays well under the kernel's per-process limit.
+//! Timing is in phases of interleaved rounds ([`super::rounds`]): the engines that classify
+//! with one structure (dpf, native-hash, ebpf-map) at every K form one phase, so the ratios
+//! the targets are about come from cells measured side by side; each sequential peer is a
+//! phase of its own at K <= [`SEQUENTIAL_MAX_FILTERS`], built for its largest K and dropped
+//! after, so the number of executable mappings stays well under the kernel's per-process
+//! limit. Callgrind's counts ([`super::callgrind`]) are taken after the rounds, in child
+//! processes.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -17,36 +23,56 @@ use dpf::trie::Trie;
 use dpf::{Filter, FilterId, interp};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::callgrind;
 use super::cbpf_to_ebpf::{self, EbpfInsn};
 use super::engines::dpf_engines::{self, DpfInterp, DpfJit, DpfJitUnmerged};
+use super::engines::ebpf_map::{self, EbpfMap, FlowMap};
 use super::engines::libpcap::{CompiledFilter, Libpcap, PcapCompiler};
 use super::engines::native::NativeFlow;
+use super::engines::native_hash::NativeHash;
 use super::engines::{Demux, Tally, bpfjit, dpdk, rbpf};
 use super::flow_filter::dpf_filters;
 use super::flows::{self, FilterFlows};
-use super::measure::{Measurement, TrialPlan, capped_packets, measure, median_us};
+use super::measure::{capped_packets, median_us};
 use super::packets::PacketArena;
 use super::plot;
 use super::report::{self, Row, RowKind};
+use super::rounds::{Cell, RoundPlan, run_rounds};
 use crate::synth::{self, Flow, SynthConfig};
 use crate::trace::{TracePacket, read_trace};
 
 /// Engine names, in table order.
-pub const ENGINE_ORDER: [&str; 8] = [
+pub const ENGINE_ORDER: [&str; 10] = [
     "dpf-jit",
     "dpf-interp",
     "dpf-jit-unmerged",
+    "native-hash",
     "native",
+    "ebpf-map",
     "libpcap",
     "bpfjit",
     "rbpf-jit",
     "dpdk-bpf-jit",
 ];
 
+/// Engines callgrind counts, at every K.
+pub const COUNTED_ENGINES: [&str; 3] = ["dpf-jit", "native-hash", "ebpf-map"];
+
+/// Callgrind children run at once, after the timed rounds (nothing else of the benchmark runs
+/// then, so they disturb no timing).
+pub const CALLGRIND_WORKERS: usize = 2;
+
+/// Sequential peers (one program per filter) run up to this many filters: at 100,000 each
+/// would need 100,000 programs compiled and mapped for a figure a hundred times their 1,000.
+pub const SEQUENTIAL_MAX_FILTERS: usize = 10_000;
+
+/// The seed the filter sets are drawn with.
+pub const DRAW_SEED: u64 = 0xf10e_5eed;
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Smaller trace, fewer trials, tighter caps: under 5 minutes on 2 cores.
+    /// Smaller trace, fewer rounds, tighter caps: a few minutes on 2 cores.
     pub quick: bool,
     /// Captures to replay besides the synthetic trace.
     pub pcaps: Vec<PathBuf>,
@@ -59,6 +85,8 @@ pub struct Options {
     pub engines: Vec<String>,
     /// Synthetic packets, instead of the plan's.
     pub synth_packets: Option<usize>,
+    /// Take callgrind's counts (needs valgrind).
+    pub callgrind: bool,
 }
 
 impl Options {
@@ -79,8 +107,8 @@ pub const SYNTH_PACKETS: usize = 25_000;
 pub struct Plan {
     /// The synthetic trace.
     pub synth: SynthConfig,
-    /// Trials per measurement.
-    pub trial: TrialPlan,
+    /// Rounds per phase and the length of a trial.
+    pub rounds: RoundPlan,
     /// Per-trial time a sequential peer's packet count is sized for.
     pub sequential_budget: Duration,
     /// Fewest packets a capped engine replays.
@@ -92,32 +120,30 @@ pub struct Plan {
 impl Plan {
     /// The plan for a run.
     pub fn for_options(options: &Options) -> Plan {
+        let synth = SynthConfig {
+            packets: SYNTH_PACKETS,
+            ..SynthConfig::default()
+        };
         if options.quick {
             Plan {
-                synth: SynthConfig {
-                    packets: SYNTH_PACKETS,
-                    ..SynthConfig::default()
+                synth,
+                rounds: RoundPlan {
+                    rounds: 11,
+                    min_trial: Duration::from_millis(20),
                 },
-                trial: TrialPlan {
-                    trials: 7,
-                    min_trial: Duration::from_millis(50),
-                },
-                sequential_budget: Duration::from_millis(250),
-                sequential_floor: 5_000,
+                sequential_budget: Duration::from_millis(60),
+                sequential_floor: 2_000,
                 bind_repeats: 51,
             }
         } else {
             Plan {
-                synth: SynthConfig {
-                    packets: SYNTH_PACKETS,
-                    ..SynthConfig::default()
+                synth,
+                rounds: RoundPlan {
+                    rounds: 21,
+                    min_trial: Duration::from_millis(50),
                 },
-                trial: TrialPlan {
-                    trials: 11,
-                    min_trial: Duration::from_millis(200),
-                },
-                sequential_budget: Duration::from_secs(1),
-                sequential_floor: 20_000,
+                sequential_budget: Duration::from_millis(250),
+                sequential_floor: 10_000,
                 bind_repeats: 101,
             }
         }
@@ -169,6 +195,8 @@ struct TraceRun<'a> {
     arena: &'a PacketArena,
     plan: &'a Plan,
     progress: &'a ProgressBar,
+    /// Reference verdicts by K.
+    references: BTreeMap<usize, Reference>,
     rows: Vec<Row>,
     mismatches: Vec<String>,
 }
@@ -182,72 +210,90 @@ impl TraceRun<'_> {
         self.rows.push(row);
     }
 
-    /// Measures `engine` on the first `packets` packets (all of them when `None`; sized from a
-    /// pilot replay for sequential engines) and checks its verdicts against `reference`.
-    fn measure_engine(
-        &mut self,
-        name: &str,
+    /// How many packets `engine` replays per trial: all of them, or for a sequential engine
+    /// as many as the plan's budget affords at the speed of a pilot replay.
+    fn packets_for(&self, engine: &mut dyn Demux, capped: bool) -> usize {
+        let spans = self.arena.spans();
+        if !capped {
+            return spans.len();
+        }
+        let pilot = &spans[..spans.len().min(500)];
+        engine.replay(self.arena, pilot);
+        let start = Instant::now();
+        engine.replay(self.arena, pilot);
+        let ns = start.elapsed().as_nanos() as f64 / pilot.len() as f64;
+        capped_packets(
+            spans.len(),
+            ns,
+            self.plan.sequential_budget,
+            self.plan.sequential_floor,
+        )
+    }
+
+    /// A cell for `engine` at `k`, if it is wanted.
+    fn cell<'e>(
+        &self,
+        name: &'static str,
         k: usize,
-        engine: &mut dyn Demux,
-        reference: &Reference,
+        mut engine: Box<dyn Demux + 'e>,
         capped: bool,
-    ) {
+    ) -> Option<Cell<'e>> {
         if !self.options.wants(name) {
+            return None;
+        }
+        let packets = self.packets_for(engine.as_mut(), capped);
+        Some(Cell::new(name, k, engine, packets))
+    }
+
+    /// Runs the rounds of one phase and turns its cells into rows, each checked against the
+    /// reference.
+    fn phase(&mut self, what: &str, mut cells: Vec<Cell<'_>>) {
+        if cells.is_empty() {
             return;
         }
-        self.progress
-            .set_message(format!("{}: {name}, {k} filters", self.trace));
-        let spans = self.arena.spans();
-        let count = if capped {
-            let pilot = &spans[..spans.len().min(500)];
-            engine.replay(self.arena, pilot);
-            let start = Instant::now();
-            engine.replay(self.arena, pilot);
-            let ns = start.elapsed().as_nanos() as f64 / pilot.len() as f64;
-            capped_packets(
-                spans.len(),
-                ns,
-                self.plan.sequential_budget,
-                self.plan.sequential_floor,
-            )
-        } else {
-            spans.len()
-        };
-        let Measurement {
-            tally,
-            ns_per_packet,
-        } = measure(engine, self.arena, &spans[..count], self.plan.trial);
-        let expected = reference.tally(count);
-        let mut row = Row::new(RowKind::Demux, name);
-        row.trace = Some(self.trace.to_string());
-        row.filters = Some(k);
-        row.packets = Some(count);
-        row.matches = Some(tally.matches);
-        row.ns_per_packet_median = Some(ns_per_packet.median);
-        row.ns_min = Some(ns_per_packet.min);
-        row.ns_max = Some(ns_per_packet.max);
-        row.mpps = Some(1e3 / ns_per_packet.median);
-        let mut notes = Vec::new();
-        if count < spans.len() {
-            notes.push(format!("first {count} of {} packets", spans.len()));
+        self.progress.set_prefix(format!("{}: {what}", self.trace));
+        run_rounds(&mut cells, self.arena, self.plan.rounds, self.progress);
+        let total = self.arena.len();
+        for cell in &cells {
+            let Some((summary, iqr)) = cell.summary() else {
+                continue;
+            };
+            let expected = self.references[&cell.filters].tally(cell.packets);
+            let mut row = Row::new(RowKind::Demux, cell.engine);
+            row.trace = Some(self.trace.to_string());
+            row.filters = Some(cell.filters);
+            row.packets = Some(cell.packets);
+            row.matches = Some(cell.tally.matches);
+            row.ns_per_packet_median = Some(summary.median);
+            row.ns_min = Some(summary.min);
+            row.ns_max = Some(summary.max);
+            row.ns_iqr = Some(iqr);
+            row.rounds = Some(cell.samples.len());
+            row.mpps = Some(1e3 / summary.median);
+            let mut notes = Vec::new();
+            if cell.packets < total {
+                notes.push(format!("first {} of {total} packets", cell.packets));
+            }
+            if cell.tally != expected {
+                notes.push("MISMATCH".to_string());
+                self.mismatches.push(format!(
+                    "trace {}, {} filters: {} matched {} packets (filter index sum {}) where \
+                     dpf-interp matched {} (sum {}) on the same {} packets",
+                    self.trace,
+                    cell.filters,
+                    cell.engine,
+                    cell.tally.matches,
+                    cell.tally.filter_index_sum,
+                    expected.matches,
+                    expected.filter_index_sum,
+                    cell.packets
+                ));
+            }
+            if !notes.is_empty() {
+                row.note = Some(notes.join("; "));
+            }
+            self.rows.push(row);
         }
-        if tally != expected {
-            notes.push("MISMATCH".to_string());
-            self.mismatches.push(format!(
-                "trace {}, {k} filters: {name} matched {} packets (filter index sum {}) where \
-                 dpf-interp matched {} (sum {}) on the same {count} packets",
-                self.trace,
-                tally.matches,
-                tally.filter_index_sum,
-                expected.matches,
-                expected.filter_index_sum
-            ));
-        }
-        if !notes.is_empty() {
-            row.note = Some(notes.join("; "));
-        }
-        self.rows.push(row);
-        self.progress.inc(1);
     }
 }
 
@@ -263,81 +309,139 @@ fn filters_of(flows: &[Flow]) -> Vec<Vec<Filter>> {
         .collect()
 }
 
-/// The merged engines and the native floor, K by K; returns the reference verdicts per K.
+/// Bytes of the tables in dpf's generated code (what follows the instructions and the base
+/// slot), and of the code itself.
+pub fn code_and_table_bytes(compiled: &dpf::jit::CompiledTrie) -> (usize, usize) {
+    let tables = compiled.code().len() - compiled.data_offset();
+    (compiled.instructions_end(), tables)
+}
+
+/// The engines that classify with one structure, at every K, in one phase; records the
+/// reference verdicts per K.
 fn merged_engines(
     run: &mut TraceRun<'_>,
     ks: &[usize],
     flows: &FilterFlows,
     filters: &[Vec<Filter>],
-) -> Result<Vec<Reference>, String> {
-    let mut references = Vec::new();
-    for &k in ks {
+) -> Result<(), String> {
+    // What the cells borrow, made first.
+    let maps: Vec<FlowMap> = ks
+        .iter()
+        .map(|&k| ebpf_map::flow_map(&flows.flows[..k]))
+        .collect();
+    let programs: Vec<Vec<u8>> = maps.iter().map(ebpf_map::encoded_program).collect();
+    let mut cells: Vec<Cell<'_>> = Vec::new();
+    for (i, &k) in ks.iter().enumerate() {
         run.progress
-            .set_message(format!("{}: building dpf for {k} filters", run.trace));
+            .set_message(format!("building the engines for {k} filters"));
         let trie = dpf_engines::merged_trie(&filters[..k])?;
-        let reference = Reference {
-            verdicts: run
-                .arena
-                .spans()
-                .iter()
-                .map(|&s| interp::classify(&trie, &run.arena.packet(s)).map(|FilterId(i)| i))
-                .collect(),
-        };
+        run.references.insert(
+            k,
+            Reference {
+                verdicts: run
+                    .arena
+                    .spans()
+                    .iter()
+                    .map(|&s| interp::classify(&trie, &run.arena.packet(s)).map(|FilterId(i)| i))
+                    .collect(),
+            },
+        );
         if run.options.wants("dpf-jit") {
-            match dpf_engines::executable(&trie) {
-                Ok(code) => {
-                    run.measure_engine("dpf-jit", k, &mut DpfJit::new(code), &reference, false)
+            match dpf::jit::compile(&trie) {
+                Ok(compiled) => {
+                    let (code, tables) = code_and_table_bytes(&compiled);
+                    let mut row = Row::new(RowKind::Size, "dpf-jit");
+                    row.trace = Some(run.trace.to_string());
+                    row.filters = Some(k);
+                    row.code_bytes = Some(code);
+                    row.table_bytes = Some(tables);
+                    row.table_bytes_per_filter = Some(tables as f64 / k as f64);
+                    run.rows.push(row);
+                    match ExecutableTrie::new(&compiled) {
+                        Ok(exec) => {
+                            cells.extend(run.cell("dpf-jit", k, Box::new(DpfJit::new(exec)), false))
+                        }
+                        Err(e) => run.unavailable("dpf-jit", Some(k), &e.to_string()),
+                    }
                 }
-                Err(e) => run.unavailable("dpf-jit", Some(k), &e),
+                Err(e) => run.unavailable("dpf-jit", Some(k), &e.to_string()),
             }
         }
-        run.measure_engine(
-            "dpf-interp",
+        cells.extend(run.cell("dpf-interp", k, Box::new(DpfInterp::new(trie)), false));
+        cells.extend(run.cell(
+            "native-hash",
             k,
-            &mut DpfInterp::new(trie),
-            &reference,
+            Box::new(NativeHash::new(&flows.flows[..k])),
             false,
-        );
-        if k == 1 {
-            let mut native = NativeFlow::new(&flows.flows[0]);
-            run.measure_engine("native", k, &mut native, &reference, false);
+        ));
+        if run.options.wants("ebpf-map") {
+            match ebpf_map::load(&programs[i]) {
+                // SAFETY: the VM was loaded from `encoded_program(&maps[i])` just above.
+                #[allow(unsafe_code)]
+                Ok(vm) => cells.extend(run.cell(
+                    "ebpf-map",
+                    k,
+                    Box::new(unsafe { EbpfMap::new(vm, &maps[i], run.arena) }),
+                    false,
+                )),
+                Err(e) => run.unavailable("ebpf-map", Some(k), &e),
+            }
         }
-        references.push(reference);
+        if k == 1 {
+            cells.extend(run.cell(
+                "native",
+                k,
+                Box::new(NativeFlow::new(&flows.flows[0])),
+                false,
+            ));
+        }
     }
-    Ok(references)
+    run.phase("merged engines, interleaved", cells);
+    Ok(())
 }
 
-/// The per-filter engines, one at a time, each built once for the largest K.
+/// The per-filter engines, one phase each, each built once for the largest K.
 fn sequential_engines(
     run: &mut TraceRun<'_>,
     ks: &[usize],
     flows: &FilterFlows,
     filters: &[Vec<Filter>],
-    references: &[Reference],
 ) {
-    let k_max = *ks.last().expect("filter counts");
+    let ks: Vec<usize> = ks
+        .iter()
+        .copied()
+        .filter(|&k| k <= SEQUENTIAL_MAX_FILTERS)
+        .collect();
+    let Some(&k_max) = ks.last() else {
+        return;
+    };
     let all_k = |run: &mut TraceRun<'_>, name: &str, reason: &str| {
         if !run.options.wants(name) {
             return;
         }
-        for &k in ks {
+        for &k in &ks {
             run.unavailable(name, Some(k), reason);
-            run.progress.inc(1);
         }
     };
 
     // dpf, unmerged.
     if run.options.wants("dpf-jit-unmerged") {
-        run.progress.set_message(format!(
-            "{}: compiling {k_max} separate dpf programs",
-            run.trace
-        ));
+        run.progress
+            .set_message(format!("compiling {k_max} separate dpf programs"));
         match dpf_engines::unmerged_programs(&filters[..k_max]) {
             Ok(programs) => {
-                for (i, &k) in ks.iter().enumerate() {
-                    let mut engine = DpfJitUnmerged::new(&programs[..k]);
-                    run.measure_engine("dpf-jit-unmerged", k, &mut engine, &references[i], true);
-                }
+                let cells = ks
+                    .iter()
+                    .filter_map(|&k| {
+                        run.cell(
+                            "dpf-jit-unmerged",
+                            k,
+                            Box::new(DpfJitUnmerged::new(&programs[..k])),
+                            true,
+                        )
+                    })
+                    .collect();
+                run.phase("dpf-jit-unmerged", cells);
             }
             Err(e) => all_k(run, "dpf-jit-unmerged", &e),
         }
@@ -351,7 +455,7 @@ fn sequential_engines(
 
     // libpcap, and the programs every classic and eBPF peer starts from.
     run.progress
-        .set_message(format!("{}: pcap_compile of {k_max} filters", run.trace));
+        .set_message(format!("pcap_compile of {k_max} filters"));
     let compiled: Result<Vec<CompiledFilter>, String> = PcapCompiler::ethernet().and_then(|c| {
         expressions(&flows.flows[..k_max])
             .iter()
@@ -367,19 +471,15 @@ fn sequential_engines(
             return;
         }
     };
-    for (i, &k) in ks.iter().enumerate() {
-        run.measure_engine(
-            "libpcap",
-            k,
-            &mut Libpcap::new(&compiled[..k]),
-            &references[i],
-            true,
-        );
-    }
+    let cells = ks
+        .iter()
+        .filter_map(|&k| run.cell("libpcap", k, Box::new(Libpcap::new(&compiled[..k])), true))
+        .collect();
+    run.phase("libpcap", cells);
 
     // bpfjit.
     run.progress
-        .set_message(format!("{}: bpfjit of {k_max} programs", run.trace));
+        .set_message(format!("bpfjit of {k_max} programs"));
     let bpfjit_programs = if run.options.wants("bpfjit") {
         compiled
             .iter()
@@ -390,10 +490,18 @@ fn sequential_engines(
     };
     match bpfjit_programs {
         Ok(programs) if !programs.is_empty() => {
-            for (i, &k) in ks.iter().enumerate() {
-                let mut engine = bpfjit::BpfJit::new(&programs[..k]);
-                run.measure_engine("bpfjit", k, &mut engine, &references[i], true);
-            }
+            let cells = ks
+                .iter()
+                .filter_map(|&k| {
+                    run.cell(
+                        "bpfjit",
+                        k,
+                        Box::new(bpfjit::BpfJit::new(&programs[..k])),
+                        true,
+                    )
+                })
+                .collect();
+            run.phase("bpfjit", cells);
         }
         Ok(_) => {}
         Err(e) => all_k(run, "bpfjit", &e),
@@ -418,7 +526,7 @@ fn sequential_engines(
     };
 
     run.progress
-        .set_message(format!("{}: rbpf JIT of {k_max} programs", run.trace));
+        .set_message(format!("rbpf JIT of {k_max} programs"));
     // In a block: the programs and their JIT pages go before DPDK's are made.
     {
         let encoded: Vec<Vec<u8>> = ebpf.iter().map(|p| cbpf_to_ebpf::encode(p)).collect();
@@ -433,19 +541,24 @@ fn sequential_engines(
         match vms {
             Ok(vms) if vms.is_empty() => {}
             Ok(vms) => {
-                for (i, &k) in ks.iter().enumerate() {
-                    // SAFETY: every VM was loaded from `cbpf_to_ebpf::convert` output just above.
-                    #[allow(unsafe_code)]
-                    let mut engine = unsafe { rbpf::RbpfJit::new(&vms[..k], run.arena) };
-                    run.measure_engine("rbpf-jit", k, &mut engine, &references[i], true);
-                }
+                let cells = ks
+                    .iter()
+                    .filter_map(|&k| {
+                        // SAFETY: every VM was loaded from `cbpf_to_ebpf::convert` output just
+                        // above.
+                        #[allow(unsafe_code)]
+                        let engine = unsafe { rbpf::RbpfJit::new(&vms[..k], run.arena) };
+                        run.cell("rbpf-jit", k, Box::new(engine), true)
+                    })
+                    .collect();
+                run.phase("rbpf-jit", cells);
             }
             Err(e) => all_k(run, "rbpf-jit", &e),
         }
     }
 
     run.progress
-        .set_message(format!("{}: rte_bpf load of {k_max} programs", run.trace));
+        .set_message(format!("rte_bpf load of {k_max} programs"));
     if !run.options.wants("dpdk-bpf-jit") {
         return;
     }
@@ -458,10 +571,18 @@ fn sequential_engines(
             .collect::<Result<Vec<_>, _>>()
         {
             Ok(programs) => {
-                for (i, &k) in ks.iter().enumerate() {
-                    let mut engine = dpdk::DpdkJit::new(&programs[..k]);
-                    run.measure_engine("dpdk-bpf-jit", k, &mut engine, &references[i], true);
-                }
+                let cells = ks
+                    .iter()
+                    .filter_map(|&k| {
+                        run.cell(
+                            "dpdk-bpf-jit",
+                            k,
+                            Box::new(dpdk::DpdkJit::new(&programs[..k])),
+                            true,
+                        )
+                    })
+                    .collect();
+                run.phase("dpdk-bpf-jit", cells);
             }
             Err(e) => all_k(run, "dpdk-bpf-jit", &e),
         },
@@ -492,9 +613,10 @@ fn bind_costs(
     if extra.is_empty() {
         return Err("no spare flows to bind".into());
     }
+    run.progress.inc_length(ks.len() as u64);
     for &k in ks {
         run.progress
-            .set_message(format!("{}: bind cost at {k} filters", run.trace));
+            .set_message(format!("bind cost at {k} filters"));
         let base: Vec<Filter> = filters[..k].iter().flatten().cloned().collect();
 
         let mut demux = LiveDemux::from_filters(base.iter().cloned()).map_err(|e| e.to_string())?;
@@ -587,22 +709,22 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
         });
     }
 
-    // Steps: per trace, K x (merged + native at 1 + sequential) measurements, plus bind per K.
-    let per_trace = ks.len() * 7 + usize::from(ks[0] == 1) + ks.len();
-    let progress = ProgressBar::new((per_trace * traces.len()) as u64);
+    // Grows as each phase adds its rounds.
+    let progress = ProgressBar::new(0);
     progress.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {prefix}: {msg}")
             .expect("static template")
             .progress_chars("=> "),
     );
 
     let mut rows = Vec::new();
     let mut mismatches = Vec::new();
-    for trace in &traces {
+    let k_max = *ks.last().expect("filter counts");
+    for (t, trace) in traces.iter().enumerate() {
         let arena = PacketArena::new(&trace.packets);
         let popular = flows::flows_by_popularity(&trace.packets);
-        let k_max = *ks.last().expect("filter counts");
-        let drawn = flows::draw(&popular, k_max, plan.bind_repeats * 2, 0xf10e_5eed);
+        let spare = plan.bind_repeats * 2;
+        let drawn = flows::draw(&popular, k_max, spare, DRAW_SEED);
         let filters = filters_of(&drawn.flows);
         let mut run = TraceRun {
             options,
@@ -610,13 +732,74 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
             arena: &arena,
             plan: &plan,
             progress: &progress,
+            references: BTreeMap::new(),
             rows: Vec::new(),
             mismatches: Vec::new(),
         };
-        let references = merged_engines(&mut run, &ks, &drawn, &filters)?;
-        sequential_engines(&mut run, &ks, &drawn, &filters, &references);
+        merged_engines(&mut run, &ks, &drawn, &filters)?;
+        sequential_engines(&mut run, &ks, &drawn, &filters);
         if options.wants("bind") {
             bind_costs(&mut run, &ks, &filters, &drawn.spare)?;
+        }
+        // Callgrind replays the synthetic trace, which a child regenerates from its seed.
+        if options.callgrind && t == 0 {
+            let filters_file =
+                std::env::temp_dir().join(format!("demux-bench-filters-{}", std::process::id()));
+            callgrind::write_filters(&filters_file, &filters)?;
+            let jobs: Vec<callgrind::Job> = COUNTED_ENGINES
+                .iter()
+                .filter(|e| options.wants(e))
+                .flat_map(|e| {
+                    let filters_file = &filters_file;
+                    ks.iter().map(move |&k| callgrind::Job {
+                        engine: e.to_string(),
+                        filters: k,
+                        drawn: k_max,
+                        spare,
+                        packets: plan.synth.packets,
+                        filters_file: filters_file.clone(),
+                    })
+                })
+                .collect();
+            progress.set_prefix("callgrind");
+            progress.set_message(format!("{} children under valgrind", jobs.len()));
+            progress.inc_length(jobs.len() as u64);
+            let results = callgrind::count_all(&jobs, CALLGRIND_WORKERS, &progress);
+            let _ = std::fs::remove_file(&filters_file);
+            for (job, counts) in jobs.iter().zip(results) {
+                let (engine, k) = (job.engine.as_str(), job.filters);
+                let Some(row) = run.rows.iter_mut().find(|r| {
+                    r.kind == RowKind::Demux && r.engine == engine && r.filters == Some(k)
+                }) else {
+                    continue;
+                };
+                match counts {
+                    Ok(c) => {
+                        let per = c.per_packet();
+                        row.instructions_per_packet = Some(per.instructions);
+                        row.branch_misses_per_packet = Some(per.branch_misses);
+                        row.l1_misses_per_packet = Some(per.l1_misses);
+                        row.ll_misses_per_packet = Some(per.ll_misses);
+                        let expected = run.references[&k].tally(arena.len()).matches;
+                        if c.matches != expected || c.packets != arena.len() as u64 {
+                            run.mismatches.push(format!(
+                                "callgrind's {engine} at {k} filters matched {} of {} packets, \
+                                 dpf-interp {expected} of {}",
+                                c.matches,
+                                c.packets,
+                                arena.len()
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        let note = format!("callgrind: {e}");
+                        row.note = Some(match row.note.take() {
+                            Some(n) => format!("{n}; {note}"),
+                            None => note,
+                        });
+                    }
+                }
+            }
         }
         let occurring = drawn.occurring;
         progress.println(format!(
@@ -635,7 +818,7 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
     rows.sort_by(|a, b| {
         let key = |r: &Row| {
             (
-                r.kind == RowKind::Bind,
+                (r.kind == RowKind::Bind, r.kind == RowKind::Size),
                 traces
                     .iter()
                     .position(|t| Some(&t.name) == r.trace.as_ref()),

@@ -9,8 +9,10 @@
 pub mod bpfjit;
 pub mod dpdk;
 pub mod dpf_engines;
+pub mod ebpf_map;
 pub mod libpcap;
 pub mod native;
+pub mod native_hash;
 pub mod rbpf;
 
 use super::packets::{PacketArena, PacketSpan};
