@@ -58,7 +58,7 @@ mod app {
     }
 
     fn echo() -> Vec<u8> {
-        ash::stock::udp_echo()
+        libnet::handlers::udp_echo()
             .map(|handler| ash::wire::encode(&handler))
             .unwrap_or_default()
     }
