@@ -1152,6 +1152,37 @@ pub fn httpd_site() -> Result<Vec<(&'static str, Vec<u8>)>, String> {
     ])
 }
 
+/// httpd's bad input from scapy (bad checksums, resets, a SYN flood, impossible flags), then
+/// 20 clients gone mid-response and 300 connections in a row; `label` names the run.
+fn bad_input_and_churn(session: &Session<'_>, label: &str) -> Result<(), String> {
+    let sent = session.client(
+        "/usr/bin/python3",
+        &["-c", SCAPY_BAD_INPUT],
+        CLIENT_DEADLINE * 2,
+        None,
+    )?;
+    if !sent.starts_with(b"sent") {
+        return Err("scapy did not send the bad input".into());
+    }
+    let style =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../apps/httpd/site/style.css");
+    let start = Instant::now();
+    let churned = session.client(
+        "/usr/bin/python3",
+        &["-c", PYTHON_CONNECTION_CHURN, &style.to_string_lossy()],
+        CLIENT_DEADLINE * 6,
+        None,
+    )?;
+    if !churned.starts_with(b"churned") {
+        return Err("the connection churn did not finish".into());
+    }
+    eprintln!(
+        "{label}: 20 clients gone mid-response, then 300 connections in a row, in {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// `curl` of `path` on httpd; the body.
 fn curl(session: &Session<'_>, path: &str) -> Result<Vec<u8>, String> {
     let url = format!("http://{GUEST_ADDRESS}{path}");
@@ -1357,31 +1388,7 @@ fn libnet_clients(session: &mut Session<'_>) -> Result<(), String> {
     let payload: Vec<u8> = (0..1000u32).map(|i| (i * 13 + 5) as u8).collect();
     let echoed = udp(session, 7007, &payload, true)?;
     same("UDP echo", &echoed, &payload)?;
-    let sent = session.client(
-        "/usr/bin/python3",
-        &["-c", SCAPY_BAD_INPUT],
-        CLIENT_DEADLINE * 2,
-        None,
-    )?;
-    if !sent.starts_with(b"sent") {
-        return Err("scapy did not send the bad input".into());
-    }
-    let style =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../apps/httpd/site/style.css");
-    let start = Instant::now();
-    let churned = session.client(
-        "/usr/bin/python3",
-        &["-c", PYTHON_CONNECTION_CHURN, &style.to_string_lossy()],
-        CLIENT_DEADLINE * 6,
-        None,
-    )?;
-    if !churned.starts_with(b"churned") {
-        return Err("the connection churn did not finish".into());
-    }
-    eprintln!(
-        "libnet-tap: 20 clients gone mid-response, then 300 connections in a row, in {:.2} s",
-        start.elapsed().as_secs_f64()
-    );
+    bad_input_and_churn(session, "libnet-tap")?;
     // httpd still serves, byte-identical.
     let got = curl(session, "/")?;
     same("curl / after the bad input", &got, &site[0].1)?;
@@ -1886,31 +1893,7 @@ fn cheetah_clients(session: &mut Session<'_>, techniques: &str) -> Result<(), St
             "cheetah={techniques}: {}",
             String::from_utf8_lossy(&lossy).trim()
         );
-        let sent = session.client(
-            "/usr/bin/python3",
-            &["-c", SCAPY_BAD_INPUT],
-            CLIENT_DEADLINE * 2,
-            None,
-        )?;
-        if !sent.starts_with(b"sent") {
-            return Err("scapy did not send the bad input".into());
-        }
-        let style =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../apps/httpd/site/style.css");
-        let start = Instant::now();
-        let churned = session.client(
-            "/usr/bin/python3",
-            &["-c", PYTHON_CONNECTION_CHURN, &style.to_string_lossy()],
-            CLIENT_DEADLINE * 6,
-            None,
-        )?;
-        if !churned.starts_with(b"churned") {
-            return Err("the connection churn did not finish".into());
-        }
-        eprintln!(
-            "cheetah={techniques}: 20 clients gone mid-response, then 300 connections in a row, in {:.2} s",
-            start.elapsed().as_secs_f64()
-        );
+        bad_input_and_churn(session, &format!("cheetah={techniques}"))?;
     }
     let got = curl(session, "/")?;
     same("curl / at the end", &got, &site[0].1)?;
