@@ -420,6 +420,24 @@ pub const SCENARIOS: &[Scenario] = &[
         network: Network::None,
     },
     Scenario {
+        // httpd asked for a listening pool its heap cannot hold (100 sockets of 64 KiB of
+        // buffers each, against libnet's 4 MiB heap): the bind is `Exhausted`, an error value
+        // httpd reports and exits on, not an allocation panic; the kernel and the exit
+        // accounting carry on as for any failing app.
+        name: "httpd-pool-exhausted",
+        cmdline: "apps=httpd arg=1:706f72743d383020706f6f6c3d313030",
+        exit: KernelExit::Exited(3),
+        serial: &[
+            "httpd: port 80: Exhausted",
+            "[exo] app httpd (env 1) exited with status 3",
+        ],
+        timeout: LIBNET_TAP_TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::Tap {
+            clients: no_clients,
+        },
+    },
+    Scenario {
         name: "hello",
         cmdline: "apps=hello",
         exit: KernelExit::Exited(0),
@@ -1180,6 +1198,11 @@ fn bad_input_and_churn(session: &Session<'_>, label: &str) -> Result<(), String>
         "{label}: 20 clients gone mid-response, then 300 connections in a row, in {:.2} s",
         start.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// For a tap scenario whose app needs the NIC but no peer: nothing to send.
+fn no_clients(_session: &mut Session<'_>) -> Result<(), String> {
     Ok(())
 }
 

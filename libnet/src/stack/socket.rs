@@ -82,15 +82,27 @@ fn run<T>(
     }
 }
 
-fn new_tcp_socket(inner: &Inner) -> tcp::Socket<'static> {
+/// A TCP socket with the configured buffers; `Exhausted` when the heap cannot hold them (an
+/// allocation failure would otherwise abort the app).
+fn new_tcp_socket(inner: &Inner) -> Result<tcp::Socket<'static>, NetError> {
     let bytes = inner.config.tcp_buffer_bytes;
     let mut socket = tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0; bytes]),
-        tcp::SocketBuffer::new(vec![0; bytes]),
+        tcp::SocketBuffer::new(zeroed(bytes)?),
+        tcp::SocketBuffer::new(zeroed(bytes)?),
     );
     // Request-response traffic (HTTP) should not wait for an ACK before a small last segment.
     socket.set_nagle_enabled(false);
-    socket
+    Ok(socket)
+}
+
+/// `bytes` zero bytes, or `Exhausted` if the heap has no room for them.
+fn zeroed(bytes: usize) -> Result<Vec<u8>, NetError> {
+    let mut buffer = Vec::new();
+    buffer
+        .try_reserve_exact(bytes)
+        .map_err(|_| NetError::Exhausted)?;
+    buffer.resize(bytes, 0);
+    Ok(buffer)
 }
 
 /// A TCP port this app listens on, with its pool of listening sockets.
@@ -121,14 +133,27 @@ impl TcpListener {
         }
         let mut inner = stack.0.borrow_mut();
         inner.claim(Transport::Tcp, port)?;
-        let mut pool = Vec::with_capacity(pool_size);
+        let mut pool = Vec::new();
+        let mut filled = pool
+            .try_reserve_exact(pool_size)
+            .map_err(|_| NetError::Exhausted);
         for _ in 0..pool_size {
-            let mut socket = new_tcp_socket(&inner);
-            if socket.listen(port).is_err() {
-                inner.release(Transport::Tcp, port);
-                return Err(NetError::InvalidInput);
+            if filled.is_err() {
+                break;
             }
-            pool.push(inner.sockets.add(socket));
+            filled = new_tcp_socket(&inner).and_then(|mut socket| {
+                socket.listen(port).map_err(|_| NetError::InvalidInput)?;
+                pool.push(inner.sockets.add(socket));
+                Ok(())
+            });
+        }
+        if let Err(error) = filled {
+            // Nothing of a pool that did not fit stays behind: its sockets, nor the claim.
+            for handle in pool {
+                inner.sockets.remove(handle);
+            }
+            inner.release(Transport::Tcp, port);
+            return Err(error);
         }
         drop(inner);
         Ok(TcpListener {
@@ -166,7 +191,9 @@ impl TcpListener {
                     _ => {}
                 }
                 let peer = socket.remote_endpoint();
-                let mut fresh = new_tcp_socket(inner);
+                // No room for the socket that would listen in its place: the connection waits
+                // in the pool for a later accept.
+                let mut fresh = new_tcp_socket(inner)?;
                 if fresh.listen(port).is_err() {
                     return Err(NetError::InvalidInput);
                 }
@@ -230,7 +257,13 @@ impl TcpStream {
         let (handle, local_port) = {
             let mut inner = stack.0.borrow_mut();
             let local_port = inner.claim_ephemeral()?;
-            let mut socket = new_tcp_socket(&inner);
+            let mut socket = match new_tcp_socket(&inner) {
+                Ok(socket) => socket,
+                Err(error) => {
+                    inner.release(Transport::Tcp, local_port);
+                    return Err(error);
+                }
+            };
             let remote = IpEndpoint::new(Ipv4Address::from_octets(address).into(), port);
             let context = inner.interface.context();
             if socket.connect(context, remote, local_port).is_err() {
