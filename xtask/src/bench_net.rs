@@ -430,14 +430,19 @@ fn wrk(
     if load.requests == 0 {
         return Err(format!("wrk: no request answered ({} errors)", load.errors));
     }
-    Ok(Sample {
+    Ok(http_sample(&load, after - before))
+}
+
+/// The row's sample from an HTTP client's report and the guest instructions it took.
+fn http_sample(load: &http_load::Load, instructions: u64) -> Sample {
+    Sample {
         rate: load.requests_per_second,
         p50_us: Some(load.p50_ms * 1e3),
         p99_us: Some(load.p99_ms * 1e3),
-        instructions_per_unit: (after - before) as f64 / load.requests.max(1) as f64,
+        instructions_per_unit: instructions as f64 / load.requests.max(1) as f64,
         count: load.requests,
         errors: load.errors,
-    })
+    }
 }
 
 /// `ab -k` on /1k.html at 16 connections.
@@ -457,14 +462,7 @@ fn ab(guest: &mut Guest, topology: &Topology, plan: &Plan) -> std::result::Resul
     if load.requests == 0 {
         return Err(format!("ab: no request answered ({} failed)", load.errors));
     }
-    Ok(Sample {
-        rate: load.requests_per_second,
-        p50_us: Some(load.p50_ms * 1e3),
-        p99_us: Some(load.p99_ms * 1e3),
-        instructions_per_unit: (after - before) as f64 / load.requests.max(1) as f64,
-        count: load.requests,
-        errors: load.errors,
-    })
+    Ok(http_sample(&load, after - before))
 }
 
 fn bulk_sample(

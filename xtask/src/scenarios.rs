@@ -1206,6 +1206,39 @@ fn no_clients(_session: &mut Session<'_>) -> Result<(), String> {
     Ok(())
 }
 
+/// The line of a client's report that starts with `name` (trimmed; empty if none).
+fn report_field(text: &str, name: &str) -> String {
+    text.lines()
+        .find(|line| line.trim_start().starts_with(name))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+/// `ab -n 1000 -c 10` on httpd's front page: every request complete, none failed; `label`
+/// names the run in what is printed.
+fn ab_thousand(session: &Session<'_>, label: &str) -> Result<(), String> {
+    let url = format!("http://{GUEST_ADDRESS}/");
+    let ab = session.client(
+        "ab",
+        &["-n", "1000", "-c", "10", "-s", "10", &url],
+        CLIENT_DEADLINE * 4,
+        None,
+    )?;
+    let ab = String::from_utf8_lossy(&ab);
+    if !report_field(&ab, "Complete requests:").ends_with(" 1000")
+        || !report_field(&ab, "Failed requests:").ends_with(" 0")
+    {
+        return Err(format!("ab: {ab}"));
+    }
+    eprintln!(
+        "{label}: ab -n 1000 -c 10: {}; {}",
+        report_field(&ab, "Requests per second:"),
+        report_field(&ab, "Time per request:")
+    );
+    Ok(())
+}
+
 /// `curl` of `path` on httpd; the body.
 fn curl(session: &Session<'_>, path: &str) -> Result<Vec<u8>, String> {
     let url = format!("http://{GUEST_ADDRESS}{path}");
@@ -1630,30 +1663,7 @@ fn load_clients(session: &mut Session<'_>) -> Result<(), String> {
         start.elapsed().as_secs_f64()
     );
     let url = format!("http://{GUEST_ADDRESS}/");
-    let ab = session.client(
-        "ab",
-        &["-n", "1000", "-c", "10", "-s", "10", &url],
-        CLIENT_DEADLINE * 4,
-        None,
-    )?;
-    let ab = String::from_utf8_lossy(&ab);
-    let field = |text: &str, name: &str| {
-        text.lines()
-            .find(|line| line.trim_start().starts_with(name))
-            .unwrap_or("")
-            .trim()
-            .to_string()
-    };
-    if !field(&ab, "Complete requests:").ends_with(" 1000")
-        || !field(&ab, "Failed requests:").ends_with(" 0")
-    {
-        return Err(format!("ab: {ab}"));
-    }
-    eprintln!(
-        "libnet-load: ab -n 1000 -c 10: {}; {}",
-        field(&ab, "Requests per second:"),
-        field(&ab, "Time per request:")
-    );
+    ab_thousand(session, "libnet-load")?;
     let wrk = session.client(
         "wrk",
         &["-t1", "-c16", "-d5s", "--timeout", "5s", &url],
@@ -1666,7 +1676,7 @@ fn load_clients(session: &mut Session<'_>) -> Result<(), String> {
     }
     eprintln!(
         "libnet-load: wrk -t1 -c16 -d5s: {}; {}",
-        field(&wrk, "Requests/sec:"),
+        report_field(&wrk, "Requests/sec:"),
         wrk.lines()
             .find(|line| line.contains("requests in"))
             .unwrap_or("")
@@ -1878,31 +1888,7 @@ fn cheetah_clients(session: &mut Session<'_>, techniques: &str) -> Result<(), St
         "cheetah={techniques}: 100 keep-alive requests on one connection in {:.2} s",
         start.elapsed().as_secs_f64()
     );
-    let front = format!("http://{GUEST_ADDRESS}/");
-    let ab = session.client(
-        "ab",
-        &["-n", "1000", "-c", "10", "-s", "10", &front],
-        CLIENT_DEADLINE * 4,
-        None,
-    )?;
-    let ab = String::from_utf8_lossy(&ab);
-    let field = |text: &str, name: &str| {
-        text.lines()
-            .find(|line| line.trim_start().starts_with(name))
-            .unwrap_or("")
-            .trim()
-            .to_string()
-    };
-    if !field(&ab, "Complete requests:").ends_with(" 1000")
-        || !field(&ab, "Failed requests:").ends_with(" 0")
-    {
-        return Err(format!("ab: {ab}"));
-    }
-    eprintln!(
-        "cheetah={techniques}: ab -n 1000 -c 10: {}; {}",
-        field(&ab, "Requests per second:"),
-        field(&ab, "Time per request:")
-    );
+    ab_thousand(session, &format!("cheetah={techniques}"))?;
     let all = techniques == "prebuilt,cache,piggyback";
     if all {
         let digest = sha256_hex(&site[6].1)?;
