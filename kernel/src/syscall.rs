@@ -17,6 +17,7 @@ use exo_abi::syscall::{ANY_FRAME, CONSOLE_WRITE_MAX_BYTES, PAGE_PROTECT_RANGE_MA
 use exo_abi::upcall::{EnvQuery, EnvStatus, REPOSSESSED_PAGE_BYTES, UpcallKind};
 use exo_abi::{Error, Syscall, error::encode_result};
 use exo_kernel::cap::Object;
+use exo_kernel::elf::Access;
 use exo_kernel::user_mappings::{RegionError, UserRegion};
 
 /// Most revocation deadline a `request_pages` may set, in ticks.
@@ -156,7 +157,7 @@ fn simple_call(
             if net::ash_pinned(me, a0) {
                 return Err(Error::AddressInUse);
             }
-            let (rights, access) = sched::page_access(a1)?;
+            let (rights, access) = page_access(a1)?;
             let binding = *kernel.current().bindings.get(&a0).ok_or(Error::NotMapped)?;
             kernel.caps.lookup(binding.cap, me, rights)?;
             let env = kernel.current();
@@ -230,8 +231,7 @@ fn simple_call(
             let bytes = count
                 .checked_mul(REPOSSESSED_PAGE_BYTES)
                 .ok_or(Error::InvalidArgument)?;
-            env.mappings
-                .check(a0, bytes, exo_kernel::elf::Access::READ_WRITE)?;
+            env.mappings.check(a0, bytes, Access::READ_WRITE)?;
             let mut buffer = Vec::with_capacity(bytes as usize);
             for page in env.repossessed.iter().take(count as usize) {
                 buffer.extend_from_slice(&page.cap.to_le_bytes());
@@ -505,6 +505,26 @@ fn spawn(
     Ok(cap.raw())
 }
 
+/// The page access that page rights allow.
+fn access_of(rights: Rights) -> Access {
+    Access {
+        read: rights.contains(Rights::READ),
+        write: rights.contains(Rights::WRITE),
+        execute: rights.contains(Rights::EXECUTE),
+    }
+}
+
+/// Decodes and checks a `page_map`/`page_protect` access argument.
+fn page_access(bits: u64) -> Result<(Rights, Access), Error> {
+    let rights = Rights::from_bits(bits)
+        .filter(|rights| Rights::PAGE_ACCESS.contains(*rights))
+        .ok_or(Error::InvalidArgument)?;
+    if rights.intersects(Rights::WRITE | Rights::EXECUTE) && !rights.contains(Rights::READ) {
+        return Err(Error::InvalidArgument);
+    }
+    Ok((rights, access_of(rights)))
+}
+
 fn page_alloc(kernel: &mut Kernel, physical_address: u64) -> Result<u64, Error> {
     let frame = if physical_address == ANY_FRAME {
         crate::mm::frames::allocate().ok_or(Error::OutOfMemory)?
@@ -535,7 +555,7 @@ fn page_protect_range(
     pages: u64,
     access: u64,
 ) -> Result<u64, Error> {
-    let (rights, access) = sched::page_access(access)?;
+    let (rights, access) = page_access(access)?;
     if pages == 0
         || pages > PAGE_PROTECT_RANGE_MAX_PAGES
         || !address.is_multiple_of(PAGE_SIZE_BYTES)
@@ -570,7 +590,7 @@ fn page_protect_range(
 }
 
 fn page_map(kernel: &mut Kernel, handle: u64, address: u64, access: u64) -> Result<u64, Error> {
-    let (rights, access) = sched::page_access(access)?;
+    let (rights, access) = page_access(access)?;
     if !address.is_multiple_of(PAGE_SIZE_BYTES) {
         return Err(Error::InvalidArgument);
     }

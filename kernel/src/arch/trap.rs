@@ -252,7 +252,7 @@ extern "C" fn trap_common() {
 /// expects); anything it cannot handle goes on to `trap_common` with that layout intact.
 ///
 /// The fast path writes the [`UpcallFrame`](exo_abi::upcall::UpcallFrame) the slow path
-/// (`sched::deliver`) would, at the same place (below the red zone of the interrupted `rsp`),
+/// (`sched::upcalls::deliver`) would, at the same place (below the red zone of the interrupted `rsp`),
 /// and enters the handler the same way (`rsp` = `rdi` = the frame, `rcx` = `rip` = the entry,
 /// `r11` = `rflags` = [`USER_RFLAGS`], every other register as the exception left it). It
 /// does so only when the running environment has an entry (`percpu::publish_exception_entry`)
