@@ -90,7 +90,8 @@ struct Ended {
 /// Everything the kernel knows.
 #[derive(Debug)]
 pub struct Kernel {
-    envs: Vec<Option<Box<Environment>>>,
+    /// Indexed by [`slot`]: an array, so that index is in bounds by its type.
+    envs: [Option<Box<Environment>>; MAX_ENVS],
     next_id: EnvId,
     pub caps: CapSpace,
     slices: SliceVector,
@@ -115,6 +116,9 @@ static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
 /// Runs `action` on the kernel state (from an entry; interrupts are off).
 pub fn with_kernel<R>(action: impl FnOnce(&mut Kernel) -> R) -> R {
     let mut kernel = KERNEL.lock();
+    // Unreachable while empty: the callers are entries from ring 3 (system calls, and traps
+    // that interrupted ring 3) and boot after `init`, and ring 3 is first entered by `start`,
+    // which boot calls after `init`.
     action(kernel.as_mut().expect("sched::init ran"))
 }
 
@@ -126,7 +130,7 @@ pub fn init(pack: Pack<'static>) {
     let (stack_start, stack_end) = Environment::PERMANENT_STACK;
     arch::percpu::set_exception_frame_range(stack_start, stack_end);
     *KERNEL.lock() = Some(Kernel {
-        envs: (0..MAX_ENVS).map(|_| None).collect(),
+        envs: [const { None }; MAX_ENVS],
         next_id: 1,
         caps: CapSpace::new(MAX_CAPS),
         slices: SliceVector::new(),
@@ -144,6 +148,8 @@ pub fn init(pack: Pack<'static>) {
     });
 }
 
+/// Where `id` lives in [`Kernel::envs`]: below `MAX_ENVS`, the array's length, so indexing
+/// by it cannot fail. Ids grow, so a slot's next occupant has another id; lookups compare it.
 fn slot(id: EnvId) -> usize {
     id as usize % MAX_ENVS
 }
@@ -162,6 +168,10 @@ impl Kernel {
     /// The running environment (an entry from ring 3 always has one).
     pub fn current(&mut self) -> &mut Environment {
         let id = self.running;
+        // Unreachable with no environment: ring 3 runs only the context `schedule` (or
+        // `pct_enter`/`pct_return`) loaded with `set_running` of an existing environment, and
+        // what ends the running one (`end_env`) sets `running` to 0 and then schedules, so no
+        // entry finds it gone. Callers use this only before they end or switch anyone.
         self.env_mut(id)
             .expect("an entry from ring 3 has a running environment")
     }

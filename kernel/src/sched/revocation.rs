@@ -110,7 +110,11 @@ impl Kernel {
             }
             let mut taken = 0;
             for handle in roots {
-                let env = self.env_mut(id).expect("still alive");
+                // `undo` ends no environment, so `id` is alive; were that to change, the
+                // repossession stops here instead of panicking in a timer interrupt.
+                let Some(env) = self.env_mut(id) else {
+                    break;
+                };
                 let address = mapped_at.get(&handle.raw()).copied().unwrap_or(0);
                 env.repossessed.push(RepossessedPage {
                     cap: handle.raw(),
@@ -127,10 +131,9 @@ impl Kernel {
                     taken += 1;
                 }
             }
-            let env = self.env(id).expect("still alive");
             log!(
                 "app {} (env {id}): revocation deadline: asked {}, given back {}, repossessed {taken}",
-                env.name,
+                self.name_of(id),
                 revocation.count,
                 revocation.returned
             );

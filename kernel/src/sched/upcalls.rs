@@ -75,6 +75,9 @@ impl Kernel {
     /// `false` when an upcall frame did not fit and `id` was ended instead (nothing runs yet).
     pub(super) fn run(&mut self, frame: &mut TrapFrame, id: EnvId, slice_start: bool) -> bool {
         self.set_running(id);
+        // Unreachable with `id` gone: both callers found it alive in this critical section
+        // (`try_schedule` through `resolve`, `yield_to` through `env`), and nothing between
+        // there and here ends an environment.
         let env = self.env_mut(id).expect("scheduled environments exist");
         *frame = env.context;
         if env.state != State::Runnable {
