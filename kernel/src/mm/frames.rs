@@ -1,5 +1,5 @@
-//! The kernel's one frame allocator: `exo_kernel::frames` over a static bitmap for 4 GiB.
-use exo_kernel::frames::{Frame, FrameAllocator};
+//! The kernel's one frame allocator: `exo_kernel::frame_bitmap` over a static bitmap for 4 GiB.
+use exo_kernel::frame_bitmap::{Frame, FrameBitmap};
 use exo_kernel::pvh::{MemoryKind, MemoryRegion};
 use spin::Mutex;
 use x86_64::{
@@ -11,8 +11,8 @@ use x86_64::{
 pub const MANAGED_BYTES: u64 = 4 << 30;
 const BITMAP_WORDS: usize = (MANAGED_BYTES / 4096 / 64) as usize;
 
-static FRAMES: Mutex<FrameAllocator<[u64; BITMAP_WORDS]>> =
-    Mutex::new(FrameAllocator::new([u64::MAX; BITMAP_WORDS]));
+static FRAMES: Mutex<FrameBitmap<[u64; BITMAP_WORDS]>> =
+    Mutex::new(FrameBitmap::new([u64::MAX; BITMAP_WORDS]));
 
 /// Frees the RAM regions of the memory map, then takes back `reserved` ranges (the kernel
 /// image, low memory, boot data). Returns the number of free frames.

@@ -1,4 +1,5 @@
-//! Physical frame bookkeeping: which 4 KiB frames are free, fed from the boot memory map.
+//! Physical frame bookkeeping: which 4 KiB frames are free, fed from the boot memory map. The
+//! kernel keeps one instance of it, `mm::frames`.
 //!
 //! A bitmap (one bit per frame, set = in use) is small enough to live in a static for the
 //! memory QEMU gives us, needs no heap (the heap is built from these frames), and makes a
@@ -40,18 +41,18 @@ pub enum FreeError {
 /// Frame allocator over a bitmap `B` (any `[u64]` storage: a static array in the kernel, a
 /// `Vec` in tests). Frame `n` is bit `n % 64` of word `n / 64`.
 #[derive(Debug)]
-pub struct FrameAllocator<B> {
+pub struct FrameBitmap<B> {
     bitmap: B,
     free_frames: u64,
     /// Word where the next search starts, so allocation does not rescan the used prefix.
     next_word: usize,
 }
 
-impl<B: AsRef<[u64]> + AsMut<[u64]>> FrameAllocator<B> {
+impl<B: AsRef<[u64]> + AsMut<[u64]>> FrameBitmap<B> {
     /// An allocator over `bitmap`, which must have every bit set (every frame in use) until
     /// the memory map says otherwise.
-    pub const fn new(bitmap: B) -> FrameAllocator<B> {
-        FrameAllocator {
+    pub const fn new(bitmap: B) -> FrameBitmap<B> {
+        FrameBitmap {
             bitmap,
             free_frames: 0,
             next_word: 0,
@@ -186,8 +187,8 @@ mod tests {
         assert_eq!(frames.free_frames(), before);
     }
 
-    fn allocator(words: usize) -> FrameAllocator<Vec<u64>> {
-        FrameAllocator::new(vec![u64::MAX; words])
+    fn allocator(words: usize) -> FrameBitmap<Vec<u64>> {
+        FrameBitmap::new(vec![u64::MAX; words])
     }
 
     #[test]
