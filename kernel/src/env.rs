@@ -84,7 +84,7 @@ pub struct Environment {
     pub space: AddressSpace,
     pub mappings: UserMappings,
     /// Pages mapped with `page_map`, by virtual address.
-    pub bindings: BTreeMap<u64, PageBinding>,
+    pub page_bindings: BTreeMap<u64, PageBinding>,
     /// Saved registers while not running.
     pub context: TrapFrame,
     pub state: State,
@@ -153,7 +153,7 @@ impl Environment {
             name: String::from(name),
             space: AddressSpace::new().ok_or(LoadError::Map(MapError::OutOfMemory))?,
             mappings: UserMappings::new(),
-            bindings: BTreeMap::new(),
+            page_bindings: BTreeMap::new(),
             context: TrapFrame::user(elf.entry, USER_STACK_TOP),
             state: State::Runnable,
             upcalls: [0; UpcallKind::COUNT],

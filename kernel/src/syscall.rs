@@ -148,7 +148,7 @@ fn simple_call(
                 return Err(Error::AddressInUse);
             }
             let env = kernel.current();
-            env.bindings.remove(&a0).ok_or(Error::NotMapped)?;
+            env.page_bindings.remove(&a0).ok_or(Error::NotMapped)?;
             env.space.unmap_borrowed(a0);
             env.mappings.remove(a0);
             Ok(0)
@@ -158,7 +158,11 @@ fn simple_call(
                 return Err(Error::AddressInUse);
             }
             let (rights, access) = page_access(a1)?;
-            let binding = *kernel.current().bindings.get(&a0).ok_or(Error::NotMapped)?;
+            let binding = *kernel
+                .current()
+                .page_bindings
+                .get(&a0)
+                .ok_or(Error::NotMapped)?;
             kernel.caps.lookup(binding.cap, me, rights)?;
             let env = kernel.current();
             env.space.protect_borrowed(a0, access);
@@ -572,7 +576,7 @@ fn page_protect_range(
         return Err(Error::AddressInUse);
     }
     let mut expected = address;
-    for (&page, binding) in env.bindings.range(address..address + length) {
+    for (&page, binding) in env.page_bindings.range(address..address + length) {
         if page != expected {
             return Err(Error::NotMapped);
         }
@@ -627,6 +631,7 @@ fn page_map(kernel: &mut Kernel, handle: u64, address: u64, access: u64) -> Resu
             crate::mm::paging::MapError::AlreadyMapped => Error::AddressInUse,
         });
     }
-    env.bindings.insert(address, PageBinding { cap: handle });
+    env.page_bindings
+        .insert(address, PageBinding { cap: handle });
     Ok(0)
 }

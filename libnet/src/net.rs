@@ -29,7 +29,7 @@ fn syscall4(call: Syscall, a0: u64, a1: u64, a2: u64, a3: u64) -> u64 {
 /// A bound filter: its id, and the capability the binding lives by (rights
 /// `CONTROL | GRANT`; delete it or pass it to [`filter_unbind`] to unbind).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Binding {
+pub struct FilterBinding {
     /// The filter id the kernel gave it.
     pub id: u64,
     /// The binding's capability.
@@ -45,7 +45,7 @@ pub fn filter_bind(
     ring: u64,
     ring_length_bytes: u64,
     monitor: CapHandle,
-) -> Result<Binding, Error> {
+) -> Result<FilterBinding, Error> {
     let result: u64;
     let capability: u64;
     // SAFETY: as `sys::syscall5`; `filter_bind` also returns the capability in `rdi`, and the
@@ -64,7 +64,7 @@ pub fn filter_bind(
             options(nostack),
         );
     }
-    decode_result(result).map(|id| Binding {
+    decode_result(result).map(|id| FilterBinding {
         id,
         capability: CapHandle(capability),
     })

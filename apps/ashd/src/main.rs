@@ -37,7 +37,7 @@ mod app {
     use core::sync::atomic::{AtomicU64, Ordering};
     use libnet::abi::cap::{CapHandle, Rights};
     use libnet::abi::net::AshCounter;
-    use libnet::net::{self, Binding, HandlerBinding, Ring};
+    use libnet::net::{self, FilterBinding, HandlerBinding, Ring};
     use libnet::{Error, println};
 
     /// Pages of this app's own (loader-mapped) memory, for handler regions.
@@ -68,7 +68,7 @@ mod app {
     /// Where `page_map` puts the page that must be refused as a region.
     const MAPPED_PAGE: u64 = 0x5100_0000_0000;
 
-    fn bind(expression: &str, ring: usize, monitor: CapHandle) -> Result<Binding, Error> {
+    fn bind(expression: &str, ring: usize, monitor: CapHandle) -> Result<FilterBinding, Error> {
         let filters = dpf::frontend::compile(expression, dpf::FilterId(0))
             .map_err(|_| Error::InvalidArgument)?;
         let (address, bytes) = RINGS[ring].region();

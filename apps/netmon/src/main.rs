@@ -131,7 +131,7 @@ fn main() -> u8 {
     let mut after_unbind = [None::<u64>; MAX_EXPRESSIONS];
     let mut claimed: [Option<alloc::vec::Vec<dpf::Filter>>; MAX_EXPRESSIONS] = Default::default();
     let mut owned_port = None;
-    let mut bindings: [alloc::vec::Vec<net::Binding>; MAX_EXPRESSIONS] = Default::default();
+    let mut bindings: [alloc::vec::Vec<net::FilterBinding>; MAX_EXPRESSIONS] = Default::default();
     let mut buffer = [0u8; 1024];
     while expressions < MAX_EXPRESSIONS {
         let Ok(length) = net::boot_argument(expressions as u64, &mut buffer) else {
@@ -394,7 +394,7 @@ fn bind_all<const N: usize>(
     filters: &[dpf::Filter],
     ring: &libnet::net::Ring<N>,
     monitor: libnet::abi::cap::CapHandle,
-) -> Result<alloc::vec::Vec<libnet::net::Binding>, libnet::Error> {
+) -> Result<alloc::vec::Vec<libnet::net::FilterBinding>, libnet::Error> {
     let (address, bytes) = ring.region();
     let mut bindings = alloc::vec::Vec::new();
     for filter in filters {
@@ -419,7 +419,7 @@ fn bind_all<const N: usize>(
 #[cfg(target_os = "none")]
 fn revoke_bindings(
     me: u64,
-    bindings: &mut alloc::vec::Vec<libnet::net::Binding>,
+    bindings: &mut alloc::vec::Vec<libnet::net::FilterBinding>,
 ) -> Result<(), libnet::Error> {
     use libnet::abi::cap::{CapHandle, Rights};
     use libnet::{Error, env, net, sys};

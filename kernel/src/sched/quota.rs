@@ -56,7 +56,7 @@ impl Kernel {
         used.set(Resource::Capabilities, caps.capabilities);
         used.set(Resource::Frames, caps.frames);
         used.set(Resource::PageTables, env.space.table_frames());
-        used.set(Resource::Mappings, env.bindings.len() as u64);
+        used.set(Resource::Mappings, env.page_bindings.len() as u64);
         used.set(Resource::Filters, crate::net::filters_of(id));
         used.set(Resource::Slices, self.slices.count(id) as u64);
         used.set(Resource::Handlers, crate::net::handlers_of(id));

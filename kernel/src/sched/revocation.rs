@@ -52,14 +52,14 @@ impl Kernel {
                 continue;
             };
             let addresses: Vec<u64> = env
-                .bindings
+                .page_bindings
                 .iter()
                 .filter(|(_, binding)| handles.contains(&binding.cap.raw()))
                 .map(|(&address, _)| address)
                 .collect();
             // Newest first: the region table shrinks from its end.
             for address in addresses.into_iter().rev() {
-                env.bindings.remove(&address);
+                env.page_bindings.remove(&address);
                 env.space.unmap_borrowed(address);
                 env.mappings.remove(address);
             }
@@ -102,7 +102,7 @@ impl Kernel {
                 roots.iter().map(|handle| handle.raw()).collect();
             let mut mapped_at = alloc::collections::BTreeMap::new();
             if let Some(env) = self.env(id) {
-                for (&address, binding) in &env.bindings {
+                for (&address, binding) in &env.page_bindings {
                     if wanted.contains(&binding.cap.raw()) {
                         mapped_at.entry(binding.cap.raw()).or_insert(address);
                     }

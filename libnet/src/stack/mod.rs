@@ -17,7 +17,7 @@ pub mod divert;
 mod retransmits;
 pub mod socket;
 
-use crate::net::{self, Binding, Ring};
+use crate::net::{self, FilterBinding, Ring};
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -76,7 +76,7 @@ pub fn now() -> Instant {
 struct Claim {
     transport: dpf::claim::Transport,
     port: u16,
-    bindings: Vec<Binding>,
+    bindings: Vec<FilterBinding>,
     users: usize,
 }
 

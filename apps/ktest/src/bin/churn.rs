@@ -59,7 +59,7 @@ mod app {
         Ok(dpf::wire::encode(filter))
     }
 
-    fn bind<const N: usize>(filter: &[u8], ring: &Ring<N>) -> Result<net::Binding, Error> {
+    fn bind<const N: usize>(filter: &[u8], ring: &Ring<N>) -> Result<net::FilterBinding, Error> {
         let (address, bytes) = ring.region();
         net::filter_bind(filter, address, bytes, CapHandle::NONE)
     }

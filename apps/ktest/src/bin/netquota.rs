@@ -21,7 +21,7 @@ mod app {
     use libnet::abi::cap::CapHandle;
     use libnet::abi::quota::{Limits, QuotaField, Resource};
     use libnet::abi::upcall::EnvStatus;
-    use libnet::net::{self, Binding, Ring};
+    use libnet::net::{self, FilterBinding, Ring};
     use libnet::{println, sys};
 
     /// The child's argument: bind filters, then handlers, until each runs out.
@@ -48,7 +48,7 @@ mod app {
     }
 
     /// Binds `ip and udp dst port PORT` to `ring`.
-    fn bind(port: u16, ring: &Ring<2>) -> Result<Binding, Error> {
+    fn bind(port: u16, ring: &Ring<2>) -> Result<FilterBinding, Error> {
         let expression = alloc::format!("ip and udp dst port {port}");
         let filters = dpf::frontend::compile(&expression, dpf::FilterId(0))
             .map_err(|_| Error::InvalidArgument)?;
