@@ -3,6 +3,10 @@
 //! Numbers and their contracts are in `exo_abi::syscall`; every argument is untrusted until
 //! the handler checks it (capabilities against the capability space, pointers against the
 //! caller's mappings, numbers against their ranges).
+//!
+//! The calls with most to check have modules of their own: [`filters`] (binding filters and
+//! handlers, and the capabilities they live by) and [`pages`] (allocating, mapping and
+//! protecting pages).
 #![forbid(unsafe_code)]
 use crate::arch::trap::TrapFrame;
 use crate::env::PageBinding;
@@ -19,6 +23,12 @@ use exo_abi::{Error, Syscall, error::encode_result};
 use exo_kernel::cap::Object;
 use exo_kernel::elf::Access;
 use exo_kernel::user_mappings::{RegionError, UserRegion};
+
+mod filters;
+mod pages;
+
+use filters::{ash_bind, filter_bind, filter_unbind};
+use pages::{page_access, page_alloc, page_map, page_protect_range};
 
 /// Most revocation deadline a `request_pages` may set, in ticks.
 const DEADLINE_MAX_TICKS: u64 = 1000;
@@ -286,113 +296,6 @@ fn simple_call(
     }
 }
 
-/// Rights on the capability `filter_bind` returns: unbind (`CONTROL`) and pass it on.
-pub const BINDING_RIGHTS: Rights = Rights::CONTROL.union(Rights::GRANT);
-
-/// `filter_bind`: binds, then makes the binding's capability (derived from the monitor
-/// capability for a monitor filter, so revoking that one unbinds it; a root otherwise).
-fn filter_bind(kernel: &mut Kernel, frame: &TrapFrame) -> Result<(u32, CapHandle), Error> {
-    let me = kernel.running();
-    let monitor_handle = CapHandle(frame.r8);
-    // Checked only for a filter that claims no port (a monitor filter); any failure (none,
-    // forged, revoked, wrong object or rights) is `Denied`.
-    let monitor = kernel
-        .caps
-        .lookup(monitor_handle, me, Rights::MONITOR)
-        .is_ok_and(|capability| capability.object == Object::NetMonitor);
-    kernel.charge(me, Resource::Filters)?;
-    let code_budget = kernel.code_budget(me);
-    let binding = net::filter_bind(
-        kernel.current(),
-        UserSlice::new(frame.rdi, frame.rsi),
-        UserSlice::new(frame.rdx, frame.r10),
-        monitor,
-        code_budget,
-    )?;
-    let object = Object::FilterBinding { id: binding.id };
-    let capability = if binding.monitor {
-        kernel
-            .caps
-            .derive(monitor_handle, me, Rights::MONITOR, object, BINDING_RIGHTS)
-    } else {
-        kernel.caps.create(me, object, BINDING_RIGHTS)
-    };
-    match capability {
-        Ok(capability) => {
-            net::attach_capability(binding.id, capability);
-            Ok((binding.id, capability))
-        }
-        Err(error) => {
-            net::unbind(binding.id);
-            Err(error.into())
-        }
-    }
-}
-
-/// `ash_bind(binding_cap, handler, length, regions, count)`: binds, then makes the handler's
-/// capability, derived from the binding's so that unbinding the filter removes it.
-fn ash_bind(kernel: &mut Kernel, frame: &TrapFrame) -> Result<(u32, CapHandle), Error> {
-    let me = kernel.running();
-    let binding = CapHandle(frame.rdi);
-    let capability = kernel.caps.lookup(binding, me, Rights::empty())?;
-    let Object::FilterBinding { id: filter } = capability.object else {
-        return Err(Error::InvalidCapability);
-    };
-    if !capability.rights.contains(Rights::CONTROL) {
-        return Err(Error::Denied);
-    }
-    if frame.r8 > ash::ir::MAX_REGIONS as u64 {
-        return Err(Error::InvalidArgument);
-    }
-    kernel.charge(me, Resource::Handlers)?;
-    let code_budget = kernel.code_budget(me);
-    let id = net::ash_bind(
-        kernel.current(),
-        filter,
-        UserSlice::new(frame.rsi, frame.rdx),
-        UserSlice::new(frame.r10, frame.r8 * 8),
-        code_budget,
-    )?;
-    let object = Object::AshHandler { id };
-    match kernel
-        .caps
-        .derive(binding, me, Rights::CONTROL, object, BINDING_RIGHTS)
-    {
-        Ok(capability) => {
-            net::ash_attach_capability(id, capability);
-            Ok((id, capability))
-        }
-        Err(error) => {
-            net::ash_unbind(id);
-            Err(error.into())
-        }
-    }
-}
-
-/// `filter_unbind(binding_cap)`: deletes the capability the binding lives by, with every copy
-/// granted from it; `Kernel::undo` then unbinds the filter.
-fn filter_unbind(kernel: &mut Kernel, handle: u64) -> Result<u64, Error> {
-    let me = kernel.running();
-    let handle = CapHandle(handle);
-    // The type first, as for environments: another object is the wrong capability.
-    let capability = kernel.caps.lookup(handle, me, Rights::empty())?;
-    let Object::FilterBinding { id } = capability.object else {
-        return Err(Error::InvalidCapability);
-    };
-    if !capability.rights.contains(Rights::CONTROL) {
-        return Err(Error::Denied);
-    }
-    // The binding is gone only if its ring was dropped for want of memory (see `net::unbind`):
-    // then the capability presented is all that is left to delete.
-    let (primary, holder) = net::binding_capability(id).unwrap_or((handle, me));
-    let mut removed = Vec::new();
-    kernel
-        .caps
-        .delete(primary, holder, &mut |r| removed.push(r))?;
-    kernel.undo(&removed);
-    Ok(0)
-}
-
 fn set_upcall(kernel: &mut Kernel, kind: u64, entry: u64, stack: u64) -> Result<u64, Error> {
     let kind = UpcallKind::from_number(kind).ok_or(Error::InvalidArgument)?;
     if entry != 0 && !sched::is_user_address(entry) {
@@ -507,131 +410,4 @@ fn spawn(
         kernel.name_of(parent)
     );
     Ok(cap.raw())
-}
-
-/// The page access that page rights allow.
-fn access_of(rights: Rights) -> Access {
-    Access {
-        read: rights.contains(Rights::READ),
-        write: rights.contains(Rights::WRITE),
-        execute: rights.contains(Rights::EXECUTE),
-    }
-}
-
-/// Decodes and checks a `page_map`/`page_protect` access argument.
-fn page_access(bits: u64) -> Result<(Rights, Access), Error> {
-    let rights = Rights::from_bits(bits)
-        .filter(|rights| Rights::PAGE_ACCESS.contains(*rights))
-        .ok_or(Error::InvalidArgument)?;
-    if rights.intersects(Rights::WRITE | Rights::EXECUTE) && !rights.contains(Rights::READ) {
-        return Err(Error::InvalidArgument);
-    }
-    Ok((rights, access_of(rights)))
-}
-
-fn page_alloc(kernel: &mut Kernel, physical_address: u64) -> Result<u64, Error> {
-    let frame = if physical_address == ANY_FRAME {
-        crate::mm::frames::allocate().ok_or(Error::OutOfMemory)?
-    } else {
-        crate::mm::frames::allocate_at(physical_address).ok_or(Error::AddressInUse)?
-    };
-    let address = frame.start_address().as_u64();
-    crate::mm::paging::zero_frame(address);
-    let me = kernel.running();
-    match kernel.caps.create(
-        me,
-        Object::Page { frame: address },
-        Rights::PAGE_ACCESS | Rights::GRANT,
-    ) {
-        Ok(handle) => Ok(handle.raw()),
-        Err(error) => {
-            crate::mm::frames::free(frame);
-            Err(error.into())
-        }
-    }
-}
-
-/// `page_protect_range`: every page is checked (a `page_map` binding whose capability holds
-/// the rights) before any changes; then one pass over the page tables and one TLB flush.
-fn page_protect_range(
-    kernel: &mut Kernel,
-    address: u64,
-    pages: u64,
-    access: u64,
-) -> Result<u64, Error> {
-    let (rights, access) = page_access(access)?;
-    if pages == 0
-        || pages > PAGE_PROTECT_RANGE_MAX_PAGES
-        || !address.is_multiple_of(PAGE_SIZE_BYTES)
-    {
-        return Err(Error::InvalidArgument);
-    }
-    let length = pages * PAGE_SIZE_BYTES;
-    if !exo_abi::layout::range_is_user(address, length) {
-        return Err(Error::BadAddress);
-    }
-    let me = kernel.running();
-    let env = kernel.env(me).expect("the caller is running");
-    if (0..pages).any(|page| net::ash_pinned(me, address + page * PAGE_SIZE_BYTES)) {
-        return Err(Error::AddressInUse);
-    }
-    let mut expected = address;
-    for (&page, binding) in env.page_bindings.range(address..address + length) {
-        if page != expected {
-            return Err(Error::NotMapped);
-        }
-        kernel.caps.lookup(binding.cap, me, rights)?;
-        expected += PAGE_SIZE_BYTES;
-    }
-    if expected != address + length {
-        return Err(Error::NotMapped);
-    }
-    let env = kernel.current();
-    env.space.protect_borrowed_range(address, pages, access);
-    env.mappings
-        .set_access_within(address, address + length, access);
-    Ok(0)
-}
-
-fn page_map(kernel: &mut Kernel, handle: u64, address: u64, access: u64) -> Result<u64, Error> {
-    let (rights, access) = page_access(access)?;
-    if !address.is_multiple_of(PAGE_SIZE_BYTES) {
-        return Err(Error::InvalidArgument);
-    }
-    if !exo_abi::layout::range_is_user(address, PAGE_SIZE_BYTES) {
-        return Err(Error::BadAddress);
-    }
-    let me = kernel.running();
-    let handle = CapHandle(handle);
-    let capability = kernel.caps.lookup(handle, me, Rights::empty())?;
-    let Object::Page { frame } = capability.object else {
-        return Err(Error::InvalidCapability);
-    };
-    if !capability.rights.contains(rights) {
-        return Err(Error::Denied);
-    }
-    kernel.charge(me, Resource::Mappings)?;
-    let env = kernel.current();
-    env.mappings
-        .insert(UserRegion {
-            start: address,
-            end: address + PAGE_SIZE_BYTES,
-            access,
-        })
-        .map_err(|error| match error {
-            RegionError::Overlap => Error::AddressInUse,
-            RegionError::OutOfMemory => Error::OutOfMemory,
-        })?;
-    if let Err(error) = env.space.map_borrowed(address, frame, access) {
-        env.mappings.remove(address);
-        return Err(match error {
-            crate::mm::paging::MapError::OutOfMemory => Error::OutOfMemory,
-            crate::mm::paging::MapError::TableQuota => Error::Exhausted,
-            crate::mm::paging::MapError::NotUserPage => Error::BadAddress,
-            crate::mm::paging::MapError::AlreadyMapped => Error::AddressInUse,
-        });
-    }
-    env.page_bindings
-        .insert(address, PageBinding { cap: handle });
-    Ok(0)
 }
