@@ -2,7 +2,7 @@
 //! entries and its accounting. The scheduler (`sched`) owns them all.
 use crate::arch::fpu::FpuState;
 use crate::arch::trap::TrapFrame;
-use crate::mm::paging::{AddressSpace, MapError};
+use crate::mm::address_space::{AddressSpace, MapError};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -347,7 +347,8 @@ fn kernel_usage(gauge: u64) -> Result<u64, Error> {
             exo_abi::usage::Gauge::HeapUsedBytes => crate::mm::heap::used_bytes(),
             exo_abi::usage::Gauge::FramesFree => crate::mm::frames::free_count(),
             exo_abi::usage::Gauge::KernelTableFrames => {
-                crate::mm::paging::code_table_frames() + crate::mm::paging::split_table_frames()
+                crate::mm::code_region::code_table_frames()
+                    + crate::mm::code_region::split_table_frames()
             }
             exo_abi::usage::Gauge::JitCodePages => net::jit::code_pages_in_use(),
         },

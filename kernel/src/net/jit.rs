@@ -7,7 +7,7 @@
 //! Replacing code: the net module swaps a ring's [`KernelCode`] inside a system call, with
 //! interrupts off on the one CPU, so no frame is being classified by the old code when it is
 //! dropped (unmapped, frames freed). With more CPUs this needs a grace period.
-use crate::mm::{frames, paging};
+use crate::mm::{code_region, frames};
 use alloc::vec;
 use alloc::vec::Vec;
 use dpf::jit::CompiledTrie;
@@ -21,8 +21,8 @@ const PAGE_BYTES: usize = 4096;
 /// code is dropped, so binds and unbinds can go on forever.
 static CODE_SPACE: Lazy<Mutex<CodeSpace>> = Lazy::new(|| {
     Mutex::new(CodeSpace::new(
-        paging::KERNEL_CODE_START,
-        paging::KERNEL_CODE_SIZE_BYTES / PAGE_BYTES as u64,
+        code_region::KERNEL_CODE_START,
+        code_region::KERNEL_CODE_SIZE_BYTES / PAGE_BYTES as u64,
         PAGE_BYTES as u64,
     ))
 });
@@ -56,7 +56,7 @@ pub enum InstallError {
 
 /// Pages of the generated-code region held by installed code now (`kernel_usage`).
 pub fn code_pages_in_use() -> u64 {
-    paging::KERNEL_CODE_SIZE_BYTES / PAGE_BYTES as u64 - CODE_SPACE.lock().free_pages()
+    code_region::KERNEL_CODE_SIZE_BYTES / PAGE_BYTES as u64 - CODE_SPACE.lock().free_pages()
 }
 
 /// Reserves `pages` pages of the generated-code region (given back by [`release`]).
@@ -71,7 +71,7 @@ fn reserve(pages: usize) -> Result<u64, InstallError> {
 fn free_code_frames(code_frames: &[u64]) {
     for &frame in code_frames {
         // The page was split when the frame became code, so this needs no new table.
-        let _ = paging::set_identity_writable(frame, true);
+        let _ = code_region::set_identity_writable(frame, true);
         frames::free(PhysFrame::containing_address(PhysAddr::new(frame)));
     }
 }
@@ -105,13 +105,13 @@ fn map(code_address: u64, image: &[u8]) -> Result<Vec<u64>, InstallError> {
             core::ptr::copy_nonoverlapping(chunk.as_ptr(), frame as *mut u8, chunk.len());
         }
         code_frames.push(frame);
-        // Read-only through the identity map from now on (see `paging`).
-        if paging::set_identity_writable(frame, false).is_err() {
+        // Read-only through the identity map from now on (see `code_region`).
+        if code_region::set_identity_writable(frame, false).is_err() {
             give_back(&code_frames);
             return Err(InstallError::OutOfMemory);
         }
     }
-    if paging::map_kernel_code(code_address, &code_frames).is_err() {
+    if code_region::map_kernel_code(code_address, &code_frames).is_err() {
         give_back(&code_frames);
         return Err(InstallError::OutOfMemory);
     }
@@ -201,7 +201,7 @@ impl KernelCode {
 
 impl Drop for KernelCode {
     fn drop(&mut self) {
-        paging::unmap_kernel_code(self.code_address, self.code_frames.len());
+        code_region::unmap_kernel_code(self.code_address, self.code_frames.len());
         free_code_frames(&self.code_frames);
         release(self.code_address, self.code_frames.len());
     }
@@ -273,7 +273,7 @@ impl HandlerCode {
 
 impl Drop for HandlerCode {
     fn drop(&mut self) {
-        paging::unmap_kernel_code(self.code_address, self.code_frames.len());
+        code_region::unmap_kernel_code(self.code_address, self.code_frames.len());
         free_code_frames(&self.code_frames);
         release(self.code_address, self.code_frames.len());
     }

@@ -14,7 +14,7 @@
 #![forbid(unsafe_code)]
 use crate::arch::{self, trap::Exception, trap::TrapFrame, trap::USER_RFLAGS};
 use crate::env::{EnvId, Environment, LoadError, State};
-use crate::mm::{frames, paging};
+use crate::mm::{code_region, frames, paging};
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -141,8 +141,8 @@ pub fn init(pack: Pack<'static>) {
         ended: EndedRecords::new(ENDED_RECORDS),
         boot_apps: Vec::new(),
         frames_before: frames::free_count()
-            + paging::code_table_frames()
-            + paging::split_table_frames(),
+            + code_region::code_table_frames()
+            + code_region::split_table_frames(),
         boot_share: machine_limits(),
         pack,
     });

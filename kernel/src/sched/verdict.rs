@@ -25,9 +25,10 @@ impl Kernel {
     fn finish(&mut self) -> ! {
         paging::activate_kernel();
         self.active_space = 0;
-        // The generated-code region's page tables are the kernel's (see `paging`).
-        let frames_after =
-            frames::free_count() + paging::code_table_frames() + paging::split_table_frames();
+        // The generated-code region's page tables are the kernel's (see `code_region`).
+        let frames_after = frames::free_count()
+            + code_region::code_table_frames()
+            + code_region::split_table_frames();
         assert_eq!(
             self.frames_before,
             frames_after,

@@ -123,10 +123,10 @@ pub(super) fn page_map(
     if let Err(error) = env.space.map_borrowed(address, frame, access) {
         env.mappings.remove(address);
         return Err(match error {
-            crate::mm::paging::MapError::OutOfMemory => Error::OutOfMemory,
-            crate::mm::paging::MapError::TableQuota => Error::Exhausted,
-            crate::mm::paging::MapError::NotUserPage => Error::BadAddress,
-            crate::mm::paging::MapError::AlreadyMapped => Error::AddressInUse,
+            crate::mm::address_space::MapError::OutOfMemory => Error::OutOfMemory,
+            crate::mm::address_space::MapError::TableQuota => Error::Exhausted,
+            crate::mm::address_space::MapError::NotUserPage => Error::BadAddress,
+            crate::mm::address_space::MapError::AlreadyMapped => Error::AddressInUse,
         });
     }
     env.page_bindings
