@@ -24,6 +24,7 @@ pub mod cmdline;
 pub mod code_space;
 pub mod elf;
 pub mod ended;
+pub mod env_ids;
 pub mod frame_bitmap;
 pub mod pvh;
 pub mod quota;

@@ -92,7 +92,9 @@ struct Ended {
 pub struct Kernel {
     /// Indexed by [`slot`]: an array, so that index is in bounds by its type.
     envs: [Option<Box<Environment>>; MAX_ENVS],
-    next_id: EnvId,
+    /// The id after the last one handed out (see `exo_kernel::env_ids`): wider than an id,
+    /// so it cannot wrap.
+    next_id: u64,
     pub caps: CapSpace,
     slices: SliceVector,
     /// The environment whose context is in the entry frame (0: none).

@@ -66,10 +66,10 @@ impl Kernel {
             }
             None => self.boot_share,
         };
-        let mut id = self.next_id;
-        while self.envs[slot(id)].is_some() {
-            id += 1;
-        }
+        let id = exo_kernel::env_ids::allocate(self.next_id, MAX_ENVS, |id| {
+            self.envs[slot(id)].is_some()
+        })
+        .ok_or(SpawnError::Exhausted)?;
         let mut env = Environment::load(id, name, image).map_err(SpawnError::Invalid)?;
         env.parent = parent;
         env.limits = limits;
@@ -103,7 +103,7 @@ impl Kernel {
         env.context.rdi = to_parent.raw();
         env.context.rsi = own.raw();
         env.context.rdx = argument;
-        self.next_id = id + 1;
+        self.next_id = u64::from(id) + 1;
         self.envs[slot(id)] = Some(Box::new(env));
         Ok((id, to_child))
     }
