@@ -10,12 +10,12 @@ pub const FRAME_SIZE_BYTES: u64 = 4096;
 
 /// A 4 KiB physical frame, by number (physical address / 4096).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Frame(u64);
+pub struct PhysicalFrame(u64);
 
-impl Frame {
+impl PhysicalFrame {
     /// The frame that holds physical address `address`.
-    pub const fn containing(address: u64) -> Frame {
-        Frame(address / FRAME_SIZE_BYTES)
+    pub const fn containing(address: u64) -> PhysicalFrame {
+        PhysicalFrame(address / FRAME_SIZE_BYTES)
     }
 
     /// The frame's number.
@@ -119,7 +119,7 @@ impl<B: AsRef<[u64]> + AsMut<[u64]>> FrameBitmap<B> {
     }
 
     /// Hands out a free frame, or `None` when memory is exhausted.
-    pub fn allocate(&mut self) -> Option<Frame> {
+    pub fn allocate(&mut self) -> Option<PhysicalFrame> {
         let words = self.bitmap.as_ref().len();
         for step in 0..words {
             let index = (self.next_word + step) % words;
@@ -129,14 +129,14 @@ impl<B: AsRef<[u64]> + AsMut<[u64]>> FrameBitmap<B> {
                 self.set_used(frame, true);
                 self.free_frames -= 1;
                 self.next_word = index;
-                return Some(Frame(frame));
+                return Some(PhysicalFrame(frame));
             }
         }
         None
     }
 
     /// Hands out the frame at `address` (a named allocation), if it is free.
-    pub fn allocate_at(&mut self, address: u64) -> Option<Frame> {
+    pub fn allocate_at(&mut self, address: u64) -> Option<PhysicalFrame> {
         if !address.is_multiple_of(FRAME_SIZE_BYTES) {
             return None;
         }
@@ -146,12 +146,12 @@ impl<B: AsRef<[u64]> + AsMut<[u64]>> FrameBitmap<B> {
         }
         self.set_used(frame, true);
         self.free_frames -= 1;
-        Some(Frame(frame))
+        Some(PhysicalFrame(frame))
     }
 
     /// Returns `frame` to the pool. The caller must own it (have received it from
     /// [`Self::allocate`]); freeing a frame that is already free is refused.
-    pub fn free(&mut self, frame: Frame) -> Result<(), FreeError> {
+    pub fn free(&mut self, frame: PhysicalFrame) -> Result<(), FreeError> {
         if frame.0 >= self.capacity_frames() {
             return Err(FreeError::OutOfRange);
         }
@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(frames.allocate_at(0x3001), None, "unaligned");
         assert_eq!(frames.allocate_at(0), None, "never freed");
         assert_eq!(frames.allocate_at(1 << 40), None, "out of range");
-        frames.free(Frame::containing(0x3000)).unwrap();
+        frames.free(PhysicalFrame::containing(0x3000)).unwrap();
         assert_eq!(frames.free_frames(), before);
     }
 
@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(frames.free(frame), Ok(()));
         assert_eq!(frames.free(frame), Err(FreeError::NotAllocated));
         assert_eq!(
-            frames.free(Frame::containing(64 * 4096)),
+            frames.free(PhysicalFrame::containing(64 * 4096)),
             Err(FreeError::OutOfRange)
         );
         assert_eq!(frames.free_frames(), 64);
@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn frame_addresses() {
-        assert_eq!(Frame::containing(0x1fff).start_address(), 0x1000);
-        assert_eq!(Frame::containing(0x2000).number(), 2);
+        assert_eq!(PhysicalFrame::containing(0x1fff).start_address(), 0x1000);
+        assert_eq!(PhysicalFrame::containing(0x2000).number(), 2);
     }
 }

@@ -1,5 +1,5 @@
 //! The kernel's one frame allocator: `exo_kernel::frame_bitmap` over a static bitmap for 4 GiB.
-use exo_kernel::frame_bitmap::{Frame, FrameBitmap};
+use exo_kernel::frame_bitmap::{FrameBitmap, PhysicalFrame};
 use exo_kernel::pvh::{MemoryKind, MemoryRegion};
 use spin::Mutex;
 use x86_64::{
@@ -27,7 +27,7 @@ pub fn init(regions: &[MemoryRegion], reserved: &[(u64, u64)]) -> u64 {
     frames.free_frames()
 }
 
-fn to_phys_frame(frame: Frame) -> PhysFrame {
+fn to_phys_frame(frame: PhysicalFrame) -> PhysFrame {
     PhysFrame::containing_address(PhysAddr::new(frame.start_address()))
 }
 
@@ -45,7 +45,7 @@ pub fn allocate_at(address: u64) -> Option<PhysFrame> {
 ///
 /// Panics on a double free: two owners of one frame is a kernel bug that must not go on.
 pub fn free(frame: PhysFrame) {
-    let frame = Frame::containing(frame.start_address().as_u64());
+    let frame = PhysicalFrame::containing(frame.start_address().as_u64());
     if let Err(error) = FRAMES.lock().free(frame) {
         panic!("freeing {frame:?}: {error:?}");
     }
