@@ -4,8 +4,8 @@
 //! runs), [`upcalls`] (frames delivered to user handlers), [`preemption`] (timer ticks and
 //! the NIC's interrupt), [`exceptions`], [`ending`] (ending an environment), [`verdict`]
 //! (how the run ends), [`quota`] (limits and use), [`net_wait`] (the NIC and blocking for
-//! frames), [`pct`] (protected control transfer and donation) and [`revocation`] (undoing
-//! removed capabilities, repossession).
+//! frames), [`pct`] (protected control transfer and donation), [`undo`] (what removed
+//! capabilities were used for) and [`revocation`] (repossession at a revocation deadline).
 //!
 //! One CPU, and kernel code always runs with interrupts off, so one lock around [`Kernel`]
 //! serialises everything; entries take it once. A context switch rewrites the entry frame
@@ -43,6 +43,7 @@ mod quota;
 mod revocation;
 mod schedule;
 mod spawn;
+mod undo;
 mod upcalls;
 mod verdict;
 
