@@ -73,14 +73,10 @@ impl PortClaim {
 
 const ETHERTYPE_IPV4: u32 = 0x0800;
 const ETHERTYPE_IPV6: u32 = 0x86dd;
-/// Tag protocol identifiers a VLAN tag may carry (802.1Q, 802.1ad, the older QinQ one). The
-/// kernel's transmit check skips the same tags, so what a claim looks through on receive is
-/// what the check looks through on send.
-pub const TAG_PROTOCOL_IDENTIFIERS: [u32; 3] = [0x8100, 0x88a8, 0x9100];
-/// Most stacked VLAN tags a claim looks through (each one is 4 bytes).
-pub const MAX_TAGS: u16 = 8;
-/// Bytes one VLAN tag adds before the ethertype.
-const TAG_BYTES: u16 = 4;
+// What a VLAN tag is, and how many a claim looks through, come from `vlan`, which the
+// kernel's transmit check also uses: what a claim looks through on receive is what the check
+// looks through on send.
+use crate::vlan::{MAX_TAGS, TAG_BYTES};
 
 /// IPv4's header-length shift, from the start of the frame, behind `tags` VLAN tags.
 const fn ipv4_header_length(tags: u16) -> Shift {
@@ -184,7 +180,7 @@ pub fn claim(filter: &Filter) -> Option<PortClaim> {
     let mut tags = 0;
     while tags < MAX_TAGS
         && start(12 + TAG_BYTES * tags, Width::B2)
-            .is_some_and(|tpid| TAG_PROTOCOL_IDENTIFIERS.contains(&tpid))
+            .is_some_and(|tpid| u16::try_from(tpid).is_ok_and(crate::vlan::is_tag))
     {
         tags += 1;
     }

@@ -12,6 +12,7 @@ pub mod ir;
 pub mod jit;
 pub mod program;
 pub mod trie;
+pub mod vlan;
 pub mod wire;
 
 pub use ir::{

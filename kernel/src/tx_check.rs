@@ -9,8 +9,12 @@
 //! always with the NIC's source MAC, after looking through the VLAN tags dpf's claims look
 //! through. A handler the system bound (on a monitor filter) may also answer ICMP echo from
 //! the host's address. Everything else (other ethertypes, other IP protocols, fragments, IPv6,
-//! for which the host has no address yet) needs the raw-transmit right. A small checked parser
-//! that trusts no length field.
+//! for which the host has no address yet) needs the raw-transmit right.
+//!
+//! The headers are read with etherparse's no_std slices (which check every length against the
+//! frame before a field is read), the VLAN tags with `dpf::vlan`, the parser dpf's claims
+//! share, so what a claim looks through on receive is exactly what this check looks through
+//! on send.
 
 /// Who the sender is allowed to be.
 #[derive(Clone, Copy, Debug)]
@@ -51,67 +55,43 @@ pub enum TxRefusal {
     NotAllowed,
 }
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_ARP: u16 = 0x0806;
-const PROTOCOL_ICMP: u8 = 1;
-const PROTOCOL_TCP: u8 = 6;
-const PROTOCOL_UDP: u8 = 17;
+use etherparse::{
+    ArpHardwareId, ArpPacketSlice, EtherType, Ethernet2HeaderSlice, Icmpv4Slice, IpNumber,
+    Ipv4HeaderSlice,
+};
+
+const ETHERTYPE_IPV4: u16 = EtherType::IPV4.0;
+const ETHERTYPE_ARP: u16 = EtherType::ARP.0;
+const PROTOCOL_ICMP: u8 = IpNumber::ICMP.0;
+const PROTOCOL_TCP: u8 = IpNumber::TCP.0;
+const PROTOCOL_UDP: u8 = IpNumber::UDP.0;
 /// ICMPv4 types that are errors about a packet (RFC 792): destination unreachable, time
 /// exceeded, parameter problem.
 const ICMP_ERRORS: [u8; 3] = [3, 11, 12];
 /// ICMPv4 echo reply and echo request.
 const ICMP_ECHO: [u8; 2] = [0, 8];
 
-fn be16(frame: &[u8], at: usize) -> Result<u16, TxRefusal> {
-    let bytes = frame
-        .get(at..at.checked_add(2).ok_or(TxRefusal::Malformed)?)
-        .ok_or(TxRefusal::Malformed)?;
-    Ok(u16::from_be_bytes([bytes[0], bytes[1]]))
+/// Where TCP and UDP headers (both start with the two ports) hold the source port and the
+/// destination port.
+const SOURCE_PORT_AT: usize = 0;
+const DESTINATION_PORT_AT: usize = 2;
+
+/// The port at `at` of a TCP or UDP header. Only the port is read: how the rest of the header
+/// looks is the receiver's business, not the sender's identity (and an ICMP error quotes only
+/// the first 8 bytes of it).
+fn port(transport: &[u8], at: usize) -> Result<u16, TxRefusal> {
+    match transport.get(at..at + 2) {
+        Some(&[high, low]) => Ok(u16::from_be_bytes([high, low])),
+        _ => Err(TxRefusal::Malformed),
+    }
 }
 
-/// The ethertype after the VLAN tags dpf's claims look through, and the payload after it.
-fn ethertype_and_payload(frame: &[u8]) -> Result<(u16, &[u8]), TxRefusal> {
-    let mut at = 12;
-    let mut ethertype = be16(frame, at)?;
-    let mut tags = 0;
-    while dpf::claim::TAG_PROTOCOL_IDENTIFIERS.contains(&u32::from(ethertype)) {
-        tags += 1;
-        if tags > dpf::claim::MAX_TAGS {
-            return Err(TxRefusal::Malformed);
-        }
-        at += 4;
-        ethertype = be16(frame, at)?;
-    }
-    let payload = frame.get(at + 2..).ok_or(TxRefusal::Malformed)?;
-    Ok((ethertype, payload))
-}
-
-/// An IPv4 header's protocol, whether it is a fragment, and what follows it.
-struct Ipv4<'a> {
-    source: &'a [u8],
-    destination: &'a [u8],
-    protocol: u8,
-    fragment: bool,
-    payload: &'a [u8],
-}
-
-fn ipv4(packet: &[u8]) -> Result<Ipv4<'_>, TxRefusal> {
-    let header = packet.get(..20).ok_or(TxRefusal::Malformed)?;
-    if header[0] >> 4 != 4 {
-        return Err(TxRefusal::Malformed);
-    }
-    let header_bytes = usize::from(header[0] & 0x0f) * 4;
-    if header_bytes < 20 {
-        return Err(TxRefusal::Malformed);
-    }
-    let fragment_field = u16::from_be_bytes([header[6], header[7]]);
-    Ok(Ipv4 {
-        source: &header[12..16],
-        destination: &header[16..20],
-        protocol: header[9],
-        fragment: fragment_field & 0x3fff != 0,
-        payload: packet.get(header_bytes..).ok_or(TxRefusal::Malformed)?,
-    })
+/// An IPv4 header (etherparse checks the version, the header length and that the slice holds
+/// it) and what follows it up to the end of the frame.
+fn ipv4(packet: &[u8]) -> Result<(Ipv4HeaderSlice<'_>, &[u8]), TxRefusal> {
+    let header = Ipv4HeaderSlice::from_slice(packet).map_err(|_| TxRefusal::Malformed)?;
+    let payload = &packet[header.slice().len()..];
+    Ok((header, payload))
 }
 
 /// Checks `frame` from `sender` with `privilege`.
@@ -120,28 +100,32 @@ pub fn check(
     sender: &SenderIdentity<'_>,
     privilege: Privilege,
 ) -> Result<(), TxRefusal> {
-    if frame.len() < 14 {
-        return Err(TxRefusal::Malformed);
-    }
-    if frame[6..12] != sender.mac {
+    let ethernet = Ethernet2HeaderSlice::from_slice(frame).map_err(|_| TxRefusal::Malformed)?;
+    if ethernet.source() != sender.mac {
         return Err(TxRefusal::SourceMac);
     }
     if privilege == Privilege::Raw {
         return Ok(());
     }
-    let (ethertype, payload) = ethertype_and_payload(frame)?;
-    match ethertype {
-        ETHERTYPE_IPV4 => check_ipv4(payload, sender, privilege),
+    // The tags claims look through, with the one parser they share.
+    let untagged = dpf::vlan::untag(frame).map_err(|_| TxRefusal::Malformed)?;
+    match untagged.ethertype {
+        ETHERTYPE_IPV4 => check_ipv4(untagged.payload, sender, privilege),
         ETHERTYPE_ARP => {
-            let arp = payload.get(..28).ok_or(TxRefusal::Malformed)?;
-            // Ethernet hardware (1), IPv4 protocol, 6- and 4-byte addresses.
-            if arp[..6] != [0, 1, 8, 0, 6, 4] {
+            let arp =
+                ArpPacketSlice::from_slice(untagged.payload).map_err(|_| TxRefusal::Malformed)?;
+            // Ethernet hardware, IPv4 protocol, 6- and 4-byte addresses.
+            if arp.hw_addr_type() != ArpHardwareId::ETHERNET
+                || arp.proto_addr_type() != EtherType::IPV4
+                || arp.hw_addr_size() != 6
+                || arp.proto_addr_size() != 4
+            {
                 return Err(TxRefusal::NotAllowed);
             }
-            if arp[8..14] != sender.mac {
+            if arp.sender_hw_addr() != sender.mac {
                 return Err(TxRefusal::SourceMac);
             }
-            if arp[14..18] != sender.ipv4 {
+            if arp.sender_protocol_addr() != sender.ipv4 {
                 return Err(TxRefusal::SourceAddress);
             }
             Ok(())
@@ -155,26 +139,30 @@ fn check_ipv4(
     sender: &SenderIdentity<'_>,
     privilege: Privilege,
 ) -> Result<(), TxRefusal> {
-    let ip = ipv4(packet)?;
-    if ip.source != sender.ipv4 {
+    let (ip, payload) = ipv4(packet)?;
+    if ip.source() != sender.ipv4 {
         return Err(TxRefusal::SourceAddress);
     }
-    match ip.protocol {
+    let protocol = ip.protocol().0;
+    match protocol {
         PROTOCOL_TCP | PROTOCOL_UDP => {
-            if ip.fragment {
+            if ip.is_fragmenting_payload() {
                 return Err(TxRefusal::SourcePort);
             }
-            let port = be16(ip.payload, 0)?;
-            if !sender.ports.contains(&(ip.protocol, port)) {
+            if !sender
+                .ports
+                .contains(&(protocol, port(payload, SOURCE_PORT_AT)?))
+            {
                 return Err(TxRefusal::SourcePort);
             }
             Ok(())
         }
         PROTOCOL_ICMP => {
-            if ip.fragment {
+            if ip.is_fragmenting_payload() {
                 return Err(TxRefusal::NotAllowed);
             }
-            let kind = *ip.payload.first().ok_or(TxRefusal::Malformed)?;
+            let icmp = Icmpv4Slice::from_slice(payload).map_err(|_| TxRefusal::Malformed)?;
+            let kind = icmp.type_u8();
             if privilege == Privilege::System && ICMP_ECHO.contains(&kind) {
                 return Ok(());
             }
@@ -183,15 +171,18 @@ fn check_ipv4(
             }
             // The quoted packet (after the 8-byte ICMP header) was sent to the host, to one of
             // the sender's ports: the error is about the sender's own flow.
-            let quoted = ipv4(ip.payload.get(8..).ok_or(TxRefusal::Malformed)?)?;
-            if quoted.destination != sender.ipv4 {
+            let (quoted, quoted_payload) = ipv4(&payload[8..])?;
+            if quoted.destination() != sender.ipv4 {
                 return Err(TxRefusal::SourceAddress);
             }
-            if !matches!(quoted.protocol, PROTOCOL_TCP | PROTOCOL_UDP) || quoted.fragment {
+            let quoted_protocol = quoted.protocol().0;
+            if !matches!(quoted_protocol, PROTOCOL_TCP | PROTOCOL_UDP)
+                || quoted.is_fragmenting_payload()
+            {
                 return Err(TxRefusal::NotAllowed);
             }
-            let port = be16(quoted.payload, 2)?;
-            if !sender.ports.contains(&(quoted.protocol, port)) {
+            let quoted_port = port(quoted_payload, DESTINATION_PORT_AT)?;
+            if !sender.ports.contains(&(quoted_protocol, quoted_port)) {
                 return Err(TxRefusal::SourcePort);
             }
             Ok(())
@@ -467,6 +458,228 @@ mod tests {
                 Privilege::App
             ),
             Err(TxRefusal::Malformed)
+        );
+    }
+
+    /// Every stack of up to three tags from the three identifiers, and the longest stack
+    /// claims look through: the check looks through each (an own port passes, a spoofed
+    /// source does not), and one tag more, or a stack cut anywhere, is malformed.
+    #[test]
+    fn every_tag_stack_is_looked_through_and_cut_ones_are_malformed() {
+        let ports = [(PROTOCOL_UDP, 5000)];
+        let identifiers = dpf::vlan::TAG_PROTOCOL_IDENTIFIERS;
+        let mut stacks: Vec<Vec<u16>> = alloc::vec![Vec::new()];
+        for _ in 0..3 {
+            let longer: Vec<Vec<u16>> = stacks
+                .iter()
+                .filter(|stack| stack.len() == stacks.last().map_or(0, Vec::len))
+                .flat_map(|stack| {
+                    identifiers.iter().map(move |&tag| {
+                        let mut longer = stack.clone();
+                        longer.push(tag);
+                        longer
+                    })
+                })
+                .collect();
+            stacks.extend(longer);
+        }
+        assert_eq!(stacks.len(), 1 + 3 + 9 + 27);
+        stacks.push(alloc::vec![0x8100; dpf::vlan::MAX_TAGS as usize]);
+        for stack in &stacks {
+            let frame = udp_tagged(stack, IP, 5000);
+            assert_eq!(
+                check(&frame, &sender(&ports), Privilege::App),
+                Ok(()),
+                "{stack:x?}"
+            );
+            assert_eq!(
+                check(
+                    &udp_tagged(stack, PEER, 5000),
+                    &sender(&ports),
+                    Privilege::App
+                ),
+                Err(TxRefusal::SourceAddress),
+                "{stack:x?}"
+            );
+            // Cut inside the tags or the ethertype after them.
+            for length in 12..14 + 4 * stack.len() {
+                assert_eq!(
+                    check(&frame[..length], &sender(&ports), Privilege::App),
+                    Err(TxRefusal::Malformed),
+                    "{stack:x?} cut at {length}"
+                );
+            }
+        }
+        let one_more = alloc::vec![0x88a8; dpf::vlan::MAX_TAGS as usize + 1];
+        assert_eq!(
+            check(
+                &udp_tagged(&one_more, IP, 5000),
+                &sender(&ports),
+                Privilege::App
+            ),
+            Err(TxRefusal::Malformed)
+        );
+    }
+
+    /// etherparse (which libnet's tests and the capture tools parse frames with) and
+    /// `dpf::vlan` (which claims and this check use) take exactly the same ethertypes for a
+    /// VLAN tag: for each of the 65,536, etherparse looks through a tag iff dpf does.
+    #[test]
+    fn etherparse_and_dpf_agree_on_what_is_a_tag() {
+        for ethertype in 0..=u16::MAX {
+            let mut frame = ethernet(MAC, &[], ethertype);
+            frame.extend_from_slice(&[0, 7]);
+            frame.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+            frame.extend(ipv4_header(PROTOCOL_UDP, IP, PEER));
+            frame.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 8, 0, 0]);
+            let sliced = etherparse::LaxSlicedPacket::from_ethernet(&frame).unwrap();
+            let etherparse_tag = matches!(
+                sliced.link_exts.first(),
+                Some(etherparse::LaxLinkExtSlice::Vlan(_))
+            );
+            assert_eq!(
+                etherparse_tag,
+                dpf::vlan::is_tag(ethertype),
+                "{ethertype:#06x}"
+            );
+        }
+    }
+
+    /// Frames shorter than an Ethernet header are malformed whatever the privilege; one that
+    /// ends right after its ethertype is malformed unless the raw right sends it as it is.
+    #[test]
+    fn runts_are_malformed() {
+        let ports = [(PROTOCOL_UDP, 5000)];
+        for length in 0..14 {
+            let runt = &udp(MAC, IP, 5000)[..length];
+            for privilege in [Privilege::App, Privilege::System, Privilege::Raw] {
+                assert_eq!(
+                    check(runt, &sender(&ports), privilege),
+                    Err(TxRefusal::Malformed),
+                    "{length} bytes, {privilege:?}"
+                );
+            }
+        }
+        for ethertype in [ETHERTYPE_IPV4, ETHERTYPE_ARP] {
+            let bare = ethernet(MAC, &[], ethertype);
+            assert_eq!(
+                check(&bare, &sender(&ports), Privilege::App),
+                Err(TxRefusal::Malformed)
+            );
+            assert_eq!(check(&bare, &sender(&ports), Privilege::Raw), Ok(()));
+        }
+    }
+
+    /// IPv6, however its extension headers are arranged, is not on the allow list (the host has
+    /// no IPv6 address): hop-by-hop, routing, fragment and destination-option chains, a chain
+    /// cut short, one that loops back to hop-by-hop, and an extension length past the frame
+    /// are all refused without the raw right, behind tags too, and none is read past its end.
+    #[test]
+    fn ipv6_with_any_extension_chain_needs_the_raw_right() {
+        const ETHERTYPE_IPV6: u16 = 0x86dd;
+        let ports = [(PROTOCOL_UDP, 5000), (PROTOCOL_TCP, 5000)];
+        let ipv6 = |next: u8, extensions: &[u8], tags: &[u16]| {
+            let mut frame = ethernet(MAC, tags, ETHERTYPE_IPV6);
+            let payload = (extensions.len() + 8) as u16;
+            frame.extend_from_slice(&[0x60, 0, 0, 0]);
+            frame.extend_from_slice(&payload.to_be_bytes());
+            frame.extend_from_slice(&[next, 64]);
+            frame.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x15]);
+            frame.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02]);
+            frame.extend_from_slice(extensions);
+            frame.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 8, 0, 0]);
+            frame
+        };
+        // (first next header, extension bytes): each extension is next header, length (in
+        // 8-byte units after the first 8), then its body.
+        let chains: [(u8, Vec<u8>); 7] = [
+            (PROTOCOL_UDP, Vec::new()),
+            (0, alloc::vec![PROTOCOL_UDP, 0, 1, 4, 0, 0, 0, 0]),
+            (43, alloc::vec![PROTOCOL_TCP, 0, 0, 0, 0, 0, 0, 0]),
+            (44, alloc::vec![PROTOCOL_UDP, 0, 0, 1, 0, 0, 0, 1]),
+            (
+                60,
+                alloc::vec![0, 0, 0, 0, 0, 0, 0, 0, PROTOCOL_UDP, 0, 0, 0, 0, 0, 0, 0],
+            ),
+            (
+                0,
+                alloc::vec![0, 0, 1, 4, 0, 0, 0, 0, 0, 0, 1, 4, 0, 0, 0, 0],
+            ),
+            (0, alloc::vec![PROTOCOL_UDP, 200, 1, 4, 0, 0, 0, 0]),
+        ];
+        for (next, extensions) in &chains {
+            for tags in [&[][..], &[0x8100], &[0x88a8, 0x8100]] {
+                let frame = ipv6(*next, extensions, tags);
+                for length in [
+                    frame.len(),
+                    14 + 4 * tags.len() + 20,
+                    14 + 4 * tags.len() + 41,
+                ] {
+                    let verdict = check(&frame[..length], &sender(&ports), Privilege::App);
+                    assert_eq!(
+                        verdict,
+                        Err(TxRefusal::NotAllowed),
+                        "next {next}, {extensions:?}, tags {tags:x?}, {length} bytes"
+                    );
+                    assert_eq!(
+                        check(&frame[..length], &sender(&ports), Privilege::Raw),
+                        Ok(())
+                    );
+                }
+            }
+        }
+    }
+
+    /// What etherparse could look through but the allow list does not: an IPv4 packet
+    /// behind an IP authentication header (etherparse's lax IP slice skips it), behind MACsec,
+    /// or behind an 802.1ah I-tag is refused, as are IPv4 headers that are not ones.
+    #[test]
+    fn wrappers_and_broken_ipv4_headers_are_refused() {
+        let ports = [(PROTOCOL_UDP, 5000)];
+        let mut authenticated = udp(MAC, IP, 5000);
+        authenticated[23] = 51;
+        assert_eq!(
+            check(&authenticated, &sender(&ports), Privilege::App),
+            Err(TxRefusal::NotAllowed)
+        );
+        for wrapper in [0x88e5, 0x88e7] {
+            let inner = udp(MAC, IP, 5000);
+            let mut frame = ethernet(MAC, &[], wrapper);
+            frame.extend_from_slice(&[0; 8]);
+            frame.extend_from_slice(&inner[12..]);
+            assert_eq!(
+                check(&frame, &sender(&ports), Privilege::App),
+                Err(TxRefusal::NotAllowed),
+                "{wrapper:#x}"
+            );
+        }
+        // Version 6 in an IPv4 frame, a header length under 20 bytes, one past the frame.
+        for (at, byte) in [(14, 0x65), (14, 0x44), (14, 0x40), (14, 0x4f)] {
+            let mut frame = udp(MAC, IP, 5000);
+            frame[at] = byte;
+            assert_eq!(
+                check(&frame, &sender(&ports), Privilege::App),
+                Err(TxRefusal::Malformed),
+                "{byte:#x}"
+            );
+        }
+        // An ICMP fragment, echo or error, is not read into: refused.
+        for kind in [0, 3] {
+            let mut fragment = icmp_error(kind, IP, 5000);
+            fragment[20] = 0x20;
+            assert_eq!(
+                check(&fragment, &sender(&ports), Privilege::System),
+                Err(TxRefusal::NotAllowed),
+                "type {kind}"
+            );
+        }
+        // Options are fine: the port is read after them.
+        let mut with_options = udp(MAC, IP, 5000);
+        with_options[14] = 0x46;
+        with_options.splice(34..34, [1, 1, 1, 0]);
+        assert_eq!(
+            check(&with_options, &sender(&ports), Privilege::App),
+            Ok(())
         );
     }
 }

@@ -154,8 +154,8 @@ pub fn counter(index: u64) -> Result<u64, Error> {
     decode_result(syscall4(Syscall::NetCounter, index, 0, 0, 0))
 }
 
-/// Kernel counter `counter` of this app's ring starting at `ring` (only `Delivered` and
-/// `RingFull` are kept per ring); `NotFound` when no filter is bound to such a ring of this
+/// Kernel counter `counter` of this app's ring starting at `ring` (only `Delivered`,
+/// `RingFull` and `Matched` are kept per ring); `NotFound` when no filter is bound to such a ring of this
 /// app's.
 pub fn ring_counter(counter: exo_abi::net::Counter, ring: u64) -> Result<u64, Error> {
     if ring == 0 {

@@ -15,6 +15,7 @@ mod fetch;
 mod flood;
 mod httpd;
 mod libnet;
+mod ring_check;
 mod tcp_edges;
 
 use crate::qemu::{KERNEL_MARK, Outcome, Run};
@@ -222,7 +223,9 @@ pub const SCENARIOS: &[Scenario] = &[
         // Floods from the namespace (hping3: UDP, SYN, impossible TCP flags, ICMP echo, tiny
         // fragments, bad checksums; scapy: malformed headers of every layer, VLAN stacks,
         // runts, LLC; bounded in count and rate) while the ASHs serve: the
-        // kernel stays up, every frame is accounted for exactly once, and the UDP echo and
+        // kernel stays up, every frame is accounted for exactly once, every ring won exactly
+        // the frames hosted dpf says its filters match in a capture of what was sent (and
+        // ashd found no frame in a ring that its filters do not match), and the UDP echo and
         // ping are still answered correctly afterwards.
         name: "net-flood",
         cmdline: "apps=ashd monitor=ashd arg=7365727665",
@@ -230,6 +233,7 @@ pub const SCENARIOS: &[Scenario] = &[
         serial: &[
             "ashd: ready",
             "balanced true",
+            "not matching: 0",
             "[exo] app ashd (env 1) exited with status 0",
         ],
         timeout: TAP_TIMEOUT,

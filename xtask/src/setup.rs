@@ -127,8 +127,8 @@ pub const DEMO_PACKAGES: &[Package] = &[
 ];
 
 /// What the tap scenarios' real clients need: network namespaces and tap devices (`ip`),
-/// `ping`, `arping` and `socat` (ASH), and curl, ab, wrk and scapy (libnet) to run inside
-/// the namespace.
+/// `ping`, `arping` and `socat` (ASH), hping3 and tcpdump (the floods and their capture), and
+/// curl, ab, wrk and scapy (libnet) to run inside the namespace.
 pub const TAP_TEST_PACKAGES: &[Package] = &[
     Package {
         name: "iproute2",
@@ -149,6 +149,10 @@ pub const TAP_TEST_PACKAGES: &[Package] = &[
     Package {
         name: "hping3",
         why: "`hping3`, the floods of the net-flood scenario",
+    },
+    Package {
+        name: "tcpdump",
+        why: "`tcpdump`, which captures the net-flood frames hosted dpf replays",
     },
     Package {
         name: "socat",

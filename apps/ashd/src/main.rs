@@ -20,7 +20,8 @@
 //! prints the kernel's arrival-to-send counters and every handler's runs and cycles
 //! (`ashd: report TOKEN: ...`). The app prints `ashd: ready`, then blocks in `net_wait`; every
 //! time it wakes it says why, so the judge can see it was not woken while the handlers
-//! answered.
+//! answered. Every frame it finds in a ring is checked against that ring's filters
+//! (`witness.rs`); at the end it prints each ring's kernel counts and the mismatches found.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -30,7 +31,11 @@ extern crate alloc;
 libnet::entry!(main);
 
 #[cfg(target_os = "none")]
+mod witness;
+
+#[cfg(target_os = "none")]
 mod app {
+    use crate::witness::Witness;
     use alloc::vec::Vec;
     use ash::builder::{Builder, R0, R1};
     use ash::ir::{Mem, Width};
@@ -69,17 +74,51 @@ mod app {
     const MAPPED_PAGE: u64 = 0x5100_0000_0000;
 
     fn bind(expression: &str, ring: usize, monitor: CapHandle) -> Result<FilterBinding, Error> {
-        let filters = dpf::frontend::compile(expression, dpf::FilterId(0))
-            .map_err(|_| Error::InvalidArgument)?;
+        bind_filters(&compile(expression)?, ring, monitor)
+    }
+
+    fn compile(expression: &str) -> Result<Vec<dpf::Filter>, Error> {
+        dpf::frontend::compile(expression, dpf::FilterId(0)).map_err(|_| Error::InvalidArgument)
+    }
+
+    fn bind_filters(
+        filters: &[dpf::Filter],
+        ring: usize,
+        monitor: CapHandle,
+    ) -> Result<FilterBinding, Error> {
         let (address, bytes) = RINGS[ring].region();
         // The first conjunction is the IPv4 one for the expressions used here; the handler
         // goes on it.
         let mut first = None;
-        for filter in &filters {
+        for filter in filters {
             let binding = net::filter_bind(&dpf::wire::encode(filter), address, bytes, monitor)?;
             first.get_or_insert(binding);
         }
         first.ok_or(Error::InvalidArgument)
+    }
+
+    /// Binds `expression` to ring `ring` as [`bind`] does, and tells the witness.
+    fn bind_witnessed(
+        witness: &mut Witness,
+        expression: &str,
+        ring: usize,
+        monitor: CapHandle,
+    ) -> Result<FilterBinding, Error> {
+        let filters = compile(expression)?;
+        let binding = bind_filters(&filters, ring, monitor)?;
+        witness.bound(ring, RINGS[ring].region().0, &filters);
+        Ok(binding)
+    }
+
+    /// Takes every frame in ring `ring`, each checked by the witness; whether there was one.
+    fn take_all(witness: &mut Witness, ring: usize) -> bool {
+        let mut any = false;
+        while let Some((index, length)) = RINGS[ring].peek() {
+            witness.check(ring, RINGS[ring].frame(index, length));
+            RINGS[ring].release(index);
+            any = true;
+        }
+        any
     }
 
     fn encoded(handler: Result<ash::UnverifiedHandler, ash::builder::BuildError>) -> Vec<u8> {
@@ -448,11 +487,12 @@ mod app {
     /// Answers every datagram in the echo ring as the UDP echo handler would: the frame back
     /// with Ethernet and IPv4 addresses and UDP ports swapped (the checksums hold), sent with
     /// `net_transmit`. Frames too short for those headers are dropped.
-    fn echo_from_ring(mac: [u8; 6]) {
+    fn echo_from_ring(mac: [u8; 6], witness: &mut Witness) {
         let ring = &RINGS[ECHO_RING];
         let mut reply = [0u8; libnet::abi::net::FRAME_MAX_BYTES as usize];
         while let Some((index, length)) = ring.peek() {
             let frame = ring.frame(index, length);
+            witness.check(ECHO_RING, frame);
             let header = frame.get(14).map_or(0, |byte| usize::from(byte & 0x0f) * 4);
             if header >= 20 && length >= 14 + header + 8 {
                 let reply = &mut reply[..length];
@@ -474,12 +514,13 @@ mod app {
 
     /// For every datagram in the report ring (its payload a token), prints the kernel's
     /// arrival-to-send counters and each handler's runs and cycles, for the bench to diff.
-    fn report(handlers: &[(&str, CapHandle, u64)]) {
+    fn report(handlers: &[(&str, CapHandle, u64)], witness: &mut Witness) {
         use core::fmt::Write;
         use libnet::abi::net::Counter;
         let ring = &RINGS[REPORT_RING];
         while let Some((index, length)) = ring.peek() {
             let frame = ring.frame(index, length);
+            witness.check(REPORT_RING, frame);
             let header = frame.get(14).map_or(0, |byte| usize::from(byte & 0x0f) * 4);
             let token: u64 = frame
                 .get(14 + header + 8..)
@@ -555,8 +596,9 @@ mod app {
             ("ip and udp dst port 9007", upcalling(), Vec::new()),
         ];
         let mut handlers = Vec::new();
+        let mut witness = Witness::new(FILTERS);
         for (index, (expression, handler, regions)) in stock.iter().enumerate() {
-            let bound = bind(expression, index, monitor)
+            let bound = bind_witnessed(&mut witness, expression, index, monitor)
                 .and_then(|binding| net::ash_bind(binding.capability, handler, regions));
             match bound {
                 Ok(bound) => handlers.push((*expression, bound.capability, bound.id)),
@@ -571,7 +613,7 @@ mod app {
             ("ip and udp dst port 9004", ECHO_RING),
             ("ip and udp dst port 9006", REPORT_RING),
         ] {
-            if let Err(error) = bind(expression, ring, CapHandle::NONE) {
+            if let Err(error) = bind_witnessed(&mut witness, expression, ring, CapHandle::NONE) {
                 println!("ashd: binding {expression:?}: {error:?}");
                 return 3;
             }
@@ -585,14 +627,11 @@ mod app {
             );
             wakes += 1;
             // The echo first: its reply's latency is measured.
-            echo_from_ring(mac);
-            report(&handlers);
-            let mut quit = false;
-            while RINGS[QUIT_RING].take(|_, _| {}) {
-                quit = true;
-            }
-            for ring in &RINGS[..QUIT_RING] {
-                while ring.take(|_, _| {}) {}
+            echo_from_ring(mac, &mut witness);
+            report(&handlers, &mut witness);
+            let quit = take_all(&mut witness, QUIT_RING);
+            for ring in 0..QUIT_RING {
+                take_all(&mut witness, ring);
             }
             check_vectored("", &VECTOR, &VECTOR_STATUS);
             check_vectored(" (two passes)", &VECTOR_TWO_PASS, &VECTOR_TWO_PASS_STATUS);
@@ -637,6 +676,7 @@ mod app {
             );
         }
         print_frame_accounting();
+        witness.report();
         println!(
             "ashd: done after {wakes} wakes; remote counter {}",
             COUNTER.0[0][0].load(Ordering::Acquire)

@@ -51,8 +51,8 @@ pub const ISO10589_ISIS: u8 = 0x83;
 /// UDP port of GENEVE.
 pub const GENEVE_PORT: u16 = 6081;
 /// VLAN tag protocol identifiers libpcap 1.10 recognises: 802.1Q, 802.1ad, and the pre-standard
-/// QinQ value.
-pub const VLAN_TPIDS: [u16; 3] = [0x8100, 0x88a8, 0x9100];
+/// QinQ value; the same ones claims and the transmit check look through ([`crate::vlan`]).
+pub const VLAN_TPIDS: [u16; 3] = crate::vlan::TAG_PROTOCOL_IDENTIFIERS;
 /// Largest value of the Ethernet type/length field that is a length (an 802.3 frame).
 pub const ETHERMTU: u16 = 1500;
 

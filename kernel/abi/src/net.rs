@@ -171,11 +171,17 @@ pub enum Counter {
     /// Arrival-to-send pairs left out of `ArrivalToSendCycles` because a timer tick came in
     /// between (its handling, and whatever it scheduled, is not the reply's cost).
     ArrivalToSendTicked = 29,
+    /// Frames a ring's filters won (one of its monitor filters matched, or the shared demux's
+    /// winner is one of its filters), counted before any handler decides: every frame that
+    /// reached the ring or its handler, whatever became of it. Kept per ring (`net_counter(index,
+    /// ring)`), so that a check outside the kernel can run the ring's filters over the same
+    /// frames and demand the same count; machine-wide, the sum over rings.
+    Matched = 30,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 30] = [
+    pub const ALL: [Counter; 31] = [
         Counter::RxFrames,
         Counter::Delivered,
         Counter::NoMatch,
@@ -206,6 +212,7 @@ impl Counter {
         Counter::ArrivalToSendFrames,
         Counter::AshRequestsDropped,
         Counter::ArrivalToSendTicked,
+        Counter::Matched,
     ];
 
     /// The name xtask prints and writes to JSON.
@@ -241,6 +248,7 @@ impl Counter {
             Counter::ArrivalToSendFrames => "arrival_to_send_frames",
             Counter::AshRequestsDropped => "ash_requests_dropped",
             Counter::ArrivalToSendTicked => "arrival_to_send_ticked",
+            Counter::Matched => "matched",
         }
     }
 

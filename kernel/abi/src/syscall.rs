@@ -168,9 +168,10 @@ pub enum Syscall {
     NetWait = 28,
     /// `net_counter(index, ring) -> value`: reads kernel network counter `index`
     /// ([`crate::net::Counter`]); `InvalidArgument` past the last. With `ring` non-zero, the
-    /// count for the caller's ring starting there instead: only `Delivered` (copies it got)
-    /// and `RingFull` (copies dropped because its next slot was still the caller's) are kept
-    /// per ring, `InvalidArgument` for the others, `NotFound` when the caller has no ring
+    /// count for the caller's ring starting there instead: only `Delivered` (copies it got),
+    /// `RingFull` (copies dropped because its next slot was still the caller's) and `Matched`
+    /// (frames its filters won, before handlers) are kept per ring, `InvalidArgument` for the
+    /// others, `NotFound` when the caller has no ring
     /// starting at `ring` (a ring exists from its first `filter_bind` until its last filter
     /// is unbound).
     NetCounter = 29,

@@ -139,6 +139,7 @@ pub fn filter_bind(
                 delivered: 0,
                 fresh: 0,
                 full: 0,
+                won: 0,
             });
             net.rings.len() - 1
         }

@@ -144,6 +144,23 @@ pub(super) fn demux(
             "a monitor ring's JIT and the interpreter disagree"
         );
     }
+    // The rings the frame reached, counted before handlers decide (a monitor match, or the
+    // ring of the shared winner; once per ring): what a check outside the kernel reproduces
+    // by running each ring's filters over the same frames.
+    let shared_ring =
+        shared
+            .and_then(|shared| shared.ring_of(winner))
+            .and_then(|(owner, address)| {
+                rings
+                    .iter()
+                    .position(|ring| ring.owner == owner && ring.address == address)
+            });
+    for (index, ring) in rings.iter_mut().enumerate() {
+        if ring.matched || shared_ring == Some(index) {
+            ring.won += 1;
+            bump(counters, Counter::Matched);
+        }
+    }
     // Handlers run before any ring copy: the monitors' first, then the shared winner's.
     if !context.handlers.is_empty() {
         for index in 0..rings.len() {
@@ -161,13 +178,8 @@ pub(super) fn demux(
         }
         _ => true,
     };
-    if shared_delivers
-        && let Some((owner, address)) = shared.and_then(|shared| shared.ring_of(winner))
-        && let Some(ring) = rings
-            .iter_mut()
-            .find(|ring| ring.owner == owner && ring.address == address)
-    {
-        ring.matched = true;
+    if shared_delivers && let Some(index) = shared_ring {
+        rings[index].matched = true;
     }
     arp_answers::mark_askers(frame, context.mac, context.ipv4, rings, counters);
     let mut matched = 0u64;

@@ -26,6 +26,8 @@ pub(super) struct Ring {
     pub(super) fresh: u64,
     /// Copies dropped because the ring's next slot was still the app's (`ring_counters`).
     pub(super) full: u64,
+    /// Frames this ring's filters won, before any handler decided (`Counter::Matched`).
+    pub(super) won: u64,
     /// Whether the frame being demultiplexed matched (scratch between the two passes).
     pub(super) matched: bool,
     /// The monitor trie's winning score for that frame (0: none).

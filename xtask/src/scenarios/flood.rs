@@ -1,6 +1,6 @@
 //! The `net-flood` clients: bounded hping3 floods and scapy's malformed frames from the
 //! namespace, then the services checked byte for byte.
-use super::{CLIENT_DEADLINE, Session, udp};
+use super::{CLIENT_DEADLINE, Session, ring_check, udp};
 use crate::topology::GUEST_ADDRESS;
 use std::time::Duration;
 
@@ -37,6 +37,8 @@ print("sent", len(frames) * 5)
 
 /// The `net-flood` clients: bounded floods, then the services checked byte for byte.
 pub(super) fn flood_clients(session: &mut Session<'_>) -> Result<(), String> {
+    // Before anything is sent: every frame the guest takes is in the capture.
+    let capture = ring_check::Capture::start(session.topology)?;
     session.wait_for("ashd: ready", Duration::from_secs(60))?;
     let floods: [&[&str]; 6] = [
         // UDP to the echo handler's port: every one answered by the kernel.
@@ -97,5 +99,7 @@ pub(super) fn flood_clients(session: &mut Session<'_>) -> Result<(), String> {
         return Err(format!("ping after the floods: {ping}"));
     }
     udp(session, 9003, b"quit", false)?;
+    let agreed = ring_check::compare(session, capture)?;
+    println!("net-flood: {agreed}");
     Ok(())
 }
