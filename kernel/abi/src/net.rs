@@ -171,11 +171,25 @@ pub enum Counter {
     /// Arrival-to-send pairs left out of `ArrivalToSendCycles` because a timer tick came in
     /// between (its handling, and whatever it scheduled, is not the reply's cost).
     ArrivalToSendTicked = 29,
+    /// TSC cycles in the receive poll (taking frames from the NIC, classifying, handlers,
+    /// copies into rings, the handlers' replies; empty polls too), the profile's "virtio
+    /// driver and delivery" layer with `DemuxCycles` and `DeliveryCycles` inside it. Under
+    /// `-icount shift=0` a cycle is one guest instruction.
+    RxPollCycles = 30,
+    /// TSC cycles from a frame's classification to the end of its demultiplexing: the
+    /// handlers run on it and its copies into rings.
+    DeliveryCycles = 31,
+    /// TSC cycles in `net_transmit` calls (gathering the frame from the app, the transmit
+    /// check, queueing it on the NIC), refused ones included; not the system-call entry and
+    /// exit.
+    TransmitCycles = 32,
+    /// `net_transmit` calls counted in `TransmitCycles`.
+    TransmitCalls = 33,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 30] = [
+    pub const ALL: [Counter; 34] = [
         Counter::RxFrames,
         Counter::Delivered,
         Counter::NoMatch,
@@ -206,6 +220,10 @@ impl Counter {
         Counter::ArrivalToSendFrames,
         Counter::AshRequestsDropped,
         Counter::ArrivalToSendTicked,
+        Counter::RxPollCycles,
+        Counter::DeliveryCycles,
+        Counter::TransmitCycles,
+        Counter::TransmitCalls,
     ];
 
     /// The name xtask prints and writes to JSON.
@@ -241,6 +259,10 @@ impl Counter {
             Counter::ArrivalToSendFrames => "arrival_to_send_frames",
             Counter::AshRequestsDropped => "ash_requests_dropped",
             Counter::ArrivalToSendTicked => "arrival_to_send_ticked",
+            Counter::RxPollCycles => "rx_poll_cycles",
+            Counter::DeliveryCycles => "delivery_cycles",
+            Counter::TransmitCycles => "transmit_cycles",
+            Counter::TransmitCalls => "transmit_calls",
         }
     }
 
