@@ -9,7 +9,8 @@
 //! behind `alloc` ([`heap`]: a `#[global_allocator]` on pages the library maps itself), and
 //! shared-page communication ([`ipc`]: shared pages, pipes over [`ring`]), the app's own
 //! TCP/IP stack ([`stack`]: smoltcp over the packet ring, sockets used like std's), and the
-//! stock ASH handlers an app binds in the kernel ([`handlers`]).
+//! stock ASH handlers an app binds in the kernel ([`handlers`]), and the per-layer time
+//! sums a benchmark reads ([`profile`]).
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod ipc;
 pub mod net;
 #[cfg(target_os = "none")]
 pub mod pct;
+pub mod profile;
 pub mod ring;
 #[cfg(target_os = "none")]
 mod rt;

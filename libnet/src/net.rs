@@ -140,6 +140,7 @@ pub fn filter_unbind(capability: CapHandle) -> Result<u64, Error> {
 /// ([`exo_abi::syscall::NET_WAIT_OWN_FRAMES`] to ignore others' frames), or `timeout_ticks`
 /// pass (0 copies). Other environments run meanwhile.
 pub fn wait(timeout_ticks: u64, rx_frames_seen: u64) -> Result<u64, Error> {
+    let _span = crate::profile::enter(crate::profile::Layer::Wait);
     decode_result(syscall4(
         Syscall::NetWait,
         timeout_ticks,
@@ -288,6 +289,7 @@ pub fn transmit_raw(pieces: &[&[u8]], raw: CapHandle) -> Result<u64, Error> {
 }
 
 fn transmit_with(pieces: &[&[u8]], raw: CapHandle) -> Result<u64, Error> {
+    let _span = crate::profile::enter(crate::profile::Layer::Transmit);
     let mut gather = [[0u64; 2]; exo_abi::syscall::NET_TRANSMIT_MAX_PIECES as usize];
     if pieces.len() > gather.len() {
         return Err(Error::InvalidArgument);

@@ -103,6 +103,15 @@ pub fn self_id() -> u64 {
     syscall5(Syscall::SelfId, [0; 5]).unwrap_or(0)
 }
 
+/// The time-stamp counter. Under `-icount shift=0` it advances one per guest instruction
+/// while the vCPU runs (and with the virtual clock while it halts), which is what
+/// [`crate::profile`] sums.
+#[allow(unsafe_code)]
+pub fn tsc() -> u64 {
+    // SAFETY: rdtsc only reads the counter into edx:eax; user mode may (CR4.TSD is clear).
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
 /// Timer ticks since boot.
 pub fn ticks() -> u64 {
     syscall5(Syscall::Ticks, [0; 5]).unwrap_or(0)

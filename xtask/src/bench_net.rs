@@ -22,6 +22,7 @@ mod http_load;
 pub(crate) mod initramfs;
 mod netns;
 mod plot;
+mod profile;
 mod qmp;
 mod report;
 mod rtt;
@@ -143,6 +144,18 @@ const ASH_UDP_PORT: u16 = 7;
 const APP_UDP_PORT: u16 = 7007;
 const TCP_ECHO_PORT: u16 = 7;
 const LINUX_CONTROL_PORT: u16 = 9999;
+/// exo's two httpds in the main boot: Cheetah's path (`cheetah=all`, exo's httpd) and the
+/// smoltcp path. The ready lines the boot waits for name these two ports.
+const EXO_HTTPD_PORT: u16 = 80;
+const SMOLTCP_HTTPD_PORT: u16 = 8080;
+/// nginx's port on Linux.
+const NGINX_PORT: u16 = 80;
+/// httpd's listening pool: smoltcp has no backlog, so the pool must cover the most
+/// connections the rows open at once (64); the Cheetah path has no pool and ignores it.
+const HTTPD_POOL: usize = 64;
+/// The profile ports (`libnet::stack::profile_port`) of exo's httpd, the smoltcp httpd and
+/// echo in the main boot.
+const PROFILE_PORTS: [u16; 3] = [9801, 9802, 9803];
 /// Per-request timeout of the UDP client.
 const UDP_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest wait for a server's ready lines.
@@ -353,7 +366,7 @@ fn client(
 
 /// Fetches every document with curl (retrying while the server starts) and checks the
 /// bytes against httpd's site: both servers must serve the same thing.
-fn check_site(topology: &Topology) -> std::result::Result<(), String> {
+fn check_site(topology: &Topology, port: u16) -> std::result::Result<(), String> {
     let site = crate::scenarios::httpd_site()?;
     for document in DOCUMENTS {
         let wanted = &site
@@ -361,7 +374,7 @@ fn check_site(topology: &Topology) -> std::result::Result<(), String> {
             .find(|(path, _)| *path == document)
             .ok_or_else(|| format!("{document} is not in httpd's site"))?
             .1;
-        let url = format!("http://{GUEST_ADDRESS}{document}");
+        let url = format!("http://{GUEST_ADDRESS}:{port}{document}");
         let start = Instant::now();
         let output = loop {
             let output = topology
@@ -398,12 +411,13 @@ fn check_site(topology: &Topology) -> std::result::Result<(), String> {
 fn wrk(
     guest: &mut Guest,
     topology: &Topology,
+    port: u16,
     document: &str,
     connections: u32,
     plan: &Plan,
 ) -> std::result::Result<Sample, String> {
     guest.check_alive()?;
-    let url = format!("http://{GUEST_ADDRESS}{document}");
+    let url = format!("http://{GUEST_ADDRESS}:{port}{document}");
     let run = |duration: Duration| {
         let connections = format!("-c{connections}");
         let seconds = format!("-d{}s", duration.as_secs());
@@ -446,9 +460,14 @@ fn http_sample(load: &http_load::Load, instructions: u64) -> Sample {
 }
 
 /// `ab -k` on /1k.html at 16 connections.
-fn ab(guest: &mut Guest, topology: &Topology, plan: &Plan) -> std::result::Result<Sample, String> {
+fn ab(
+    guest: &mut Guest,
+    topology: &Topology,
+    port: u16,
+    plan: &Plan,
+) -> std::result::Result<Sample, String> {
     guest.check_alive()?;
-    let url = format!("http://{GUEST_ADDRESS}/1k.html");
+    let url = format!("http://{GUEST_ADDRESS}:{port}/1k.html");
     let requests = plan.ab_requests.to_string();
     let before = guest.instructions()?;
     let report = client(
@@ -490,6 +509,113 @@ fn bulk_sample(
         count: bytes,
         errors: 0,
     })
+}
+
+/// Runs `run` with the server's profile (port `profile_port`) switched on; what it returned,
+/// the guest instructions over it and the profile's sums.
+fn profiled<T>(
+    guest: &mut Guest,
+    topology: &Topology,
+    profile_port: u16,
+    run: impl FnOnce() -> std::result::Result<T, String>,
+) -> std::result::Result<(T, u64, std::collections::BTreeMap<String, u64>), String> {
+    guest.check_alive()?;
+    let started = profile::query(topology, profile_port, "start")?;
+    if started != "profile started" {
+        return Err(format!("profile port {profile_port}: {started:?}"));
+    }
+    let before = guest.instructions()?;
+    let value = run()?;
+    let after = guest.instructions()?;
+    let sums = profile::parse(&profile::query(topology, profile_port, "stop")?)?;
+    Ok((value, after - before, sums))
+}
+
+/// The profiled runs after a boot's rows: for the TCP server one bulk transfer, for each
+/// HTTP server one wrk run of the target case (no warm-up: the rows warmed it).
+#[allow(clippy::too_many_arguments)]
+fn profile_runs(
+    guest: &mut Guest,
+    topology: &Topology,
+    http_servers: &[(&str, u16)],
+    tcp_server: &str,
+    profile_ports: &[(&str, u16)],
+    plan: &Plan,
+    rows: &mut Rows,
+    progress: &ProgressBar,
+) {
+    for (server, profile_port) in profile_ports {
+        progress.set_message(format!("profile of {server}"));
+        let result = if *server == tcp_server {
+            if !plan.has(Part::Bulk) {
+                continue;
+            }
+            let bytes = plan.bulk_bytes;
+            profiled(guest, topology, *profile_port, || {
+                netns::run_in(&topology.namespace, move || {
+                    bulk::echo(
+                        &format!("{GUEST_ADDRESS}:{TCP_ECHO_PORT}"),
+                        bytes,
+                        Duration::from_secs(30),
+                    )
+                })
+                .map_err(|error| error.to_string())
+            })
+            .and_then(|(_, instructions, sums)| {
+                profile::layers(
+                    server,
+                    &bulk_case(plan),
+                    "KB",
+                    bytes as f64 / 1024.0,
+                    instructions,
+                    &sums,
+                )
+            })
+        } else {
+            let Some((_, port)) = http_servers.iter().find(|(name, _)| name == server) else {
+                continue;
+            };
+            if !plan.has(Part::Http) {
+                continue;
+            }
+            let url = format!("http://{GUEST_ADDRESS}:{port}/1k.html");
+            let seconds = format!("-d{}s", plan.duration.as_secs());
+            profiled(guest, topology, *profile_port, || {
+                let report = client(
+                    topology,
+                    "wrk",
+                    &[
+                        "-t1",
+                        "-c16",
+                        &seconds,
+                        "--latency",
+                        "--timeout",
+                        "5s",
+                        &url,
+                    ],
+                    plan.duration + Duration::from_secs(30),
+                )?;
+                http_load::parse_wrk(&report)
+            })
+            .and_then(|(load, instructions, sums)| {
+                profile::layers(
+                    server,
+                    report::HTTP_TARGET_CASE,
+                    "request",
+                    load.requests as f64,
+                    instructions,
+                    &sums,
+                )
+            })
+        };
+        match result {
+            Ok(profile) => rows.profiles.push(profile),
+            Err(error) => say(
+                progress,
+                &format!("xtask: bench net: profile of {server}: {error}"),
+            ),
+        }
+    }
 }
 
 fn udp_sample(
@@ -570,6 +696,8 @@ fn say(progress: &ProgressBar, line: &str) {
 #[derive(Debug, Default)]
 struct Rows {
     rows: Vec<Row>,
+    /// The per-layer profiles (exo only), one per profiled run.
+    profiles: Vec<profile::Profile>,
 }
 
 impl Rows {
@@ -735,6 +863,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     }
     progress.finish_with_message(format!("done in {:.0} s", started.elapsed().as_secs_f64()));
     drop(topology);
+    let profiles = rows.profiles;
     let mut rows = rows.rows;
     rows.sort_by_key(|row| {
         (
@@ -770,9 +899,18 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         "{}",
         report::target_lines(&report::targets(&rows, &CHEETAH))
     );
+    let profile_json = out.join("net-profile.json");
+    fs::write(&profile_json, profile::json(&profiles))?;
+    if !profiles.is_empty() {
+        println!(
+            "\nexo's per-layer profile (one extra run each after the rows, first round; guest instructions per unit: libnet's and the kernel's TSC sums under -icount shift=0, a cycle an instruction; interrupts taken inside a libnet or app span are in that span and in the rx layer both, so the rest can come out negative):"
+        );
+        print!("{}", profile::table(&profiles));
+    }
     println!(
-        "\nwrote {}, {} and {}",
+        "\nwrote {}, {}, {} and {}",
         json.display(),
+        profile_json.display(),
         svg.display(),
         png.display()
     );
@@ -780,19 +918,19 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 }
 
 fn plan_steps(plan: &Plan, systems: &Prepared) -> u64 {
-    let mut per_system = 0;
+    // Rows of one HTTP server, and the bulk row of each system.
+    let mut per_http_server = 0;
     if plan.has(Part::Http) {
-        per_system += (DOCUMENTS.len() * CONNECTIONS.len()) as u64;
+        per_http_server += (DOCUMENTS.len() * CONNECTIONS.len()) as u64;
     }
     if plan.has(Part::Ab) {
-        per_system += 1;
+        per_http_server += 1;
     }
-    if plan.has(Part::Bulk) {
-        per_system += 1;
-    }
+    let bulk = u64::from(plan.has(Part::Bulk));
     let mut steps = 0;
     if systems.exo.is_some() {
-        steps += per_system;
+        // exo's httpd with Cheetah's techniques and its smoltcp path.
+        steps += 2 * per_http_server + bulk;
         if plan.has(Part::Udp) {
             steps += 2 * BUSY.len() as u64;
         }
@@ -801,7 +939,7 @@ fn plan_steps(plan: &Plan, systems: &Prepared) -> u64 {
         }
     }
     if systems.linux.is_some() {
-        steps += per_system;
+        steps += per_http_server + bulk;
         if plan.has(Part::Udp) {
             steps += BUSY.len() as u64;
         }
@@ -827,18 +965,54 @@ fn exo_round(
         ready,
     };
     if plan.has(Part::Http) || plan.has(Part::Ab) || plan.has(Part::Bulk) {
+        // Two httpds side by side, each with its own stack and port: exo's httpd (Cheetah's
+        // techniques, the one the targets are judged on) and httpd's smoltcp path.
+        let exo_httpd = format!(
+            "port={EXO_HTTPD_PORT} pool={HTTPD_POOL} cheetah=all profile={}",
+            PROFILE_PORTS[0]
+        );
+        let smoltcp_httpd = format!(
+            "port={SMOLTCP_HTTPD_PORT} pool={HTTPD_POOL} profile={}",
+            PROFILE_PORTS[1]
+        );
+        let echo = format!(
+            "tcp={TCP_ECHO_PORT} udp={APP_UDP_PORT} profile={}",
+            PROFILE_PORTS[2]
+        );
         let main = boot(
             format!("exo-r{round}"),
             &[
                 ("ashd", "serve"),
-                ("echo", &format!("tcp={TCP_ECHO_PORT} udp={APP_UDP_PORT}")),
-                ("httpd", "port=80 pool=16"),
+                ("echo", &echo),
+                ("httpd", &exo_httpd),
+                ("httpd", &smoltcp_httpd),
             ],
-            vec!["ashd: ready", "echo: ready", "httpd: ready"],
+            vec![
+                "ashd: ready",
+                "echo: ready",
+                "httpd: ready on port 80,",
+                "httpd: ready on port 8080,",
+            ],
         );
-        progress.set_message(format!("round {}: exo httpd, echo", round + 1));
+        progress.set_message(format!("round {}: exo httpd (both paths), echo", round + 1));
         serve_main(
-            topology, &main, "httpd", "echo", plan, out, rows, progress, round,
+            topology,
+            &main,
+            &[
+                (report::EXO_HTTPD, EXO_HTTPD_PORT),
+                (report::EXO_HTTPD_SMOLTCP, SMOLTCP_HTTPD_PORT),
+            ],
+            "echo",
+            &[
+                (report::EXO_HTTPD, PROFILE_PORTS[0]),
+                (report::EXO_HTTPD_SMOLTCP, PROFILE_PORTS[1]),
+                ("echo", PROFILE_PORTS[2]),
+            ],
+            plan,
+            out,
+            rows,
+            progress,
+            round,
         );
     }
     if plan.has(Part::Udp) {
@@ -883,7 +1057,7 @@ fn exo_round(
     }
     if plan.has(Part::Cheetah) {
         for set in CHEETAH {
-            let argument = format!("port=80 pool=16 cheetah={set}");
+            let argument = format!("port=80 pool={HTTPD_POOL} cheetah={set}");
             // ashd answers ARP (in the kernel) for the machine's address.
             let config = boot(
                 format!("exo-cheetah-{set}-r{round}"),
@@ -895,8 +1069,8 @@ fn exo_round(
             let result = with_guest(topology, &config, out, |guest| {
                 let ready = guest.wait_for("httpd: ready", READY_WITHIN)?;
                 let ready = crate::qemu::app_text(&ready).trim().to_string();
-                check_site(topology)?;
-                Ok((wrk(guest, topology, "/1k.html", 16, plan), ready))
+                check_site(topology, 80)?;
+                Ok((wrk(guest, topology, 80, "/1k.html", 16, plan), ready))
             });
             match result {
                 Ok((sample, ready)) => {
@@ -951,7 +1125,14 @@ fn linux_round(
         let mut udp = Vec::new();
         let result = with_guest(topology, &config, out, |guest| {
             serve_http_bulk(
-                guest, topology, "linux", "nginx", "socat", plan, rows, progress,
+                guest,
+                topology,
+                "linux",
+                &[("nginx", NGINX_PORT)],
+                "socat",
+                plan,
+                rows,
+                progress,
             )?;
             if plan.has(Part::Udp) {
                 for busy in BUSY {
@@ -977,7 +1158,7 @@ fn linux_round(
             );
         }
         if let Err(error) = result {
-            let mut keys = http_keys(plan, "linux", "nginx", "socat");
+            let mut keys = http_keys(plan, "linux", &[("nginx", NGINX_PORT)], "socat");
             if plan.has(Part::Udp) {
                 for busy in BUSY {
                     keys.push((
@@ -1000,29 +1181,31 @@ fn bulk_case(plan: &Plan) -> String {
 fn http_keys(
     plan: &Plan,
     system: &'static str,
-    http_server: &str,
+    http_servers: &[(&str, u16)],
     tcp_server: &str,
 ) -> Vec<(Group, &'static str, String, String)> {
     let mut keys = Vec::new();
-    if plan.has(Part::Http) {
-        for document in DOCUMENTS {
-            for connections in CONNECTIONS {
-                keys.push((
-                    Group::Http,
-                    system,
-                    http_server.to_string(),
-                    format!("{document} c{connections}"),
-                ));
+    for (http_server, _) in http_servers {
+        if plan.has(Part::Http) {
+            for document in DOCUMENTS {
+                for connections in CONNECTIONS {
+                    keys.push((
+                        Group::Http,
+                        system,
+                        http_server.to_string(),
+                        format!("{document} c{connections}"),
+                    ));
+                }
             }
         }
-    }
-    if plan.has(Part::Ab) {
-        keys.push((
-            Group::HttpAb,
-            system,
-            http_server.to_string(),
-            report::HTTP_TARGET_CASE.into(),
-        ));
+        if plan.has(Part::Ab) {
+            keys.push((
+                Group::HttpAb,
+                system,
+                http_server.to_string(),
+                report::HTTP_TARGET_CASE.into(),
+            ));
+        }
     }
     if plan.has(Part::Bulk) {
         keys.push((Group::Bulk, system, tcp_server.to_string(), bulk_case(plan)));
@@ -1034,8 +1217,9 @@ fn http_keys(
 fn serve_main(
     topology: &Topology,
     boot: &Boot,
-    http_server: &str,
+    http_servers: &[(&str, u16)],
     tcp_server: &str,
+    profile_ports: &[(&str, u16)],
     plan: &Plan,
     out: &Path,
     rows: &mut Rows,
@@ -1047,16 +1231,30 @@ fn serve_main(
             guest,
             topology,
             boot.system,
-            http_server,
+            http_servers,
             tcp_server,
             plan,
             rows,
             progress,
-        )
+        )?;
+        // Instruction counts hold still between rounds: the first round's profile is enough.
+        if round == 0 {
+            profile_runs(
+                guest,
+                topology,
+                http_servers,
+                tcp_server,
+                profile_ports,
+                plan,
+                rows,
+                progress,
+            );
+        }
+        Ok(())
     });
     if let Err(error) = result {
         rows.fail_all(
-            &http_keys(plan, boot.system, http_server, tcp_server),
+            &http_keys(plan, boot.system, http_servers, tcp_server),
             &error,
             round,
             progress,
@@ -1064,33 +1262,23 @@ fn serve_main(
     }
 }
 
-/// The HTTP, ab and bulk rows of one booted server.
+/// The bulk row of one booted server, then the ab and HTTP rows of each of its HTTP servers
+/// (name and port).
 #[allow(clippy::too_many_arguments)]
 fn serve_http_bulk(
     guest: &mut Guest,
     topology: &Topology,
     system: &'static str,
-    http_server: &str,
+    http_servers: &[(&str, u16)],
     tcp_server: &str,
     plan: &Plan,
     rows: &mut Rows,
     progress: &ProgressBar,
 ) -> std::result::Result<(), String> {
     if plan.has(Part::Http) || plan.has(Part::Ab) {
-        check_site(topology)?;
-    }
-    if plan.has(Part::Ab) {
-        progress.set_message(format!("{system} {http_server} ab -k"));
-        let sample = ab(guest, topology, plan);
-        rows.record(
-            Group::HttpAb,
-            system,
-            http_server,
-            report::HTTP_TARGET_CASE,
-            sample,
-            "",
-            progress,
-        );
+        for (_, port) in http_servers {
+            check_site(topology, *port)?;
+        }
     }
     if plan.has(Part::Bulk) {
         progress.set_message(format!("{system} {tcp_server} TCP bulk"));
@@ -1105,23 +1293,38 @@ fn serve_http_bulk(
             progress,
         );
     }
-    // Connections outermost: a server that gives out under 64 connections takes only
-    // those rows with it.
-    if plan.has(Part::Http) {
-        for connections in CONNECTIONS {
-            for document in DOCUMENTS {
-                let case = format!("{document} c{connections}");
-                progress.set_message(format!("{system} {http_server} {case}"));
-                let sample = wrk(guest, topology, document, connections, plan);
-                rows.record(
-                    Group::Http,
-                    system,
-                    http_server,
-                    &case,
-                    sample,
-                    "",
-                    progress,
-                );
+    for (http_server, port) in http_servers {
+        if plan.has(Part::Ab) {
+            progress.set_message(format!("{system} {http_server} ab -k"));
+            let sample = ab(guest, topology, *port, plan);
+            rows.record(
+                Group::HttpAb,
+                system,
+                http_server,
+                report::HTTP_TARGET_CASE,
+                sample,
+                "",
+                progress,
+            );
+        }
+        // Connections outermost: a server that gives out under 64 connections takes only
+        // those rows with it.
+        if plan.has(Part::Http) {
+            for connections in CONNECTIONS {
+                for document in DOCUMENTS {
+                    let case = format!("{document} c{connections}");
+                    progress.set_message(format!("{system} {http_server} {case}"));
+                    let sample = wrk(guest, topology, *port, document, connections, plan);
+                    rows.record(
+                        Group::Http,
+                        system,
+                        http_server,
+                        &case,
+                        sample,
+                        "",
+                        progress,
+                    );
+                }
             }
         }
     }

@@ -447,12 +447,12 @@ pub const SCENARIOS: &[Scenario] = &[
         network: Network::None,
     },
     Scenario {
-        // httpd asked for a listening pool its heap cannot hold (100 sockets of 64 KiB of
-        // buffers each, against libnet's 4 MiB heap): the bind is `Exhausted`, an error value
-        // httpd reports and exits on, not an allocation panic; the kernel and the exit
+        // httpd asked for a listening pool its heap cannot hold (300 sockets of 20 KiB of
+        // buffers each, 6 MiB against libnet's 4 MiB heap): the bind is `Exhausted`, an error
+        // value httpd reports and exits on, not an allocation panic; the kernel and the exit
         // accounting carry on as for any failing app.
         name: "httpd-pool-exhausted",
-        cmdline: "apps=httpd arg=1:706f72743d383020706f6f6c3d313030",
+        cmdline: "apps=httpd arg=1:706f72743d383020706f6f6c3d333030",
         exit: KernelExit::Exited(3),
         serial: &[
             "httpd: port 80: Exhausted",

@@ -6,7 +6,10 @@
 //! none), `probe=1` (first check that the kernel tells this app nothing about another app's
 //! ring at the address of its own, see below), `arp_flood=N` (first send N ARP requests for
 //! as many addresses, two per timer tick: the kernel remembers at most 4 of an app's
-//! questions, so this must not keep another app's ARP reply from reaching it). Any number of TCP connections at once: what arrives is sent back, and when the peer
+//! questions, so this must not keep another app's ARP reply from reaching it), `window=KIB`
+//! (each TCP socket's receive and send buffer, default 32: a bulk transfer wants a window that
+//! covers the round trip; above 64 smoltcp scales the window), `profile=PORT` (the per-layer
+//! profile's control port, `libnet::stack::profile_port`). Any number of TCP connections at once: what arrives is sent back, and when the peer
 //! closes its side, the rest is sent and the connection closed. Prints `echo: ready ...`, and
 //! at the end what it echoed and what the stack still holds (sockets, filters, ring slots),
 //! which must be nothing.
@@ -19,10 +22,33 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 libnet::entry!(main);
 
-/// The ports the boot arguments give: `(tcp, udp, quit)`, and whether to probe.
+/// What the boot arguments give.
 #[cfg(target_os = "none")]
-fn ports() -> (u16, u16, Option<u16>, bool, u16) {
-    let (mut tcp, mut udp, mut quit, mut probe, mut flood) = (7, 7, None, false, 0);
+struct Arguments {
+    tcp: u16,
+    udp: u16,
+    quit: Option<u16>,
+    /// The per-layer profile's control port (`libnet::stack::profile_port`).
+    profile: Option<u16>,
+    probe: bool,
+    /// ARP requests to send first.
+    flood: u16,
+    /// Each TCP socket's buffers, in KiB.
+    window: u16,
+}
+
+/// What the boot arguments give.
+#[cfg(target_os = "none")]
+fn ports() -> Arguments {
+    let mut arguments = Arguments {
+        tcp: 7,
+        udp: 7,
+        quit: None,
+        profile: None,
+        probe: false,
+        flood: 0,
+        window: 32,
+    };
     let mut buffer = [0u8; 64];
     for index in 0..8 {
         let Ok(length) = libnet::net::boot_argument(index, &mut buffer) else {
@@ -37,16 +63,18 @@ fn ports() -> (u16, u16, Option<u16>, bool, u16) {
                 continue;
             };
             match key {
-                "tcp" => tcp = port,
-                "udp" => udp = port,
-                "quit" => quit = Some(port),
-                "probe" => probe = port != 0,
-                "arp_flood" => flood = port,
+                "tcp" => arguments.tcp = port,
+                "udp" => arguments.udp = port,
+                "quit" => arguments.quit = Some(port),
+                "profile" => arguments.profile = Some(port),
+                "probe" => arguments.probe = port != 0,
+                "arp_flood" => arguments.flood = port,
+                "window" => arguments.window = port.max(1),
                 _ => {}
             }
         }
     }
-    (tcp, udp, quit, probe, flood)
+    arguments
 }
 
 /// Sends `requests` ARP requests from the host's addresses for 10.99.X.Y, two per timer tick;
@@ -111,6 +139,7 @@ fn probe_ring_counters(stack: Option<&libnet::stack::Stack>) {
 fn main() -> u8 {
     use alloc::vec::Vec;
     use libnet::println;
+    use libnet::stack::profile_port::ProfilePort;
     use libnet::stack::{Mode, NetError, Stack, StackConfig, TcpListener, TcpStream, UdpSocket};
 
     /// One connection: bytes read and not yet written back, and whether the peer has closed.
@@ -120,11 +149,24 @@ fn main() -> u8 {
         peer_closed: bool,
     }
 
-    let (tcp_port, udp_port, quit_port, probe, flood) = ports();
+    let Arguments {
+        tcp: tcp_port,
+        udp: udp_port,
+        quit: quit_port,
+        profile: profile_port,
+        probe,
+        flood,
+        window: window_kib,
+    } = ports();
     if probe {
         probe_ring_counters(None);
     }
-    let stack = match Stack::new(StackConfig::default()) {
+    let window = usize::from(window_kib) * 1024;
+    let stack = match Stack::new(StackConfig {
+        tcp_receive_bytes: window,
+        tcp_send_bytes: window,
+        ..StackConfig::default()
+    }) {
         Ok(stack) => stack,
         Err(error) => {
             println!("echo: no stack: {error:?}");
@@ -158,6 +200,14 @@ fn main() -> u8 {
         }
         None => None,
     };
+    let mut profile = match profile_port.map(|port| ProfilePort::bind(&stack, port)) {
+        Some(Ok(profile)) => Some(profile),
+        Some(Err(error)) => {
+            println!("echo: profile port: {error:?}");
+            return 3;
+        }
+        None => None,
+    };
     if flood > 0 {
         println!(
             "echo: ARP flood: {} of {flood} requests sent",
@@ -167,10 +217,11 @@ fn main() -> u8 {
     if probe {
         probe_ring_counters(Some(&stack));
     }
-    println!("echo: ready tcp {tcp_port} udp {udp_port}");
+    println!("echo: ready tcp {tcp_port} udp {udp_port} window {window_kib} KiB");
     let mut connections: Vec<Connection> = Vec::new();
     let (mut accepted, mut tcp_bytes, mut datagrams, mut errors) = (0u64, 0u64, 0u64, 0u64);
-    let mut buffer = alloc::vec![0u8; 16 * 1024];
+    // One read takes what a full window holds, so a bulk peer's data goes back in one write.
+    let mut buffer = alloc::vec![0u8; window.max(16 * 1024)];
     loop {
         let mut progress = false;
         while let Ok((mut stream, _peer)) = listener.accept() {
@@ -222,6 +273,9 @@ fn main() -> u8 {
             && socket.recv_from(&mut buffer).is_ok()
         {
             break;
+        }
+        if let Some(profile) = profile.as_mut() {
+            progress |= profile.serve(&mut buffer);
         }
         if !progress && let Err(error) = stack.wait() {
             println!("echo: net_wait: {error:?}");

@@ -51,10 +51,12 @@ impl Forms {
 }
 
 /// Serves until a datagram reaches the quit port; the exit status.
+#[allow(clippy::too_many_arguments)]
 pub fn serve(
     stack: &Stack,
     port: u16,
     quit_port: Option<u16>,
+    mut profile: Option<&mut libnet::stack::profile_port::ProfilePort>,
     techniques: Techniques,
     responses: &[(&str, Response)],
     not_found: &Response,
@@ -93,6 +95,8 @@ pub fn serve(
     let (mut served, mut not_found_count, mut bad_count) = (0u64, 0u64, 0u64);
     let mut handler =
         |input: &mut Vec<u8>, peer_closed: bool, replies: &mut Vec<&'static Prebuilt>| -> bool {
+            // httpd's own work, called from inside the engine's span.
+            let _span = libnet::profile::enter(libnet::profile::Layer::App);
             while replies.len() < REPLIES_PER_CALL {
                 let Some(end) = input.windows(4).position(|w| w == b"\r\n\r\n") else {
                     if input.len() > HEAD_MAX_BYTES {
@@ -136,11 +140,20 @@ pub fn serve(
         stack.poll();
         let now = now_ms();
         stack.take_diverted(|frame| server.receive(frame, now, &mut link));
-        server.run(now, &mut link, &mut handler);
+        {
+            let _span = libnet::profile::enter(libnet::profile::Layer::Stack);
+            server.run(now, &mut link, &mut handler);
+        }
         if let Some(socket) = quit.as_mut()
             && socket.recv_from(&mut buffer).is_ok()
         {
             break;
+        }
+        if let Some(profile) = profile.as_deref_mut()
+            && profile.serve(&mut buffer)
+        {
+            // Answered: look again before waiting (the next datagram may be queued).
+            continue;
         }
         let ticks = server
             .next_deadline()

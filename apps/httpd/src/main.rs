@@ -6,7 +6,8 @@
 //! pipelined requests answered in order; 404 for a path it does not have, 400 for a request it
 //! cannot parse (then the connection closes). Arguments (`arg=K:HEX`): `port=PORT` (default
 //! 80), `quit=PORT` (a UDP datagram there ends the app), `pool=N` (listening sockets, default
-//! 8: at most that many connections in their handshake at once). Prints `httpd: ready ...`, and at the
+//! 8: at most that many connections in their handshake at once), `profile=PORT` (the
+//! per-layer profile's control port, `libnet::stack::profile_port`). Prints `httpd: ready ...`, and at the
 //! end what it served and what the stack still holds, which must be nothing. `cheetah=LIST`
 //! (`none`, the default: smoltcp serves; `engine`: libnet's own engine with no technique; `all`;
 //! or some of `prebuilt,cache,piggyback`) serves with libnet's own engine and Cheetah's
@@ -68,6 +69,18 @@ const SITE: &[(&str, &str, &[u8])] = &[
 /// Longest request head accepted (request line and headers).
 #[cfg(target_os = "none")]
 const HEAD_MAX_BYTES: usize = 8 * 1024;
+
+/// Bytes of each smoltcp socket's receive buffer. Requests are small and are copied out into
+/// the connection's own input at once (which holds up to [`HEAD_MAX_BYTES`]), so this only
+/// bounds what a client may send ahead; it is small so that a pool of listening sockets and
+/// as many connections fit the heap (64 of each take 2.5 MiB of libnet's 4 MiB with these
+/// two sizes, where smoltcp's default 32 KiB each way took 8 MiB).
+#[cfg(target_os = "none")]
+const RECEIVE_BYTES: usize = 4 * 1024;
+/// Bytes of each smoltcp socket's send buffer: the most of a response in flight at once on
+/// the smoltcp path (the Cheetah engine sends from the prebuilt responses, not from it).
+#[cfg(target_os = "none")]
+const SEND_BYTES: usize = 16 * 1024;
 
 #[cfg(target_os = "none")]
 pub(crate) mod http {
@@ -166,15 +179,21 @@ pub(crate) mod http {
 #[cfg(target_os = "none")]
 mod cheetah;
 
-/// The port, quit port, listening-pool size and Cheetah techniques the boot arguments give.
+/// What the boot arguments give.
 #[cfg(target_os = "none")]
-fn ports() -> (
-    u16,
-    Option<u16>,
-    usize,
-    Result<Techniques, alloc::string::String>,
-) {
-    let (mut port, mut quit, mut pool) = (80, None, 8);
+struct Arguments {
+    port: u16,
+    quit: Option<u16>,
+    /// The profile port (`libnet::stack::profile_port`).
+    profile: Option<u16>,
+    pool: usize,
+    techniques: Result<Techniques, alloc::string::String>,
+}
+
+/// The ports, listening-pool size and Cheetah techniques the boot arguments give.
+#[cfg(target_os = "none")]
+fn ports() -> Arguments {
+    let (mut port, mut quit, mut profile, mut pool) = (80, None, None, 8);
     let mut techniques = Ok(Techniques::default());
     let mut buffer = [0u8; 128];
     for index in 0..8 {
@@ -193,12 +212,19 @@ fn ports() -> (
             {
                 Some(("port", Ok(value))) => port = value,
                 Some(("quit", Ok(value))) => quit = Some(value),
+                Some(("profile", Ok(value))) => profile = Some(value),
                 Some(("pool", Ok(value))) => pool = usize::from(value),
                 _ => {}
             }
         }
     }
-    (port, quit, pool, techniques)
+    Arguments {
+        port,
+        quit,
+        profile,
+        pool,
+        techniques,
+    }
 }
 
 #[cfg(target_os = "none")]
@@ -209,6 +235,7 @@ fn main() -> u8 {
     use alloc::vec::Vec;
     use http::{Request, Response};
     use libnet::println;
+    use libnet::stack::profile_port::ProfilePort;
     use libnet::stack::{Mode, NetError, Stack, StackConfig, TcpListener, TcpStream, UdpSocket};
 
     /// A connection: the request bytes not yet parsed, the response pieces not yet written,
@@ -220,7 +247,13 @@ fn main() -> u8 {
         close_after: bool,
     }
 
-    let (port, quit_port, pool, techniques) = ports();
+    let Arguments {
+        port,
+        quit: quit_port,
+        profile: profile_port,
+        pool,
+        techniques,
+    } = ports();
     let techniques = match techniques {
         Ok(techniques) => techniques,
         Err(word) => {
@@ -238,6 +271,8 @@ fn main() -> u8 {
     let bad_request = Response::new("400 Bad Request", "text/plain", b"bad request\n");
     let stack = match Stack::new(StackConfig {
         listen_pool: pool,
+        tcp_receive_bytes: RECEIVE_BYTES,
+        tcp_send_bytes: SEND_BYTES,
         ..StackConfig::default()
     }) {
         Ok(stack) => stack,
@@ -246,11 +281,20 @@ fn main() -> u8 {
             return 2;
         }
     };
+    let mut profile = match profile_port.map(|port| ProfilePort::bind(&stack, port)) {
+        Some(Ok(profile)) => Some(profile),
+        Some(Err(error)) => {
+            println!("httpd: profile port: {error:?}");
+            return 3;
+        }
+        None => None,
+    };
     if techniques.any() {
         return cheetah::serve(
             &stack,
             port,
             quit_port,
+            profile.as_mut(),
             techniques,
             &responses,
             &not_found,
@@ -377,6 +421,9 @@ fn main() -> u8 {
             && socket.recv_from(&mut buffer).is_ok()
         {
             break;
+        }
+        if let Some(profile) = profile.as_mut() {
+            progress |= profile.serve(&mut buffer);
         }
         if !progress && let Err(error) = stack.wait() {
             println!("httpd: net_wait: {error:?}");

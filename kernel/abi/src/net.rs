@@ -177,11 +177,25 @@ pub enum Counter {
     /// ring)`), so that a check outside the kernel can run the ring's filters over the same
     /// frames and demand the same count; machine-wide, the sum over rings.
     Matched = 30,
+    /// TSC cycles in the receive poll (taking frames from the NIC, classifying, handlers,
+    /// copies into rings, the handlers' replies; empty polls too), the profile's "virtio
+    /// driver and delivery" layer with `DemuxCycles` and `DeliveryCycles` inside it. Under
+    /// `-icount shift=0` a cycle is one guest instruction.
+    RxPollCycles = 31,
+    /// TSC cycles from a frame's classification to the end of its demultiplexing: the
+    /// handlers run on it and its copies into rings.
+    DeliveryCycles = 32,
+    /// TSC cycles in `net_transmit` calls (gathering the frame from the app, the transmit
+    /// check, queueing it on the NIC), refused ones included; not the system-call entry and
+    /// exit.
+    TransmitCycles = 33,
+    /// `net_transmit` calls counted in `TransmitCycles`.
+    TransmitCalls = 34,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 31] = [
+    pub const ALL: [Counter; 35] = [
         Counter::RxFrames,
         Counter::Delivered,
         Counter::NoMatch,
@@ -213,6 +227,10 @@ impl Counter {
         Counter::AshRequestsDropped,
         Counter::ArrivalToSendTicked,
         Counter::Matched,
+        Counter::RxPollCycles,
+        Counter::DeliveryCycles,
+        Counter::TransmitCycles,
+        Counter::TransmitCalls,
     ];
 
     /// The name xtask prints and writes to JSON.
@@ -249,6 +267,10 @@ impl Counter {
             Counter::AshRequestsDropped => "ash_requests_dropped",
             Counter::ArrivalToSendTicked => "arrival_to_send_ticked",
             Counter::Matched => "matched",
+            Counter::RxPollCycles => "rx_poll_cycles",
+            Counter::DeliveryCycles => "delivery_cycles",
+            Counter::TransmitCycles => "transmit_cycles",
+            Counter::TransmitCalls => "transmit_calls",
         }
     }
 

@@ -2,7 +2,7 @@
 //! and the addresses it may send from.
 use super::counters::bump;
 use super::ring::owned_ports;
-use super::{NET, Net, arp_answers};
+use super::{NET, Net, arp_answers, physical};
 use crate::env::Environment;
 use crate::usermem::UserSlice;
 use alloc::vec::Vec;
@@ -10,7 +10,24 @@ use exo_abi::Error;
 use exo_abi::net::{self as abi, Counter};
 
 /// `net_transmit(gather, count, raw)` from `env`; `raw`: it holds the raw-transmit right.
+/// Timed (`Counter::TransmitCycles`), refusals included: the profile's transmit layer.
 pub fn transmit(
+    env: &Environment,
+    gather: u64,
+    pieces_count: u64,
+    raw: bool,
+) -> Result<u64, Error> {
+    let start = physical::tsc();
+    let result = gather_check_send(env, gather, pieces_count, raw);
+    let cycles = physical::tsc().wrapping_sub(start);
+    let counters = &mut NET.lock().counters;
+    counters[Counter::TransmitCycles as usize] += cycles;
+    bump(counters, Counter::TransmitCalls);
+    result
+}
+
+/// The body of [`transmit`].
+fn gather_check_send(
     env: &Environment,
     gather: u64,
     pieces_count: u64,

@@ -14,10 +14,12 @@
 pub mod cheetah;
 pub mod device;
 pub mod divert;
+pub mod profile_port;
 mod retransmits;
 pub mod socket;
 
 use crate::net::{self, FilterBinding, Ring};
+use crate::profile::{self, Layer};
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -43,8 +45,12 @@ const TICK_MS: i64 = 1000 / TICKS_PER_SECOND as i64;
 pub struct StackConfig {
     /// Prefix length of the host's IPv4 network (the kernel knows only the address).
     pub prefix_length: u8,
-    /// Bytes of each TCP socket's receive and of its send buffer.
-    pub tcp_buffer_bytes: usize,
+    /// Bytes of each TCP socket's receive buffer: the most the peer may have in flight (above
+    /// 64 KiB smoltcp scales the window). A request-response server needs little; a bulk
+    /// receiver wants a window that covers the path's round trip.
+    pub tcp_receive_bytes: usize,
+    /// Bytes of each TCP socket's send buffer: what a write can queue before the peer ACKs.
+    pub tcp_send_bytes: usize,
     /// Listening sockets a [`TcpListener`] keeps (smoltcp has no backlog: each takes one
     /// connection through its handshake).
     pub listen_pool: usize,
@@ -54,7 +60,8 @@ impl Default for StackConfig {
     fn default() -> Self {
         StackConfig {
             prefix_length: 24,
-            tcp_buffer_bytes: 32 * 1024,
+            tcp_receive_bytes: 32 * 1024,
+            tcp_send_bytes: 32 * 1024,
             listen_pool: 4,
         }
     }
@@ -175,6 +182,7 @@ impl Stack {
 
     /// Processes what arrived and sends what is due; whether any socket may have changed.
     pub fn poll(&self) -> bool {
+        let _span = profile::enter(Layer::Stack);
         self.0.borrow_mut().poll()
     }
 
@@ -187,6 +195,7 @@ impl Stack {
     /// As [`Stack::wait`], but for at most `limit` ticks (another engine's deadline); no wait
     /// at all while diverted frames are queued.
     pub fn wait_at_most(&self, limit: u64) -> Result<(), NetError> {
+        let _span = profile::enter(Layer::Stack);
         let ticks = {
             let mut inner = self.0.borrow_mut();
             inner.poll();
@@ -264,6 +273,7 @@ impl Stack {
 
     /// Hands each diverted frame, oldest first, to `each`.
     pub fn take_diverted(&self, mut each: impl FnMut(&[u8])) {
+        let _span = profile::enter(Layer::Stack);
         loop {
             let frame = {
                 let mut inner = self.0.borrow_mut();

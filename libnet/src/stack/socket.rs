@@ -71,6 +71,7 @@ fn run<T>(
 ) -> Result<T, NetError> {
     loop {
         let result = {
+            let _span = crate::profile::enter(crate::profile::Layer::Stack);
             let mut inner = stack.0.borrow_mut();
             inner.poll();
             attempt(&mut inner)
@@ -85,10 +86,9 @@ fn run<T>(
 /// A TCP socket with the configured buffers; `Exhausted` when the heap cannot hold them (an
 /// allocation failure would otherwise abort the app).
 fn new_tcp_socket(inner: &Inner) -> Result<tcp::Socket<'static>, NetError> {
-    let bytes = inner.config.tcp_buffer_bytes;
     let mut socket = tcp::Socket::new(
-        tcp::SocketBuffer::new(zeroed(bytes)?),
-        tcp::SocketBuffer::new(zeroed(bytes)?),
+        tcp::SocketBuffer::new(zeroed(inner.config.tcp_receive_bytes)?),
+        tcp::SocketBuffer::new(zeroed(inner.config.tcp_send_bytes)?),
     );
     // Request-response traffic (HTTP) should not wait for an ACK before a small last segment.
     socket.set_nagle_enabled(false);

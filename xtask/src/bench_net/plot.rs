@@ -1,7 +1,7 @@
 //! The plot of `bench net`, as SVG and PNG: on the left, requests/s of exo's httpd and
 //! nginx per document and connection count (log scale); on the right, the UDP echo round
 //! trip's p50 against the number of busy environments, for ASH, the echo app and Linux.
-use super::report::{Group, Row};
+use super::report::{EXO_HTTPD, Group, Row};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -67,7 +67,8 @@ where
     for (system, colour, offset) in [("exo", EXO, 0.1), ("linux", LINUX, 0.5)] {
         let bars: Vec<(usize, f64)> = http
             .iter()
-            .filter(|row| row.system == system)
+            // exo's bars are exo's httpd (the smoltcp path is in the table only).
+            .filter(|row| row.system == system && (system != "exo" || row.server == EXO_HTTPD))
             .filter_map(|row| {
                 Some((
                     cases.iter().position(|case| *case == row.case)?,
@@ -82,7 +83,7 @@ where
             }))
             .map_err(fail)?
             .label(if system == "exo" {
-                "exo httpd"
+                "exo httpd (cheetah=all)"
             } else {
                 "Linux nginx"
             })
