@@ -117,10 +117,29 @@ impl AddressSpace {
             flags |= Flags::NO_EXECUTE;
         }
         let page = Page::<Size4KiB>::containing_address(VirtAddr::new(address));
+        // SAFETY: a fresh frame mapped once, so it holds no kernel data and has no other owner.
+        let result = unsafe { self.map_frame(page, frame, flags) };
+        if result.is_err() {
+            frames::free(frame);
+        }
+        result
+    }
+
+    /// Maps `frame` at user page `page` with `flags`, creating missing tables within this
+    /// space's table-frame budget; the error says whether the budget or the machine ran out.
+    ///
+    /// # Safety
+    /// `frame` must never hold kernel data: a fresh frame, or one a page capability owns.
+    unsafe fn map_frame(
+        &mut self,
+        page: Page<Size4KiB>,
+        frame: PhysFrame<Size4KiB>,
+        flags: Flags,
+    ) -> Result<(), MapError> {
         // SAFETY: this space owns its tables exclusively (`&mut self`); identity offset 0.
         let mut mapper = unsafe { OffsetPageTable::new(table_mut(self.pml4), VirtAddr::zero()) };
-        // SAFETY: a fresh frame mapped once, at a user-half page where no kernel data lives;
-        // the user-half tables it creates are this space's own.
+        // SAFETY: a user-half page, where no kernel data lives, of this space's own tables; the
+        // caller vouches that the frame is a user frame.
         let result = unsafe {
             mapper.map_to_with_table_flags(
                 page,
@@ -138,14 +157,9 @@ impl AddressSpace {
                 flush.flush();
                 Ok(())
             }
-            Err(error) => {
-                frames::free(frame);
-                Err(match error {
-                    MapToError::FrameAllocationFailed => self.table_refusal(),
-                    MapToError::PageAlreadyMapped(_) => MapError::AlreadyMapped,
-                    MapToError::ParentEntryHugePage => MapError::NotUserPage,
-                })
-            }
+            Err(MapToError::FrameAllocationFailed) => Err(self.table_refusal()),
+            Err(MapToError::PageAlreadyMapped(_)) => Err(MapError::AlreadyMapped),
+            Err(MapToError::ParentEntryHugePage) => Err(MapError::NotUserPage),
         }
     }
 
@@ -163,31 +177,9 @@ impl AddressSpace {
         }
         let page = Page::<Size4KiB>::containing_address(VirtAddr::new(address));
         let frame = PhysFrame::containing_address(PhysAddr::new(frame));
-        // SAFETY: this space owns its tables exclusively (`&mut self`); identity offset 0.
-        let mut mapper = unsafe { OffsetPageTable::new(table_mut(self.pml4), VirtAddr::zero()) };
-        // SAFETY: a user-half page of this space; the frame belongs to a page capability the
-        // caller checked, never to the kernel (the frame allocator handed it out for user use).
-        let result = unsafe {
-            mapper.map_to_with_table_flags(
-                page,
-                frame,
-                borrowed_flags(access),
-                USER_TABLE_FLAGS,
-                &mut BudgetedTableFrames {
-                    taken: &mut self.table_frames,
-                    limit: self.table_limit,
-                },
-            )
-        };
-        match result {
-            Ok(flush) => {
-                flush.flush();
-                Ok(())
-            }
-            Err(MapToError::FrameAllocationFailed) => Err(self.table_refusal()),
-            Err(MapToError::PageAlreadyMapped(_)) => Err(MapError::AlreadyMapped),
-            Err(MapToError::ParentEntryHugePage) => Err(MapError::NotUserPage),
-        }
+        // SAFETY: the frame belongs to a page capability the caller checked, never to the
+        // kernel (the frame allocator handed it out for user use).
+        unsafe { self.map_frame(page, frame, borrowed_flags(access)) }
     }
 
     /// Removes a borrowed mapping made by [`Self::map_borrowed`]; the frame is not freed.
