@@ -14,7 +14,7 @@
 //! Without a namespace (no root, or a chroot without `ip netns`), it says so and boots the
 //! plain image (`apps=hello`), which needs no network.
 use crate::qemu::app_text;
-use crate::scenarios::{Expect, Network, Scenario, Session};
+use crate::scenarios::{Expect, Network, Scenario, Session, ping_three};
 use crate::topology::GUEST_ADDRESS;
 use crate::{Result, image, setup, test, topology};
 use exo_abi::KernelExit;
@@ -93,21 +93,7 @@ fn demo_clients(session: &mut Session<'_>) -> std::result::Result<(), String> {
         String::from_utf8_lossy(line).trim_end(),
         start.elapsed().as_secs_f64()
     );
-    let ping = session.client(
-        "ping",
-        &["-c", "3", "-i", "0.2", "-W", "2", GUEST_ADDRESS],
-        CLIENT_DEADLINE,
-        None,
-    )?;
-    let ping = String::from_utf8_lossy(&ping);
-    let summary = ping
-        .lines()
-        .find(|line| line.contains("received"))
-        .unwrap_or("no summary")
-        .to_string();
-    if !ping.contains("3 received") {
-        return Err(format!("ping: {summary}"));
-    }
+    let summary = ping_three(session, "")?;
     println!(
         "demo: ping {GUEST_ADDRESS}: {summary}, answered by ashd's ICMP handler in the kernel"
     );

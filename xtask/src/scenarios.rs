@@ -897,6 +897,28 @@ fn udp(
     session.client("socat", arguments, CLIENT_DEADLINE, Some(payload))
 }
 
+/// Three pings of the guest from the namespace (bounded: 0.2 s apart, 2 s each); all three
+/// must be answered. Returns ping's summary line; `what` says when, in the error.
+pub(crate) fn ping_three(session: &mut Session<'_>, what: &str) -> Result<String, String> {
+    let ping = session.client(
+        "ping",
+        &["-c", "3", "-i", "0.2", "-W", "2", GUEST_ADDRESS],
+        CLIENT_DEADLINE,
+        None,
+    )?;
+    let ping = String::from_utf8_lossy(&ping);
+    let summary = ping
+        .lines()
+        .find(|line| line.contains("received"))
+        .unwrap_or("no summary")
+        .to_string();
+    if ping.contains("3 received") {
+        Ok(summary)
+    } else {
+        Err(format!("ping{what}: {ping}"))
+    }
+}
+
 /// For a tap scenario whose app needs the NIC but no peer: nothing to send.
 fn no_clients(_session: &mut Session<'_>) -> Result<(), String> {
     Ok(())

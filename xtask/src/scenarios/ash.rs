@@ -1,6 +1,6 @@
 //! The `ash-tap` clients: ARP, ICMP, UDP echo and the remote increment answered by ashd's
 //! handlers in the kernel, a failing handler disabled, message vectoring and handler upcalls.
-use super::{CLIENT_DEADLINE, Session, udp};
+use super::{CLIENT_DEADLINE, Session, ping_three, udp};
 use crate::topology::{GUEST_ADDRESS, TAP};
 use std::time::Duration;
 
@@ -26,16 +26,7 @@ pub(super) fn ash_clients(session: &mut Session<'_>) -> Result<(), String> {
     if !arping.contains("Received 3 response(s)") {
         return Err(format!("arping: {arping}"));
     }
-    let ping = session.client(
-        "ping",
-        &["-c", "3", "-i", "0.2", "-W", "2", GUEST_ADDRESS],
-        CLIENT_DEADLINE,
-        None,
-    )?;
-    let ping = String::from_utf8_lossy(&ping);
-    if !ping.contains("3 received") {
-        return Err(format!("ping: {ping}"));
-    }
+    ping_three(session, "")?;
     let payload: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
     let echoed = udp(session, 7, &payload, true)?;
     if echoed != payload {

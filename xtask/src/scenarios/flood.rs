@@ -1,6 +1,6 @@
 //! The `net-flood` clients: bounded hping3 floods and scapy's malformed frames from the
 //! namespace, then the services checked byte for byte.
-use super::{CLIENT_DEADLINE, Session, ring_check, udp};
+use super::{CLIENT_DEADLINE, Session, ping_three, ring_check, udp};
 use crate::topology::GUEST_ADDRESS;
 use std::time::Duration;
 
@@ -88,16 +88,7 @@ pub(super) fn flood_clients(session: &mut Session<'_>) -> Result<(), String> {
             payload.len()
         ));
     }
-    let ping = session.client(
-        "ping",
-        &["-c", "3", "-i", "0.2", "-W", "2", GUEST_ADDRESS],
-        CLIENT_DEADLINE,
-        None,
-    )?;
-    let ping = String::from_utf8_lossy(&ping);
-    if !ping.contains("3 received") {
-        return Err(format!("ping after the floods: {ping}"));
-    }
+    ping_three(session, " after the floods")?;
     udp(session, 9003, b"quit", false)?;
     let agreed = ring_check::compare(session, capture)?;
     println!("net-flood: {agreed}");

@@ -4,7 +4,7 @@ use super::fetch::FetchServer;
 use super::httpd::{
     ab_thousand, bad_input_and_churn, curl, httpd_big_file_byte, httpd_site, report_field, same,
 };
-use super::{CLIENT_DEADLINE, Session, udp};
+use super::{CLIENT_DEADLINE, Session, ping_three, udp};
 use crate::topology::GUEST_ADDRESS;
 use std::time::{Duration, Instant};
 
@@ -17,15 +17,7 @@ pub(super) fn libnet_clients(session: &mut Session<'_>) -> Result<(), String> {
     for ready in ["ashd: ready", "echo: ready", "httpd: ready"] {
         session.wait_for(ready, Duration::from_secs(60))?;
     }
-    let ping = session.client(
-        "ping",
-        &["-c", "3", "-i", "0.2", "-W", "2", GUEST_ADDRESS],
-        CLIENT_DEADLINE,
-        None,
-    )?;
-    if !String::from_utf8_lossy(&ping).contains("3 received") {
-        return Err(format!("ping: {}", String::from_utf8_lossy(&ping)));
-    }
+    ping_three(session, "")?;
     let site = httpd_site()?;
     for (path, body) in &site {
         let start = Instant::now();
