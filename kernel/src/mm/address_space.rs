@@ -2,7 +2,9 @@
 //! pages (owned, or borrowed from page capabilities), their access, and copies to and from
 //! them through the identity map.
 use super::frames;
-use super::paging::{KERNEL_PML4, PAGE_BYTES, TWO_MIB, USER_TABLE_FLAGS, table_mut, table_ref};
+use super::paging::{
+    KERNEL_PML4, PAGE_BYTES, TWO_MIB, USER_TABLE_FLAGS, table_mut, table_ref, translate,
+};
 use exo_abi::{Error, layout};
 use exo_kernel::elf::Access;
 use x86_64::{
@@ -264,25 +266,8 @@ impl AddressSpace {
         if !layout::range_is_user(address, 1) {
             return None;
         }
-        let virt = VirtAddr::new(address);
-        let mut frame = self.pml4;
-        for index in [
-            virt.p4_index(),
-            virt.p3_index(),
-            virt.p2_index(),
-            virt.p1_index(),
-        ] {
-            // SAFETY: `frame` is one of this space's tables, read while `&self` is held.
-            let entry = &unsafe { table_ref(frame) }[index];
-            let flags = entry.flags();
-            if !flags.contains(Flags::PRESENT | Flags::USER_ACCESSIBLE)
-                || flags.contains(Flags::HUGE_PAGE)
-            {
-                return None;
-            }
-            frame = PhysFrame::containing_address(entry.addr());
-        }
-        Some(frame.start_address().as_u64() + (address % PAGE_BYTES))
+        // SAFETY: this space's own tables, read while `&self` is held.
+        unsafe { translate(self.pml4, address, Flags::PRESENT | Flags::USER_ACCESSIBLE) }
     }
 
     /// Copies `bytes` into this space's user pages at `address` (the kernel may write pages

@@ -238,17 +238,28 @@ pub fn kernel_heap_physical_address(address: u64) -> Option<u64> {
     if !(heap::HEAP_START..heap::HEAP_START + heap::HEAP_SIZE_BYTES).contains(&address) {
         return None;
     }
+    let pml4 = *KERNEL_PML4.get().expect("paging::init ran");
+    // SAFETY: the heap's tables were built in init and never change; only read here.
+    unsafe { translate(pml4, address, Flags::PRESENT) }
+}
+
+/// Physical address behind `address` in the tables rooted at `pml4`, walking 4 KiB pages: `None`
+/// unless every level's entry has all of `required` and none maps a huge page.
+///
+/// # Safety
+/// `pml4` and every table below it must be page tables nothing modifies during the walk.
+pub(super) unsafe fn translate(pml4: PhysFrame, address: u64, required: Flags) -> Option<u64> {
     let virt = VirtAddr::new(address);
-    let mut frame = *KERNEL_PML4.get().expect("paging::init ran");
+    let mut frame = pml4;
     for index in [
         virt.p4_index(),
         virt.p3_index(),
         virt.p2_index(),
         virt.p1_index(),
     ] {
-        // SAFETY: the heap's tables were built in init and never change; only read here.
+        // SAFETY: one of the caller's unchanging tables.
         let entry = &unsafe { table_ref(frame) }[index];
-        if !entry.flags().contains(Flags::PRESENT) || entry.flags().contains(Flags::HUGE_PAGE) {
+        if !entry.flags().contains(required) || entry.flags().contains(Flags::HUGE_PAGE) {
             return None;
         }
         frame = PhysFrame::containing_address(entry.addr());
