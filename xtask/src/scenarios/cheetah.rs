@@ -1,9 +1,8 @@
 //! The `cheetah-*` clients: httpd's pages with each Cheetah technique, ab, and (for all of
 //! them) a lossy layer-2 client; then the engine's counters must show each technique at work.
-use super::httpd::{ab_thousand, bad_input_and_churn, curl, httpd_site, same};
+use super::httpd::{ab_thousand, bad_input_and_churn, curl, same, site_and_keep_alive};
 use super::{CLIENT_DEADLINE, Session, udp};
-use crate::topology::GUEST_ADDRESS;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A client at layer 2 from an address the namespace does not have (so its kernel neither
 /// answers nor resets what comes back). First: a handshake, `GET /100k.bin` with
@@ -116,45 +115,7 @@ fn cheetah_clients(session: &mut Session<'_>, techniques: &str) -> Result<(), St
             "ready line {ready:?} does not name cheetah={techniques}"
         ));
     }
-    let site = httpd_site()?;
-    for (path, body) in &site {
-        let start = Instant::now();
-        let got = curl(session, path)?;
-        same(&format!("curl {path}"), &got, body)?;
-        eprintln!(
-            "cheetah={techniques}: curl {path}: {} bytes identical in {:.2} s",
-            got.len(),
-            start.elapsed().as_secs_f64()
-        );
-    }
-    let url = format!("http://{GUEST_ADDRESS}/about.html");
-    let mut arguments = vec![
-        "-s",
-        "-S",
-        "--max-time",
-        "60",
-        "-w",
-        "connects=%{num_connects}\n",
-    ];
-    for _ in 0..100 {
-        arguments.push(&url);
-    }
-    let start = Instant::now();
-    let kept = session.client("curl", &arguments, CLIENT_DEADLINE * 4, None)?;
-    let mut wanted = Vec::new();
-    for index in 0..100 {
-        wanted.extend_from_slice(&site[2].1);
-        wanted.extend_from_slice(if index == 0 {
-            b"connects=1\n"
-        } else {
-            b"connects=0\n"
-        });
-    }
-    same("100 requests on one kept-alive connection", &kept, &wanted)?;
-    eprintln!(
-        "cheetah={techniques}: 100 keep-alive requests on one connection in {:.2} s",
-        start.elapsed().as_secs_f64()
-    );
+    let site = site_and_keep_alive(session, &format!("cheetah={techniques}"))?;
     ab_thousand(session, &format!("cheetah={techniques}"))?;
     let all = techniques == "prebuilt,cache,piggyback";
     if all {

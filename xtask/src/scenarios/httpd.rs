@@ -174,3 +174,79 @@ for i in range(300):
         sys.exit("connection %d: %r" % (i, data[:100]))
 print("churned")
 "#;
+
+/// Every page of the site by curl, byte-identical, then 100 requests on one connection that curl
+/// keeps alive (it says how many connections it opened each time). Returns the site.
+pub(super) fn site_and_keep_alive(
+    session: &Session<'_>,
+    label: &str,
+) -> Result<Vec<(&'static str, Vec<u8>)>, String> {
+    let site = httpd_site()?;
+    for (path, body) in &site {
+        let start = Instant::now();
+        let got = curl(session, path)?;
+        same(&format!("curl {path}"), &got, body)?;
+        eprintln!(
+            "{label}: curl {path}: {} bytes identical in {:.2} s",
+            got.len(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    let url = format!("http://{GUEST_ADDRESS}/about.html");
+    let mut arguments = vec![
+        "-s",
+        "-S",
+        "--max-time",
+        "60",
+        "-w",
+        "connects=%{num_connects}\n",
+    ];
+    for _ in 0..100 {
+        arguments.push(&url);
+    }
+    let start = Instant::now();
+    let kept = session.client("curl", &arguments, CLIENT_DEADLINE * 4, None)?;
+    let about = &site[2].1;
+    let mut wanted = Vec::new();
+    for index in 0..100 {
+        wanted.extend_from_slice(about);
+        wanted.extend_from_slice(if index == 0 {
+            b"connects=1\n"
+        } else {
+            b"connects=0\n"
+        });
+    }
+    same("100 requests on one kept-alive connection", &kept, &wanted)?;
+    eprintln!(
+        "{label}: 100 keep-alive requests on one connection in {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(site)
+}
+
+/// 1 MiB (the big file's bytes, xored with `pattern`) through the TCP echo app on port 7 with
+/// socat, byte-identical.
+pub(super) fn tcp_echo_mib(
+    session: &Session<'_>,
+    label: &str,
+    pattern: usize,
+) -> Result<(), String> {
+    let stream: Vec<u8> = (0..1usize << 20)
+        .map(|i| httpd_big_file_byte(i ^ pattern))
+        .collect();
+    let target = format!("TCP:{GUEST_ADDRESS}:7");
+    let start = Instant::now();
+    let echoed = session.client(
+        "socat",
+        &["-t", "30", "-T", "30", "-", &target],
+        CLIENT_DEADLINE * 4,
+        Some(&stream),
+    )?;
+    same("TCP echo of 1 MiB", &echoed, &stream)?;
+    eprintln!(
+        "{label}: TCP echo of {} bytes identical in {:.2} s",
+        echoed.len(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

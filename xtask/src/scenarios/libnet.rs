@@ -2,7 +2,8 @@
 //! byte for byte, and under load without a frame lost.
 use super::fetch::FetchServer;
 use super::httpd::{
-    ab_thousand, bad_input_and_churn, curl, httpd_big_file_byte, httpd_site, report_field, same,
+    ab_thousand, bad_input_and_churn, curl, httpd_site, report_field, same, site_and_keep_alive,
+    tcp_echo_mib,
 };
 use super::{CLIENT_DEADLINE, Session, ping_three, udp};
 use crate::topology::GUEST_ADDRESS;
@@ -18,47 +19,9 @@ pub(super) fn libnet_clients(session: &mut Session<'_>) -> Result<(), String> {
         session.wait_for(ready, Duration::from_secs(60))?;
     }
     ping_three(session, "")?;
-    let site = httpd_site()?;
-    for (path, body) in &site {
-        let start = Instant::now();
-        let got = curl(session, path)?;
-        same(&format!("curl {path}"), &got, body)?;
-        eprintln!(
-            "libnet-tap: curl {path}: {} bytes identical in {:.2} s",
-            got.len(),
-            start.elapsed().as_secs_f64()
-        );
-    }
-    // 100 requests on one connection: curl reuses it, and says how many it opened each time.
-    let url = format!("http://{GUEST_ADDRESS}/about.html");
-    let mut arguments = vec![
-        "-s",
-        "-S",
-        "--max-time",
-        "60",
-        "-w",
-        "connects=%{num_connects}\n",
-    ];
-    for _ in 0..100 {
-        arguments.push(&url);
-    }
-    let start = Instant::now();
-    let kept = session.client("curl", &arguments, CLIENT_DEADLINE * 4, None)?;
+    let site = site_and_keep_alive(session, "libnet-tap")?;
     let about = &site[2].1;
-    let mut wanted = Vec::new();
-    for index in 0..100 {
-        wanted.extend_from_slice(about);
-        wanted.extend_from_slice(if index == 0 {
-            b"connects=1\n"
-        } else {
-            b"connects=0\n"
-        });
-    }
-    same("100 requests on one kept-alive connection", &kept, &wanted)?;
-    eprintln!(
-        "libnet-tap: 100 keep-alive requests on one connection in {:.2} s",
-        start.elapsed().as_secs_f64()
-    );
+    let url = format!("http://{GUEST_ADDRESS}/about.html");
     let head = session.client(
         "curl",
         &["-s", "-S", "-I", "--max-time", "10", &url],
@@ -109,23 +72,7 @@ pub(super) fn libnet_clients(session: &mut Session<'_>) -> Result<(), String> {
         ));
     }
     // TCP echo: 1 MiB through the echo app, byte-identical.
-    let stream: Vec<u8> = (0..1usize << 20)
-        .map(|i| httpd_big_file_byte(i ^ 0x5555))
-        .collect();
-    let target = format!("TCP:{GUEST_ADDRESS}:7");
-    let start = Instant::now();
-    let echoed = session.client(
-        "socat",
-        &["-t", "30", "-T", "30", "-", &target],
-        CLIENT_DEADLINE * 4,
-        Some(&stream),
-    )?;
-    same("TCP echo of 1 MiB", &echoed, &stream)?;
-    eprintln!(
-        "libnet-tap: TCP echo of {} bytes identical in {:.2} s",
-        echoed.len(),
-        start.elapsed().as_secs_f64()
-    );
+    tcp_echo_mib(session, "libnet-tap", 0x5555)?;
     let payload: Vec<u8> = (0..1000u32).map(|i| (i * 13 + 5) as u8).collect();
     let echoed = udp(session, 7007, &payload, true)?;
     same("UDP echo", &echoed, &payload)?;
@@ -208,23 +155,7 @@ pub(super) fn load_clients(session: &mut Session<'_>) -> Result<(), String> {
         got.len(),
         start.elapsed().as_secs_f64()
     );
-    let stream: Vec<u8> = (0..1usize << 20)
-        .map(|i| httpd_big_file_byte(i ^ 0x3c3c))
-        .collect();
-    let target = format!("TCP:{GUEST_ADDRESS}:7");
-    let start = Instant::now();
-    let echoed = session.client(
-        "socat",
-        &["-t", "30", "-T", "30", "-", &target],
-        CLIENT_DEADLINE * 4,
-        Some(&stream),
-    )?;
-    same("TCP echo of 1 MiB", &echoed, &stream)?;
-    eprintln!(
-        "libnet-load: socat echo of {} bytes identical in {:.2} s",
-        echoed.len(),
-        start.elapsed().as_secs_f64()
-    );
+    tcp_echo_mib(session, "libnet-load", 0x3c3c)?;
     let url = format!("http://{GUEST_ADDRESS}/");
     ab_thousand(session, "libnet-load")?;
     let wrk = session.client(
