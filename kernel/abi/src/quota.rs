@@ -15,8 +15,9 @@ pub enum Resource {
     Frames = 1,
     /// Frames for the page tables of its address space.
     PageTables = 2,
-    /// Pages mapped in its address space through capabilities (`page_map`).
-    Mappings = 3,
+    /// Pages mapped in its address space through page capabilities (`page_map`): its page
+    /// bindings.
+    PageBindings = 3,
     /// Packet filters it has bound (`filter_bind`).
     Filters = 4,
     /// Time slices it holds (the one `spawn` gives, and `slice_acquire`'s).
@@ -37,7 +38,7 @@ impl Resource {
         Resource::Capabilities,
         Resource::Frames,
         Resource::PageTables,
-        Resource::Mappings,
+        Resource::PageBindings,
         Resource::Filters,
         Resource::Slices,
         Resource::Handlers,

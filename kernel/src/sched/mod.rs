@@ -64,7 +64,7 @@ pub const ENDED_RECORDS: usize = 128;
 pub const MAX_CAPS: usize = 8192;
 /// Pages all environments together may map through capabilities: each costs kernel heap
 /// (its binding and region entries), so this bounds what mappings can take of it.
-pub const MAX_MAPPINGS: u64 = 32_768;
+pub const MAX_PAGE_BINDINGS: u64 = 32_768;
 /// Packet filters all environments together may bind.
 pub const MAX_FILTERS: u64 = 1024;
 /// Handlers all environments together may bind (each holds verified code, its compiled

@@ -13,7 +13,7 @@ pub(super) fn machine_limits() -> Limits {
     machine.set(Resource::Capabilities, MAX_CAPS as u64);
     machine.set(Resource::Frames, frames / 4 * 3);
     machine.set(Resource::PageTables, frames / 16);
-    machine.set(Resource::Mappings, MAX_MAPPINGS);
+    machine.set(Resource::PageBindings, MAX_PAGE_BINDINGS);
     machine.set(Resource::Filters, MAX_FILTERS);
     machine.set(Resource::Slices, exo_kernel::slices::SLICES as u64);
     machine.set(Resource::Handlers, MAX_HANDLERS);
@@ -56,7 +56,7 @@ impl Kernel {
         used.set(Resource::Capabilities, caps.capabilities);
         used.set(Resource::Frames, caps.frames);
         used.set(Resource::PageTables, env.space.table_frames());
-        used.set(Resource::Mappings, env.page_bindings.len() as u64);
+        used.set(Resource::PageBindings, env.page_bindings.len() as u64);
         used.set(Resource::Filters, crate::net::filters_of(id));
         used.set(Resource::Slices, self.slices.count(id) as u64);
         used.set(Resource::Handlers, crate::net::handlers_of(id));

@@ -108,7 +108,7 @@ pub(super) fn page_map(
     if !capability.rights.contains(rights) {
         return Err(Error::Denied);
     }
-    kernel.charge(me, Resource::Mappings)?;
+    kernel.charge(me, Resource::PageBindings)?;
     let env = kernel.current();
     env.mappings
         .insert(UserRegion {

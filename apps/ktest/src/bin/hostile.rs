@@ -109,7 +109,7 @@ mod app {
                 Err(error) => break error,
             }
         };
-        let limit = sys::env_quota(CapHandle::NONE, Resource::Mappings, QuotaField::Limit);
+        let limit = sys::env_quota(CapHandle::NONE, Resource::PageBindings, QuotaField::Limit);
         let bounded = stop == Error::Exhausted && limit == Ok(mapped);
         // Newest first: the kernel's region table then shrinks from its end.
         for index in (0..mapped).rev() {

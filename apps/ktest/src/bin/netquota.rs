@@ -172,7 +172,7 @@ mod app {
         limits.set(Resource::Capabilities, 64);
         limits.set(Resource::Frames, 16);
         limits.set(Resource::PageTables, 16);
-        limits.set(Resource::Mappings, 16);
+        limits.set(Resource::PageBindings, 16);
         limits.set(Resource::Slices, 2);
         limits.set(Resource::Filters, HOG_FILTERS);
         limits.set(Resource::Handlers, HOG_HANDLERS);

@@ -29,7 +29,7 @@ mod app {
         limits.set(Resource::Capabilities, caps);
         limits.set(Resource::Frames, frames);
         limits.set(Resource::PageTables, tables);
-        limits.set(Resource::Mappings, mappings);
+        limits.set(Resource::PageBindings, mappings);
         limits.set(Resource::Slices, slices);
         limits
     }
@@ -73,13 +73,13 @@ mod app {
             "quota hog: frames {frames}/{}, capabilities {caps}/{}, mappings {mappings}/{}, table frames {tables}/{} after {sparse} sparse maps, slices {slices}/{}; stopped by {frames_stop:?} {caps_stop:?} {mappings_stop:?} {sparse_stop:?} {slices_stop:?}",
             limit(Resource::Frames),
             limit(Resource::Capabilities),
-            limit(Resource::Mappings),
+            limit(Resource::PageBindings),
             limit(Resource::PageTables),
             limit(Resource::Slices),
         );
         let at_limits = frames == limit(Resource::Frames)
             && caps == limit(Resource::Capabilities)
-            && mappings == limit(Resource::Mappings)
+            && mappings == limit(Resource::PageBindings)
             && sparse > 0
             && tables + 1 >= limit(Resource::PageTables)
             && tables <= limit(Resource::PageTables)
