@@ -3,10 +3,12 @@
 //!
 //! A handle is an index and a generation ([`CapHandle`]). A lookup succeeds only if the slot
 //! is live, has the handle's generation and belongs to the caller, so a handle cannot be
-//! forged (wrong generation or owner), kept after revocation (the generation moves on when a
-//! slot is freed) or borrowed from another environment. Grants derive children with equal or
-//! fewer rights; revoking or deleting a capability removes its whole subtree, and the kernel
-//! undoes what the removed capabilities were used for (mappings) from the list it gets back.
+//! forged (wrong generation or owner), kept after `cap_revoke` or `cap_delete` (the generation
+//! moves on when a slot is freed) or borrowed from another environment. Grants derive children
+//! with equal or fewer rights; revoking (`cap_revoke`) or deleting a capability removes its
+//! whole subtree, and the kernel undoes what the removed capabilities were used for (mappings)
+//! from the list it gets back. "Revocation" elsewhere in the kernel is visible revocation, the
+//! kernel asking an environment to give resources back (`request_pages`), not this.
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 pub use exo_abi::cap::{CapHandle, Rights};
@@ -641,7 +643,7 @@ mod tests {
     }
 
     #[test]
-    fn revocation_removes_all_descendants_and_only_them() {
+    fn revoke_removes_all_descendants_and_only_them() {
         let mut space = CapSpace::new(16);
         let root = space.create(A, PAGE, all_page()).unwrap();
         let b = space.grant(root, A, B, all_page()).unwrap();
