@@ -26,7 +26,8 @@ pub const NMI_IST_INDEX: u16 = 1;
 pub const MACHINE_CHECK_IST_INDEX: u16 = 2;
 
 /// Stack for entries from ring 3: interrupts (via TSS.RSP0) and `syscall` (via per-CPU data).
-static ENTRY_STACK: Stack<{ 64 * 1024 }> = Stack::new();
+/// Its size is the bound `exo_kernel::stack_budget`'s tests prove the filter walks fit in.
+static ENTRY_STACK: Stack<{ exo_kernel::stack_budget::ENTRY_STACK_BYTES }> = Stack::new();
 static DOUBLE_FAULT_STACK: Stack<{ 16 * 1024 }> = Stack::new();
 static NMI_STACK: Stack<{ 16 * 1024 }> = Stack::new();
 static MACHINE_CHECK_STACK: Stack<{ 16 * 1024 }> = Stack::new();

@@ -81,7 +81,7 @@ use spin::Mutex;
 
 /// The network path's state: one lock, taken by every entry point of this module.
 struct Net {
-    /// Boxed: the driver's queues are large, and system calls run on a 64 KiB stack.
+    /// Boxed: the driver's queues are large, and system calls run on the fixed entry stack.
     nic: Option<Box<device::Nic>>,
     /// Created at the first bind of a port-claiming filter.
     shared: Option<Shared>,
