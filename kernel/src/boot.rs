@@ -100,6 +100,7 @@ pub extern "C" fn kernel_main(start_info_address: u64) -> ! {
             panic!("self-test: reading an unmapped kernel address did not fault");
         }
         Some(SelfTest::JitReadOnly) => crate::net::jit::self_test_write_code(),
+        Some(SelfTest::JitOutOfFrames) => crate::net::jit_exhaustion::self_test(),
         Some(SelfTest::StackOverflow) => {
             log!("self-test: test=stack-overflow, recursing until the stack's guard page");
             let depth = recurse(0);

@@ -1,7 +1,7 @@
 //! The boot command line (QEMU `-append`): which apps start, and kernel self-tests.
 //!
 //! Grammar: space-separated `key=value` words. `apps=a,b` names apps from the boot pack, run
-//! in order; `test=panic`, `test=hang`, `test=kernel-fault`, `test=stack-overflow` and `test=jit-readonly` make the kernel misbehave on purpose so the harness
+//! in order; `test=panic`, `test=hang`, `test=kernel-fault`, `test=stack-overflow`, `test=jit-readonly` and `test=jit-out-of-frames` make the kernel misbehave on purpose so the harness
 //! can prove it notices; `ipv4=A.B.C.D` is the host's IPv4 address, which apps share
 //! (default [`DEFAULT_IPV4`]). Unknown words are an error: a typo must not silently boot
 //! defaults.
@@ -30,6 +30,9 @@ pub enum SelfTest {
     StackOverflow,
     /// Write to a frame of generated code through the identity map: it must fault.
     JitReadOnly,
+    /// Install generated code with the frame allocator drained to 0, 1, 2, ... frames: each
+    /// refusal must be an error that holds nothing, until one fits.
+    JitOutOfFrames,
 }
 
 /// What the command line asked for.
@@ -106,6 +109,9 @@ pub fn parse(cmdline: &str) -> Result<BootCommand<'_>, CmdlineError<'_>> {
             Some(("test", "kernel-fault")) => command.self_test = Some(SelfTest::KernelFault),
             Some(("test", "stack-overflow")) => command.self_test = Some(SelfTest::StackOverflow),
             Some(("test", "jit-readonly")) => command.self_test = Some(SelfTest::JitReadOnly),
+            Some(("test", "jit-out-of-frames")) => {
+                command.self_test = Some(SelfTest::JitOutOfFrames)
+            }
             Some(("test", other)) => return Err(CmdlineError::UnknownSelfTest(other)),
             _ => return Err(CmdlineError::UnknownWord(word)),
         }

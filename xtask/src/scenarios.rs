@@ -835,6 +835,23 @@ pub const SCENARIOS: &[Scenario] = &[
         network: Network::None,
     },
     Scenario {
+        // Installing generated code with the frame allocator drained to 0, 1, 2, ... frames:
+        // every refusal is OutOfMemory with nothing held (the kernel panics and names what
+        // was held otherwise), until one fits; frames and code pages back afterwards.
+        name: "jit-out-of-frames",
+        cmdline: "test=jit-out-of-frames",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "[exo] self-test: 0 frames left: refused (OutOfMemory), 0 page tables made, nothing held",
+            "[exo] self-test: 1 frames left: refused (OutOfMemory)",
+            "frames left: installed",
+            "[exo] self-test: jit-out-of-frames: ",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::None,
+    },
+    Scenario {
         // A malformed host address is refused before anything boots.
         name: "bad-ipv4",
         cmdline: "apps=hello ipv4=10.0.2",

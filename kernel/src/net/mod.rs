@@ -43,6 +43,7 @@ mod handlers;
 mod interrupt;
 #[allow(unsafe_code)]
 pub mod jit;
+pub mod jit_exhaustion;
 #[allow(unsafe_code)]
 mod physical;
 mod receive;
