@@ -26,6 +26,7 @@ pub mod elf;
 pub mod ended;
 pub mod env_ids;
 pub mod frame_bitmap;
+pub mod page_bindings;
 pub mod pvh;
 pub mod quota;
 pub mod slices;
