@@ -1,7 +1,7 @@
 //! The boot command line (QEMU `-append`): which apps start, and kernel self-tests.
 //!
 //! Grammar: space-separated `key=value` words. `apps=a,b` names apps from the boot pack, run
-//! in order; `test=panic`, `test=hang`, `test=kernel-fault`, `test=stack-overflow`, `test=jit-readonly` and `test=jit-out-of-frames` make the kernel misbehave on purpose so the harness
+//! in order; `test=panic`, `test=hang`, `test=kernel-fault`, `test=stack-overflow`, `test=jit-readonly`, `test=jit-out-of-frames`, `test=smap` and `test=smep` make the kernel misbehave on purpose so the harness
 //! can prove it notices; `ipv4=A.B.C.D` is the host's IPv4 address, which apps share
 //! (default [`DEFAULT_IPV4`]). Unknown words are an error: a typo must not silently boot
 //! defaults.
@@ -33,6 +33,11 @@ pub enum SelfTest {
     /// Install generated code with the frame allocator drained to 0, 1, 2, ... frames: each
     /// refusal must be an error that holds nothing, until one fits.
     JitOutOfFrames,
+    /// Read a user page from ring 0 without `stac`: SMAP must refuse, and the page-fault
+    /// report say so.
+    Smap,
+    /// Call into a user page from ring 0: SMEP must refuse, and the report say so.
+    Smep,
 }
 
 /// What the command line asked for.
@@ -112,6 +117,8 @@ pub fn parse(cmdline: &str) -> Result<BootCommand<'_>, CmdlineError<'_>> {
             Some(("test", "jit-out-of-frames")) => {
                 command.self_test = Some(SelfTest::JitOutOfFrames)
             }
+            Some(("test", "smap")) => command.self_test = Some(SelfTest::Smap),
+            Some(("test", "smep")) => command.self_test = Some(SelfTest::Smep),
             Some(("test", other)) => return Err(CmdlineError::UnknownSelfTest(other)),
             _ => return Err(CmdlineError::UnknownWord(word)),
         }

@@ -869,6 +869,35 @@ pub const SCENARIOS: &[Scenario] = &[
         network: Network::None,
     },
     Scenario {
+        // SMAP: the kernel reads a user page from ring 0 without stac; the CPU refuses and
+        // the kernel's page-fault report names SMAP (-cpu max has it).
+        name: "smap-refuses-kernel-reads",
+        cmdline: "test=smap",
+        exit: KernelExit::KernelPanic,
+        serial: &[
+            "[exo] self-test: test=smap (SMAP on), reading user page 0x400000000000 from ring 0 without stac",
+            "kernel page fault at address 0x400000000000",
+            "(kernel read, protection violation) SMAP: ring 0 touched a user page with RFLAGS.AC clear",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::None,
+    },
+    Scenario {
+        // SMEP: the kernel calls into a user page; the fetch faults and the report names SMEP.
+        name: "smep-refuses-kernel-fetches",
+        cmdline: "test=smep",
+        exit: KernelExit::KernelPanic,
+        serial: &[
+            "[exo] self-test: test=smep (SMEP on), calling user page 0x400000000000 from ring 0",
+            "kernel page fault at address 0x400000000000 rip 0x400000000000",
+            "(kernel fetch, protection violation) SMEP: ring 0 fetched from a user page",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::None,
+    },
+    Scenario {
         // A malformed host address is refused before anything boots.
         name: "bad-ipv4",
         cmdline: "apps=hello ipv4=10.0.2",

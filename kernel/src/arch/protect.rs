@@ -45,3 +45,34 @@ pub fn init() -> Protections {
     unsafe { Cr4::update(|cr4| cr4.insert(flags)) };
     has
 }
+
+/// Reads the user page at `address` from ring 0 without `stac`: with SMAP on it faults, and
+/// the fault handler reports it and panics (`test=smap`). Does not return where SMAP is on.
+pub fn read_user_without_stac(address: u64) {
+    // SAFETY: none is needed for the memory (the page is a fresh zeroed frame mapped for this
+    // test, read into a discarded register), and with SMAP on the read faults before it
+    // completes; the fault handler panics, so control never comes back here.
+    unsafe {
+        core::arch::asm!(
+            "mov rax, qword ptr [{address}]",
+            address = in(reg) address,
+            out("rax") _,
+            options(nostack, readonly)
+        )
+    };
+}
+
+/// Calls the user page at `address` from ring 0: with SMEP on the fetch faults, and the fault
+/// handler reports it and panics (`test=smep`). Does not return where SMEP is on.
+pub fn call_user_page(address: u64) {
+    // SAFETY: with SMEP on the first fetch faults and the handler panics. Without SMEP the
+    // page holds one `ret` (written by the caller) and the call comes straight back, every
+    // register but the scratch ones the asm names as clobbered untouched.
+    unsafe {
+        core::arch::asm!(
+            "call {address}",
+            address = in(reg) address,
+            clobber_abi("sysv64"),
+        )
+    };
+}

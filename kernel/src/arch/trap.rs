@@ -117,6 +117,9 @@ pub struct Exception {
     pub frame: TrapFrame,
 }
 
+/// RFLAGS.AC: set, ring 0 may touch user pages despite SMAP.
+const RFLAGS_AC: u64 = 1 << 18;
+
 impl Exception {
     /// The architectural name of the exception.
     pub fn name(&self) -> &'static str {
@@ -180,6 +183,19 @@ impl fmt::Display for Exception {
                     "not present"
                 },
             )?;
+            // Ring 0 on a present user page: SMEP refused a fetch, or SMAP an access made
+            // without RFLAGS.AC (the only user pages the kernel touches directly, in the
+            // exception fast path, it touches with AC set).
+            let user_page = self
+                .fault_address
+                .is_some_and(|address| address < exo_abi::layout::USER_END);
+            if error & 5 == 1 && user_page {
+                if error & 0x10 != 0 {
+                    write!(f, " SMEP: ring 0 fetched from a user page")?;
+                } else if self.frame.rflags & RFLAGS_AC == 0 {
+                    write!(f, " SMAP: ring 0 touched a user page with RFLAGS.AC clear")?;
+                }
+            }
         }
         write!(f, "\n{}", self.frame)
     }
