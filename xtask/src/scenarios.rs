@@ -15,6 +15,7 @@ mod fetch;
 mod flood;
 mod httpd;
 mod libnet;
+pub mod monitor;
 mod ring_check;
 mod tcp_edges;
 
@@ -104,6 +105,12 @@ pub enum Network {
     /// the host's clock (no `-icount`): the clients are real programs.
     Tap {
         clients: fn(&mut Session<'_>) -> Result<(), String>,
+    },
+    /// No NIC; QEMU's monitor injects `inject` (NMIs, a machine check) once a serial line
+    /// contains `after` ([`monitor`]).
+    NoneInjecting {
+        after: &'static str,
+        inject: monitor::Inject,
     },
 }
 
@@ -867,6 +874,42 @@ pub const SCENARIOS: &[Scenario] = &[
         timeout: TIMEOUT,
         expect: Expect::Pass,
         network: Network::None,
+    },
+    Scenario {
+        // NMIs from QEMU's monitor while an app computes: each is taken on the NMI's own IST
+        // stack, counted and dismissed (not handed to the app as its exception), and the app
+        // finishes its work.
+        name: "nmi-on-its-stack",
+        cmdline: "apps=spin",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "[exo] nmi: 3 handled, 3 on the NMI's IST stack; kept running",
+            "[exo] app spin (env 1) exited with status 0",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::NoneInjecting {
+            after: "[exo] app spin: env 1 ready",
+            inject: monitor::Inject::Nmis(3),
+        },
+    },
+    Scenario {
+        // An uncorrected machine check from QEMU's monitor while an app computes: taken on
+        // its own IST stack, the banks' report logged, and the kernel stops (as Linux does
+        // for an error it cannot correct), never handing it to the app.
+        name: "machine-check-on-its-stack",
+        cmdline: "apps=spin",
+        exit: KernelExit::KernelPanic,
+        serial: &[
+            "machine check (on its IST stack: true): MCG_STATUS 0x",
+            "bank 1 status 0xb200000000000000",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::NoneInjecting {
+            after: "[exo] app spin: env 1 ready",
+            inject: monitor::Inject::MachineCheck,
+        },
     },
     Scenario {
         // SMAP: the kernel reads a user page from ring 0 without stac; the CPU refuses and
