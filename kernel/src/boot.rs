@@ -104,6 +104,7 @@ pub extern "C" fn kernel_main(start_info_address: u64) -> ! {
         Some(SelfTest::JitOutOfFrames) => crate::net::jit_exhaustion::self_test(),
         Some(SelfTest::Smap) => crate::protection_test::run(Provoke::Smap, protections),
         Some(SelfTest::Smep) => crate::protection_test::run(Provoke::Smep, protections),
+        Some(SelfTest::MonitorUnbindFails) => crate::net::unbind_failure::self_test(),
         Some(SelfTest::StackOverflow) => {
             log!("self-test: test=stack-overflow, recursing until the stack's guard page");
             let depth = recurse(0);

@@ -912,6 +912,20 @@ pub const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
+        // A monitor unbind whose new code finds no frame takes its ring down, and the ring's
+        // port-claiming filters with it (kernel-built ring, allocator drained by the kernel).
+        name: "monitor-unbind-fails",
+        cmdline: "test=monitor-unbind-fails",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "[exo] net: unbinding filter 1: could not regenerate the ring's code; ring 0x500000000000 unbound",
+            "[exo] self-test: monitor-unbind-fails: the ring went, and with it its 2 claims: 0 rings, no port owned, 0 filters in the shared demux",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::None,
+    },
+    Scenario {
         // SMAP: the kernel reads a user page from ring 0 without stac; the CPU refuses and
         // the kernel's page-fault report names SMAP (-cpu max has it).
         name: "smap-refuses-kernel-reads",

@@ -52,6 +52,7 @@ mod ring;
 mod ring_counters;
 mod shared;
 mod transmit;
+pub mod unbind_failure;
 
 pub use boot_args::{boot_app, boot_argument};
 pub use counters::{count, counter, received};
