@@ -568,6 +568,8 @@ pub const SCENARIOS: &[Scenario] = &[
         cmdline: "apps=badargs",
         exit: KernelExit::Exited(0),
         serial: &[
+            "badargs child: set_upcall(pct, 0) Ok(()); pct_wait without an entry InvalidArgument",
+            "badargs: pct_call into a child whose pct entry is zero: 200 refused, 0 entered; child Ok(Exited(0))",
             "bad calls refused with the right error; kernel intact: true",
             "[exo] app badargs (env 1) exited with status 0",
         ],
