@@ -261,6 +261,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "churn: ready",
             "exact: true",
             "back to baseline: true; unknown gauge Err(InvalidArgument)",
+            "after the churn filter was unbound); not matching: 0",
             "churn: counts exact and the kernel back to baseline: true",
             "[exo] app churn (env 1) exited with status 0",
         ],
