@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 use crate::arch::{self, gdt, percpu, timer};
 use crate::mm::{frames, heap, paging};
+use crate::protection_test::Provoke;
 use crate::sched::{self, SpawnError};
 use exo_abi::{KernelExit, pack::Pack};
 use exo_kernel::cmdline::{self, SelfTest};
@@ -100,6 +101,10 @@ pub extern "C" fn kernel_main(start_info_address: u64) -> ! {
             panic!("self-test: reading an unmapped kernel address did not fault");
         }
         Some(SelfTest::JitReadOnly) => crate::net::jit::self_test_write_code(),
+        Some(SelfTest::JitOutOfFrames) => crate::net::jit_exhaustion::self_test(),
+        Some(SelfTest::Smap) => crate::protection_test::run(Provoke::Smap, protections),
+        Some(SelfTest::Smep) => crate::protection_test::run(Provoke::Smep, protections),
+        Some(SelfTest::MonitorUnbindFails) => crate::net::unbind_failure::self_test(),
         Some(SelfTest::StackOverflow) => {
             log!("self-test: test=stack-overflow, recursing until the stack's guard page");
             let depth = recurse(0);

@@ -1,7 +1,7 @@
 //! The boot command line (QEMU `-append`): which apps start, and kernel self-tests.
 //!
 //! Grammar: space-separated `key=value` words. `apps=a,b` names apps from the boot pack, run
-//! in order; `test=panic`, `test=hang`, `test=kernel-fault`, `test=stack-overflow` and `test=jit-readonly` make the kernel misbehave on purpose so the harness
+//! in order; `test=panic`, `test=hang`, `test=kernel-fault`, `test=stack-overflow`, `test=jit-readonly`, `test=jit-out-of-frames`, `test=smap`, `test=smep` and `test=monitor-unbind-fails` make the kernel misbehave on purpose so the harness
 //! can prove it notices; `ipv4=A.B.C.D` is the host's IPv4 address, which apps share
 //! (default [`DEFAULT_IPV4`]). Unknown words are an error: a typo must not silently boot
 //! defaults.
@@ -30,6 +30,17 @@ pub enum SelfTest {
     StackOverflow,
     /// Write to a frame of generated code through the identity map: it must fault.
     JitReadOnly,
+    /// Install generated code with the frame allocator drained to 0, 1, 2, ... frames: each
+    /// refusal must be an error that holds nothing, until one fits.
+    JitOutOfFrames,
+    /// Read a user page from ring 0 without `stac`: SMAP must refuse, and the page-fault
+    /// report say so.
+    Smap,
+    /// Call into a user page from ring 0: SMEP must refuse, and the report say so.
+    Smep,
+    /// Unbind a monitor filter with no frame left for the ring's new code: the ring, and its
+    /// port-claiming filters with it, must go.
+    MonitorUnbindFails,
 }
 
 /// What the command line asked for.
@@ -106,6 +117,14 @@ pub fn parse(cmdline: &str) -> Result<BootCommand<'_>, CmdlineError<'_>> {
             Some(("test", "kernel-fault")) => command.self_test = Some(SelfTest::KernelFault),
             Some(("test", "stack-overflow")) => command.self_test = Some(SelfTest::StackOverflow),
             Some(("test", "jit-readonly")) => command.self_test = Some(SelfTest::JitReadOnly),
+            Some(("test", "jit-out-of-frames")) => {
+                command.self_test = Some(SelfTest::JitOutOfFrames)
+            }
+            Some(("test", "smap")) => command.self_test = Some(SelfTest::Smap),
+            Some(("test", "smep")) => command.self_test = Some(SelfTest::Smep),
+            Some(("test", "monitor-unbind-fails")) => {
+                command.self_test = Some(SelfTest::MonitorUnbindFails)
+            }
             Some(("test", other)) => return Err(CmdlineError::UnknownSelfTest(other)),
             _ => return Err(CmdlineError::UnknownWord(word)),
         }

@@ -3,7 +3,6 @@
 use crate::arch::fpu::FpuState;
 use crate::arch::trap::TrapFrame;
 use crate::mm::address_space::{AddressSpace, MapError};
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use exo_abi::cap::CapHandle;
@@ -44,12 +43,7 @@ pub enum State {
     },
 }
 
-/// A page mapped through a capability.
-#[derive(Clone, Copy, Debug)]
-pub struct PageBinding {
-    /// The capability it was mapped with: revoking it removes the mapping.
-    pub cap: CapHandle,
-}
+pub use exo_kernel::page_bindings::{PageBinding, PageBindings};
 
 /// A pending visible revocation: the kernel asked for pages back.
 #[derive(Clone, Debug)]
@@ -84,7 +78,7 @@ pub struct Environment {
     pub space: AddressSpace,
     pub mappings: UserMappings,
     /// Pages mapped with `page_map`, by virtual address.
-    pub page_bindings: BTreeMap<u64, PageBinding>,
+    pub page_bindings: PageBindings,
     /// Saved registers while not running.
     pub context: TrapFrame,
     pub state: State,
@@ -153,7 +147,7 @@ impl Environment {
             name: String::from(name),
             space: AddressSpace::new().ok_or(LoadError::Map(MapError::OutOfMemory))?,
             mappings: UserMappings::new(),
-            page_bindings: BTreeMap::new(),
+            page_bindings: PageBindings::new(),
             context: TrapFrame::user(elf.entry, USER_STACK_TOP),
             state: State::Runnable,
             upcalls: [0; UpcallKind::COUNT],

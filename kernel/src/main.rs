@@ -29,6 +29,8 @@ mod mm;
 #[cfg(target_os = "none")]
 mod net;
 #[cfg(target_os = "none")]
+mod protection_test;
+#[cfg(target_os = "none")]
 mod sched;
 #[cfg(target_os = "none")]
 mod syscall;

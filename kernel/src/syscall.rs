@@ -158,7 +158,7 @@ fn simple_call(
                 return Err(Error::AddressInUse);
             }
             let env = kernel.current();
-            env.page_bindings.remove(&a0).ok_or(Error::NotMapped)?;
+            env.page_bindings.remove(a0).ok_or(Error::NotMapped)?;
             env.space.unmap_borrowed(a0);
             env.mappings.remove(a0);
             Ok(0)
@@ -168,10 +168,10 @@ fn simple_call(
                 return Err(Error::AddressInUse);
             }
             let (rights, access) = page_access(a1)?;
-            let binding = *kernel
+            let binding = kernel
                 .current()
                 .page_bindings
-                .get(&a0)
+                .get(a0)
                 .ok_or(Error::NotMapped)?;
             kernel.caps.lookup(binding.cap, me, rights)?;
             let env = kernel.current();

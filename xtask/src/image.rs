@@ -38,6 +38,7 @@ pub const APPS: &[&str] = &[
     "netquota",
     "churn",
     "fuzz",
+    "stalls",
     "ashd",
     "undeliver",
     "echo",

@@ -15,6 +15,7 @@ mod fetch;
 mod flood;
 mod httpd;
 mod libnet;
+pub mod monitor;
 mod ring_check;
 mod tcp_edges;
 
@@ -104,6 +105,12 @@ pub enum Network {
     /// the host's clock (no `-icount`): the clients are real programs.
     Tap {
         clients: fn(&mut Session<'_>) -> Result<(), String>,
+    },
+    /// No NIC; QEMU's monitor injects `inject` (NMIs, a machine check) once a serial line
+    /// contains `after` ([`monitor`]).
+    NoneInjecting {
+        after: &'static str,
+        inject: monitor::Inject,
     },
 }
 
@@ -254,6 +261,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "churn: ready",
             "exact: true",
             "back to baseline: true; unknown gauge Err(InvalidArgument)",
+            "after the churn filter was unbound); not matching: 0",
             "churn: counts exact and the kernel back to baseline: true",
             "[exo] app churn (env 1) exited with status 0",
         ],
@@ -561,6 +569,8 @@ pub const SCENARIOS: &[Scenario] = &[
         cmdline: "apps=badargs",
         exit: KernelExit::Exited(0),
         serial: &[
+            "badargs child: set_upcall(pct, 0) Ok(()); pct_wait without an entry InvalidArgument",
+            "badargs: pct_call into a child whose pct entry is zero: 200 refused, 0 entered; child Ok(Exited(0))",
             "bad calls refused with the right error; kernel intact: true",
             "[exo] app badargs (env 1) exited with status 0",
         ],
@@ -587,6 +597,23 @@ pub const SCENARIOS: &[Scenario] = &[
             "[exo] app hostile (env 1) exited with status 0",
         ],
         timeout: Duration::from_secs(120),
+        expect: Expect::Pass,
+        network: Network::None,
+    },
+    Scenario {
+        // Work with interrupts off grows with what a call removes, not with what the caller
+        // holds: deleting a page mapped once costs about the same beside 64 and 4,096 other
+        // mappings (TSC under -icount: instructions, compared between two sizes); a 1 MiB
+        // console_write is cut to the per-call bound.
+        name: "interrupts-off-bounds",
+        cmdline: "apps=stalls",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "beside 4096: bounded true",
+            "stalls: a 1 MiB console_write wrote Ok(512): cut to the bound true",
+            "[exo] app stalls (env 1) exited with status 0",
+        ],
+        timeout: TIMEOUT,
         expect: Expect::Pass,
         network: Network::None,
     },
@@ -829,6 +856,102 @@ pub const SCENARIOS: &[Scenario] = &[
         serial: &[
             "[exo] self-test: test=jit-readonly, writing code frame",
             "(kernel write, protection violation)",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::None,
+    },
+    Scenario {
+        // Installing generated code with the frame allocator drained to 0, 1, 2, ... frames:
+        // every refusal is OutOfMemory with nothing held (the kernel panics and names what
+        // was held otherwise), until one fits; frames and code pages back afterwards.
+        name: "jit-out-of-frames",
+        cmdline: "test=jit-out-of-frames",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "[exo] self-test: 0 frames left: refused (OutOfMemory), 0 page tables made, nothing held",
+            "[exo] self-test: 1 frames left: refused (OutOfMemory)",
+            "frames left: installed",
+            "[exo] self-test: jit-out-of-frames: ",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::None,
+    },
+    Scenario {
+        // NMIs from QEMU's monitor while an app computes: each is taken on the NMI's own IST
+        // stack, counted and dismissed (not handed to the app as its exception), and the app
+        // finishes its work.
+        name: "nmi-on-its-stack",
+        cmdline: "apps=spin",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "[exo] nmi: 3 handled, 3 on the NMI's IST stack; kept running",
+            "[exo] app spin (env 1) exited with status 0",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::NoneInjecting {
+            after: "[exo] app spin: env 1 ready",
+            inject: monitor::Inject::Nmis(3),
+        },
+    },
+    Scenario {
+        // An uncorrected machine check from QEMU's monitor while an app computes: taken on
+        // its own IST stack, the banks' report logged, and the kernel stops (as Linux does
+        // for an error it cannot correct), never handing it to the app.
+        name: "machine-check-on-its-stack",
+        cmdline: "apps=spin",
+        exit: KernelExit::KernelPanic,
+        serial: &[
+            "machine check (on its IST stack: true): MCG_STATUS 0x",
+            "bank 1 status 0xb200000000000000",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::NoneInjecting {
+            after: "[exo] app spin: env 1 ready",
+            inject: monitor::Inject::MachineCheck,
+        },
+    },
+    Scenario {
+        // A monitor unbind whose new code finds no frame takes its ring down, and the ring's
+        // port-claiming filters with it (kernel-built ring, allocator drained by the kernel).
+        name: "monitor-unbind-fails",
+        cmdline: "test=monitor-unbind-fails",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            "[exo] net: unbinding filter 1: could not regenerate the ring's code; ring 0x500000000000 unbound",
+            "[exo] self-test: monitor-unbind-fails: the ring went, and with it its 2 claims: 0 rings, no port owned, 0 filters in the shared demux",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::None,
+    },
+    Scenario {
+        // SMAP: the kernel reads a user page from ring 0 without stac; the CPU refuses and
+        // the kernel's page-fault report names SMAP (-cpu max has it).
+        name: "smap-refuses-kernel-reads",
+        cmdline: "test=smap",
+        exit: KernelExit::KernelPanic,
+        serial: &[
+            "[exo] self-test: test=smap (SMAP on), reading user page 0x400000000000 from ring 0 without stac",
+            "kernel page fault at address 0x400000000000",
+            "(kernel read, protection violation) SMAP: ring 0 touched a user page with RFLAGS.AC clear",
+        ],
+        timeout: TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::None,
+    },
+    Scenario {
+        // SMEP: the kernel calls into a user page; the fetch faults and the report names SMEP.
+        name: "smep-refuses-kernel-fetches",
+        cmdline: "test=smep",
+        exit: KernelExit::KernelPanic,
+        serial: &[
+            "[exo] self-test: test=smep (SMEP on), calling user page 0x400000000000 from ring 0",
+            "kernel page fault at address 0x400000000000 rip 0x400000000000",
+            "(kernel fetch, protection violation) SMEP: ring 0 fetched from a user page",
         ],
         timeout: TIMEOUT,
         expect: Expect::Pass,

@@ -64,6 +64,13 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
                         .run_with(&deterministic_time(accel))?;
                         (run, Ok(()))
                     }
+                    Network::NoneInjecting { after, inject } => scenarios::monitor::run(
+                        &image.kernel,
+                        (scenario.cmdline, scenario.timeout),
+                        accel,
+                        (after, inject),
+                        &deterministic_time(accel),
+                    )?,
                     Network::Tap { clients } => {
                         setup::ensure_packages(setup::TAP_TEST_PACKAGES)?;
                         run_with_clients(&image.kernel, scenario, accel, clients, &[])?

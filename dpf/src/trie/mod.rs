@@ -17,6 +17,7 @@
 
 mod key_table;
 
+use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -260,6 +261,24 @@ impl Trie {
     /// Number of node slots (some may be [`NodeKind::Vacant`]); indices are below this.
     pub fn node_slots(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// Nodes on the longest path from the root to an accept, both counted: what the
+    /// recursive walks over the trie (the code generator, the interpreter) nest to. At most
+    /// two per step of the longest filter (a dispatch and its key) plus two.
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(Trie::ROOT, 1usize)];
+        while let Some((index, depth)) = stack.pop() {
+            deepest = deepest.max(depth);
+            stack.extend(
+                self.node(index)
+                    .alternatives
+                    .iter()
+                    .map(|&child| (child, depth + 1)),
+            );
+        }
+        deepest
     }
 
     /// Number of bound filters.

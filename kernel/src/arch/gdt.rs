@@ -26,10 +26,13 @@ pub const NMI_IST_INDEX: u16 = 1;
 pub const MACHINE_CHECK_IST_INDEX: u16 = 2;
 
 /// Stack for entries from ring 3: interrupts (via TSS.RSP0) and `syscall` (via per-CPU data).
-static ENTRY_STACK: Stack<{ 64 * 1024 }> = Stack::new();
-static DOUBLE_FAULT_STACK: Stack<{ 16 * 1024 }> = Stack::new();
-static NMI_STACK: Stack<{ 16 * 1024 }> = Stack::new();
-static MACHINE_CHECK_STACK: Stack<{ 16 * 1024 }> = Stack::new();
+/// Its size is the bound `exo_kernel::stack_budget`'s tests prove the filter walks fit in.
+static ENTRY_STACK: Stack<{ exo_kernel::stack_budget::ENTRY_STACK_BYTES }> = Stack::new();
+/// Bytes of each IST stack (double fault, NMI, machine check): their handlers only report.
+const IST_STACK_BYTES: usize = 16 * 1024;
+static DOUBLE_FAULT_STACK: Stack<IST_STACK_BYTES> = Stack::new();
+static NMI_STACK: Stack<IST_STACK_BYTES> = Stack::new();
+static MACHINE_CHECK_STACK: Stack<IST_STACK_BYTES> = Stack::new();
 
 static TSS: Lazy<TaskStateSegment> = Lazy::new(|| {
     let mut tss = TaskStateSegment::new();
@@ -39,6 +42,18 @@ static TSS: Lazy<TaskStateSegment> = Lazy::new(|| {
     tss.interrupt_stack_table[usize::from(MACHINE_CHECK_IST_INDEX)] = MACHINE_CHECK_STACK.top();
     tss
 });
+
+/// Whether `address` lies on the NMI's IST stack (what the NMI handler checks it runs on).
+pub fn on_nmi_stack(address: u64) -> bool {
+    let top = NMI_STACK.top().as_u64();
+    (top - IST_STACK_BYTES as u64..top).contains(&address)
+}
+
+/// Whether `address` lies on the machine check's IST stack.
+pub fn on_machine_check_stack(address: u64) -> bool {
+    let top = MACHINE_CHECK_STACK.top().as_u64();
+    (top - IST_STACK_BYTES as u64..top).contains(&address)
+}
 
 /// The guard pages below these stacks, which the kernel's page tables leave unmapped.
 pub fn stack_guard_pages() -> [u64; 4] {

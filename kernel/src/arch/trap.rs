@@ -8,6 +8,7 @@ use super::{gdt, percpu::PerCpu, timer};
 use core::arch::naked_asm;
 use core::fmt;
 use core::mem::offset_of;
+use core::sync::atomic::{AtomicU64, Ordering};
 use exo_abi::upcall::{RESUME_RED_ZONE_BYTES, UPCALL_FRAME_BYTES};
 use spin::Lazy;
 use x86_64::{
@@ -117,6 +118,55 @@ pub struct Exception {
     pub frame: TrapFrame,
 }
 
+/// NMIs taken so far, and how many of them ran on the NMI's own IST stack.
+static NMIS: AtomicU64 = AtomicU64::new(0);
+static NMIS_ON_IST: AtomicU64 = AtomicU64::new(0);
+/// NMIs already reported (see [`report_nmis`]).
+static NMIS_REPORTED: AtomicU64 = AtomicU64::new(0);
+
+/// An NMI: nothing here raises one on purpose (no watchdog, no profiler), so it is a
+/// platform's (or a monitor's `inject-nmi`) and is counted and dismissed, whatever ran. It can
+/// arrive anywhere, even with the log's lock held, so it only counts; the report comes later
+/// from a timer tick that interrupted ring 3, where the kernel holds no lock.
+fn nmi(frame: &TrapFrame) {
+    NMIS.fetch_add(1, Ordering::Relaxed);
+    if gdt::on_nmi_stack(frame as *const TrapFrame as u64) {
+        NMIS_ON_IST.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Logs the NMIs taken since the last report, if any.
+fn report_nmis() {
+    let taken = NMIS.load(Ordering::Relaxed);
+    if NMIS_REPORTED.swap(taken, Ordering::Relaxed) != taken {
+        log!(
+            "nmi: {taken} handled, {} on the NMI's IST stack; kept running",
+            NMIS_ON_IST.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// A machine check: the hardware reports an error it could not correct. Whatever ran may have
+/// been given corrupt data, so, as Linux does for an uncorrected error, the kernel reports
+/// what the banks say and stops; it never hands the exception to an app.
+fn machine_check(frame: &TrapFrame) -> ! {
+    let on_ist = gdt::on_machine_check_stack(frame as *const TrapFrame as u64);
+    let (global_status, bank) = super::protect::machine_check_status();
+    match bank {
+        Some((index, status)) => panic!(
+            "machine check (on its IST stack: {on_ist}): MCG_STATUS {global_status:#x}, bank {index} status {status:#x}, rip {:#x}",
+            frame.rip
+        ),
+        None => panic!(
+            "machine check (on its IST stack: {on_ist}): MCG_STATUS {global_status:#x}, no bank holds a valid error, rip {:#x}",
+            frame.rip
+        ),
+    }
+}
+
+/// RFLAGS.AC: set, ring 0 may touch user pages despite SMAP.
+const RFLAGS_AC: u64 = 1 << 18;
+
 impl Exception {
     /// The architectural name of the exception.
     pub fn name(&self) -> &'static str {
@@ -180,6 +230,19 @@ impl fmt::Display for Exception {
                     "not present"
                 },
             )?;
+            // Ring 0 on a present user page: SMEP refused a fetch, or SMAP an access made
+            // without RFLAGS.AC (the only user pages the kernel touches directly, in the
+            // exception fast path, it touches with AC set).
+            let user_page = self
+                .fault_address
+                .is_some_and(|address| address < exo_abi::layout::USER_END);
+            if error & 5 == 1 && user_page {
+                if error & 0x10 != 0 {
+                    write!(f, " SMEP: ring 0 fetched from a user page")?;
+                } else if self.frame.rflags & RFLAGS_AC == 0 {
+                    write!(f, " SMAP: ring 0 touched a user page with RFLAGS.AC clear")?;
+                }
+            }
         }
         write!(f, "\n{}", self.frame)
     }
@@ -496,9 +559,12 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         timer::TIMER_VECTOR => {
             timer::on_tick();
             if frame.interrupted_user() {
+                report_nmis();
                 crate::sched::timer_tick(frame);
             }
         }
+        2 => nmi(frame),
+        18 => machine_check(frame),
         // The NIC's line first: it may share a vector with a PIC's spurious one.
         vector if crate::net::irq().is_some_and(|irq| timer::irq_vector(irq) == vector) => {
             crate::sched::network_interrupt(frame);

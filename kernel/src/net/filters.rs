@@ -80,7 +80,7 @@ pub fn filter_bind(
     let slots = (0..slot_count)
         .map(|index| {
             let address = abi::slot_address(ring.address(), index);
-            if env.page_bindings.contains_key(&address) {
+            if env.page_bindings.contains(address) {
                 return Err(Error::InvalidArgument);
             }
             env.space

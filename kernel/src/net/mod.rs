@@ -43,6 +43,7 @@ mod handlers;
 mod interrupt;
 #[allow(unsafe_code)]
 pub mod jit;
+pub mod jit_exhaustion;
 #[allow(unsafe_code)]
 mod physical;
 mod receive;
@@ -51,6 +52,7 @@ mod ring;
 mod ring_counters;
 mod shared;
 mod transmit;
+pub mod unbind_failure;
 
 pub use boot_args::{boot_app, boot_argument};
 pub use counters::{count, counter, received};
@@ -81,7 +83,7 @@ use spin::Mutex;
 
 /// The network path's state: one lock, taken by every entry point of this module.
 struct Net {
-    /// Boxed: the driver's queues are large, and system calls run on a 64 KiB stack.
+    /// Boxed: the driver's queues are large, and system calls run on the fixed entry stack.
     nic: Option<Box<device::Nic>>,
     /// Created at the first bind of a port-claiming filter.
     shared: Option<Shared>,

@@ -27,14 +27,12 @@ impl Kernel {
                 .into_iter()
                 .take(missing as usize)
                 .collect();
-            // Where each is mapped, from one pass over the mappings.
-            let wanted: alloc::collections::BTreeSet<u64> =
-                roots.iter().map(|handle| handle.raw()).collect();
+            // Where each is mapped (its lowest address), through the index.
             let mut mapped_at = alloc::collections::BTreeMap::new();
             if let Some(env) = self.env(id) {
-                for (&address, binding) in &env.page_bindings {
-                    if wanted.contains(&binding.cap.raw()) {
-                        mapped_at.entry(binding.cap.raw()).or_insert(address);
+                for handle in &roots {
+                    if let Some(address) = env.page_bindings.first_address_of(*handle) {
+                        mapped_at.insert(handle.raw(), address);
                     }
                 }
             }

@@ -37,29 +37,22 @@ impl Kernel {
                 _ => {}
             }
         }
-        // One pass over each holder's mappings for all of its removed capabilities (not one
-        // per capability: a delete can remove thousands, the kernel runs with interrupts off).
-        let mut by_owner: alloc::collections::BTreeMap<EnvId, alloc::collections::BTreeSet<u64>> =
+        // The mappings of each removed capability, through the holder's index: the work
+        // grows with what is removed, never with every mapping (interrupts are off).
+        let mut by_owner: alloc::collections::BTreeMap<EnvId, Vec<CapHandle>> =
             alloc::collections::BTreeMap::new();
         for capability in removed {
             by_owner
                 .entry(capability.owner)
                 .or_default()
-                .insert(capability.handle.raw());
+                .push(capability.handle);
         }
         for (owner, handles) in by_owner {
             let Some(env) = self.env_mut(owner) else {
                 continue;
             };
-            let addresses: Vec<u64> = env
-                .page_bindings
-                .iter()
-                .filter(|(_, binding)| handles.contains(&binding.cap.raw()))
-                .map(|(&address, _)| address)
-                .collect();
-            // Newest first: the region table shrinks from its end.
-            for address in addresses.into_iter().rev() {
-                env.page_bindings.remove(&address);
+            // Highest first: the region table shrinks from its end.
+            for address in env.page_bindings.remove_all_of(handles) {
                 env.space.unmap_borrowed(address);
                 env.mappings.remove(address);
             }

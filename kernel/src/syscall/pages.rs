@@ -69,7 +69,7 @@ pub(super) fn page_protect_range(
         return Err(Error::AddressInUse);
     }
     let mut expected = address;
-    for (&page, binding) in env.page_bindings.range(address..address + length) {
+    for (page, binding) in env.page_bindings.range(address..address + length) {
         if page != expected {
             return Err(Error::NotMapped);
         }

@@ -2,7 +2,9 @@
 //! kernel never faults: unknown numbers, bad pointers (kernel, unmapped, wrapping, too long),
 //! forged and wrong-type capabilities, unaligned and non-user addresses, bad rights bits,
 //! bad kinds and queries, and calls that make no sense in the caller's state. A refused
-//! `page_protect_range` changes no page, not even the ones before the bad one.
+//! `page_protect_range` changes no page, not even the ones before the bad one. A zero PCT
+//! entry is no entry: `pct_wait` without one is refused, and a PCT into a child whose entry
+//! is unset never enters it.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -108,7 +110,53 @@ mod app {
         (passed, checks.len() + 2)
     }
 
+    /// Argument of the child whose PCT entry is zero.
+    const NO_ENTRY_CHILD: u64 = 1;
+    /// PCT calls the parent tries while that child lives.
+    const CALLS_AT_NO_ENTRY: u32 = 200;
+    /// The upcall kind number of PCT entries.
+    const PCT: u64 = 5;
+
+    /// The child: sets a zero PCT entry (accepted: it unsets the entry), then asks to wait
+    /// for calls, which must be refused; exits 0 if it was.
+    fn no_entry_child() -> u8 {
+        let unset = sys::set_upcall_raw(PCT, 0, 0);
+        let waited = sys::pct_wait();
+        println!(
+            "badargs child: set_upcall(pct, 0) {unset:?}; pct_wait without an entry {waited:?}"
+        );
+        if unset.is_ok() && waited == Error::InvalidArgument {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// PCT into a child whose entry is zero, for as long as it lives: every call must be
+    /// refused (it never waits for calls), none may enter it.
+    fn pct_into_no_entry() -> bool {
+        let child = sys::spawn("badargs", NO_ENTRY_CHILD).expect("spawn the no-entry child");
+        let mut refused = 0;
+        let mut entered = 0;
+        for _ in 0..CALLS_AT_NO_ENTRY {
+            match sys::pct_call(child, [0; 5]) {
+                Err(Error::WouldBlock | Error::PeerGone) => refused += 1,
+                _ => entered += 1,
+            }
+            sys::yield_now();
+        }
+        let status = sys::wait(child);
+        println!(
+            "badargs: pct_call into a child whose pct entry is zero: {refused} refused, {entered} entered; child {status:?}"
+        );
+        entered == 0 && status == Ok(libnet::abi::upcall::EnvStatus::Exited(0))
+    }
+
     pub fn main() -> u8 {
+        if env::argument() == NO_ENTRY_CHILD {
+            return no_entry_child();
+        }
+        let no_entry_refused = pct_into_no_entry();
         let page = sys::page_alloc(ANY_FRAME).expect("page_alloc");
         let forged = CapHandle::new(page.index(), page.generation() ^ 0x55);
         let env_cap = env::own();
@@ -357,7 +405,11 @@ mod app {
         println!(
             "badargs: {refused}/{total} bad calls refused with the right error; kernel intact: {usable}",
         );
-        if refused == total && usable { 0 } else { 1 }
+        if refused == total && usable && no_entry_refused {
+            0
+        } else {
+            1
+        }
     }
 }
 

@@ -7,7 +7,9 @@
 //! every copy delivered was seen here; xtask checks that the kernel took exactly the frames it
 //! sent), and the kernel's heap, free frames,
 //! its tables, its generated-code pages and this app's charged code bytes are back at their
-//! baseline.
+//! baseline. Each frame taken is also checked with dpf's interpreter against the filters bound
+//! when it arrived: all of the ring's while the churn filter may have been bound, all but it
+//! for frames found once it had been unbound before the ring was last emptied.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -19,6 +21,8 @@ libnet::entry!(app::main);
 #[cfg(target_os = "none")]
 mod app {
     use alloc::vec::Vec;
+    use dpf::trie::Trie;
+    use dpf::{Filter, Packet};
     use libnet::abi::Error;
     use libnet::abi::cap::CapHandle;
     use libnet::abi::net::Counter;
@@ -51,12 +55,79 @@ mod app {
     static SHARED: Ring<64> = Ring::new();
     static QUIT: Ring<2> = Ring::new();
 
-    fn encoded(port: u16) -> Result<Vec<u8>, Error> {
+    fn compiled(port: u16) -> Result<Filter, Error> {
         let expression = alloc::format!("ip and udp dst port {port}");
-        let filters = dpf::frontend::compile(&expression, dpf::FilterId(0))
+        let filters = dpf::frontend::compile(&expression, dpf::FilterId(u32::from(port)))
             .map_err(|_| Error::InvalidArgument)?;
-        let filter = filters.first().ok_or(Error::InvalidArgument)?;
-        Ok(dpf::wire::encode(filter))
+        filters.into_iter().next().ok_or(Error::InvalidArgument)
+    }
+
+    fn encoded(port: u16) -> Result<Vec<u8>, Error> {
+        compiled(port).map(|filter| dpf::wire::encode(&filter))
+    }
+
+    /// The app's own check of the demux: the shared ring's filters as dpf's interpreter runs
+    /// them, with the churn filter and without it.
+    struct Witness {
+        with_churn: Trie,
+        without_churn: Trie,
+        /// Frames checked, and of them found while the churn filter was surely unbound.
+        checked: u64,
+        checked_unbound: u64,
+        /// Frames the filters bound when they arrived do not match.
+        mismatched: u64,
+    }
+
+    /// Whether the churn filter may have been bound when the frames being drained arrived.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Window {
+        MaybeBound,
+        Unbound,
+    }
+
+    impl Witness {
+        fn new() -> Result<Witness, Error> {
+            let mut with_churn = Trie::new();
+            let mut without_churn = Trie::new();
+            for port in core::iter::once(STEADY_PORT).chain(QUIET_PORTS) {
+                let filter = compiled(port)?;
+                with_churn
+                    .insert(filter.clone())
+                    .map_err(|_| Error::InvalidArgument)?;
+                without_churn
+                    .insert(filter)
+                    .map_err(|_| Error::InvalidArgument)?;
+            }
+            with_churn
+                .insert(compiled(CHURN_PORT)?)
+                .map_err(|_| Error::InvalidArgument)?;
+            Ok(Witness {
+                with_churn,
+                without_churn,
+                checked: 0,
+                checked_unbound: 0,
+                mismatched: 0,
+            })
+        }
+
+        fn check(&mut self, frame: &[u8], window: Window) {
+            let trie = match window {
+                Window::MaybeBound => &self.with_churn,
+                Window::Unbound => &self.without_churn,
+            };
+            self.checked += 1;
+            self.checked_unbound += u64::from(window == Window::Unbound);
+            if dpf::interp::classify(trie, &Packet::whole(frame)).is_none() {
+                self.mismatched += 1;
+                if self.mismatched <= 3 {
+                    println!(
+                        "churn: witness: a frame the filters bound at its arrival do not match: {} bytes, {:02x?}",
+                        frame.len(),
+                        &frame[..frame.len().min(48)]
+                    );
+                }
+            }
+        }
     }
 
     fn bind<const N: usize>(filter: &[u8], ring: &Ring<N>) -> Result<net::FilterBinding, Error> {
@@ -64,12 +135,19 @@ mod app {
         net::filter_bind(filter, address, bytes, CapHandle::NONE)
     }
 
-    /// Frames taken from `ring`: (to the steady port, to the churn port, to others).
-    fn drain<const N: usize>(ring: &Ring<N>) -> [u64; 3] {
+    /// Frames taken from `ring`: (to the steady port, to the churn port, to others); each
+    /// checked by `witness`, when given, as arrived in `window`.
+    fn drain<const N: usize>(
+        ring: &Ring<N>,
+        mut witness: Option<(&mut Witness, Window)>,
+    ) -> [u64; 3] {
         let mut taken = [0; 3];
         while let Some((index, length)) = ring.peek() {
             // Ethernet (14) and an option-less IPv4 header (20), then the UDP ports.
             let frame = ring.frame(index, length);
+            if let Some((witness, window)) = witness.as_mut() {
+                witness.check(frame, *window);
+            }
             let port = frame
                 .get(36..38)
                 .map_or(0, |port| u16::from_be_bytes([port[0], port[1]]));
@@ -83,11 +161,18 @@ mod app {
         taken
     }
 
-    /// Drains both rings: frames to (steady, churn, quit) ports, and any other.
-    fn drain_all() -> [u64; 4] {
-        let [steady, churn, other] = drain(&SHARED);
-        let [_, _, quit] = drain(&QUIT);
+    /// Drains both rings: frames to (steady, churn, quit) ports, and any other; the shared
+    /// ring's checked by `witness` as arrived in `window`.
+    fn drain_all(witness: &mut Witness, window: Window) -> [u64; 4] {
+        let [steady, churn, other] = drain(&SHARED, Some((witness, window)));
+        let [_, _, quit] = drain(&QUIT, None);
         [steady, churn, quit, other]
+    }
+
+    fn add(total: &mut [u64; 4], got: [u64; 4]) {
+        for (total, got) in total.iter_mut().zip(got) {
+            *total += got;
+        }
     }
 
     fn counters() -> [u64; Counter::ALL.len()] {
@@ -107,12 +192,17 @@ mod app {
         ]
     }
 
-    /// One bind and unbind of the churn filter, with the rings drained between; the frames
-    /// taken (see [`drain_all`]).
-    fn cycle(churn: &[u8]) -> Result<[u64; 4], Error> {
+    /// One bind and unbind of the churn filter, with the rings drained between, and twice
+    /// after the unbind: the first time frames may still have come while it was bound, the
+    /// second time (after a yield) every frame came after the unbind. The frames taken (see
+    /// [`drain_all`]).
+    fn cycle(churn: &[u8], witness: &mut Witness) -> Result<[u64; 4], Error> {
         let binding = bind(churn, &SHARED)?;
-        let taken = drain_all();
+        let mut taken = drain_all(witness, Window::MaybeBound);
         net::filter_unbind(binding.capability)?;
+        add(&mut taken, drain_all(witness, Window::MaybeBound));
+        sys::yield_now();
+        add(&mut taken, drain_all(witness, Window::Unbound));
         Ok(taken)
     }
 
@@ -123,6 +213,10 @@ mod app {
             encoded(QUIT_PORT),
         ) else {
             println!("churn: could not compile the filters");
+            return 1;
+        };
+        let Ok(mut witness) = Witness::new() else {
+            println!("churn: could not build the witness's tries");
             return 1;
         };
         let refused = sys::kernel_usage_raw(Gauge::ALL.len() as u64);
@@ -137,23 +231,21 @@ mod app {
             }
         }
         for _ in 0..WARM_UP {
-            if let Err(error) = cycle(&churn) {
+            if let Err(error) = cycle(&churn, &mut witness) {
                 println!("churn: warm-up cycle: {error:?}");
                 return 1;
             }
         }
+        // Counted from here, as the frames taken are.
+        (witness.checked, witness.checked_unbound, witness.mismatched) = (0, 0, 0);
         let before = usage();
         let counted_before = counters();
         println!("churn: ready; baseline {before:?}");
         let mut taken = [0u64; 4];
         let mut cycles = 0;
         while cycles < MAX_CYCLES && (cycles < CYCLES || taken[2] == 0) {
-            match cycle(&churn) {
-                Ok(got) => {
-                    for (total, got) in taken.iter_mut().zip(got) {
-                        *total += got;
-                    }
-                }
+            match cycle(&churn, &mut witness) {
+                Ok(got) => add(&mut taken, got),
                 Err(error) => {
                     println!("churn: cycle {cycles}: {error:?}");
                     return 1;
@@ -174,9 +266,7 @@ mod app {
         }
         // The quit datagram came after every other frame the namespace sent: all were
         // demultiplexed before it, and the rings were drained after it.
-        for (total, got) in taken.iter_mut().zip(drain_all()) {
-            *total += got;
-        }
+        add(&mut taken, drain_all(&mut witness, Window::Unbound));
         let counted_after = counters();
         let after = usage();
         let delta = |counter: Counter| {
@@ -205,6 +295,11 @@ mod app {
             && cycles >= CYCLES
             && taken[1] > 0
             && refused == Err(Error::InvalidArgument);
+        println!(
+            "churn: witness: {} frames checked with dpf's interpreter against the filters bound when they came ({} after the churn filter was unbound); not matching: {}",
+            witness.checked, witness.checked_unbound, witness.mismatched
+        );
+        let ok = ok && witness.mismatched == 0 && witness.checked == taken[0] + taken[1] + taken[3];
         println!("churn: counts exact and the kernel back to baseline: {ok}");
         u8::from(!ok)
     }
