@@ -29,5 +29,6 @@ pub mod frame_bitmap;
 pub mod pvh;
 pub mod quota;
 pub mod slices;
+pub mod tx_buffers;
 pub mod tx_check;
 pub mod user_mappings;
