@@ -3,9 +3,10 @@
 //!
 //! Transmit does not wait for the device: a frame is copied into one of the kernel's
 //! transmit buffers and queued, and the buffer stays the device's until it reports the frame
-//! sent; completions are taken back on every send and every receive poll. Under QEMU the
-//! old wait (the device taking the frame) was a spin of some 8,000 guest instructions a
-//! frame, the largest layer of a request in `bench net`'s profile. A full queue is an error
+//! sent; completions are taken back on every send and every receive poll. Waiting for the
+//! device to take each frame (virtio-drivers' `send`) was, under QEMU, a spin in guest
+//! instructions: most of the kernel's `net_transmit` layer, the largest of a request in
+//! `bench net`'s profile. A full queue is an error
 //! value the caller sees, never a wait, and each environment may hold only
 //! [`TX_BUFFERS_PER_SENDER`] of the buffers, so one that sends faster than the device drains
 //! leaves the rest to the others.
