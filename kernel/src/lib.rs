@@ -31,5 +31,6 @@ pub mod pvh;
 pub mod quota;
 pub mod slices;
 pub mod stack_budget;
+pub mod tx_buffers;
 pub mod tx_check;
 pub mod user_mappings;

@@ -273,19 +273,47 @@ impl<const SLOTS: usize> Default for Ring<SLOTS> {
     }
 }
 
+/// Attempts [`transmit`] makes while the NIC's transmit queue is full, yielding the processor
+/// between them. The device drains its queue on its own (under QEMU, in another host thread),
+/// so a few yields usually find room; past them the frame is given up as the kernel's
+/// `WouldBlock` (the caller counts it; TCP retransmits).
+pub const TRANSMIT_ATTEMPTS: usize = 64;
+
 /// Sends one frame gathered from `pieces`; the kernel's transmit check must allow it (its
-/// source addresses and port are this app's own).
+/// source addresses and port are this app's own). While the NIC's queue is full (the kernel's
+/// `WouldBlock`), tries again, at most [`TRANSMIT_ATTEMPTS`] times in all.
 pub fn transmit(pieces: &[&[u8]]) -> Result<u64, Error> {
+    patiently(|| try_transmit(pieces))
+}
+
+/// One attempt at [`transmit`]: `WouldBlock` when the NIC's transmit queue holds every
+/// buffer, or this app's share of them, unsent.
+pub fn try_transmit(pieces: &[&[u8]]) -> Result<u64, Error> {
     transmit_with(pieces, CapHandle::NONE)
 }
 
 /// Sends one frame gathered from `pieces` beyond the transmit check's allow list, through a
-/// network-monitor capability with the `RAW_TRANSMIT` right (only its source MAC is checked).
+/// network-monitor capability with the `RAW_TRANSMIT` right (only its source MAC is checked);
+/// waits for room in the NIC's queue as [`transmit`] does.
 pub fn transmit_raw(pieces: &[&[u8]], raw: CapHandle) -> Result<u64, Error> {
     if raw == CapHandle::NONE {
         return Err(Error::InvalidArgument);
     }
-    transmit_with(pieces, raw)
+    patiently(|| transmit_with(pieces, raw))
+}
+
+/// Runs `attempt` until it gives something other than `WouldBlock`, at most
+/// [`TRANSMIT_ATTEMPTS`] times, yielding in between.
+fn patiently(mut attempt: impl FnMut() -> Result<u64, Error>) -> Result<u64, Error> {
+    let mut result = attempt();
+    for _ in 1..TRANSMIT_ATTEMPTS {
+        if result != Err(Error::WouldBlock) {
+            break;
+        }
+        crate::sys::yield_now();
+        result = attempt();
+    }
+    result
 }
 
 fn transmit_with(pieces: &[&[u8]], raw: CapHandle) -> Result<u64, Error> {

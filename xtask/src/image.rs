@@ -36,6 +36,7 @@ pub const APPS: &[&str] = &[
     "fpuspy",
     "quota",
     "netquota",
+    "txflood",
     "churn",
     "fuzz",
     "stalls",

@@ -653,6 +653,25 @@ pub const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
+        // Transmit faster than the NIC drains (net_transmit does not wait for the device): a
+        // flooder's every call is queued or WouldBlock, the victim's frames are all queued at
+        // the first attempt meanwhile (the flooder holds at most its share of the transmit
+        // buffers), and the kernel's counters balance with what both saw.
+        name: "net-transmit-flood",
+        cmdline: "apps=txflood",
+        exit: KernelExit::Exited(0),
+        serial: &[
+            " queue full, 0 other errors",
+            "txflood: every call Ok or WouldBlock, counters balance, the victim's frames all queued at once: true",
+            "[exo] app txflood (env 1) exited with status 0",
+        ],
+        timeout: TAP_TIMEOUT,
+        expect: Expect::Pass,
+        network: Network::Tap {
+            clients: |_| Ok(()),
+        },
+    },
+    Scenario {
         // 200,000 seeded random and near-valid system calls beside a working app: the kernel
         // stays up, the other app is unaffected, and at the end every frame and capability is
         // back (the kernel's end-of-run check).

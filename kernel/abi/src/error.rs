@@ -26,7 +26,9 @@ pub enum Error {
     /// The capability is genuine but lacks a right the call needs, or the call asked for
     /// more rights than the capability carries.
     Denied = 6,
-    /// The target cannot take the call now (a PCT target that is not waiting for calls).
+    /// The target cannot take the call now (a PCT target that is not waiting for calls; the
+    /// NIC's transmit queue, holding frames it has not yet sent). Trying again later can
+    /// succeed.
     WouldBlock = 7,
     /// A named thing does not exist (an app name not in the boot pack).
     NotFound = 8,

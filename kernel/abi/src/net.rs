@@ -191,11 +191,14 @@ pub enum Counter {
     TransmitCycles = 33,
     /// `net_transmit` calls counted in `TransmitCycles`.
     TransmitCalls = 34,
+    /// `net_transmit` calls refused with `WouldBlock`: the NIC had not yet sent enough of
+    /// what it was given (every transmit buffer on the device, or the caller's share of them).
+    TxQueueFull = 35,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 35] = [
+    pub const ALL: [Counter; 36] = [
         Counter::RxFrames,
         Counter::Delivered,
         Counter::NoMatch,
@@ -231,6 +234,7 @@ impl Counter {
         Counter::DeliveryCycles,
         Counter::TransmitCycles,
         Counter::TransmitCalls,
+        Counter::TxQueueFull,
     ];
 
     /// The name xtask prints and writes to JSON.
@@ -271,6 +275,7 @@ impl Counter {
             Counter::DeliveryCycles => "delivery_cycles",
             Counter::TransmitCycles => "transmit_cycles",
             Counter::TransmitCalls => "transmit_calls",
+            Counter::TxQueueFull => "tx_queue_full",
         }
     }
 

@@ -195,7 +195,9 @@ pub enum Syscall {
     /// sends from the host's addresses is remembered for 3 s (at most 4 per app, a new one
     /// replacing its oldest): an ARP reply from the neighbour it asked about, to the host's
     /// addresses, is copied to the caller's ring that holds a port-claiming filter (its
-    /// stack's), and to no app that did not ask.
+    /// stack's), and to no app that did not ask. The call returns once the frame is queued
+    /// on the NIC, not once it is sent; `WouldBlock` (counted as `tx_queue_full`) when the
+    /// NIC still holds every transmit buffer, or the caller's share of them (half), unsent.
     NetTransmit = 31,
     /// `net_mac() -> mac`: the NIC's MAC address in the low 48 bits (first byte lowest);
     /// `InvalidArgument` without a NIC.

@@ -1,6 +1,16 @@
 //! The virtio-net device: `virtio-drivers`' raw driver over our [`Hal`] (DMA from the frame
 //! allocator, physical = virtual through the kernel's identity map), found on PCI bus 0.
 //!
+//! Transmit does not wait for the device: a frame is copied into one of the kernel's
+//! transmit buffers and queued, and the buffer stays the device's until it reports the frame
+//! sent; completions are taken back on every send and every receive poll. Waiting for the
+//! device to take each frame (virtio-drivers' `send`) was, under QEMU, a spin in guest
+//! instructions: most of the kernel's `net_transmit` layer, the largest of a request in
+//! `bench net`'s profile. A full queue is an error
+//! value the caller sees, never a wait, and each environment may hold only
+//! [`TX_BUFFERS_PER_SENDER`] of the buffers, so one that sends faster than the device drains
+//! leaves the rest to the others.
+//!
 //! Receive is interrupt-driven with polling under load: the device raises its legacy INTx
 //! line (the PCI interrupt line the firmware wrote at config offset 0x3C, through the 8259
 //! PICs); reading its ISR status acknowledges it. With `VIRTIO_F_RING_EVENT_IDX` (which
@@ -14,6 +24,8 @@
 use crate::arch::pci::PortConfigurationAccess;
 use crate::mm::{frames, paging};
 use core::ptr::NonNull;
+pub use exo_kernel::tx_buffers::Sender;
+use exo_kernel::tx_buffers::{QueueFull, TxBuffers};
 use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{Command, ConfigurationAccess, PciRoot};
@@ -24,7 +36,25 @@ use x86_64::structures::paging::PhysFrame;
 
 /// Receive (and transmit) queue size.
 pub const QUEUE_SIZE: usize = 256;
+/// Transmit buffers: frames queued on the device and not yet taken back. Each is a frame of
+/// its own (a descriptor for one contiguous buffer, the virtio header in front).
+const TX_BUFFERS: usize = 128;
+/// The most transmit buffers one environment's frames may hold at once: libnet's largest
+/// burst (`MAX_BURST_FRAMES`, 64), and half of them, so one environment flooding the device
+/// leaves the other half to everyone else.
+const TX_BUFFERS_PER_SENDER: usize = TX_BUFFERS / 2;
 const PAGE_BYTES: usize = 4096;
+const _: () = assert!(TX_BUFFERS <= QUEUE_SIZE && TX_BUFFERS <= u8::MAX as usize + 1);
+
+/// Why a frame was not queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendRefusal {
+    /// Every transmit buffer is on the device, or the sender holds its share of them: the
+    /// device has not yet sent what it was given. Trying again later can succeed.
+    QueueFull,
+    /// The device or its driver refused the frame (too long for a buffer, a queue error).
+    Refused,
+}
 
 /// The kernel's DMA and address translation for virtio-drivers.
 #[derive(Debug)]
@@ -95,8 +125,10 @@ pub struct Nic {
     raw: VirtIONetRaw<KernelHal, PciTransport, QUEUE_SIZE>,
     /// Receive buffer `token` is frame `rx_frames[token]`.
     rx_frames: [u64; QUEUE_SIZE],
-    /// The transmit buffer (one frame; `send` waits for the device).
-    tx_frame: u64,
+    /// The transmit buffers' frames.
+    tx_frames: [u64; TX_BUFFERS],
+    /// Which of them are free, which are on the device under which token, for whom.
+    tx_buffers: TxBuffers<TX_BUFFERS, QUEUE_SIZE>,
     mac: [u8; 6],
     /// The PIC input its interrupt arrives on (`None`: polled only).
     irq: Option<u8>,
@@ -161,14 +193,17 @@ pub fn probe() -> Option<Nic> {
             "net: virtio-net at {function:?}, MAC {mac:02x?}, {QUEUE_SIZE} receive buffers, no interrupt line (polled)"
         ),
     }
-    let tx_frame = frames::allocate()
-        .expect("a frame for the transmit buffer")
-        .start_address()
-        .as_u64();
+    let tx_frames = [(); TX_BUFFERS].map(|()| {
+        frames::allocate()
+            .expect("a frame for a transmit buffer")
+            .start_address()
+            .as_u64()
+    });
     Some(Nic {
         raw,
         rx_frames,
-        tx_frame,
+        tx_frames,
+        tx_buffers: TxBuffers::new(TX_BUFFERS_PER_SENDER),
         mac,
         irq,
     })
@@ -176,8 +211,8 @@ pub fn probe() -> Option<Nic> {
 
 fn buffer<'a>(frame: u64) -> &'a mut [u8] {
     // SAFETY: `frame` is a receive or transmit buffer frame the NIC owns exclusively (allocated
-    // in `probe`, never freed; the transmit frame is only touched inside `send`, which waits
-    // for the device); it is identity-mapped RAM of PAGE_BYTES.
+    // in `probe`, never freed; a transmit frame is written only while it is on the free list,
+    // never while the device holds it: see `send`); it is identity-mapped RAM of PAGE_BYTES.
     unsafe { core::slice::from_raw_parts_mut(frame as *mut u8, PAGE_BYTES) }
 }
 
@@ -197,11 +232,55 @@ impl Nic {
         self.raw.ack_interrupt();
     }
 
-    /// Sends one frame and waits until the device has taken it.
-    pub fn send(&mut self, frame: &[u8]) -> bool {
-        let buffer = buffer(self.tx_frame);
-        buffer[..frame.len()].copy_from_slice(frame);
-        self.raw.send(&buffer[..frame.len()]).is_ok()
+    /// Queues one frame on the device for `sender`, without waiting for the device to send
+    /// it (its buffer is taken back by a later [`Nic::take_back_sent`]).
+    pub fn send(&mut self, frame: &[u8], sender: Sender) -> Result<(), SendRefusal> {
+        self.take_back_sent();
+        let reservation = self
+            .tx_buffers
+            .reserve(sender)
+            .map_err(|QueueFull| SendRefusal::QueueFull)?;
+        let buffer = buffer(self.tx_frames[usize::from(reservation.buffer)]);
+        let header = self
+            .raw
+            .fill_buffer_header(buffer)
+            .map_err(|_| SendRefusal::Refused)?;
+        let length = header + frame.len();
+        if length > buffer.len() {
+            return Err(SendRefusal::Refused);
+        }
+        buffer[header..length].copy_from_slice(frame);
+        // SAFETY: the buffer is free (reserved above, on the device only once committed):
+        // nothing reads or writes it until the device gives its token back and
+        // `take_back_sent` frees it.
+        let token = unsafe { self.raw.transmit_begin(&buffer[..length]) }
+            .map_err(|_| SendRefusal::Refused)?;
+        // The driver hands out each descriptor once until it is completed, and nothing
+        // reserved or committed since the reservation above.
+        self.tx_buffers
+            .commit(reservation, token, length as u16)
+            .expect("a fresh transmit token for the last reservation");
+        Ok(())
+    }
+
+    /// Takes back every transmit buffer the device is done with (called on every send and
+    /// every receive poll, so buffers come back even while nobody sends).
+    pub fn take_back_sent(&mut self) {
+        while let Some(token) = self.raw.poll_transmit() {
+            // The device returns only tokens `transmit_begin` gave out, each once, and
+            // `send` commits each before it returns.
+            let in_flight = self
+                .tx_buffers
+                .complete(token)
+                .expect("virtio-net completed a transmit token the kernel queued");
+            let buffer = buffer(self.tx_frames[usize::from(in_flight.buffer)]);
+            // SAFETY: the same buffer and length `send` passed to `transmit_begin` for `token`.
+            let completed = unsafe {
+                self.raw
+                    .transmit_complete(token, &buffer[..usize::from(in_flight.length_bytes)])
+            };
+            completed.expect("completing the transmit the device reported done (peeked above)");
+        }
     }
 
     /// Whether a received frame is waiting.

@@ -1,6 +1,7 @@
 //! Receive: frames from the NIC, classified by the filters' code, copied into rings; handlers
 //! run first for the filters they are bound to.
 use super::counters::{Counters, bump};
+use super::device::Sender;
 use super::handlers::BoundHandler;
 use super::ring::Ring;
 use super::shared::Shared;
@@ -264,6 +265,7 @@ pub fn poll(mut report: impl FnMut(EnvId, Event)) -> Backlog {
     // The poll is timed whole, and each frame's demux call less its classification is the
     // delivery cost (the profile's layers; `Counter::RxPollCycles`).
     let poll_start = physical::tsc();
+    nic.take_back_sent();
     let mut taken = 0;
     while taken < POLL_BUDGET
         && nic.receive(|frame| {
@@ -280,7 +282,7 @@ pub fn poll(mut report: impl FnMut(EnvId, Event)) -> Backlog {
         // Replies go out after the frame that asked for them (the NIC is busy receiving
         // inside the callback).
         for reply in context.outbox.replies.drain(..) {
-            if nic.send(&reply) {
+            if nic.send(&reply, Sender::Kernel).is_ok() {
                 arrival.sent(counters);
                 bump(counters, Counter::TxFrames);
                 bump(counters, Counter::AshReplies);

@@ -1,6 +1,7 @@
 //! Transmit: an app's frame gathered from its memory, checked (`exo_kernel::tx_check`), sent;
 //! and the addresses it may send from.
 use super::counters::bump;
+use super::device::{SendRefusal, Sender};
 use super::ring::owned_ports;
 use super::{NET, Net, arp_answers, physical};
 use crate::env::Environment;
@@ -88,8 +89,13 @@ fn gather_check_send(
         return Err(Error::Denied);
     }
     arp_answers::asked(env.id, &frame, nic.mac(), *ipv4, counters);
-    if !nic.send(&frame) {
-        return Err(Error::InvalidArgument);
+    match nic.send(&frame, Sender::Environment(env.id)) {
+        Ok(()) => {}
+        Err(SendRefusal::QueueFull) => {
+            bump(counters, Counter::TxQueueFull);
+            return Err(Error::WouldBlock);
+        }
+        Err(SendRefusal::Refused) => return Err(Error::InvalidArgument),
     }
     arrival.sent(counters);
     bump(counters, Counter::TxFrames);

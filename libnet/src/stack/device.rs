@@ -55,8 +55,8 @@ pub struct DeviceCounters {
     pub tx_frames: u64,
     /// Frames `net_transmit` refused (counted, dropped; TCP retransmits).
     pub tx_refused: u64,
-    /// Frames `net_transmit` could not send for another reason (the NIC had no room; it
-    /// sends synchronously, so a transmit never waits for a free slot).
+    /// Frames `net_transmit` could not queue: the NIC's transmit queue stayed full through
+    /// every attempt (`net::TRANSMIT_ATTEMPTS`), or the NIC refused the frame.
     pub tx_failed: u64,
     /// TCP segments this stack sent again (its retransmission timer fired, or a fast
     /// retransmit): see [`retransmits`].
