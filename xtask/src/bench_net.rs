@@ -520,14 +520,14 @@ fn profiled<T>(
     run: impl FnOnce() -> std::result::Result<T, String>,
 ) -> std::result::Result<(T, u64, std::collections::BTreeMap<String, u64>), String> {
     guest.check_alive()?;
-    let started = profile::query(topology, profile_port, "start")?;
+    let started = ask_guest(topology, profile_port, "start")?;
     if started != "profile started" {
         return Err(format!("profile port {profile_port}: {started:?}"));
     }
     let before = guest.instructions()?;
     let value = run()?;
     let after = guest.instructions()?;
-    let sums = profile::parse(&profile::query(topology, profile_port, "stop")?)?;
+    let sums = profile::parse(&ask_guest(topology, profile_port, "stop")?)?;
     Ok((value, after - before, sums))
 }
 
@@ -656,31 +656,39 @@ fn udp_sample(
     })
 }
 
-/// Sends a control datagram to the Linux server's `/init net`; its reply.
-fn linux_control(topology: &Topology, command: &str) -> std::result::Result<String, String> {
+/// Sends `command` in a datagram from the namespace to the guest's UDP `port` and returns the
+/// reply (three tries, 5 s each): the exo profile port's and the Linux server's control.
+fn ask_guest(topology: &Topology, port: u16, command: &str) -> std::result::Result<String, String> {
     let command = command.to_string();
     netns::run_in(&topology.namespace, move || {
         let socket = std::net::UdpSocket::bind("0.0.0.0:0").map_err(|error| error.to_string())?;
         socket
             .set_read_timeout(Some(Duration::from_secs(5)))
             .map_err(|error| error.to_string())?;
-        let mut reply = [0u8; 256];
+        let mut reply = [0u8; 2048];
         for _ in 0..3 {
             socket
-                .send_to(command.as_bytes(), (GUEST_ADDRESS, LINUX_CONTROL_PORT))
+                .send_to(command.as_bytes(), (GUEST_ADDRESS, port))
                 .map_err(|error| error.to_string())?;
             if let Ok(length) = socket.recv(&mut reply) {
-                let reply = String::from_utf8_lossy(&reply[..length]).into_owned();
-                return if reply.starts_with("ok") {
-                    Ok(reply)
-                } else {
-                    Err(format!("{command:?}: {reply}"))
-                };
+                return Ok(String::from_utf8_lossy(&reply[..length]).into_owned());
             }
         }
-        Err(format!("no reply to {command:?} from the Linux server"))
+        Err(format!(
+            "no reply to {command:?} from {GUEST_ADDRESS}:{port}"
+        ))
     })
     .map_err(|error| error.to_string())
+}
+
+/// Sends a control datagram to the Linux server's `/init net`; its reply, which must be `ok`.
+fn linux_control(topology: &Topology, command: &str) -> std::result::Result<String, String> {
+    let reply = ask_guest(topology, LINUX_CONTROL_PORT, command)?;
+    if reply.starts_with("ok") {
+        Ok(reply)
+    } else {
+        Err(format!("{command:?}: {reply}"))
+    }
 }
 
 /// A line above the progress bar (or on stderr when there is no terminal to draw it on).

@@ -4,10 +4,7 @@
 //! rows (so they do not pay for it) and answers with libnet's per-layer TSC sums and the
 //! kernel's timed counters; under `-icount shift=0` a TSC cycle is a guest instruction, and
 //! QMP's instruction count over the same run gives the total the layers are part of.
-use super::netns;
-use crate::topology::{GUEST_ADDRESS, Topology};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// One profiled run: which server, what it did, and each layer's guest instructions per unit.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,28 +21,6 @@ pub struct Profile {
     pub layers: Vec<(&'static str, f64)>,
     /// Counts per unit that explain the layers (frames in and out, interrupts, waits).
     pub events: Vec<(&'static str, f64)>,
-}
-
-/// Sends `command` to the profile port and returns the reply (three tries, 5 s each).
-pub fn query(topology: &Topology, port: u16, command: &str) -> Result<String, String> {
-    let command = command.to_string();
-    netns::run_in(&topology.namespace, move || {
-        let socket = std::net::UdpSocket::bind("0.0.0.0:0").map_err(|error| error.to_string())?;
-        socket
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .map_err(|error| error.to_string())?;
-        let mut reply = [0u8; 2048];
-        for _ in 0..3 {
-            socket
-                .send_to(command.as_bytes(), (GUEST_ADDRESS, port))
-                .map_err(|error| error.to_string())?;
-            if let Ok(length) = socket.recv(&mut reply) {
-                return Ok(String::from_utf8_lossy(&reply[..length]).into_owned());
-            }
-        }
-        Err(format!("no reply to {command:?} from profile port {port}"))
-    })
-    .map_err(|error| error.to_string())
 }
 
 /// The `key=value` pairs of a `stop` reply.
