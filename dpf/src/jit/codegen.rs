@@ -776,7 +776,7 @@ impl Codegen<'_> {
     /// empty slot alike, `rdi` becomes the entry's score if the key is the entry's and 0 if not,
     /// and every compare of the body clears it with a `cmov` instead of jumping away. Only
     /// bounds checks (which almost never fail) and a collision in the table (rare: it is at
-    /// most half full) still branch. An empty slot is all zeros, so a key of 0 meeting one
+    /// most two thirds full) still branch. An empty slot is all zeros, so a key of 0 meeting one
     /// "hits" it with score 0, which changes nothing.
     fn templated_lookup(
         &mut self,
@@ -841,7 +841,7 @@ impl Codegen<'_> {
         next: DynamicLabel,
     ) {
         let multiplier = multiplier as i32;
-        let entry_shift = entry.size.trailing_zeros() as i8;
+        let entry_size = entry.size as i32;
         let score_offset = entry.score_offset as i32;
         let probe = self.ops.new_dynamic_label();
         let collision = self.ops.new_dynamic_label();
@@ -856,14 +856,16 @@ impl Codegen<'_> {
             ; imul rdx, rsi
             ; shr rdx, BYTE 32
             ; =>probe
-            ; mov esi, edx
-            ; shl rsi, BYTE entry_shift
+            // Entries are packed (any size): slot times size, which fits 32 bits
+            // (`emit_tables` refuses a larger table).
+            ; imul esi, edx, DWORD entry_size
             ; add rsi, rcx
-            ; mov rdi, QWORD [rsi + score_offset]
+            // The score's low half; the rank is added at the accept.
+            ; mov edi, DWORD [rsi + score_offset]
             ; cmp eax, DWORD [rsi]
-            ; cmovne rdi, QWORD [=>zero]
+            ; cmovne edi, DWORD [=>zero]
             // Another key in the slot (its score is not the one kept): probe the next slot.
-            ; cmp rdi, QWORD [rsi + score_offset]
+            ; cmp edi, DWORD [rsi + score_offset]
             ; jne =>collision
             ; xor ecx, ecx
         );
@@ -921,6 +923,7 @@ impl Codegen<'_> {
         let key_sets: Vec<&[u32]> = plan.keys.iter().map(Vec::as_slice).collect();
         let layouts = RangedLayout::shared(&key_sets, |count| templated_slots(count, entry.size));
         let hash = layouts[0].multiplier;
+        let table_bytes: usize = layouts.iter().map(|l| l.slots.len() * entry.size).sum();
         let chain = plan.chains[0][0].clone();
         let mut tables = Vec::with_capacity(keys.len());
         for (((child, child_keys), chains), layout) in plan
@@ -940,7 +943,10 @@ impl Codegen<'_> {
             ; mov rcx, QWORD [rdi]
             ; add rcx, rdi
         );
-        if width == Width::B1 {
+        // A selector is 1 KB: worth it beside large tables (one load instead of a compare and
+        // a `cmov` per key), not beside small ones, which it would outweigh many times (a VLAN
+        // with a few flows).
+        if width == Width::B1 && table_bytes >= SELECTOR_MIN_TABLE_BYTES {
             self.choose_table_by_selector(keys, &tables, next);
         } else {
             self.choose_table_by_cmov(width, keys, &tables, next);
@@ -1191,7 +1197,16 @@ impl Codegen<'_> {
                     ; pop r9
                 );
             }
-            ShapeStep::Accept => {
+            ShapeStep::Accept { rank } => {
+                // `rdi` is the score's low half, or 0: the whole score, or 0.
+                let high = (u64::from(rank) << 32) as i64;
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov rdx, QWORD high
+                    ; or rdx, rdi
+                    ; test rdi, rdi
+                    ; cmovnz rdi, rdx
+                );
                 if exceptions {
                     dynasm!(self.ops
                         ; .arch x64
@@ -1360,6 +1375,9 @@ impl Codegen<'_> {
                 TableEntries::Templates(entry, chains, record) => {
                     self.templates[*record].offset = start;
                     let shape = self.templates[*record].shape.clone();
+                    // The probe computes slot times entry size in 32 bits.
+                    u32::try_from(table.slots.len() * entry.size)
+                        .map_err(|_| EmitError::RelocationOutOfRange)?;
                     for slot in &table.slots {
                         let at = self.ops.offset();
                         if let Some(index) = *slot {
@@ -1369,8 +1387,8 @@ impl Codegen<'_> {
                             for parameter in stored {
                                 self.ops.push_u32(parameter);
                             }
-                            self.ops.align(8, 0);
-                            self.ops.push_u64(chains[index].score);
+                            // The low half; the rank is in the code.
+                            self.ops.push_u32(chains[index].score as u32);
                         }
                         // Empty slots are all zero: score 0 marks them.
                         let end = at + entry.size;
@@ -1406,20 +1424,34 @@ impl Codegen<'_> {
     }
 }
 
-/// Slots for a templated table of `keys` entries of `entry_size` bytes: twice the keys, so a
-/// generated table is at most half full and [`super::Demux`] can patch keys in up to two
-/// thirds; a small table gets up to 8 slots per key while it stays within
-/// [`SPARSE_TABLE_BYTES`]. A packet whose key is absent lands on an occupied slot (and takes
-/// the probe loop's branch, mispredicted as often as not) with probability equal to the load,
-/// so a sparse small table is worth its few hundred bytes; a large one is not, it would leave
-/// the cache.
+/// Slots for a templated table of `keys` entries of `entry_size` bytes: one and a half times
+/// the keys, so a generated table is at most two thirds full ([`GENERATED_LOAD`]) and
+/// [`super::Demux`] can patch keys in up to [`PATCHED_LOAD`]; a small table gets 2, 4 or 8
+/// slots per key while it stays within [`SPARSE_TABLE_BYTES`]. A packet whose key is absent
+/// lands on an occupied slot (and takes the probe loop's branch, mispredicted as often as not)
+/// with probability equal to the load, so a sparse small table is worth its few hundred bytes;
+/// a large one is not: at 10,000 flows the tables must stay well inside L2, which is what
+/// two thirds (with packed entries) buys over one half.
 pub fn templated_slots(keys: usize, entry_size: usize) -> usize {
+    let (num, den) = GENERATED_LOAD;
+    let mut slots = (keys * den).div_ceil(num);
     let mut factor = 2;
-    while factor < 8 && keys * factor * 2 * entry_size <= SPARSE_TABLE_BYTES {
+    while factor <= 8 && keys * factor * entry_size <= SPARSE_TABLE_BYTES {
+        slots = keys * factor;
         factor *= 2;
     }
-    (keys * factor).max(MIN_TEMPLATED_SLOTS)
+    slots.max(MIN_TEMPLATED_SLOTS)
 }
+
+/// Keys over slots, at most, of a generated templated table.
+pub const GENERATED_LOAD: (usize, usize) = (2, 3);
+
+/// Keys over slots, at most, that patching fills a templated table to (then it is regenerated).
+pub const PATCHED_LOAD: (usize, usize) = (3, 4);
+
+/// Tables a selector (256 `u32` offsets, 1 KB) chooses between must take at least this many
+/// bytes; smaller ones are chosen by `cmov`.
+const SELECTOR_MIN_TABLE_BYTES: usize = 8 * 1024;
 
 /// Largest table [`templated_slots`] makes sparser than it has to be.
 const SPARSE_TABLE_BYTES: usize = 1024;

@@ -10,8 +10,8 @@
 //!   dispatch's shape (so bounds checks, computed from the shape, are unchanged);
 //! - its score does not raise the dispatch's bound (so no pruning constant or alternative order
 //!   above it changes);
-//! - the table stays at most two thirds full (tables are generated at most half full, so
-//!   growth regenerates rarely), and a table whose code has no probe loop receives the key only
+//! - the table stays at most three quarters full (`codegen::PATCHED_LOAD`; tables are
+//!   generated at most two thirds full, so growth regenerates rarely), and a table whose code has no probe loop receives the key only
 //!   in its home slot.
 //!
 //! Removing a key from a templated table is a table edit too: bounds can only fall, and a
@@ -220,7 +220,15 @@ impl Demux {
             .position(|t| t.dispatch == dispatch)?;
         let table = &self.compiled.templates[record];
         let rest = &steps[taken + 1..];
-        if rest.len() + 1 != table.shape.len() || table.shape.last() != Some(&ShapeStep::Accept) {
+        let score = Score::new(filter.atom_count(), filter.id());
+        // The table's code holds the rank; an entry's low half of 0 would read as empty.
+        let accept = ShapeStep::Accept {
+            rank: (score.0 >> 32) as u32,
+        };
+        if rest.len() + 1 != table.shape.len()
+            || table.shape.last() != Some(&accept)
+            || score.0 as u32 == 0
+        {
             return None;
         }
         let mut parameters = Vec::with_capacity(table.entry.parameters);
@@ -235,11 +243,11 @@ impl Demux {
                 _ => return None,
             }
         }
-        let score = Score::new(filter.atom_count(), filter.id());
         if score > self.trie.node(dispatch).bound() {
             return None;
         }
-        if (table.keys + 1) * 3 > table.slots * 2 {
+        let (num, den) = super::codegen::PATCHED_LOAD;
+        if (table.keys + 1) * den > table.slots * num {
             return None;
         }
         let mut slot = RangedLayout::home(table.slots, table.multiplier, atom.value);
@@ -305,7 +313,7 @@ impl Demux {
 
     fn slot_is_empty(&self, table: &TemplateTable, slot: usize) -> bool {
         let start = Self::entry_start(table, slot) + table.entry.score_offset;
-        self.compiled.code[start..start + 8].iter().all(|&b| b == 0)
+        self.compiled.code[start..start + 4].iter().all(|&b| b == 0)
     }
 
     fn write_entry(&mut self, patch: &Patch) {
@@ -318,8 +326,9 @@ impl Demux {
             let at = start + entry.parameter_offset(i);
             code[at..at + 4].copy_from_slice(&parameter.to_le_bytes());
         }
+        // The low half: the rank is the table's, in the code.
         let at = start + entry.score_offset;
-        code[at..at + 8].copy_from_slice(&patch.score.to_le_bytes());
+        code[at..at + 4].copy_from_slice(&(patch.score as u32).to_le_bytes());
         self.touched(start, entry.size);
     }
 
