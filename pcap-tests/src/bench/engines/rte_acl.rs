@@ -144,9 +144,16 @@ impl std::fmt::Debug for RteAcl {
     }
 }
 
-/// EAL, initialised at most once per process (a second `rte_eal_init` fails by design): the
-/// library stays loaded for the rest of the process, or the reason it could not start.
-static EAL: OnceLock<Result<Library, String>> = OnceLock::new();
+/// EAL, initialised at most once per process (a second `rte_eal_init` fails by design): EAL and
+/// the other DPDK libraries stay loaded for the rest of the process, or the reason it could not
+/// start.
+static EAL: OnceLock<Result<Vec<Library>, String>> = OnceLock::new();
+
+/// DPDK libraries the benchmark opens besides EAL. Each registers tail queues from its
+/// initialisers, which EAL allows only before `rte_eal_init` (opening `librte_bpf` after it
+/// crashed in `rte_eal_tailq_register`), so all are loaded first; opening one later only takes
+/// another reference.
+const DPDK_LIBRARIES: [&str; 2] = [LIBRARY, super::dpdk::LIBRARY];
 
 fn init_eal() -> Result<(), String> {
     EAL.get_or_init(|| {
@@ -158,6 +165,14 @@ fn init_eal() -> Result<(), String> {
             let library = unsafe { Library::new(EAL_LIBRARY) }.map_err(|e| {
                 format!("{EAL_LIBRARY} not loadable ({e}); Debian package librte-eal23 provides it")
             })?;
+            let mut loaded = vec![library];
+            for name in DPDK_LIBRARIES {
+                // SAFETY: as above, before `rte_eal_init`, which is when their initialisers
+                // must run. One that is missing is reported when its engine opens it.
+                if let Ok(other) = unsafe { Library::new(name) } {
+                    loaded.push(other);
+                }
+            }
             // EAL keeps argv's strings: leaked, they live for the process.
             let mut argv: Vec<*mut c_char> = EAL_ARGUMENTS
                 .iter()
@@ -166,7 +181,7 @@ fn init_eal() -> Result<(), String> {
             // SAFETY: `rte_eal_init` has this C signature in DPDK 22.11's rte_eal.h; `argv`
             // holds `argc` valid NUL-terminated strings that are never freed.
             let status = unsafe {
-                let init = *library
+                let init = *loaded[0]
                     .get::<EalInitFn>(b"rte_eal_init\0")
                     .map_err(|e| e.to_string())?;
                 init(argv.len() as c_int, argv.as_mut_ptr())
@@ -177,7 +192,7 @@ fn init_eal() -> Result<(), String> {
                     EAL_ARGUMENTS[1..].join(" ")
                 ));
             }
-            Ok(library)
+            Ok(loaded)
         })
         .join()
         .unwrap_or_else(|_| Err("rte_eal_init's thread panicked".into()))
@@ -190,12 +205,12 @@ fn init_eal() -> Result<(), String> {
 impl RteAcl {
     /// Initialises EAL (once) and opens [`LIBRARY`], or says why not.
     pub fn open() -> Result<RteAcl, String> {
-        // SAFETY: loading runs librte_acl's initialisers, which register a log type and a
-        // tailq head: sound at any time.
+        init_eal()?;
+        // SAFETY: `init_eal` loaded it before EAL started (its initialisers have run): this
+        // takes another reference.
         let library = unsafe { Library::new(LIBRARY) }.map_err(|e| {
             format!("{LIBRARY} not loadable ({e}); Debian package librte-acl23 provides it")
         })?;
-        init_eal()?;
         // SAFETY: the symbols are looked up with the C signatures DPDK 22.11 declares for them
         // in rte_acl.h, and copied out as plain function pointers that `_library` keeps valid.
         unsafe {
