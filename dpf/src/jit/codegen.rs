@@ -943,9 +943,9 @@ impl Codegen<'_> {
             ; mov rcx, QWORD [rdi]
             ; add rcx, rdi
         );
-        // A selector is 1 KB: worth it beside large tables (one load instead of a compare and
-        // a `cmov` per key), not beside small ones, which it would outweigh many times (a VLAN
-        // with a few flows).
+        // A selector is 1 KB: worth it beside tables at least as large (one load instead of a
+        // compare and a `cmov` per key), not beside small ones, which it would outweigh many
+        // times (a VLAN with a few flows).
         if width == Width::B1 && table_bytes >= SELECTOR_MIN_TABLE_BYTES {
             self.choose_table_by_selector(keys, &tables, next);
         } else {
@@ -1449,9 +1449,9 @@ pub const GENERATED_LOAD: (usize, usize) = (2, 3);
 /// Keys over slots, at most, that patching fills a templated table to (then it is regenerated).
 pub const PATCHED_LOAD: (usize, usize) = (3, 4);
 
-/// Tables a selector (256 `u32` offsets, 1 KB) chooses between must take at least this many
-/// bytes; smaller ones are chosen by `cmov`.
-const SELECTOR_MIN_TABLE_BYTES: usize = 8 * 1024;
+/// Tables a selector (256 `u32` offsets, 1 KB) chooses between must take at least as many
+/// bytes as it does; smaller ones are chosen by `cmov`.
+const SELECTOR_MIN_TABLE_BYTES: usize = 1024;
 
 /// Largest table [`templated_slots`] makes sparser than it has to be.
 const SPARSE_TABLE_BYTES: usize = 1024;
