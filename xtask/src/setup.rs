@@ -65,8 +65,9 @@ pub const HOST_TEST_PACKAGES: &[Package] = &[
     },
 ];
 
-/// Debian packages the demux benchmark's peers need: libpcap, and DPDK's BPF library (without it
-/// the `dpdk-bpf-jit` rows say it is unavailable); and valgrind for its deterministic counts.
+/// Debian packages the demux benchmark's peers need: libpcap, and DPDK's BPF and ACL libraries
+/// (without them the `dpdk-bpf-jit` and `rte-acl` rows say they are unavailable); and valgrind for
+/// its deterministic counts.
 pub const DEMUX_BENCH_PACKAGES: &[Package] = &[
     Package {
         name: "libpcap0.8",
@@ -75,6 +76,10 @@ pub const DEMUX_BENCH_PACKAGES: &[Package] = &[
     Package {
         name: "librte-bpf23",
         why: "DPDK's rte_bpf JIT peer",
+    },
+    Package {
+        name: "librte-acl23",
+        why: "DPDK's rte_acl multi-field classifier peer (brings librte-eal23, which it allocates through)",
     },
     Package {
         name: "valgrind",

@@ -31,7 +31,7 @@ use dynasm::dynasm;
 
 use super::coalesce::{self, Compare, EqAtom};
 use super::emitter::{DynamicLabel, EmitError, Emitter};
-use super::hash_table::HashLayout;
+use super::hash_table::{HashLayout, RangedLayout};
 use super::program_code;
 use super::template::{self, Chain, EntryLayout, ShapeStep};
 use crate::ir::{CmpOp, Field, Shift, Width};
@@ -48,7 +48,8 @@ pub const MAX_KEY_CODE_CHAIN: usize = 6;
 #[derive(Debug)]
 struct PendingTable {
     label: DynamicLabel,
-    layout: HashLayout,
+    /// Which key is in which slot.
+    slots: Vec<Option<usize>>,
     keys: Vec<u32>,
     entries: TableEntries,
 }
@@ -113,10 +114,10 @@ pub struct CodegenStats {
 pub struct TemplateTable {
     /// The dispatch node the table implements.
     pub dispatch: NodeIndex,
-    /// Offset of slot 0 in the code.
+    /// Offset of slot 0 in the code; the slot count is the `u32` just before it.
     pub offset: usize,
-    /// log2 of the slot count.
-    pub bits: u32,
+    /// Slot count (any, see [`RangedLayout`]).
+    pub slots: usize,
     /// Hash multiplier.
     pub multiplier: u32,
     /// False when the code has no probe loop (every key must sit in its home slot).
@@ -775,7 +776,7 @@ impl Codegen<'_> {
     /// empty slot alike, `rdi` becomes the entry's score if the key is the entry's and 0 if not,
     /// and every compare of the body clears it with a `cmov` instead of jumping away. Only
     /// bounds checks (which almost never fail) and a collision in the table (rare: it is at
-    /// most half full) still branch. An empty slot is all zeros, so a key of 0 meeting one
+    /// most two thirds full) still branch. An empty slot is all zeros, so a key of 0 meeting one
     /// "hits" it with score 0, which changes nothing.
     fn templated_lookup(
         &mut self,
@@ -787,12 +788,13 @@ impl Codegen<'_> {
         next: DynamicLabel,
     ) {
         let entry = EntryLayout::new(chains[0].parameters.len());
-        let layout = HashLayout::with_headroom(&keys, templated_headroom(keys.len(), entry.size));
-        let hash = (layout.bits, layout.multiplier);
+        let slots = templated_slots(keys.len(), entry.size);
+        let layout = RangedLayout::shared(&[&keys], |_| slots).remove(0);
+        let multiplier = layout.multiplier;
         let chain = chains[0].clone();
         let table = self.template_table(dispatch, keys, chains, layout);
         self.table_address(table);
-        self.templated_probe(hash, entry, &chain, checked, (miss, exceptions), next);
+        self.templated_probe(multiplier, entry, &chain, checked, (miss, exceptions), next);
     }
 
     /// Records a templated table for `dispatch` (laid out after the code by
@@ -802,7 +804,7 @@ impl Codegen<'_> {
         dispatch: NodeIndex,
         keys: Vec<u32>,
         chains: Vec<Chain>,
-        layout: HashLayout,
+        layout: RangedLayout,
     ) -> DynamicLabel {
         self.stats.templated_tables += 1;
         let entry = EntryLayout::new(chains[0].parameters.len());
@@ -810,7 +812,7 @@ impl Codegen<'_> {
         self.templates.push(TemplateTable {
             dispatch,
             offset: 0,
-            bits: layout.bits,
+            slots: layout.slots.len(),
             multiplier: layout.multiplier,
             probes: true,
             entry,
@@ -819,18 +821,19 @@ impl Codegen<'_> {
         });
         self.tables.push(PendingTable {
             label: table,
-            layout,
+            slots: layout.slots,
             keys,
             entries: TableEntries::Templates(entry, chains, self.templates.len() - 1),
         });
         table
     }
 
-    /// With `rcx` = a templated table hashed by `(bits, multiplier)` and `eax` = the key: the
+    /// With `rcx` = a templated table hashed with `multiplier` and `eax` = the key: the
     /// probe, then `chain`'s shape as one predicated body (see [`Codegen::templated_lookup`]).
+    /// The slot count is read from the table's header, so one body serves tables of any size.
     fn templated_probe(
         &mut self,
-        (bits, multiplier): (u32, u32),
+        multiplier: u32,
         entry: EntryLayout,
         chain: &Chain,
         checked: u32,
@@ -838,9 +841,7 @@ impl Codegen<'_> {
         next: DynamicLabel,
     ) {
         let multiplier = multiplier as i32;
-        let shift = (32 - bits) as i8;
-        let slot_mask = ((1u32 << bits) - 1) as i32;
-        let entry_shift = entry.size.trailing_zeros() as i8;
+        let entry_size = entry.size as i32;
         let score_offset = entry.score_offset as i32;
         let probe = self.ops.new_dynamic_label();
         let collision = self.ops.new_dynamic_label();
@@ -850,16 +851,21 @@ impl Codegen<'_> {
         dynasm!(self.ops
             ; .arch x64
             ; imul edx, eax, DWORD multiplier
-            ; shr edx, BYTE shift
+            // Home slot: the hash scaled to the slot count ([`RangedLayout::home`]).
+            ; mov esi, DWORD [rcx - 4]
+            ; imul rdx, rsi
+            ; shr rdx, BYTE 32
             ; =>probe
-            ; mov esi, edx
-            ; shl rsi, BYTE entry_shift
+            // Entries are packed (any size): slot times size, which fits 32 bits
+            // (`emit_tables` refuses a larger table).
+            ; imul esi, edx, DWORD entry_size
             ; add rsi, rcx
-            ; mov rdi, QWORD [rsi + score_offset]
+            // The score's low half; the rank is added at the accept.
+            ; mov edi, DWORD [rsi + score_offset]
             ; cmp eax, DWORD [rsi]
-            ; cmovne rdi, QWORD [=>zero]
+            ; cmovne edi, DWORD [=>zero]
             // Another key in the slot (its score is not the one kept): probe the next slot.
-            ; cmp rdi, QWORD [rsi + score_offset]
+            ; cmp edi, DWORD [rsi + score_offset]
             ; jne =>collision
             ; xor ecx, ecx
         );
@@ -886,7 +892,9 @@ impl Codegen<'_> {
             // Out of line: taken only on a collision, so a patch may put a key in any free slot.
             ; =>collision
             ; add edx, 1
-            ; and edx, DWORD slot_mask
+            ; cmp edx, DWORD [rcx - 4]
+            ; jb =>probe
+            ; xor edx, edx
             ; jmp =>probe
         );
     }
@@ -913,8 +921,9 @@ impl Codegen<'_> {
         self.stats.selected_dispatches += 1;
         let entry = EntryLayout::new(plan.chains[0][0].parameters.len());
         let key_sets: Vec<&[u32]> = plan.keys.iter().map(Vec::as_slice).collect();
-        let layouts = HashLayout::shared(&key_sets, |count| templated_headroom(count, entry.size));
-        let hash = (layouts[0].bits, layouts[0].multiplier);
+        let layouts = RangedLayout::shared(&key_sets, |count| templated_slots(count, entry.size));
+        let hash = layouts[0].multiplier;
+        let table_bytes: usize = layouts.iter().map(|l| l.slots.len() * entry.size).sum();
         let chain = plan.chains[0][0].clone();
         let mut tables = Vec::with_capacity(keys.len());
         for (((child, child_keys), chains), layout) in plan
@@ -934,7 +943,10 @@ impl Codegen<'_> {
             ; mov rcx, QWORD [rdi]
             ; add rcx, rdi
         );
-        if width == Width::B1 {
+        // A selector is 1 KB: worth it beside tables at least as large (one load instead of a
+        // compare and a `cmov` per key), not beside small ones, which it would outweigh many
+        // times (a VLAN with a few flows).
+        if width == Width::B1 && table_bytes >= SELECTOR_MIN_TABLE_BYTES {
             self.choose_table_by_selector(keys, &tables, next);
         } else {
             self.choose_table_by_cmov(width, keys, &tables, next);
@@ -1185,7 +1197,16 @@ impl Codegen<'_> {
                     ; pop r9
                 );
             }
-            ShapeStep::Accept => {
+            ShapeStep::Accept { rank } => {
+                // `rdi` is the score's low half, or 0: the whole score, or 0.
+                let high = (u64::from(rank) << 32) as i64;
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov rdx, QWORD high
+                    ; or rdx, rdi
+                    ; test rdi, rdi
+                    ; cmovnz rdi, rdx
+                );
                 if exceptions {
                     dynasm!(self.ops
                         ; .arch x64
@@ -1271,7 +1292,7 @@ impl Codegen<'_> {
         );
         self.tables.push(PendingTable {
             label: table,
-            layout,
+            slots: layout.slots,
             keys: keys.to_vec(),
             entries: TableEntries::Jumps(targets.to_vec()),
         });
@@ -1322,11 +1343,21 @@ impl Codegen<'_> {
             }
         }
         for table in core::mem::take(&mut self.tables) {
+            if let TableEntries::Templates(..) = table.entries {
+                // The header: the slot count, in the `u32` before slot 0.
+                let count = u32::try_from(table.slots.len())
+                    .map_err(|_| EmitError::RelocationOutOfRange)?;
+                dynasm!(self.ops ; .arch x64 ; .align 16);
+                for _ in 0..3 {
+                    self.ops.push_u32(0);
+                }
+                self.ops.push_u32(count);
+            }
             dynasm!(self.ops ; .arch x64 ; .align 16 ; =>table.label);
             let start = self.ops.offset();
             match &table.entries {
                 TableEntries::Jumps(targets) => {
-                    for slot in &table.layout.slots {
+                    for slot in &table.slots {
                         let Some(index) = *slot else {
                             self.ops.push_u64(0);
                             continue;
@@ -1344,7 +1375,10 @@ impl Codegen<'_> {
                 TableEntries::Templates(entry, chains, record) => {
                     self.templates[*record].offset = start;
                     let shape = self.templates[*record].shape.clone();
-                    for slot in &table.layout.slots {
+                    // The probe computes slot times entry size in 32 bits.
+                    u32::try_from(table.slots.len() * entry.size)
+                        .map_err(|_| EmitError::RelocationOutOfRange)?;
+                    for slot in &table.slots {
                         let at = self.ops.offset();
                         if let Some(index) = *slot {
                             self.ops.push_u32(table.keys[index]);
@@ -1353,8 +1387,8 @@ impl Codegen<'_> {
                             for parameter in stored {
                                 self.ops.push_u32(parameter);
                             }
-                            self.ops.align(8, 0);
-                            self.ops.push_u64(chains[index].score);
+                            // The low half; the rank is in the code.
+                            self.ops.push_u32(chains[index].score as u32);
                         }
                         // Empty slots are all zero: score 0 marks them.
                         let end = at + entry.size;
@@ -1390,22 +1424,40 @@ impl Codegen<'_> {
     }
 }
 
-/// Slots per key for a templated table of `keys` entries of `entry_size` bytes: at least 3
-/// (room to grow: generated at most a third full, patched up to half full), and for a small
-/// table up to 16 while it stays within [`SPARSE_TABLE_BYTES`]. A packet whose key is absent
+/// Slots for a templated table of `keys` entries of `entry_size` bytes: one and a half times
+/// the keys, so a generated table is at most two thirds full ([`GENERATED_LOAD`]) and
+/// [`super::Demux`] can patch keys in up to [`PATCHED_LOAD`]; a small table gets 2, 4 or 8
+/// slots per key while it stays within [`SPARSE_TABLE_BYTES`]. A packet whose key is absent
 /// lands on an occupied slot (and takes the probe loop's branch, mispredicted as often as not)
-/// with probability equal to the load, so a sparse small table is worth its few kilobytes.
-fn templated_headroom(keys: usize, entry_size: usize) -> usize {
-    let mut factor = 3;
-    while factor < 16 && (keys * factor * 2).next_power_of_two() * entry_size <= SPARSE_TABLE_BYTES
-    {
+/// with probability equal to the load, so a sparse small table is worth its few hundred bytes;
+/// a large one is not: at 10,000 flows the tables must stay well inside L2, which is what
+/// two thirds (with packed entries) buys over one half.
+pub fn templated_slots(keys: usize, entry_size: usize) -> usize {
+    let (num, den) = GENERATED_LOAD;
+    let mut slots = (keys * den).div_ceil(num);
+    let mut factor = 2;
+    while factor <= 8 && keys * factor * entry_size <= SPARSE_TABLE_BYTES {
+        slots = keys * factor;
         factor *= 2;
     }
-    factor
+    slots.max(MIN_TEMPLATED_SLOTS)
 }
 
-/// Largest table [`templated_headroom`] makes sparser than it has to be.
-const SPARSE_TABLE_BYTES: usize = 16 * 1024;
+/// Keys over slots, at most, of a generated templated table.
+pub const GENERATED_LOAD: (usize, usize) = (2, 3);
+
+/// Keys over slots, at most, that patching fills a templated table to (then it is regenerated).
+pub const PATCHED_LOAD: (usize, usize) = (3, 4);
+
+/// Tables a selector (256 `u32` offsets, 1 KB) chooses between must take at least as many
+/// bytes as it does; smaller ones are chosen by `cmov`.
+const SELECTOR_MIN_TABLE_BYTES: usize = 1024;
+
+/// Largest table [`templated_slots`] makes sparser than it has to be.
+const SPARSE_TABLE_BYTES: usize = 1024;
+
+/// Fewest slots of a templated table.
+const MIN_TEMPLATED_SLOTS: usize = 4;
 
 /// `items` at `positions`, in that order.
 fn pick<T: Copy>(items: &[T], positions: &[usize]) -> Vec<T> {

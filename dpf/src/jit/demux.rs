@@ -10,9 +10,9 @@
 //!   dispatch's shape (so bounds checks, computed from the shape, are unchanged);
 //! - its score does not raise the dispatch's bound (so no pruning constant or alternative order
 //!   above it changes);
-//! - the table stays at most half full (tables are generated at most a third full, so growth
-//!   regenerates rarely), and a table whose code has no probe loop receives the key only in its
-//!   home slot.
+//! - the table stays at most three quarters full (`codegen::PATCHED_LOAD`; tables are
+//!   generated at most two thirds full, so growth regenerates rarely), and a table whose code has no probe loop receives the key only
+//!   in its home slot.
 //!
 //! Removing a key from a templated table is a table edit too: bounds can only fall, and a
 //! pruning constant higher than the true bound only prunes less, which is still exact.
@@ -22,7 +22,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::codegen::TemplateTable;
-use super::hash_table::HashLayout;
+use super::hash_table::RangedLayout;
 use super::template::ShapeStep;
 use super::{CompiledTrie, EmitError, compile};
 use crate::ir::{CmpOp, Filter, Step};
@@ -220,7 +220,15 @@ impl Demux {
             .position(|t| t.dispatch == dispatch)?;
         let table = &self.compiled.templates[record];
         let rest = &steps[taken + 1..];
-        if rest.len() + 1 != table.shape.len() || table.shape.last() != Some(&ShapeStep::Accept) {
+        let score = Score::new(filter.atom_count(), filter.id());
+        // The table's code holds the rank; an entry's low half of 0 would read as empty.
+        let accept = ShapeStep::Accept {
+            rank: (score.0 >> 32) as u32,
+        };
+        if rest.len() + 1 != table.shape.len()
+            || table.shape.last() != Some(&accept)
+            || score.0 as u32 == 0
+        {
             return None;
         }
         let mut parameters = Vec::with_capacity(table.entry.parameters);
@@ -235,21 +243,19 @@ impl Demux {
                 _ => return None,
             }
         }
-        let score = Score::new(filter.atom_count(), filter.id());
         if score > self.trie.node(dispatch).bound() {
             return None;
         }
-        let slots = 1usize << table.bits;
-        if (table.keys + 1) * 2 > slots {
+        let (num, den) = super::codegen::PATCHED_LOAD;
+        if (table.keys + 1) * den > table.slots * num {
             return None;
         }
-        let home = HashLayout::home(table.bits, table.multiplier, atom.value);
-        let mut slot = home;
+        let mut slot = RangedLayout::home(table.slots, table.multiplier, atom.value);
         while !self.slot_is_empty(table, slot) {
             if !table.probes {
                 return None;
             }
-            slot = (slot + 1) & (slots - 1);
+            slot = RangedLayout::next(table.slots, slot);
         }
         Some(Patch {
             record,
@@ -281,13 +287,12 @@ impl Demux {
                     return None;
                 }
                 let table = &self.compiled.templates[record];
-                let mask = (1usize << table.bits) - 1;
-                let mut slot = HashLayout::home(table.bits, table.multiplier, value);
+                let mut slot = RangedLayout::home(table.slots, table.multiplier, value);
                 while !self.slot_is_empty(table, slot) {
                     if self.read_u32(table, slot, 0) == value {
                         return Some((record, slot));
                     }
-                    slot = (slot + 1) & mask;
+                    slot = RangedLayout::next(table.slots, slot);
                 }
                 return None;
             }
@@ -308,7 +313,7 @@ impl Demux {
 
     fn slot_is_empty(&self, table: &TemplateTable, slot: usize) -> bool {
         let start = Self::entry_start(table, slot) + table.entry.score_offset;
-        self.compiled.code[start..start + 8].iter().all(|&b| b == 0)
+        self.compiled.code[start..start + 4].iter().all(|&b| b == 0)
     }
 
     fn write_entry(&mut self, patch: &Patch) {
@@ -321,8 +326,9 @@ impl Demux {
             let at = start + entry.parameter_offset(i);
             code[at..at + 4].copy_from_slice(&parameter.to_le_bytes());
         }
+        // The low half: the rank is the table's, in the code.
         let at = start + entry.score_offset;
-        code[at..at + 8].copy_from_slice(&patch.score.to_le_bytes());
+        code[at..at + 4].copy_from_slice(&(patch.score as u32).to_le_bytes());
         self.touched(start, entry.size);
     }
 
@@ -331,7 +337,7 @@ impl Demux {
     fn delete_entry(&mut self, record: usize, slot: usize) {
         let table = self.compiled.templates[record].clone();
         let size = table.entry.size;
-        let mask = (1usize << table.bits) - 1;
+        let count = table.slots;
         let clear = |code: &mut [u8], slot: usize| {
             let start = Self::entry_start(&table, slot);
             code[start..start + size].fill(0);
@@ -339,12 +345,14 @@ impl Demux {
         clear(&mut self.compiled.code, slot);
         self.touched(Self::entry_start(&table, slot), size);
         let mut hole = slot;
-        let mut next = (slot + 1) & mask;
+        let mut next = RangedLayout::next(count, slot);
+        // Cyclic distance from `home` forward to `slot`.
+        let distance = |home: usize, slot: usize| (slot + count - home) % count;
         while !self.slot_is_empty(&table, next) {
             let key = self.read_u32(&table, next, 0);
-            let home = HashLayout::home(table.bits, table.multiplier, key);
-            let distance_to_next = next.wrapping_sub(home) & mask;
-            let distance_to_hole = hole.wrapping_sub(home) & mask;
+            let home = RangedLayout::home(count, table.multiplier, key);
+            let distance_to_next = distance(home, next);
+            let distance_to_hole = distance(home, hole);
             if distance_to_hole < distance_to_next {
                 let from = Self::entry_start(&table, next);
                 let to = Self::entry_start(&table, hole);
@@ -354,7 +362,7 @@ impl Demux {
                 self.touched(from, size);
                 hole = next;
             }
-            next = (next + 1) & mask;
+            next = RangedLayout::next(count, next);
         }
     }
 }
@@ -377,12 +385,12 @@ mod tests {
     /// What the generated probe finds for `key`: its slot, or `None` at the first empty slot.
     fn probe(demux: &Demux, key: u32) -> Option<usize> {
         let table = &demux.compiled.templates[0];
-        let mut slot = HashLayout::home(table.bits, table.multiplier, key);
+        let mut slot = RangedLayout::home(table.slots, table.multiplier, key);
         while !demux.slot_is_empty(table, slot) {
             if demux.read_u32(table, slot, 0) == key {
                 return Some(slot);
             }
-            slot = (slot + 1) & ((1 << table.bits) - 1);
+            slot = RangedLayout::next(table.slots, slot);
         }
         None
     }
@@ -419,7 +427,7 @@ mod tests {
 
     #[test]
     fn colliding_keys_stay_reachable_through_patches() {
-        // 120 keys in 256 slots collide under any multiplier, so the code probes; then add keys that all share one home.
+        // 120 keys in 240 slots collide under any multiplier, so the code probes; then add keys that all share one home.
         // Pseudo-random keys (an arithmetic progression would spread perfectly).
         let keys: Vec<u32> = (1..=120u32)
             .map(|i| i.wrapping_mul(0x2545_f491).rotate_left(13) ^ 0x5bd1_e995)
@@ -429,9 +437,9 @@ mod tests {
         assert_eq!(demux.compiled.templates.len(), 1);
         let table = demux.compiled.templates[0].clone();
         assert!(table.probes, "test needs a table with a probe loop");
-        let home = HashLayout::home(table.bits, table.multiplier, 7);
+        let home = RangedLayout::home(table.slots, table.multiplier, 7);
         let colliding: Vec<u32> = (1_000u32..)
-            .filter(|&k| HashLayout::home(table.bits, table.multiplier, k) == home)
+            .filter(|&k| RangedLayout::home(table.slots, table.multiplier, k) == home)
             .take(5)
             .collect();
         let mut handles = Vec::new();

@@ -134,8 +134,8 @@ impl ExecutableTrie {
         // the base, shifts only move the base forward by verified amounts), reads its own hash
         // tables, writes nothing but its own stack (balanced push/pop), uses only caller-saved
         // registers, and terminates (forward jumps only, except the hash probe loop, which stops
-        // at an empty slot of a table at most half full: generation and `Demux` patches both keep
-        // that bound, and `write_data` writes only what `Demux` computed). (3) `packet.data` is a live slice, so
+        // at an empty slot of a table never full: generation (two thirds at most, one half for a
+        // jump table) and `Demux` patches (three quarters at most) both keep that bound, and `write_data` writes only what `Demux` computed). (3) `packet.data` is a live slice, so
         // its pointer and length describe readable memory for the duration of the call.
         unsafe {
             let function: DemuxFn =

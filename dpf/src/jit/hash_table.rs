@@ -1,6 +1,10 @@
 //! Layout of the hash tables the generated code probes for a disjunction with many keys.
 //!
-//! The table lives in the code block after the function: `2^bits` slots of 8 bytes, each the
+//! Two kinds. A jump table ([`HashLayout`]) has a power-of-two slot count. A templated table
+//! ([`RangedLayout`]) has any slot count, so it need not round its slack up to the next power
+//! of two (which made a table of 5,000 keys as large as one of 8,000).
+//!
+//! The jump table lives in the code block after the function: `2^bits` slots of 8 bytes, each the
 //! key (`u32`) and the target as an `i32` offset from the table's start, 0 for an empty slot
 //! (code precedes the table, so a real target is never 0). The code hashes with
 //! `(key * multiplier) >> (32 - bits)` and probes linearly; the table is at most half full, so
@@ -69,32 +73,6 @@ impl HashLayout {
         best.unwrap_or_else(|| Self::with_multiplier(keys, bits, MULTIPLIERS[0]))
     }
 
-    /// Layouts for several tables probed by one piece of code: one slot count (the largest
-    /// any set needs, at `factor(len)` slots per key) and one multiplier for all.
-    pub fn shared(key_sets: &[&[u32]], factor: impl Fn(usize) -> usize) -> Vec<HashLayout> {
-        let bits = key_sets
-            .iter()
-            .map(|keys| (keys.len() * factor(keys.len())).next_power_of_two().max(8))
-            .max()
-            .unwrap_or(256)
-            .trailing_zeros();
-        let mut best: Option<(usize, Vec<HashLayout>)> = None;
-        for multiplier in MULTIPLIERS {
-            let layouts: Vec<HashLayout> = key_sets
-                .iter()
-                .map(|keys| Self::with_multiplier(keys, bits, multiplier))
-                .collect();
-            let longest = layouts.iter().map(|l| l.longest_probe).max().unwrap_or(0);
-            if best.as_ref().is_none_or(|(b, _)| longest < *b) {
-                best = Some((longest, layouts));
-            }
-            if best.as_ref().is_some_and(|(b, _)| *b == 0) {
-                break;
-            }
-        }
-        best.map(|(_, layouts)| layouts).unwrap_or_default()
-    }
-
     fn with_multiplier(keys: &[u32], bits: u32, multiplier: u32) -> HashLayout {
         let size = 1usize << bits;
         let mut slots = vec![None; size];
@@ -131,9 +109,113 @@ impl HashLayout {
     }
 }
 
+/// Where each key of a templated table goes: `slots` slots (any count, the code reads it from
+/// the table's header), the home slot by multiply-then-scale (`(key * multiplier) as u32` times
+/// the slot count, top 32 bits of the product: the hash's high bits, no modulo), linear probing
+/// that wraps at the last slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangedLayout {
+    /// The hash multiplier.
+    pub multiplier: u32,
+    /// For each slot, the index of the key stored there.
+    pub slots: Vec<Option<usize>>,
+    /// Longest distance of a key from its home slot (0: no collision at all).
+    pub longest_probe: usize,
+}
+
+impl RangedLayout {
+    /// Home slot of `key` in a table of `slots` slots.
+    pub fn home(slots: usize, multiplier: u32, key: u32) -> usize {
+        ((u64::from(key.wrapping_mul(multiplier)) * slots as u64) >> 32) as usize
+    }
+
+    /// The slot after `slot`, wrapping.
+    pub fn next(slots: usize, slot: usize) -> usize {
+        if slot + 1 == slots { 0 } else { slot + 1 }
+    }
+
+    /// Layouts for several tables probed by one piece of code: each of `slots(len)` slots, one
+    /// multiplier for all (the one with the shortest longest probe).
+    pub fn shared(key_sets: &[&[u32]], slots: impl Fn(usize) -> usize) -> Vec<RangedLayout> {
+        let mut best: Option<(usize, Vec<RangedLayout>)> = None;
+        for multiplier in MULTIPLIERS {
+            let layouts: Vec<RangedLayout> = key_sets
+                .iter()
+                .map(|keys| Self::with_multiplier(keys, slots(keys.len()), multiplier))
+                .collect();
+            let longest = layouts.iter().map(|l| l.longest_probe).max().unwrap_or(0);
+            if best.as_ref().is_none_or(|(b, _)| longest < *b) {
+                best = Some((longest, layouts));
+            }
+            if best.as_ref().is_some_and(|(b, _)| *b == 0) {
+                break;
+            }
+        }
+        best.map(|(_, layouts)| layouts).unwrap_or_default()
+    }
+
+    /// `keys` (distinct, fewer than `slots`) in `slots` slots hashed with `multiplier`.
+    pub fn with_multiplier(keys: &[u32], slots: usize, multiplier: u32) -> RangedLayout {
+        let mut table = vec![None; slots];
+        let mut longest_probe = 0;
+        for (index, &key) in keys.iter().enumerate() {
+            let mut slot = Self::home(slots, multiplier, key);
+            let mut probe = 0;
+            while table[slot].is_some() {
+                slot = Self::next(slots, slot);
+                probe += 1;
+            }
+            table[slot] = Some(index);
+            longest_probe = longest_probe.max(probe);
+        }
+        RangedLayout {
+            multiplier,
+            slots: table,
+            longest_probe,
+        }
+    }
+
+    /// The key index a lookup of `key` finds, probing as the generated code does.
+    pub fn lookup(&self, keys: &[u32], key: u32) -> Option<usize> {
+        let count = self.slots.len();
+        let mut slot = Self::home(count, self.multiplier, key);
+        loop {
+            match self.slots[slot] {
+                None => return None,
+                Some(index) if keys[index] == key => return Some(index),
+                Some(_) => slot = Self::next(count, slot),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranged_tables_of_any_size_find_every_key_and_spread_them() {
+        let keys: Vec<u32> = (0..5_000u32).map(|i| 0x0a00_0000 + i * 7).collect();
+        // 10,001 slots: not a power of two, and odd.
+        let layouts = RangedLayout::shared(&[&keys, &keys[..3]], |n| 2 * n + 1);
+        assert_eq!(layouts[0].slots.len(), 10_001);
+        assert_eq!(layouts[1].slots.len(), 7);
+        for (i, &k) in keys.iter().enumerate() {
+            assert_eq!(layouts[0].lookup(&keys, k), Some(i));
+        }
+        assert_eq!(layouts[0].lookup(&keys, 0x0a00_0001), None);
+        // Homes use the whole range: some key's home is in the top tenth.
+        assert!(
+            keys.iter()
+                .any(|&k| RangedLayout::home(10_001, layouts[0].multiplier, k) >= 9_001)
+        );
+        assert!(
+            layouts[0].longest_probe < 64,
+            "{}",
+            layouts[0].longest_probe
+        );
+        assert_eq!(RangedLayout::next(7, 6), 0);
+    }
 
     #[test]
     fn every_key_is_found_and_absent_keys_are_not() {

@@ -82,6 +82,11 @@ impl CompiledTrie {
         self.data_offset
     }
 
+    /// The templated tables: where each sits and how its entries are laid out.
+    pub fn templates(&self) -> &[codegen::TemplateTable] {
+        &self.templates
+    }
+
     /// What the generator did.
     pub fn stats(&self) -> CodegenStats {
         self.stats

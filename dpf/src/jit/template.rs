@@ -31,8 +31,13 @@ pub enum ShapeStep {
     },
     /// A shift (identical in every chain).
     Shift(Shift),
-    /// The end: accept with the entry's score.
-    Accept,
+    /// The end: accept with the entry's score, whose high half (`rank`: the filter's atoms plus
+    /// one, see [`crate::trie::Score`]) is the same for every key of the shape, so the code holds
+    /// it as an immediate and an entry holds only the low half (which names the filter).
+    Accept {
+        /// `score >> 32`.
+        rank: u32,
+    },
 }
 
 impl ShapeStep {
@@ -142,7 +147,14 @@ pub fn chain_below(trie: &Trie, key: NodeIndex) -> Option<Chain> {
                 at = next;
             }
             NodeKind::Accept { score, .. } => {
-                chain.shape.push(ShapeStep::Accept);
+                // A low half of 0 (filter id `u32::MAX`) would read as an empty slot: such a
+                // key keeps code of its own.
+                if score.0 as u32 == 0 {
+                    return None;
+                }
+                chain.shape.push(ShapeStep::Accept {
+                    rank: (score.0 >> 32) as u32,
+                });
                 chain.score = score.0;
                 return Some(chain);
             }
@@ -227,25 +239,28 @@ pub fn partition_chains(trie: &Trie, keys: &[NodeIndex], at_least: usize) -> Opt
     Some(partition)
 }
 
-/// Byte layout of one templated table entry: key, parameters, score.
+/// Byte layout of one templated table entry: key, parameters, the score's low half, each a
+/// `u32`, packed: no padding and no rounding of the size (the slot address is one `imul` away),
+/// since every byte of an entry is paid once per slot and the tables must stay in cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntryLayout {
     /// Number of `u32` parameters after the key.
     pub parameters: usize,
-    /// Offset of the `u64` score (8-aligned); 0 there marks an empty slot.
+    /// Offset of the `u32` low half of the score (never 0 for a key); 0 there marks an empty
+    /// slot.
     pub score_offset: usize,
-    /// Entry size, a power of two so the slot address is a shift away.
+    /// Entry size in bytes.
     pub size: usize,
 }
 
 impl EntryLayout {
     /// Layout for `parameters` parameters.
     pub fn new(parameters: usize) -> EntryLayout {
-        let score_offset = (4 + 4 * parameters).next_multiple_of(8);
+        let score_offset = 4 + 4 * parameters;
         EntryLayout {
             parameters,
             score_offset,
-            size: (score_offset + 8).next_power_of_two(),
+            size: score_offset + 4,
         }
     }
 
@@ -341,17 +356,17 @@ mod tests {
     }
 
     #[test]
-    fn entry_layouts_are_aligned_powers_of_two() {
+    fn entry_layouts_are_packed_words() {
         assert_eq!(
             EntryLayout::new(1),
             EntryLayout {
                 parameters: 1,
                 score_offset: 8,
-                size: 16
+                size: 12
             }
         );
-        let three = EntryLayout::new(3);
-        assert_eq!((three.score_offset, three.size), (16, 32));
-        assert_eq!(three.parameter_offset(2), 12);
+        let four = EntryLayout::new(4);
+        assert_eq!((four.score_offset, four.size), (20, 24));
+        assert_eq!(four.parameter_offset(2), 12);
     }
 }

@@ -25,7 +25,7 @@ fn register_font() {
 }
 
 /// Engines in legend order, each with a fixed colour.
-const ENGINES: [(&str, RGBColor); 11] = [
+const ENGINES: [(&str, RGBColor); 12] = [
     ("dpf-jit", RGBColor(0xd6, 0x27, 0x28)),
     ("dpf-interp", RGBColor(0xff, 0x7f, 0x0e)),
     ("dpf-jit-unmerged", RGBColor(0xe3, 0x77, 0xc2)),
@@ -36,6 +36,7 @@ const ENGINES: [(&str, RGBColor); 11] = [
     ("bpfjit", RGBColor(0x2c, 0xa0, 0x2c)),
     ("rbpf-jit", RGBColor(0x94, 0x67, 0xbd)),
     ("dpdk-bpf-jit", RGBColor(0x8c, 0x56, 0x4b)),
+    ("rte-acl", RGBColor(0x99, 0x00, 0x66)),
     ("other", RGBColor(0x7f, 0x7f, 0x7f)),
 ];
 

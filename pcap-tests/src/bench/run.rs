@@ -30,7 +30,7 @@ use super::engines::ebpf_map::{self, EbpfMap, FlowMap};
 use super::engines::libpcap::{CompiledFilter, Libpcap, PcapCompiler};
 use super::engines::native::NativeFlow;
 use super::engines::native_hash::NativeHash;
-use super::engines::{Demux, Tally, bpfjit, dpdk, rbpf};
+use super::engines::{Demux, Tally, bpfjit, dpdk, rbpf, rte_acl};
 use super::flow_filter::dpf_filters;
 use super::flows::{self, FilterFlows};
 use super::measure::{capped_packets, median_us};
@@ -42,13 +42,14 @@ use crate::synth::{self, Flow, SynthConfig};
 use crate::trace::{TracePacket, read_trace};
 
 /// Engine names, in table order.
-pub const ENGINE_ORDER: [&str; 10] = [
+pub const ENGINE_ORDER: [&str; 11] = [
     "dpf-jit",
     "dpf-interp",
     "dpf-jit-unmerged",
     "native-hash",
     "native",
     "ebpf-map",
+    "rte-acl",
     "libpcap",
     "bpfjit",
     "rbpf-jit",
@@ -330,6 +331,37 @@ fn merged_engines(
         .map(|&k| ebpf_map::flow_map(&flows.flows[..k]))
         .collect();
     let programs: Vec<Vec<u8>> = maps.iter().map(ebpf_map::encoded_program).collect();
+    // DPDK's ACL, one context per K (up to the sequential peers' largest K: building a
+    // context of 100,000 rules takes minutes and more EAL heap than it is given).
+    let acl = if run.options.wants("rte-acl") {
+        run.progress
+            .set_message("initialising EAL for rte_acl".to_string());
+        match rte_acl::RteAcl::open() {
+            Ok(library) => Some(library),
+            Err(e) => {
+                run.unavailable("rte-acl", None, &e);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut acl_contexts: Vec<Option<rte_acl::AclContext<'_>>> = Vec::new();
+    for &k in ks {
+        let Some(library) = acl.as_ref().filter(|_| k <= SEQUENTIAL_MAX_FILTERS) else {
+            acl_contexts.push(None);
+            continue;
+        };
+        run.progress
+            .set_message(format!("building the rte_acl context for {k} filters"));
+        match library.context(&k.to_string(), &flows.flows[..k]) {
+            Ok(context) => acl_contexts.push(Some(context)),
+            Err(e) => {
+                run.unavailable("rte-acl", Some(k), &e);
+                acl_contexts.push(None);
+            }
+        }
+    }
     let mut cells: Vec<Cell<'_>> = Vec::new();
     for (i, &k) in ks.iter().enumerate() {
         run.progress
@@ -386,6 +418,14 @@ fn merged_engines(
                 )),
                 Err(e) => run.unavailable("ebpf-map", Some(k), &e),
             }
+        }
+        if let Some(context) = &acl_contexts[i] {
+            cells.extend(run.cell(
+                "rte-acl",
+                k,
+                Box::new(rte_acl::RteAclDemux::new(context)),
+                false,
+            ));
         }
         if k == 1 {
             cells.extend(run.cell(

@@ -26,6 +26,8 @@ use pcap_tests::bench::run::{self, Options};
 ///   dpf-jit, dpf-interp   all K filters merged into one trie (compiled / interpreted);
 ///   native-hash           hand-written Rust: parse, then one hashbrown lookup (the floor);
 ///   ebpf-map              one eBPF program that parses and calls a map-lookup helper (rbpf JIT);
+///   rte-acl               parse, then one DPDK rte_acl_classify over a context of K 5-tuple rules
+///                         (librte-acl23, if installed; EAL without hugepages; up to 10,000);
 ///   native                a hand-written Rust match of the K=1 filter;
 ///   dpf-jit-unmerged      one compiled dpf program per filter, in sequence;
 ///   libpcap               pcap_compile (optimised) per filter, bpf_filter, in sequence;

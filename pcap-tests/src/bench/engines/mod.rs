@@ -14,6 +14,7 @@ pub mod libpcap;
 pub mod native;
 pub mod native_hash;
 pub mod rbpf;
+pub mod rte_acl;
 
 use super::packets::{PacketArena, PacketSpan};
 

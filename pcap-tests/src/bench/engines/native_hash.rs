@@ -14,17 +14,18 @@ use crate::synth::Flow;
 /// What a flow filter selects on, as read from a packet: the tag (`NO_TAG` for none), the IP
 /// protocol, the source address (IPv4 in the first four bytes, family in `v6`) and the
 /// destination port.
+/// [`super::rte_acl`] classifies the same tuple.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Tuple {
-    vlan: u16,
-    v6: bool,
-    protocol: u8,
-    dst_port: u16,
-    source: [u8; 16],
+pub(crate) struct Tuple {
+    pub(crate) vlan: u16,
+    pub(crate) v6: bool,
+    pub(crate) protocol: u8,
+    pub(crate) dst_port: u16,
+    pub(crate) source: [u8; 16],
 }
 
 /// A tag value no 12-bit VLAN id takes.
-const NO_TAG: u16 = u16::MAX;
+pub(crate) const NO_TAG: u16 = u16::MAX;
 
 #[inline(always)]
 fn u16_at(data: &[u8], at: usize) -> Option<u16> {
@@ -32,7 +33,7 @@ fn u16_at(data: &[u8], at: usize) -> Option<u16> {
 }
 
 impl Tuple {
-    fn of_flow(flow: &Flow) -> Tuple {
+    pub(crate) fn of_flow(flow: &Flow) -> Tuple {
         let (v6, source) = match flow.src {
             IpAddr::V4(a) => {
                 let mut s = [0; 16];
@@ -53,7 +54,7 @@ impl Tuple {
     /// The tuple a flow filter would see in `data`, or `None` where no flow filter can match
     /// (not IP after at most one tag, a later fragment, cut short).
     #[inline]
-    fn of_packet(data: &[u8]) -> Option<Tuple> {
+    pub(crate) fn of_packet(data: &[u8]) -> Option<Tuple> {
         let mut l3 = 14;
         let mut vlan = NO_TAG;
         if matches!(u16_at(data, 12)?, 0x8100 | 0x88a8 | 0x9100) {
