@@ -126,21 +126,7 @@ pub fn filter_bind(
         Some(index) if net.rings[index].slots.len() == slots.len() => index,
         Some(_) => return Err(Error::InvalidArgument),
         None => {
-            net.rings.push(Ring {
-                owner,
-                address: ring.address(),
-                slots,
-                next: 0,
-                trie: Trie::new(),
-                code: None,
-                matched: false,
-                winner: 0,
-                filters: Vec::new(),
-                delivered: 0,
-                fresh: 0,
-                full: 0,
-                won: 0,
-            });
+            net.rings.push(Ring::new(owner, ring.address(), slots));
             net.rings.len() - 1
         }
     };

@@ -34,6 +34,28 @@ pub(super) struct Ring {
     pub(super) winner: u64,
 }
 
+impl Ring {
+    /// A ring of `owner`'s at user address `address` over the frames `slots`, with no filter
+    /// bound and nothing counted yet.
+    pub(super) fn new(owner: EnvId, address: u64, slots: Vec<u64>) -> Ring {
+        Ring {
+            owner,
+            address,
+            slots,
+            next: 0,
+            trie: Trie::new(),
+            code: None,
+            filters: Vec::new(),
+            delivered: 0,
+            fresh: 0,
+            full: 0,
+            won: 0,
+            matched: false,
+            winner: 0,
+        }
+    }
+}
+
 /// One bound filter.
 pub(super) struct BoundFilter {
     pub(super) id: u32,

@@ -43,21 +43,7 @@ fn bound(id: u32, filter: &dpf::Filter) -> BoundFilter {
 
 /// Binds the ring: monitors in its own trie, claims in the shared demux.
 fn bind_ring(net: &mut Net) -> u32 {
-    let mut ring = Ring {
-        owner: OWNER,
-        address: RING_ADDRESS,
-        slots: Vec::new(),
-        next: 0,
-        trie: Trie::new(),
-        code: None,
-        matched: false,
-        winner: 0,
-        filters: Vec::new(),
-        delivered: 0,
-        fresh: 0,
-        full: 0,
-        won: 0,
-    };
+    let mut ring = Ring::new(OWNER, RING_ADDRESS, Vec::new());
     let mut trie = Trie::new();
     let first_monitor = net.next_filter;
     for expression in MONITORS {
