@@ -250,11 +250,13 @@ fn clients(session: &mut Session<'_>) -> std::result::Result<(), String> {
 /// One `ashd: report` line: the arrival-to-send pairs and cycles, and per handler (named by
 /// the last word of its filter) its runs and cycles.
 #[derive(Clone, Debug, Default, PartialEq)]
-struct Report {
-    pairs: u64,
-    cycles: u64,
+pub(crate) struct Report {
+    pub(crate) pairs: u64,
+    pub(crate) cycles: u64,
     /// Pairs left out because a timer tick came in between.
-    ticked: u64,
+    pub(crate) ticked: u64,
+    /// Their cycles (what the reply waited while other environments ran).
+    pub(crate) ticked_cycles: u64,
     handlers: BTreeMap<String, (u64, u64)>,
 }
 
@@ -265,7 +267,7 @@ fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
 }
 
 /// The reports in `serial`, by token.
-fn reports(serial: &str) -> BTreeMap<usize, Report> {
+pub(crate) fn reports(serial: &str) -> BTreeMap<usize, Report> {
     let mut found = BTreeMap::new();
     for line in serial.lines() {
         let Some(rest) = after(line, "ashd: report ") else {
@@ -289,13 +291,15 @@ fn reports(serial: &str) -> BTreeMap<usize, Report> {
             };
             match (index, numbers(1)) {
                 (0, Some((pairs, cycles))) if words[0] == "arrival-to-send" => {
-                    let Some(ticked) = words.get(3).and_then(|word| word.parse().ok()) else {
+                    let number = |at: usize| words.get(at).and_then(|word| word.parse().ok());
+                    let (Some(ticked), Some(ticked_cycles)) = (number(3), number(4)) else {
                         complete = false;
                         continue;
                     };
                     report.pairs = pairs;
                     report.cycles = cycles;
                     report.ticked = ticked;
+                    report.ticked_cycles = ticked_cycles;
                 }
                 (1.., Some(counts)) => {
                     report.handlers.insert(words[0].to_string(), counts);
@@ -621,7 +625,7 @@ mod tests {
 
     fn line(token: usize, pairs: u64, cycles: u64, runs: u64, vector: u64) -> String {
         format!(
-            "ashd| ashd: report {token}: arrival-to-send {pairs} {cycles} 0; arp 3 900; 7 1 100; 9002 {runs} {vector}; 9005 {runs} {}\n",
+            "ashd| ashd: report {token}: arrival-to-send {pairs} {cycles} 0 0; arp 3 900; 7 1 100; 9002 {runs} {vector}; 9005 {runs} {}\n",
             vector * 2
         )
     }
@@ -648,6 +652,10 @@ mod tests {
         assert_eq!(found.len(), 2, "the cut line is not a report");
         assert_eq!(found[&0].pairs, 4);
         assert_eq!(found[&2].handlers["9005"], (3, 120));
+        let ticked = reports("ashd| ashd: report 7: arrival-to-send 5 500 2 9000; arp 1 1\n");
+        assert_eq!((ticked[&7].ticked, ticked[&7].ticked_cycles), (2, 9000));
+        // Without the ticked pairs' cycles (an older ashd) the line is not a report.
+        assert!(reports("ashd| ashd: report 8: arrival-to-send 5 500 2; arp 1 1\n").is_empty());
     }
 
     #[test]

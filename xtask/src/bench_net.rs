@@ -29,7 +29,7 @@ mod rtt;
 
 use crate::qemu::{Accel, Echo, Qemu, TapNetdev};
 use crate::topology::{self, GUEST_ADDRESS, Topology};
-use crate::{Result, bench_kernel, image, setup};
+use crate::{Result, bench_ash, bench_kernel, image, setup};
 use indicatif::{ProgressBar, ProgressStyle};
 use report::{Group, Row, Sample};
 use std::ffi::OsString;
@@ -144,6 +144,8 @@ const ASH_UDP_PORT: u16 = 7;
 const APP_UDP_PORT: u16 = 7007;
 const TCP_ECHO_PORT: u16 = 7;
 const LINUX_CONTROL_PORT: u16 = 9999;
+/// ashd's report port: a datagram there prints the kernel's arrival-to-send counters.
+const ASHD_REPORT_PORT: u16 = 9006;
 /// exo's two httpds in the main boot: Cheetah's path (`cheetah=all`, exo's httpd) and the
 /// smoltcp path. The ready lines the boot waits for name these two ports.
 const EXO_HTTPD_PORT: u16 = 80;
@@ -198,6 +200,8 @@ struct Guest {
     lines: Receiver<String>,
     seen: Vec<String>,
     qmp: qmp::Qmp,
+    /// The last token sent to ashd's report port.
+    report_token: usize,
 }
 
 impl Guest {
@@ -301,6 +305,7 @@ fn with_guest<T>(
                 lines,
                 seen: Vec::new(),
                 qmp,
+                report_token: 0,
             };
             for ready in &boot.ready {
                 guest.wait_for(ready, READY_WITHIN)?;
@@ -456,6 +461,7 @@ fn http_sample(load: &http_load::Load, instructions: u64) -> Sample {
         instructions_per_unit: instructions as f64 / load.requests.max(1) as f64,
         count: load.requests,
         errors: load.errors,
+        reply_instructions: None,
     }
 }
 
@@ -508,6 +514,7 @@ fn bulk_sample(
         instructions_per_unit: (after - before) as f64 / (bytes as f64 / 1024.0),
         count: bytes,
         errors: 0,
+        reply_instructions: None,
     })
 }
 
@@ -618,14 +625,62 @@ fn profile_runs(
     }
 }
 
+/// Which UDP server a row measures: on exo, ashd's kernel counters frame it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UdpServer {
+    /// exo, ashd running: its report port gives the arrival-to-send counters around the row.
+    Exo,
+    Linux,
+}
+
+/// ashd's report (arrival-to-send counters) for the next token, read from the console. The
+/// request goes to ashd's ring and is answered by no frame, so it makes no arrival-to-send
+/// pair of its own: the next request's arrival replaces its arrival time.
+fn ashd_report(
+    guest: &mut Guest,
+    topology: &Topology,
+) -> std::result::Result<bench_ash::Report, String> {
+    guest.report_token += 1;
+    let token = guest.report_token;
+    netns::run_in(&topology.namespace, move || {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").map_err(|error| error.to_string())?;
+        socket
+            .send_to(
+                token.to_string().as_bytes(),
+                (GUEST_ADDRESS, ASHD_REPORT_PORT),
+            )
+            .map(|_| ())
+            .map_err(|error| error.to_string())
+    })
+    .map_err(|error| error.to_string())?;
+    let line = guest.wait_for(&format!("ashd: report {token}:"), Duration::from_secs(10))?;
+    bench_ash::reports(&line)
+        .remove(&token)
+        .ok_or_else(|| format!("ashd's report {token} is cut: {line}"))
+}
+
+/// Mean guest instructions from arrival to reply over the pairs between two reports, every
+/// pair (ticked ones too); `None` without a pair.
+fn reply_instructions(before: &bench_ash::Report, after: &bench_ash::Report) -> Option<f64> {
+    let pairs = (after.pairs + after.ticked).checked_sub(before.pairs + before.ticked)?;
+    let cycles = (after.cycles.wrapping_add(after.ticked_cycles))
+        .wrapping_sub(before.cycles.wrapping_add(before.ticked_cycles));
+    (pairs > 0).then(|| cycles as f64 / pairs as f64)
+}
+
 fn udp_sample(
     guest: &mut Guest,
     topology: &Topology,
     port: u16,
+    server: UdpServer,
     plan: &Plan,
 ) -> std::result::Result<Sample, String> {
     guest.check_alive()?;
     let (count, budget) = (plan.udp_requests, plan.udp_budget);
+    let report_before = match server {
+        UdpServer::Exo => Some(ashd_report(guest, topology)?),
+        UdpServer::Linux => None,
+    };
     let before = guest.instructions()?;
     let start = Instant::now();
     let series = netns::run_in(&topology.namespace, move || {
@@ -639,6 +694,10 @@ fn udp_sample(
     .map_err(|error| error.to_string())?;
     let elapsed = start.elapsed();
     let after = guest.instructions()?;
+    let reply_instructions = match &report_before {
+        Some(before) => reply_instructions(before, &ashd_report(guest, topology)?),
+        None => None,
+    };
     let answered = series.samples_us.len() as u64;
     if answered == 0 {
         return Err(format!(
@@ -653,6 +712,7 @@ fn udp_sample(
         instructions_per_unit: (after - before) as f64 / answered as f64,
         count: answered,
         errors: series.lost,
+        reply_instructions,
     })
 }
 
@@ -1042,8 +1102,8 @@ fn exo_round(
                         return Err(format!("asked for {busy} busy environments: {line}"));
                     }
                 }
-                let ash = udp_sample(guest, topology, ASH_UDP_PORT, plan);
-                let app = udp_sample(guest, topology, APP_UDP_PORT, plan);
+                let ash = udp_sample(guest, topology, ASH_UDP_PORT, UdpServer::Exo, plan);
+                let app = udp_sample(guest, topology, APP_UDP_PORT, UdpServer::Exo, plan);
                 Ok((ash, app))
             });
             match result {
@@ -1146,8 +1206,9 @@ fn linux_round(
                 for busy in BUSY {
                     progress
                         .set_message(format!("round {}: Linux UDP echo, {busy} busy", round + 1));
-                    let sample = linux_control(topology, &format!("busy {busy}"))
-                        .and_then(|_| udp_sample(guest, topology, ASH_UDP_PORT, plan));
+                    let sample = linux_control(topology, &format!("busy {busy}")).and_then(|_| {
+                        udp_sample(guest, topology, ASH_UDP_PORT, UdpServer::Linux, plan)
+                    });
                     udp.push((busy, sample));
                 }
             }
@@ -1342,6 +1403,25 @@ fn serve_http_bulk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reply_instructions_count_every_pair_ticked_or_not() {
+        let report = |line: &str| bench_ash::reports(line).remove(&1).unwrap();
+        let before = report("ashd| ashd: report 1: arrival-to-send 10 10000 2 50000\n");
+        // 8 untimed-by-tick pairs of 1,000 and 2 that a tick cut, of 100,000 each.
+        let after = report("ashd| ashd: report 1: arrival-to-send 18 18000 4 250000\n");
+        assert_eq!(reply_instructions(&before, &after), Some(20_800.0));
+        assert_eq!(
+            reply_instructions(&after, &after),
+            None,
+            "no pair, no figure"
+        );
+        assert_eq!(
+            reply_instructions(&after, &before),
+            None,
+            "counters do not go back"
+        );
+    }
 
     #[test]
     fn exo_command_lines_give_each_app_its_hex_argument() {

@@ -535,10 +535,11 @@ mod app {
             let mut line = alloc::string::String::new();
             let _ = write!(
                 line,
-                "ashd: report {token}: arrival-to-send {} {} {}",
+                "ashd: report {token}: arrival-to-send {} {} {} {}",
                 read(Counter::ArrivalToSendFrames),
                 read(Counter::ArrivalToSendCycles),
-                read(Counter::ArrivalToSendTicked)
+                read(Counter::ArrivalToSendTicked),
+                read(Counter::ArrivalToSendTickedCycles)
             );
             for (expression, handler, _) in handlers {
                 let read = |counter| net::ash_counter(*handler, counter).unwrap_or(u64::MAX);

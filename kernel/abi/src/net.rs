@@ -194,11 +194,17 @@ pub enum Counter {
     /// `net_transmit` calls refused with `WouldBlock`: the NIC had not yet sent enough of
     /// what it was given (every transmit buffer on the device, or the caller's share of them).
     TxQueueFull = 35,
+    /// TSC cycles of the arrival-to-send pairs left out of `ArrivalToSendCycles` because a
+    /// timer tick came in between (`ArrivalToSendTicked` of them): with them, the latency of
+    /// every reply inside the machine, including the time other environments ran before the
+    /// one answering got the processor. Under `-icount shift=0` a cycle is one guest
+    /// instruction, so a reply waiting behind spinning environments waits their instructions.
+    ArrivalToSendTickedCycles = 36,
 }
 
 impl Counter {
     /// Every counter, in index order.
-    pub const ALL: [Counter; 36] = [
+    pub const ALL: [Counter; 37] = [
         Counter::RxFrames,
         Counter::Delivered,
         Counter::NoMatch,
@@ -235,6 +241,7 @@ impl Counter {
         Counter::TransmitCycles,
         Counter::TransmitCalls,
         Counter::TxQueueFull,
+        Counter::ArrivalToSendTickedCycles,
     ];
 
     /// The name xtask prints and writes to JSON.
@@ -276,6 +283,7 @@ impl Counter {
             Counter::TransmitCycles => "transmit_cycles",
             Counter::TransmitCalls => "transmit_calls",
             Counter::TxQueueFull => "tx_queue_full",
+            Counter::ArrivalToSendTickedCycles => "arrival_to_send_ticked_cycles",
         }
     }
 

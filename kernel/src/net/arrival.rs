@@ -25,14 +25,16 @@ impl ArrivalClock {
 
     /// A frame was queued on the NIC: the first since an arrival adds one pair to the
     /// counters (later ones answer nothing that arrived), unless a timer tick came in
-    /// between, which is counted apart.
+    /// between, which is counted apart (its pairs and their cycles).
     pub fn sent(&mut self, counters: &mut Counters) {
         if let Some((at, tick)) = self.last.take() {
+            let cycles = physical::tsc().wrapping_sub(at);
             if crate::arch::timer::ticks() != tick {
                 counters[Counter::ArrivalToSendTicked as usize] += 1;
+                counters[Counter::ArrivalToSendTickedCycles as usize] += cycles;
                 return;
             }
-            counters[Counter::ArrivalToSendCycles as usize] += physical::tsc().wrapping_sub(at);
+            counters[Counter::ArrivalToSendCycles as usize] += cycles;
             counters[Counter::ArrivalToSendFrames as usize] += 1;
         }
     }

@@ -16,6 +16,12 @@ pub struct Sample {
     pub count: u64,
     /// Errors (HTTP) or losses (UDP).
     pub errors: u64,
+    /// exo's UDP rows: guest instructions from a request's arrival at the NIC to its reply's
+    /// queueing, the mean over every such pair the kernel counted (`arrival_to_send_*`, the
+    /// pairs a timer tick cut included), so a reply that waited while other environments ran
+    /// counts their instructions too. A figure of the guest alone: the host's load and the
+    /// client's scheduling do not enter it.
+    pub reply_instructions: Option<f64>,
 }
 
 /// What a row measures, which fixes its units.
@@ -97,6 +103,14 @@ impl Row {
                 .collect(),
         )
     }
+    pub fn reply_instructions(&self) -> Option<f64> {
+        median(
+            self.samples
+                .iter()
+                .filter_map(|sample| sample.reply_instructions)
+                .collect(),
+        )
+    }
     pub fn instructions(&self) -> Option<f64> {
         median(
             self.samples
@@ -126,6 +140,7 @@ pub fn json(rows: &[Row]) -> String {
                 "p99_us": row.p99_us(),
                 "guest_instructions_per": per,
                 "guest_instructions": row.instructions(),
+                "arrival_to_reply_instructions": row.reply_instructions(),
                 "rounds": row.samples.len(),
                 "samples": row.samples,
                 "note": row.note,
@@ -147,7 +162,7 @@ fn figure(value: Option<f64>) -> String {
 /// The terminal table (Markdown, so the README can hold it as printed).
 pub fn table(rows: &[Row]) -> String {
     let mut text = String::from(
-        "| what | system | server | case | rate | spread | p50 us | p99 us | guest instr. | n | err/lost | note |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| what | system | server | case | rate | spread | p50 us | p99 us | guest instr. | arrival to reply | n | err/lost | note |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in rows {
         let (unit, per) = row.group.units();
@@ -160,7 +175,7 @@ pub fn table(rows: &[Row]) -> String {
         let count: u64 = row.samples.iter().map(|sample| sample.count).sum();
         let errors: u64 = row.samples.iter().map(|sample| sample.errors).sum();
         text.push_str(&format!(
-            "| {} | {} | {} | {} | {} {unit} | {spread} | {} | {} | {} /{per} | {count} | {errors} | {} |\n",
+            "| {} | {} | {} | {} | {} {unit} | {spread} | {} | {} | {} /{per} | {} | {count} | {errors} | {} |\n",
             serde_json::to_value(row.group)
                 .ok()
                 .and_then(|value| value.as_str().map(str::to_string))
@@ -172,6 +187,7 @@ pub fn table(rows: &[Row]) -> String {
             figure(row.p50_us()),
             figure(row.p99_us()),
             figure(row.instructions()),
+            figure(row.reply_instructions()),
             row.note,
         ));
     }
@@ -349,6 +365,23 @@ pub fn targets(rows: &[Row], cheetah_sets: &[&str]) -> Vec<Target> {
         |ratio| ratio > 1.1,
         "> 1.1",
     ));
+    // The same two claims on the guest's own clock: instructions from arrival to reply.
+    targets.push(ratio_target(
+        "ASH arrival to reply, guest instructions, with 10 busy environments",
+        ash(10).and_then(Row::reply_instructions),
+        ash(0).and_then(Row::reply_instructions),
+        "busy 10 / busy 0",
+        |ratio| ratio <= 1.1,
+        "<= 1.1",
+    ));
+    targets.push(ratio_target(
+        "app-path arrival to reply, guest instructions, with 10 busy environments (must grow)",
+        app(10).and_then(Row::reply_instructions),
+        app(0).and_then(Row::reply_instructions),
+        "busy 10 / busy 0",
+        |ratio| ratio > 1.1,
+        "> 1.1",
+    ));
     targets
 }
 
@@ -386,6 +419,7 @@ mod tests {
                     instructions_per_unit: 1e6 / rate,
                     count: 10,
                     errors: 0,
+                    reply_instructions: Some(500.0 / rate),
                 })
                 .collect(),
             note: String::new(),
@@ -459,5 +493,41 @@ mod tests {
             "{:?}",
             cache[1]
         );
+    }
+
+    #[test]
+    fn the_busy_targets_read_the_guests_own_clock_too() {
+        let udp = |server: &str, busy: u32, reply: f64| {
+            let mut row = row(Group::Udp, "exo", server, &format!("busy {busy}"), &[100.0]);
+            row.samples[0].reply_instructions = Some(reply);
+            row
+        };
+        let judged = |rows: &[Row], name: &str| {
+            let targets = targets(rows, &[]);
+            targets
+                .iter()
+                .find(|target| target.name.starts_with(name))
+                .unwrap_or_else(|| panic!("no target {name}: {targets:?}"))
+                .clone()
+        };
+        let rows = [
+            udp("ash", 0, 6000.0),
+            udp("ash", 10, 6300.0),
+            udp("echo app", 0, 9000.0),
+            udp("echo app", 10, 5e6),
+        ];
+        let ash = judged(&rows, "ASH arrival to reply");
+        assert_eq!(ash.passed, Some(true), "{ash:?}");
+        assert!(
+            ash.measured.starts_with("busy 10 / busy 0 = 1.05"),
+            "{ash:?}"
+        );
+        assert_eq!(
+            judged(&rows, "app-path arrival to reply").passed,
+            Some(true)
+        );
+        let grown = [udp("ash", 0, 6000.0), udp("ash", 10, 7000.0)];
+        assert_eq!(judged(&grown, "ASH arrival to reply").passed, Some(false));
+        assert_eq!(judged(&grown, "app-path arrival to reply").passed, None);
     }
 }
