@@ -78,6 +78,19 @@ pub struct Args {
     /// Rounds (each boots every server again; default 1 with --quick, else 3).
     #[arg(long)]
     pub rounds: Option<usize>,
+    /// Whether the Linux guest may use virtio-net's checksum and segmentation offloads (the
+    /// tap's `vnet_hdr`). On, as a Linux VM runs by default: Linux hands the device frames of
+    /// up to 64 KiB. Off: every frame is one it built, as exo's are (virtio-drivers
+    /// negotiates no offload), so the per-frame costs compare like for like.
+    #[arg(long, value_enum, default_value_t = Offloads::On)]
+    pub linux_offloads: Offloads,
+}
+
+/// `--linux-offloads`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Offloads {
+    On,
+    Off,
 }
 
 /// Durations and counts of one mode.
@@ -91,6 +104,8 @@ struct Plan {
     udp_budget: Duration,
     rounds: usize,
     parts: Vec<Part>,
+    /// The Linux guest's tap offloads.
+    linux_offloads: bool,
 }
 
 impl Plan {
@@ -110,6 +125,7 @@ impl Plan {
                 udp_budget: Duration::from_secs(15),
                 rounds: args.rounds.unwrap_or(1),
                 parts,
+                linux_offloads: args.linux_offloads == Offloads::On,
             }
         } else {
             Plan {
@@ -121,6 +137,7 @@ impl Plan {
                 udp_budget: Duration::from_secs(240),
                 rounds: args.rounds.unwrap_or(3),
                 parts,
+                linux_offloads: args.linux_offloads == Offloads::On,
             }
         }
     }
@@ -178,6 +195,8 @@ struct Boot {
     extra: Vec<OsString>,
     /// Serial lines to wait for before measuring.
     ready: Vec<&'static str>,
+    /// The tap's offloads (see [`TapNetdev::offloads`]).
+    offloads: bool,
 }
 
 /// exo's command line: `apps` with their `arg=K:` (hex) arguments, ashd as the monitor.
@@ -288,6 +307,7 @@ fn with_guest<T>(
                 tap: Some(TapNetdev {
                     namespace: &topology.namespace,
                     ifname: topology::TAP,
+                    offloads: boot.offloads,
                 }),
             }
             .run_until(
@@ -959,8 +979,9 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     println!();
     print!("{}", report::table(&rows));
     println!(
-        "\nrate: median over {} round(s), spread lowest..highest; p50/p99 in microseconds (wrk, ab: per request; UDP: per round trip); guest instr.: QEMU's raw instruction count (-icount shift=0, QMP query-replay) over the measured run divided by its requests, KB sent or round trips.",
-        plan.rounds
+        "\nrate: median over {} round(s), spread lowest..highest; p50/p99 in microseconds (wrk, ab: per request; UDP: per round trip); guest instr.: QEMU's raw instruction count (-icount shift=0, QMP query-replay) over the measured run divided by its requests, KB sent or round trips; arrival to reply (exo's UDP rows): guest instructions from a request's arrival at the NIC to its reply's queueing, mean over every such pair (the kernel's arrival_to_send counters, read through ashd). The Linux guest's virtio-net offloads were {} (--linux-offloads).",
+        plan.rounds,
+        if plan.linux_offloads { "on" } else { "off" }
     );
     println!("\ntargets (issue 13; a benchmark: misses do not fail the command):");
     print!(
@@ -1031,6 +1052,7 @@ fn exo_round(
         append: exo_cmdline(apps),
         extra: Vec::new(),
         ready,
+        offloads: true,
     };
     if plan.has(Part::Http) || plan.has(Part::Ab) || plan.has(Part::Bulk) {
         // Two httpds side by side, each with its own stack and port: exo's httpd (Cheetah's
@@ -1187,6 +1209,7 @@ fn linux_round(
         append: format!("{} -- net", bench_kernel::LINUX_CMDLINE),
         extra: vec!["-initrd".into(), initrd.into()],
         ready: vec!["linux-init: net ready"],
+        offloads: plan.linux_offloads,
     };
     progress.set_message(format!("round {}: Linux nginx, socat, UDP echo", round + 1));
     if plan.has(Part::Http) || plan.has(Part::Ab) || plan.has(Part::Bulk) || plan.has(Part::Udp) {
@@ -1442,6 +1465,7 @@ mod tests {
             systems: Systems::Both,
             parts: Vec::new(),
             rounds: None,
+            linux_offloads: Offloads::On,
         };
         let (quick, full) = (Plan::new(&args(true)), Plan::new(&args(false)));
         assert!(quick.duration < full.duration && quick.udp_requests < full.udp_requests);

@@ -150,6 +150,7 @@ pub fn run_with_clients(
             tap: Some(crate::qemu::TapNetdev {
                 namespace: &topology.namespace,
                 ifname: topology::TAP,
+                offloads: true,
             }),
             echo: Echo::Quiet,
         }
