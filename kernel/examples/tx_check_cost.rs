@@ -90,7 +90,7 @@ fn main() {
     let sender = SenderIdentity {
         mac: MAC,
         ipv4: IP,
-        ports: &ports,
+        ports: &ports[..],
     };
     let frames = frames();
     for (what, frame, privilege) in &frames {

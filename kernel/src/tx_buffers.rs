@@ -2,7 +2,9 @@
 //! descriptor token holds which buffer, and how many each environment holds. `net_transmit`
 //! does not wait for the device to send a frame, so a buffer stays the device's until its
 //! token comes back, and an environment that sends faster than the device drains must meet a
-//! limit of its own (its share) before it meets everyone's (no buffer left).
+//! limit of its own (its share) before it meets everyone's (no buffer left). A buffer is
+//! reserved (taken, counted against the sender) while the kernel writes a frame into it, so
+//! the frame is copied and checked in place; a refused frame releases it.
 
 /// On whose behalf a frame is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,9 +20,11 @@ pub enum Sender {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueFull;
 
-/// The buffer a frame from a sender may be written to, found by [`TxBuffers::reserve`]:
-/// still free until [`TxBuffers::commit`] records it on the device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A buffer taken for one frame from a sender by [`TxBuffers::reserve`]: neither free nor on
+/// the device, counted against the sender's share, until [`TxBuffers::commit`] puts it on the
+/// device or [`TxBuffers::release`] frees it again. Not `Copy`: each reservation ends once.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a reservation holds its buffer until committed or released"]
 pub struct Reservation {
     /// Index of the buffer (into the caller's table of buffers).
     pub buffer: u8,
@@ -37,9 +41,9 @@ pub struct InFlight {
 }
 
 /// `commit` refused: its token is already on the device or past the table (the driver handed
-/// out one descriptor twice), or its reservation is not the last one made.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CommitRefused(pub u16);
+/// out one descriptor twice). The reservation comes back, still held.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CommitRefused(pub u16, pub Reservation);
 
 /// `BUFFERS` transmit buffers (at most 256) and the device's `TOKENS` descriptor tokens.
 #[derive(Debug)]
@@ -48,8 +52,8 @@ pub struct TxBuffers<const BUFFERS: usize, const TOKENS: usize> {
     free: [u8; BUFFERS],
     free_count: usize,
     in_flight: [Option<InFlight>; TOKENS],
-    /// Buffers each environment holds, for those holding any: the first `senders_count`
-    /// (a few at a time, so a scan is short).
+    /// Buffers each environment holds (reserved or on the device), for those holding any:
+    /// the first `senders_count` (a few at a time, so a scan is short).
     senders: [(u32, u16); BUFFERS],
     senders_count: usize,
     /// The most buffers one environment may hold.
@@ -76,47 +80,19 @@ impl<const BUFFERS: usize, const TOKENS: usize> TxBuffers<BUFFERS, TOKENS> {
         }
     }
 
-    /// The buffer `sender`'s next frame may use, or [`QueueFull`].
-    pub fn reserve(&self, sender: Sender) -> Result<Reservation, QueueFull> {
+    /// Takes a free buffer for `sender`'s next frame, or [`QueueFull`] (nothing taken).
+    pub fn reserve(&mut self, sender: Sender) -> Result<Reservation, QueueFull> {
         if self.free_count == 0 {
             return Err(QueueFull);
         }
-        if let Sender::Environment(env) = sender
-            && self.held_by(env) >= self.share
-        {
-            return Err(QueueFull);
-        }
-        Ok(Reservation {
-            buffer: self.free[self.free_count - 1],
-            sender,
-        })
-    }
-
-    /// Records the reserved buffer on the device under `token`, `length_bytes` queued. The
-    /// reservation must be the last one made, with no commit or completion since.
-    pub fn commit(
-        &mut self,
-        reservation: Reservation,
-        token: u16,
-        length_bytes: u16,
-    ) -> Result<(), CommitRefused> {
-        let slot = self
-            .in_flight
-            .get_mut(usize::from(token))
-            .ok_or(CommitRefused(token))?;
-        let last_free = self.free_count.checked_sub(1).map(|index| self.free[index]);
-        if slot.is_some() || last_free != Some(reservation.buffer) {
-            return Err(CommitRefused(token));
-        }
-        *slot = Some(InFlight {
-            buffer: reservation.buffer,
-            length_bytes,
-            sender: reservation.sender,
-        });
-        self.free_count -= 1;
-        if let Sender::Environment(env) = reservation.sender {
+        if let Sender::Environment(env) = sender {
             match self.sender_position(env) {
+                Some(position) if usize::from(self.senders[position].1) >= self.share => {
+                    return Err(QueueFull);
+                }
                 Some(position) => self.senders[position].1 += 1,
+                // The share may be 0 (no environment may send).
+                None if self.share == 0 => return Err(QueueFull),
                 None => {
                     // Fewer environments than buffers hold any: there is room.
                     self.senders[self.senders_count] = (env, 1);
@@ -124,16 +100,62 @@ impl<const BUFFERS: usize, const TOKENS: usize> TxBuffers<BUFFERS, TOKENS> {
                 }
             }
         }
-        Ok(())
+        self.free_count -= 1;
+        Ok(Reservation {
+            buffer: self.free[self.free_count],
+            sender,
+        })
+    }
+
+    /// Frees a reserved buffer that will not be sent: the frame was refused after all.
+    pub fn release(&mut self, reservation: Reservation) {
+        self.give_back(reservation.buffer, reservation.sender);
+    }
+
+    /// Puts the reserved buffer on the device under `token`, `length_bytes` queued.
+    pub fn commit(
+        &mut self,
+        reservation: Reservation,
+        token: u16,
+        length_bytes: u16,
+    ) -> Result<(), CommitRefused> {
+        match self.in_flight.get_mut(usize::from(token)) {
+            Some(slot @ None) => {
+                *slot = Some(InFlight {
+                    buffer: reservation.buffer,
+                    length_bytes,
+                    sender: reservation.sender,
+                });
+                Ok(())
+            }
+            _ => Err(CommitRefused(token, reservation)),
+        }
     }
 
     /// The device is done with `token`: what it held, its buffer free again; `None` for a
     /// token not on the device.
     pub fn complete(&mut self, token: u16) -> Option<InFlight> {
         let in_flight = self.in_flight.get_mut(usize::from(token))?.take()?;
-        self.free[self.free_count] = in_flight.buffer;
+        self.give_back(in_flight.buffer, in_flight.sender);
+        Some(in_flight)
+    }
+
+    /// Buffers not free now: on the device or reserved.
+    pub fn in_flight(&self) -> usize {
+        BUFFERS - self.free_count
+    }
+
+    /// Buffers `env`'s frames hold now (on the device or reserved).
+    pub fn held_by(&self, env: u32) -> usize {
+        self.sender_position(env)
+            .map_or(0, |position| usize::from(self.senders[position].1))
+    }
+
+    /// Returns `buffer`, held for `sender`, to the free list.
+    fn give_back(&mut self, buffer: u8, sender: Sender) {
+        self.free[self.free_count] = buffer;
         self.free_count += 1;
-        if let Sender::Environment(env) = in_flight.sender
+        if let Sender::Environment(env) = sender
             && let Some(position) = self.sender_position(env)
         {
             self.senders[position].1 -= 1;
@@ -142,18 +164,6 @@ impl<const BUFFERS: usize, const TOKENS: usize> TxBuffers<BUFFERS, TOKENS> {
                 self.senders[position] = self.senders[self.senders_count];
             }
         }
-        Some(in_flight)
-    }
-
-    /// Buffers on the device now.
-    pub fn in_flight(&self) -> usize {
-        BUFFERS - self.free_count
-    }
-
-    /// Buffers `env`'s frames hold on the device now.
-    pub fn held_by(&self, env: u32) -> usize {
-        self.sender_position(env)
-            .map_or(0, |position| usize::from(self.senders[position].1))
     }
 
     fn sender_position(&self, env: u32) -> Option<usize> {
@@ -173,11 +183,12 @@ mod tests {
     /// Reserves and commits under the next token of `next_token`; the buffer, or why not.
     fn send(buffers: &mut Buffers, sender: Sender, next_token: &mut u16) -> Result<u8, QueueFull> {
         let reservation = buffers.reserve(sender)?;
+        let buffer = reservation.buffer;
         buffers
             .commit(reservation, *next_token, 100)
             .expect("a fresh token");
         *next_token += 1;
-        Ok(reservation.buffer)
+        Ok(buffer)
     }
 
     /// A flooder stops at its share; another environment and the kernel still get buffers;
@@ -247,7 +258,8 @@ mod tests {
     }
 
     /// A token completed twice, never queued, or past the table comes back as `None`; a token
-    /// committed twice is refused; the books are unchanged by either.
+    /// committed twice is refused and the reservation comes back, still held until released;
+    /// the books are unchanged by either.
     #[test]
     fn unknown_and_repeated_tokens_change_nothing() {
         let mut buffers = Buffers::new(8);
@@ -256,11 +268,47 @@ mod tests {
         let reservation = buffers.reserve(Sender::Environment(1)).expect("free");
         buffers.commit(reservation, 3, 60).expect("fresh");
         let again = buffers.reserve(Sender::Environment(1)).expect("free");
-        assert_eq!(buffers.commit(again, 3, 60), Err(CommitRefused(3)));
-        assert_eq!(buffers.commit(again, 99, 60), Err(CommitRefused(99)));
-        assert_eq!(buffers.in_flight(), 1);
+        let Err(CommitRefused(3, again)) = buffers.commit(again, 3, 60) else {
+            panic!("token 3 is on the device");
+        };
+        let Err(CommitRefused(99, again)) = buffers.commit(again, 99, 60) else {
+            panic!("token 99 is past the table");
+        };
+        assert_eq!((buffers.in_flight(), buffers.held_by(1)), (2, 2));
+        buffers.release(again);
+        assert_eq!((buffers.in_flight(), buffers.held_by(1)), (1, 1));
         assert!(buffers.complete(3).is_some());
         assert_eq!(buffers.complete(3), None);
         assert_eq!((buffers.in_flight(), buffers.held_by(1)), (0, 0));
+    }
+
+    /// A reservation takes its buffer and counts against the sender's share until it ends:
+    /// nobody else gets that buffer meanwhile, and released reservations (refused frames)
+    /// leave every buffer free and the share whole, however many there were.
+    #[test]
+    fn reservations_hold_their_buffer_until_released() {
+        let mut buffers = Buffers::new(4);
+        let held = buffers.reserve(Sender::Environment(5)).expect("free");
+        let other = buffers.reserve(Sender::Kernel).expect("free");
+        assert_ne!(held.buffer, other.buffer);
+        assert_eq!((buffers.in_flight(), buffers.held_by(5)), (2, 1));
+        buffers.release(other);
+        for _ in 0..1000 {
+            let refused = buffers
+                .reserve(Sender::Environment(5))
+                .expect("within the share");
+            assert_ne!(refused.buffer, held.buffer);
+            buffers.release(refused);
+        }
+        buffers.release(held);
+        assert_eq!((buffers.in_flight(), buffers.held_by(5)), (0, 0));
+        let mut token = 0;
+        for _ in 0..4 {
+            send(&mut buffers, Sender::Environment(5), &mut token).expect("the whole share");
+        }
+        assert_eq!(
+            buffers.reserve(Sender::Environment(5)).map(|r| r.buffer),
+            Err(QueueFull)
+        );
     }
 }

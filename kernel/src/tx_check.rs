@@ -16,15 +16,29 @@
 //! share, so what a claim looks through on receive is exactly what this check looks through
 //! on send.
 
+/// The `(IP protocol, port)` pairs a sender owns, asked one pair at a time: the kernel
+/// answers from its bound filters where they are, without collecting them per frame.
+pub trait PortOwner {
+    /// Whether the sender owns `port` of IP protocol `protocol`.
+    fn owns(&self, protocol: u8, port: u16) -> bool;
+}
+
+/// A list of the pairs (tests, and anything that has one at hand).
+impl PortOwner for [(u8, u16)] {
+    fn owns(&self, protocol: u8, port: u16) -> bool {
+        self.contains(&(protocol, port))
+    }
+}
+
 /// Who the sender is allowed to be.
 #[derive(Clone, Copy, Debug)]
-pub struct SenderIdentity<'a> {
+pub struct SenderIdentity<'a, P: PortOwner + ?Sized> {
     /// The NIC's MAC (apps share it).
     pub mac: [u8; 6],
     /// The host's IPv4 address (apps share it).
     pub ipv4: [u8; 4],
-    /// `(IP protocol, port)` pairs the sender owns.
-    pub ports: &'a [(u8, u16)],
+    /// The ports the sender owns.
+    pub ports: &'a P,
 }
 
 /// What the sender may send beyond the allow list.
@@ -95,9 +109,9 @@ fn ipv4(packet: &[u8]) -> Result<(Ipv4HeaderSlice<'_>, &[u8]), TxRefusal> {
 }
 
 /// Checks `frame` from `sender` with `privilege`.
-pub fn check(
+pub fn check<P: PortOwner + ?Sized>(
     frame: &[u8],
-    sender: &SenderIdentity<'_>,
+    sender: &SenderIdentity<'_, P>,
     privilege: Privilege,
 ) -> Result<(), TxRefusal> {
     let ethernet = Ethernet2HeaderSlice::from_slice(frame).map_err(|_| TxRefusal::Malformed)?;
@@ -134,9 +148,9 @@ pub fn check(
     }
 }
 
-fn check_ipv4(
+fn check_ipv4<P: PortOwner + ?Sized>(
     packet: &[u8],
-    sender: &SenderIdentity<'_>,
+    sender: &SenderIdentity<'_, P>,
     privilege: Privilege,
 ) -> Result<(), TxRefusal> {
     let (ip, payload) = ipv4(packet)?;
@@ -149,10 +163,7 @@ fn check_ipv4(
             if ip.is_fragmenting_payload() {
                 return Err(TxRefusal::SourcePort);
             }
-            if !sender
-                .ports
-                .contains(&(protocol, port(payload, SOURCE_PORT_AT)?))
-            {
+            if !sender.ports.owns(protocol, port(payload, SOURCE_PORT_AT)?) {
                 return Err(TxRefusal::SourcePort);
             }
             Ok(())
@@ -182,7 +193,7 @@ fn check_ipv4(
                 return Err(TxRefusal::NotAllowed);
             }
             let quoted_port = port(quoted_payload, DESTINATION_PORT_AT)?;
-            if !sender.ports.contains(&(quoted_protocol, quoted_port)) {
+            if !sender.ports.owns(quoted_protocol, quoted_port) {
                 return Err(TxRefusal::SourcePort);
             }
             Ok(())
@@ -245,7 +256,7 @@ mod tests {
         frame
     }
 
-    fn sender(ports: &[(u8, u16)]) -> SenderIdentity<'_> {
+    fn sender(ports: &[(u8, u16)]) -> SenderIdentity<'_, [(u8, u16)]> {
         SenderIdentity {
             mac: MAC,
             ipv4: IP,

@@ -3,6 +3,8 @@
 //! A [`UserSlice`] is what user code claims; [`read_chunks`] checks the claim against the
 //! environment's mappings before one byte is copied, then copies through the environment's
 //! own page table, never through whatever address space happens to be active.
+//! [`check_readable`] splits the two: the check first, giving a [`Readable`] that is the
+//! only way to [`read_into`] a kernel buffer of the caller's (one copy, no bounce buffer).
 #![forbid(unsafe_code)]
 use crate::env::Environment;
 use exo_abi::Error;
@@ -69,6 +71,41 @@ pub fn read_chunks(
         done += chunk as u64;
     }
     Ok(())
+}
+
+/// A [`UserSlice`] of one environment whose mappings say it is readable: only
+/// [`check_readable`] makes one, and it copies from that environment only.
+#[derive(Clone, Copy, Debug)]
+pub struct Readable<'a> {
+    env: &'a Environment,
+    slice: UserSlice,
+}
+
+impl Readable<'_> {
+    /// Its length in bytes.
+    pub const fn length_bytes(&self) -> u64 {
+        self.slice.length_bytes
+    }
+}
+
+/// Checks that `slice` is readable user memory of `env`; nothing is copied.
+pub fn check_readable(env: &Environment, slice: UserSlice) -> Result<Readable<'_>, Error> {
+    env.mappings
+        .check(slice.address, slice.length_bytes, Access::READ)?;
+    Ok(Readable { env, slice })
+}
+
+/// Copies `readable` straight into `destination` (its length exactly), page by page through
+/// its environment's page table. `InvalidArgument` if the lengths differ; `BadAddress` if a
+/// page is not mapped after all (the copy may then be partial).
+pub fn read_into(readable: Readable<'_>, destination: &mut [u8]) -> Result<(), Error> {
+    if destination.len() as u64 != readable.slice.length_bytes {
+        return Err(Error::InvalidArgument);
+    }
+    readable
+        .env
+        .space
+        .read_user(readable.slice.address, destination)
 }
 
 /// Checks that `[address, address + bytes.len())` is writable user memory of `env`, then

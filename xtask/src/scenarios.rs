@@ -656,11 +656,13 @@ pub const SCENARIOS: &[Scenario] = &[
         // Transmit faster than the NIC drains (net_transmit does not wait for the device): a
         // flooder's every call is queued or WouldBlock, the victim's frames are all queued at
         // the first attempt meanwhile (the flooder holds at most its share of the transmit
-        // buffers), and the kernel's counters balance with what both saw.
+        // buffers), and the kernel's counters balance with what both saw. First every kind of
+        // refused frame, more times than there are transmit buffers: none may keep one.
         name: "net-transmit-flood",
         cmdline: "apps=txflood",
         exit: KernelExit::Exited(0),
         serial: &[
+            "refusals as they should be: true",
             " queue full, 0 other errors",
             "txflood: every call Ok or WouldBlock, counters balance, the victim's frames all queued at once: true",
             "[exo] app txflood (env 1) exited with status 0",

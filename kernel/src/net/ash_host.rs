@@ -113,11 +113,13 @@ impl ash::Actions for Host<'_> {
         if self.outbox.replies.len() >= OUTBOX_MAX_REPLIES {
             return false;
         }
-        let ports = super::ring::owned_ports(self.rings, self.owner);
         let sender = exo_kernel::tx_check::SenderIdentity {
             mac: self.mac,
             ipv4: self.ipv4,
-            ports: &ports,
+            ports: &super::ring::OwnedPorts {
+                rings: self.rings,
+                owner: self.owner,
+            },
         };
         if exo_kernel::tx_check::check(frame, &sender, self.privilege).is_err() {
             return false;

@@ -56,6 +56,19 @@ pub enum SendRefusal {
     Refused,
 }
 
+/// Why [`Nic::send_with`] queued nothing (and holds no buffer for it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unsent<E> {
+    /// No buffer for the sender ([`SendRefusal::QueueFull`]); the fill did not run.
+    QueueFull,
+    /// The frame does not fit a buffer behind the virtio header; the fill did not run.
+    TooLong,
+    /// The fill refused.
+    Fill(E),
+    /// The driver refused the filled buffer (its queue had no descriptor).
+    Driver,
+}
+
 /// The kernel's DMA and address translation for virtio-drivers.
 #[derive(Debug)]
 pub struct KernelHal;
@@ -211,8 +224,9 @@ pub fn probe() -> Option<Nic> {
 
 fn buffer<'a>(frame: u64) -> &'a mut [u8] {
     // SAFETY: `frame` is a receive or transmit buffer frame the NIC owns exclusively (allocated
-    // in `probe`, never freed; a transmit frame is written only while it is on the free list,
-    // never while the device holds it: see `send`); it is identity-mapped RAM of PAGE_BYTES.
+    // in `probe`, never freed; a transmit frame is written only while it is reserved, off the
+    // free list and not yet on the device: see `send_with`); it is identity-mapped RAM of
+    // PAGE_BYTES.
     unsafe { core::slice::from_raw_parts_mut(frame as *mut u8, PAGE_BYTES) }
 }
 
@@ -235,31 +249,59 @@ impl Nic {
     /// Queues one frame on the device for `sender`, without waiting for the device to send
     /// it (its buffer is taken back by a later [`Nic::take_back_sent`]).
     pub fn send(&mut self, frame: &[u8], sender: Sender) -> Result<(), SendRefusal> {
+        let written = self.send_with(sender, frame.len(), |buffer| {
+            buffer.copy_from_slice(frame);
+            Ok::<(), core::convert::Infallible>(())
+        });
+        written.map_err(|unsent| match unsent {
+            Unsent::QueueFull => SendRefusal::QueueFull,
+            Unsent::TooLong | Unsent::Driver => SendRefusal::Refused,
+            Unsent::Fill(never) => match never {},
+        })
+    }
+
+    /// Queues a frame of `length_bytes` that `fill` writes straight into a transmit buffer
+    /// (behind the virtio header): the one copy of it the kernel makes. The buffer is
+    /// reserved for `sender` before `fill` runs and released if `fill` refuses or the frame
+    /// does not fit, so a refused frame holds no buffer; `fill` sees only the frame's bytes,
+    /// and nothing else writes the buffer until the device has sent it.
+    pub fn send_with<E>(
+        &mut self,
+        sender: Sender,
+        length_bytes: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<(), Unsent<E>> {
         self.take_back_sent();
         let reservation = self
             .tx_buffers
             .reserve(sender)
-            .map_err(|QueueFull| SendRefusal::QueueFull)?;
+            .map_err(|QueueFull| Unsent::QueueFull)?;
         let buffer = buffer(self.tx_frames[usize::from(reservation.buffer)]);
-        let header = self
-            .raw
-            .fill_buffer_header(buffer)
-            .map_err(|_| SendRefusal::Refused)?;
-        let length = header + frame.len();
-        if length > buffer.len() {
-            return Err(SendRefusal::Refused);
+        let length = match self.raw.fill_buffer_header(buffer) {
+            Ok(header) if header + length_bytes <= buffer.len() => header + length_bytes,
+            _ => {
+                self.tx_buffers.release(reservation);
+                return Err(Unsent::TooLong);
+            }
+        };
+        if let Err(refused) = fill(&mut buffer[length - length_bytes..length]) {
+            self.tx_buffers.release(reservation);
+            return Err(Unsent::Fill(refused));
         }
-        buffer[header..length].copy_from_slice(frame);
-        // SAFETY: the buffer is free (reserved above, on the device only once committed):
-        // nothing reads or writes it until the device gives its token back and
-        // `take_back_sent` frees it.
-        let token = unsafe { self.raw.transmit_begin(&buffer[..length]) }
-            .map_err(|_| SendRefusal::Refused)?;
-        // The driver hands out each descriptor once until it is completed, and nothing
-        // reserved or committed since the reservation above.
+        // SAFETY: the buffer is reserved (taken off the free list above): nothing reads or
+        // writes it from here until the device gives its token back and `take_back_sent`
+        // frees it (or, if the driver refuses it, we release it below, never queued).
+        let token = match unsafe { self.raw.transmit_begin(&buffer[..length]) } {
+            Ok(token) => token,
+            Err(_) => {
+                self.tx_buffers.release(reservation);
+                return Err(Unsent::Driver);
+            }
+        };
+        // The driver hands out each descriptor once until it is completed.
         self.tx_buffers
             .commit(reservation, token, length as u16)
-            .expect("a fresh transmit token for the last reservation");
+            .expect("a fresh transmit token");
         Ok(())
     }
 
@@ -268,13 +310,13 @@ impl Nic {
     pub fn take_back_sent(&mut self) {
         while let Some(token) = self.raw.poll_transmit() {
             // The device returns only tokens `transmit_begin` gave out, each once, and
-            // `send` commits each before it returns.
+            // `send_with` commits each before it returns.
             let in_flight = self
                 .tx_buffers
                 .complete(token)
                 .expect("virtio-net completed a transmit token the kernel queued");
             let buffer = buffer(self.tx_frames[usize::from(in_flight.buffer)]);
-            // SAFETY: the same buffer and length `send` passed to `transmit_begin` for `token`.
+            // SAFETY: the same buffer and length `send_with` passed to `transmit_begin` for `token`.
             let completed = unsafe {
                 self.raw
                     .transmit_complete(token, &buffer[..usize::from(in_flight.length_bytes)])

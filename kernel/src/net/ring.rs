@@ -93,15 +93,27 @@ pub(super) fn swap_in(ring: &mut Ring, trie: Trie) -> Result<(), Error> {
 
 /// The `(IP protocol, port)` pairs `owner`'s filters claim: the source ports the transmit
 /// check lets it (and its handlers) send from.
-pub(super) fn owned_ports(rings: &[Ring], owner: EnvId) -> Vec<(u8, u16)> {
+pub(super) fn owned_ports(rings: &[Ring], owner: EnvId) -> impl Iterator<Item = (u8, u16)> + '_ {
     rings
         .iter()
-        .filter(|ring| ring.owner == owner)
+        .filter(move |ring| ring.owner == owner)
         .flat_map(|ring| ring.filters.iter())
         .filter_map(|bound| {
             bound
                 .claim
                 .map(|claim| (claim.transport.protocol(), claim.port))
         })
-        .collect()
+}
+
+/// [`owned_ports`] as the transmit check asks it: one pair at a time, straight from the
+/// rings, so a frame's check collects nothing.
+pub(super) struct OwnedPorts<'a> {
+    pub(super) rings: &'a [Ring],
+    pub(super) owner: EnvId,
+}
+
+impl exo_kernel::tx_check::PortOwner for OwnedPorts<'_> {
+    fn owns(&self, protocol: u8, port: u16) -> bool {
+        owned_ports(self.rings, self.owner).any(|owned| owned == (protocol, port))
+    }
 }

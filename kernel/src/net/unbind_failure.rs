@@ -88,7 +88,7 @@ pub fn self_test() -> ! {
     held.into_iter().for_each(frames::free);
     let net = NET.lock();
     let rings = net.rings.iter().filter(|ring| ring.owner == OWNER).count();
-    let ports = owned_ports(&net.rings, OWNER);
+    let ports: Vec<_> = owned_ports(&net.rings, OWNER).collect();
     let (shared_filters, shared_trie) = net.shared.as_ref().map_or((0, 0), |shared| {
         (shared.filters.len(), shared.demux.trie().len())
     });

@@ -6,6 +6,14 @@
 //! only its share of the transmit buffers. At the end the kernel's counters must balance
 //! with what both saw: every call counted once, every `Ok` a transmitted frame, every
 //! `WouldBlock` a `tx_queue_full`.
+//!
+//! Before the flood the parent makes refused calls of every kind, each more times than the
+//! NIC has transmit buffers: a piece that crosses into an unmapped page, a piece of 2^64 - 1
+//! bytes, more pieces than allowed, a frame over `FRAME_MAX_BYTES`, one too long for a
+//! transmit buffer, one with a spoofed source. Each must be refused with its own error and
+//! counted as it should be, and must leave no transmit buffer held: the kernel reserves a
+//! buffer before it copies and checks a frame, and one refusal that kept its reservation would,
+//! that many times over, leave the parent no share to send its frames from.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -17,8 +25,11 @@ libnet::entry!(app::main);
 #[cfg(target_os = "none")]
 mod app {
     use libnet::abi::Error;
+    use libnet::abi::Syscall;
     use libnet::abi::cap::CapHandle;
-    use libnet::abi::net::Counter;
+    use libnet::abi::cap::Rights;
+    use libnet::abi::net::{Counter, FRAME_MAX_BYTES};
+    use libnet::abi::syscall::{ANY_FRAME, NET_TRANSMIT_MAX_PIECES};
     use libnet::abi::upcall::EnvStatus;
     use libnet::net::{self, FilterBinding, Ring};
     use libnet::{println, sys};
@@ -43,6 +54,12 @@ mod app {
         Counter::TxFrames,
         Counter::TxQueueFull,
     ];
+
+    /// Times each refused call is made: more than the NIC has transmit buffers (128).
+    const REFUSED_ROUNDS: u64 = 200;
+    /// A page mapped for the refusals (zeroed), with nothing mapped after it.
+    const PAGE: u64 = 0x0000_7000_0000_0000;
+    const PAGE_BYTES: u64 = 4096;
 
     static RING: Ring<2> = Ring::new();
 
@@ -123,6 +140,95 @@ mod app {
         u8::from(outcomes.other != 0)
     }
 
+    /// `net_transmit` of a raw gather list (`count` may be more than the list holds).
+    fn transmit_raw(gather: &[[u64; 2]], count: u64) -> Result<u64, Error> {
+        sys::syscall5(
+            Syscall::NetTransmit,
+            [gather.as_ptr() as u64, count, 0, 0, 0],
+        )
+    }
+
+    /// The refused calls (see the module comment), `REFUSED_ROUNDS` times each; `frame` is a
+    /// frame the parent may send. True if every one got its own error, only the spoofed
+    /// ones counted as refused by the check, nothing sent, no queue full.
+    fn refusals(frame: &[u8]) -> bool {
+        let Ok(page) = sys::page_alloc(ANY_FRAME) else {
+            println!("txflood: no page for the refusals");
+            return false;
+        };
+        if sys::page_map(page, PAGE, Rights::READ.union(Rights::WRITE)).is_err() {
+            println!("txflood: could not map the refusals' page");
+            return false;
+        }
+        let mut spoofed = [0u8; 14 + 20 + 8 + PAYLOAD_BYTES];
+        spoofed.copy_from_slice(frame);
+        spoofed[26] ^= 1;
+        let pointer = frame.as_ptr() as u64;
+        let length = frame.len() as u64;
+        // `frame` padded with the (zeroed) page: a frame of any length up to a page more that
+        // the check would pass.
+        let padded = |total: u64| [[pointer, length], [PAGE, total - length]];
+        let (over, too_long) = (padded(FRAME_MAX_BYTES + 1), padded(FRAME_MAX_BYTES));
+        let many = [[pointer, 1]; NET_TRANSMIT_MAX_PIECES as usize + 1];
+        let cases: [(&str, &[[u64; 2]], Error); 6] = [
+            (
+                "a piece crossing into an unmapped page",
+                &[[pointer, 14], [PAGE + PAGE_BYTES - 8, 16]],
+                Error::BadAddress,
+            ),
+            (
+                "a piece of 2^64 - 1 bytes",
+                &[[pointer, 14], [pointer, u64::MAX]],
+                Error::InvalidArgument,
+            ),
+            ("more pieces than allowed", &many, Error::InvalidArgument),
+            (
+                "a frame over FRAME_MAX_BYTES",
+                &over,
+                Error::InvalidArgument,
+            ),
+            (
+                "a frame too long for a transmit buffer",
+                &too_long,
+                Error::InvalidArgument,
+            ),
+            (
+                "a spoofed source",
+                &[[spoofed.as_ptr() as u64, spoofed.len() as u64]],
+                Error::Denied,
+            ),
+        ];
+        let before = net::counter(Counter::TxRefused as u64);
+        let balanced_before = counters();
+        let mut ok = true;
+        for (what, gather, expected) in cases {
+            let mut wrong = None;
+            for _ in 0..REFUSED_ROUNDS {
+                let result = transmit_raw(gather, gather.len() as u64);
+                if result != Err(expected) {
+                    wrong = Some(result);
+                }
+            }
+            if let Some(result) = wrong {
+                println!("txflood: {what}: {result:?}, not {expected:?}");
+                ok = false;
+            }
+        }
+        let refused =
+            net::counter(Counter::TxRefused as u64).map(|after| after - before.unwrap_or(0));
+        let [calls, frames, queue_full] =
+            [0, 1, 2].map(|index| counters()[index] - balanced_before[index]);
+        let counted = refused == Ok(REFUSED_ROUNDS)
+            && calls == 6 * REFUSED_ROUNDS
+            && frames == 0
+            && queue_full == 0;
+        let _ = sys::page_unmap(PAGE);
+        println!(
+            "txflood: {REFUSED_ROUNDS} of each refused call: each its own error {ok}, counted as refused {refused:?}, {calls} calls, {frames} sent, {queue_full} queue full"
+        );
+        ok && counted
+    }
+
     fn counters() -> [u64; BALANCED.len()] {
         BALANCED.map(|counter| net::counter(counter as u64).unwrap_or(u64::MAX))
     }
@@ -136,6 +242,15 @@ mod app {
             return 1;
         };
         let frame = frame(VICTIM_PORT);
+        let refusals_ok = refusals(&frame);
+        // Every buffer the refusals touched is free again: the share sends at once.
+        let after_refusals = net::try_transmit(&[&frame]);
+        println!(
+            "txflood: after the refusals a frame queues at once: {after_refusals:?}; refusals as they should be: {refusals_ok}"
+        );
+        if !refusals_ok || after_refusals.is_err() {
+            return 1;
+        }
         let before = counters();
         let Ok(flooder) = sys::spawn("txflood", FLOODER) else {
             println!("txflood: could not spawn the flooder");
