@@ -130,12 +130,20 @@ fn checked_pieces<'a, 'e>(
         return Err(Error::InvalidArgument);
     }
     let count = pieces_count as usize;
-    let mut list = [0u8; MAX_PIECES * ENTRY_BYTES];
-    let list = &mut list[..count * ENTRY_BYTES];
-    let readable = usermem::check_readable(env, UserSlice::new(gather, list.len() as u64))?;
-    usermem::read_into(readable, list)?;
+    // The list is checked whole, then read an entry at a time: no list-sized buffer to clear
+    // for the one piece libnet sends.
+    let list = usermem::check_readable(
+        env,
+        UserSlice::new(gather, pieces_count * ENTRY_BYTES as u64),
+    )?;
     let mut length_bytes = 0u64;
-    for (slot, entry) in storage.iter_mut().zip(list.chunks_exact(ENTRY_BYTES)) {
+    for (index, slot) in storage.iter_mut().take(count).enumerate() {
+        let mut entry = [0u8; ENTRY_BYTES];
+        let at = (index * ENTRY_BYTES) as u64;
+        let part = list
+            .part(at, ENTRY_BYTES as u64)
+            .ok_or(Error::InvalidArgument)?;
+        usermem::read_into(part, &mut entry)?;
         let (address, length) = entry.split_at(8);
         let address = u64::from_le_bytes(address.try_into().map_err(|_| Error::InvalidArgument)?);
         let length = u64::from_le_bytes(length.try_into().map_err(|_| Error::InvalidArgument)?);
