@@ -657,13 +657,15 @@ pub const SCENARIOS: &[Scenario] = &[
         // flooder's every call is queued or WouldBlock, the victim's frames are all queued at
         // the first attempt meanwhile (the flooder holds at most its share of the transmit
         // buffers), and the kernel's counters balance with what both saw. First every kind of
-        // refused frame, more times than there are transmit buffers: none may keep one.
+        // refused frame, more times than there are transmit buffers: none may keep one. The
+        // flooder's spoofed frames sent into its full share are still Denied, counted refused.
         name: "net-transmit-flood",
         cmdline: "apps=txflood",
         exit: KernelExit::Exited(0),
         serial: &[
             "refusals as they should be: true",
             " queue full, 0 other errors",
+            " denied, 0 otherwise",
             "txflood: every call Ok or WouldBlock, counters balance, the victim's frames all queued at once: true",
             "[exo] app txflood (env 1) exited with status 0",
         ],

@@ -5,7 +5,9 @@
 //! own, one per turn: each must be queued at the first attempt, since the flooder may hold
 //! only its share of the transmit buffers. At the end the kernel's counters must balance
 //! with what both saw: every call counted once, every `Ok` a transmitted frame, every
-//! `WouldBlock` a `tx_queue_full`.
+//! `WouldBlock` a `tx_queue_full`. After each `WouldBlock` the flooder sends a spoofed frame,
+//! which must be `Denied` (and counted refused) although its share is full: the kernel checks
+//! a frame it cannot queue as it checks one it can.
 //!
 //! Before the flood the parent makes refused calls of every kind, each more times than the
 //! NIC has transmit buffers: a piece that crosses into an unmapped page, a piece of 2^64 - 1
@@ -49,10 +51,11 @@ mod app {
     /// UDP payload bytes of every frame: near a full Ethernet frame, so the device has work.
     const PAYLOAD_BYTES: usize = 1400;
     /// The counters the balance is checked on.
-    const BALANCED: [Counter; 3] = [
+    const BALANCED: [Counter; 4] = [
         Counter::TransmitCalls,
         Counter::TxFrames,
         Counter::TxQueueFull,
+        Counter::TxRefused,
     ];
 
     /// Times each refused call is made: more than the NIC has transmit buffers (128).
@@ -125,10 +128,22 @@ mod app {
             return 1;
         };
         let frame = frame(FLOODER_PORT);
+        let spoofed = spoofed(&frame);
         let mut outcomes = Outcomes::default();
+        // After each queue-full refusal, a spoofed frame: with the flooder's share (most
+        // likely) still full, it must still be refused by the check (`Denied`, counted as
+        // refused), not answered `WouldBlock` as though it could have been sent.
+        let (mut spoofed_denied, mut spoofed_other) = (0u64, 0u64);
         let end = sys::ticks() + FLOOD_TICKS;
         while sys::ticks() < end && outcomes.calls() < FLOOD_CALLS_MAX {
-            outcomes.count(net::try_transmit(&[&frame]));
+            let result = net::try_transmit(&[&frame]);
+            outcomes.count(result);
+            if result == Err(Error::WouldBlock) {
+                match net::try_transmit(&[&spoofed]) {
+                    Err(Error::Denied) => spoofed_denied += 1,
+                    _ => spoofed_other += 1,
+                }
+            }
         }
         println!(
             "txflood flooder: {} calls: {} queued, {} queue full, {} other errors",
@@ -137,7 +152,18 @@ mod app {
             outcomes.queue_full,
             outcomes.other
         );
-        u8::from(outcomes.other != 0)
+        println!(
+            "txflood flooder: spoofed frames after a full queue: {spoofed_denied} denied, {spoofed_other} otherwise"
+        );
+        u8::from(outcomes.other != 0 || spoofed_other != 0 || spoofed_denied == 0)
+    }
+
+    /// `frame` from a source address that is not the host's.
+    fn spoofed(frame: &[u8]) -> [u8; 14 + 20 + 8 + PAYLOAD_BYTES] {
+        let mut spoofed = [0u8; 14 + 20 + 8 + PAYLOAD_BYTES];
+        spoofed.copy_from_slice(frame);
+        spoofed[26] ^= 1;
+        spoofed
     }
 
     /// `net_transmit` of a raw gather list (`count` may be more than the list holds).
@@ -160,9 +186,7 @@ mod app {
             println!("txflood: could not map the refusals' page");
             return false;
         }
-        let mut spoofed = [0u8; 14 + 20 + 8 + PAYLOAD_BYTES];
-        spoofed.copy_from_slice(frame);
-        spoofed[26] ^= 1;
+        let spoofed = spoofed(frame);
         let pointer = frame.as_ptr() as u64;
         let length = frame.len() as u64;
         // `frame` padded with the (zeroed) page: a frame of any length up to a page more that
@@ -216,8 +240,9 @@ mod app {
         }
         let refused =
             net::counter(Counter::TxRefused as u64).map(|after| after - before.unwrap_or(0));
-        let [calls, frames, queue_full] =
-            [0, 1, 2].map(|index| counters()[index] - balanced_before[index]);
+        let now = counters();
+        let [calls, frames, queue_full, _] =
+            [0, 1, 2, 3].map(|index| now[index] - balanced_before[index]);
         let counted = refused == Ok(REFUSED_ROUNDS)
             && calls == 6 * REFUSED_ROUNDS
             && frames == 0
@@ -270,19 +295,22 @@ mod app {
         let during = sys::env_status(flooder) == Ok(EnvStatus::Running);
         let status = sys::wait(flooder);
         let after = counters();
-        let [calls, frames, queue_full] = [0, 1, 2].map(|index| after[index] - before[index]);
+        let [calls, frames, queue_full, refused] =
+            [0, 1, 2, 3].map(|index| after[index] - before[index]);
         // Every call either side made is counted once; the flooder's are the calls the
-        // victim did not make, and its queue-full refusals those the victim did not see.
+        // victim did not make, and its queue-full refusals those the victim did not see. Its
+        // spoofed frames are the refused ones, each counted refused and not queue full.
         let flooder_calls = calls - victim.calls();
         let flooder_queue_full = queue_full - victim.queue_full;
-        let balanced =
-            frames + queue_full == calls && victim.other == 0 && status == Ok(EnvStatus::Exited(0));
+        let balanced = frames + queue_full + refused == calls
+            && victim.other == 0
+            && status == Ok(EnvStatus::Exited(0));
         println!(
             "txflood: flooder {flooder_calls} calls, {flooder_queue_full} queue full, status {status:?}; victim {} queued, {} queue full, {} other, sent while the flooder ran: {during}",
             victim.queued, victim.queue_full, victim.other
         );
         println!(
-            "txflood: kernel counted {calls} calls, {frames} frames, {queue_full} queue full: balanced {balanced}"
+            "txflood: kernel counted {calls} calls, {frames} frames, {queue_full} queue full, {refused} refused: balanced {balanced}"
         );
         let ok = balanced && during && victim.queued == VICTIM_FRAMES;
         println!(
