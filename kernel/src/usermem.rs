@@ -86,15 +86,6 @@ impl Readable<'_> {
     pub const fn length_bytes(&self) -> u64 {
         self.slice.length_bytes
     }
-
-    /// The `length_bytes` at `offset` within it (readable too), or `None` past its end.
-    pub fn part(self, offset: u64, length_bytes: u64) -> Option<Self> {
-        let end = offset.checked_add(length_bytes)?;
-        (end <= self.slice.length_bytes).then_some(Readable {
-            env: self.env,
-            slice: UserSlice::new(self.slice.address + offset, length_bytes),
-        })
-    }
 }
 
 /// Checks that `slice` is readable user memory of `env`; nothing is copied.

@@ -129,21 +129,34 @@ fn checked_pieces<'a, 'e>(
     if pieces_count == 0 || pieces_count > NET_TRANSMIT_MAX_PIECES {
         return Err(Error::InvalidArgument);
     }
-    let count = pieces_count as usize;
-    // The list is checked whole, then read an entry at a time: no list-sized buffer to clear
-    // for the one piece libnet sends.
     let list = usermem::check_readable(
         env,
         UserSlice::new(gather, pieces_count * ENTRY_BYTES as u64),
     )?;
+    // Read whole onto a stack buffer cleared only as far as it needs to be: libnet's stack
+    // sends one piece, Cheetah's paths several.
+    if pieces_count == 1 {
+        parse_list::<ENTRY_BYTES>(env, list, storage)
+    } else {
+        parse_list::<{ MAX_PIECES * ENTRY_BYTES }>(env, list, storage)
+    }
+}
+
+/// The body of [`checked_pieces`] once the list is known readable: reads it into a
+/// `BYTES`-byte buffer (at least the list's length) and checks its pieces in order.
+fn parse_list<'a, 'e, const BYTES: usize>(
+    env: &'e Environment,
+    list: Readable<'e>,
+    storage: &'a mut [Option<Readable<'e>>; MAX_PIECES],
+) -> Result<(&'a [Option<Readable<'e>>], u64), Error> {
+    let mut buffer = [0u8; BYTES];
+    let bytes = buffer
+        .get_mut(..list.length_bytes() as usize)
+        .ok_or(Error::InvalidArgument)?;
+    usermem::read_into(list, bytes)?;
+    let mut count = 0;
     let mut length_bytes = 0u64;
-    for (index, slot) in storage.iter_mut().take(count).enumerate() {
-        let mut entry = [0u8; ENTRY_BYTES];
-        let at = (index * ENTRY_BYTES) as u64;
-        let part = list
-            .part(at, ENTRY_BYTES as u64)
-            .ok_or(Error::InvalidArgument)?;
-        usermem::read_into(part, &mut entry)?;
+    for (slot, entry) in storage.iter_mut().zip(bytes.chunks_exact(ENTRY_BYTES)) {
         let (address, length) = entry.split_at(8);
         let address = u64::from_le_bytes(address.try_into().map_err(|_| Error::InvalidArgument)?);
         let length = u64::from_le_bytes(length.try_into().map_err(|_| Error::InvalidArgument)?);
@@ -156,6 +169,7 @@ fn checked_pieces<'a, 'e>(
             env,
             UserSlice::new(address, length),
         )?);
+        count += 1;
     }
     Ok((&storage[..count], length_bytes))
 }
