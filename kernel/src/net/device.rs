@@ -277,12 +277,15 @@ impl Nic {
             .reserve(sender)
             .map_err(|QueueFull| Unsent::QueueFull)?;
         let buffer = buffer(self.tx_frames[usize::from(reservation.buffer)]);
-        let length = match self.raw.fill_buffer_header(buffer) {
-            Ok(header) if header + length_bytes <= buffer.len() => header + length_bytes,
-            _ => {
-                self.tx_buffers.release(reservation);
-                return Err(Unsent::TooLong);
-            }
+        let fits = match self.raw.fill_buffer_header(buffer) {
+            Ok(header) => header
+                .checked_add(length_bytes)
+                .filter(|length| *length <= buffer.len()),
+            Err(_) => None,
+        };
+        let Some(length) = fits else {
+            self.tx_buffers.release(reservation);
+            return Err(Unsent::TooLong);
         };
         if let Err(refused) = fill(&mut buffer[length - length_bytes..length]) {
             self.tx_buffers.release(reservation);
@@ -316,7 +319,8 @@ impl Nic {
                 .complete(token)
                 .expect("virtio-net completed a transmit token the kernel queued");
             let buffer = buffer(self.tx_frames[usize::from(in_flight.buffer)]);
-            // SAFETY: the same buffer and length `send_with` passed to `transmit_begin` for `token`.
+            // SAFETY: the same buffer and length `send_with` passed to `transmit_begin` for
+            // `token`.
             let completed = unsafe {
                 self.raw
                     .transmit_complete(token, &buffer[..usize::from(in_flight.length_bytes)])

@@ -100,12 +100,12 @@ fn gather_check_send(
         // Nothing was written: check it here, so the answer and counts are those of a frame
         // that reached the queue (a refused frame is refused, whether the queue is full or not).
         Err(Unsent::QueueFull) => {
-            unqueued(env, pieces, &sender, privilege, counters)?;
+            unqueued(env, pieces, length_bytes, &sender, privilege, counters)?;
             bump(counters, Counter::TxQueueFull);
             return Err(Error::WouldBlock);
         }
         Err(Unsent::TooLong) => {
-            unqueued(env, pieces, &sender, privilege, counters)?;
+            unqueued(env, pieces, length_bytes, &sender, privilege, counters)?;
             return Err(Error::InvalidArgument);
         }
         Err(Unsent::Driver) => return Err(Error::InvalidArgument),
@@ -198,21 +198,23 @@ fn refused(refusal: tx_check::TxRefusal, counters: &mut Counters) -> Error {
     Error::Denied
 }
 
-/// A frame that cannot be queued (no buffer for the sender, or too long for one), gathered
-/// onto the stack and checked as a queued one is: `Err` if copying or the check refuses it
-/// (counted), `Ok` if it would have passed (its ARP question recorded, as for a queued one).
-/// Kept out of line: the common path never carries its buffer.
+/// A frame of `length_bytes` that cannot be queued (no buffer for the sender, or too long for
+/// one), gathered onto the stack and checked as a queued one is: `Err` if copying or the
+/// check refuses it (counted), `Ok` if it would have passed (its ARP question recorded, as
+/// for a queued one). Kept out of line: the common path never carries its buffer.
 #[inline(never)]
 fn unqueued<P: tx_check::PortOwner + ?Sized>(
     env: &Environment,
     pieces: &[Option<Readable<'_>>],
+    length_bytes: u64,
     sender: &SenderIdentity<'_, P>,
     privilege: Privilege,
     counters: &mut Counters,
 ) -> Result<(), Error> {
     let mut buffer = [0u8; abi::FRAME_MAX_BYTES as usize];
-    let length: u64 = pieces.iter().flatten().map(Readable::length_bytes).sum();
-    let frame = &mut buffer[..length as usize];
+    let frame = buffer
+        .get_mut(..length_bytes as usize)
+        .ok_or(Error::InvalidArgument)?;
     gather_into(pieces, frame)?;
     tx_check::check(frame, sender, privilege).map_err(|refusal| refused(refusal, counters))?;
     arp_answers::asked(env.id, frame, sender.mac, sender.ipv4, counters);
