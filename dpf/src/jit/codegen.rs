@@ -7,12 +7,14 @@
 //! - `r11d` = wire length (set up only when some atom reads it)
 //! - `r8`  = best [`Score`] so far (0 = none); returned in `rax`
 //! - `rax`, `rcx`, `rdx`, `rsi`, `rdi` = scratch (`rdi`: a table's address, then in a
-//!   templated body the entry's score, kept or cleared by each compare)
+//!   templated body the entry's score, kept or cleared by each compare; `rdx` in a templated
+//!   body after a shift: how far that shift moved the base from `r9`)
 //!
 //! The code has the trie's shape: a node's test jumps to `next` (its continuation: the next
 //! alternative of its parent) when it fails, and falls into its own alternatives when it holds.
 //! A shift saves `r9`/`r10` on the stack around its subtree, so backtracking to an alternative
-//! finds its base again. Before the second and later alternatives a node compares the best score
+//! finds its base again (inside a templated body nothing backtracks, so a shift there only
+//! sets `rdx`). Before the second and later alternatives a node compares the best score
 //! held with the alternative's bound and skips the rest of the list when nothing there can win.
 //! Templated hash tables are the exception to "jump on failure": their shared body runs for hit
 //! and miss alike and clears the score with `cmov`, because whether a packet's flow is bound is
@@ -175,6 +177,9 @@ struct Codegen<'t> {
     depth: u32,
     /// While emitting a node: no accept can have run on any path to it, so `r8` is 0.
     r8_zero: bool,
+    /// While emitting a templated body after a shift: the base is `r9 + rdx` (and `r10` is
+    /// still the bytes captured from `r9`), see [`Codegen::predicated_shift`].
+    body_shifted: bool,
 }
 
 /// Tables start on a page of their own, so a loader can map them read+write apart from the
@@ -263,6 +268,7 @@ pub fn generate(trie: &Trie) -> Result<GeneratedCode, EmitError> {
         later: 0,
         depth: 0,
         r8_zero: true,
+        body_shifted: false,
     };
     let entry = generator.ops.offset();
     dynasm!(generator.ops
@@ -450,13 +456,7 @@ impl Codegen<'_> {
         };
         self.ensure(field_end(field), node, checked, next);
         self.load_value(field, shift.mask);
-        if shift.shift >= 0 {
-            let bits = shift.shift;
-            dynasm!(self.ops ; .arch x64 ; shl eax, BYTE bits);
-        } else {
-            let bits = -shift.shift;
-            dynasm!(self.ops ; .arch x64 ; shr eax, BYTE bits);
-        }
+        self.shift_eax(shift.shift);
         dynasm!(self.ops
             ; .arch x64
             ; push r9
@@ -464,6 +464,66 @@ impl Codegen<'_> {
             ; add r9, rax
             ; sub r10, rax
         );
+    }
+
+    /// A shift inside a templated body: the amount goes into `rdx` (added to it after an
+    /// earlier shift of the body), which later loads, bounds checks and
+    /// [`Field::CapturedFromBase`] add to `r9`/subtract from `r10`
+    /// ([`Codegen::body_shifted`]). A failing load of the amount goes to `next`.
+    fn predicated_shift(
+        &mut self,
+        shift: Shift,
+        node: NodeIndex,
+        checked: u32,
+        next: DynamicLabel,
+    ) {
+        let field = Field::Packet {
+            offset: shift.offset,
+            width: shift.width,
+        };
+        self.ensure(field_end(field), node, checked, next);
+        if self.body_shifted {
+            self.load_value(field, shift.mask);
+            self.shift_eax(shift.shift);
+            dynasm!(self.ops ; .arch x64 ; add rdx, rax);
+            return;
+        }
+        // The first shift loads straight into `edx` (a 32-bit write: the upper half is 0).
+        let offset = shift.offset as i32;
+        match shift.width {
+            Width::B1 => dynasm!(self.ops ; .arch x64 ; movzx edx, BYTE [r9 + offset]),
+            Width::B2 => dynasm!(self.ops
+                ; .arch x64
+                ; movzx edx, WORD [r9 + offset]
+                ; rol dx, 8
+            ),
+            Width::B4 => dynasm!(self.ops
+                ; .arch x64
+                ; mov edx, DWORD [r9 + offset]
+                ; bswap edx
+            ),
+        }
+        if shift.mask != shift.width.max_value() {
+            let mask = shift.mask as i32;
+            dynasm!(self.ops ; .arch x64 ; and edx, DWORD mask);
+        }
+        if shift.shift >= 0 {
+            let bits = shift.shift;
+            dynasm!(self.ops ; .arch x64 ; shl edx, BYTE bits);
+        } else {
+            let bits = -shift.shift;
+            dynasm!(self.ops ; .arch x64 ; shr edx, BYTE bits);
+        }
+    }
+
+    /// `eax <<= bits` (`>>=` for a negative count), as a shift's amount is scaled.
+    fn shift_eax(&mut self, bits: i8) {
+        if bits >= 0 {
+            dynasm!(self.ops ; .arch x64 ; shl eax, BYTE bits);
+        } else {
+            let bits = -bits;
+            dynasm!(self.ops ; .arch x64 ; shr eax, BYTE bits);
+        }
     }
 
     /// Makes sure `end` bytes from the base are captured before a load: when `checked` does not
@@ -475,11 +535,21 @@ impl Codegen<'_> {
         let need = self.need(index).max(end);
         self.stats.bounds_checks += 1;
         let need_imm = need as i32;
-        dynasm!(self.ops
-            ; .arch x64
-            ; cmp r10, DWORD need_imm
-            ; jl =>next
-        );
+        if self.body_shifted {
+            // The base is `r9 + rdx`: `r10 - rdx >= need`, as `r10 >= rdx + need` (signed).
+            dynasm!(self.ops
+                ; .arch x64
+                ; lea rax, [rdx + need_imm]
+                ; cmp r10, rax
+                ; jl =>next
+            );
+        } else {
+            dynasm!(self.ops
+                ; .arch x64
+                ; cmp r10, DWORD need_imm
+                ; jl =>next
+            );
+        }
         need
     }
 
@@ -487,10 +557,17 @@ impl Codegen<'_> {
     /// the width: equal to a natural value `v` exactly when it equals `swap_within(v, width)`.
     fn load_raw(&mut self, offset: u16, width: Width, mask: u32) {
         let offset = offset as i32;
-        match width {
-            Width::B1 => dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [r9 + offset]),
-            Width::B2 => dynasm!(self.ops ; .arch x64 ; movzx eax, WORD [r9 + offset]),
-            Width::B4 => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [r9 + offset]),
+        match (width, self.body_shifted) {
+            (Width::B1, false) => dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [r9 + offset]),
+            (Width::B2, false) => dynasm!(self.ops ; .arch x64 ; movzx eax, WORD [r9 + offset]),
+            (Width::B4, false) => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [r9 + offset]),
+            (Width::B1, true) => {
+                dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [r9 + rdx + offset]);
+            }
+            (Width::B2, true) => {
+                dynasm!(self.ops ; .arch x64 ; movzx eax, WORD [r9 + rdx + offset]);
+            }
+            (Width::B4, true) => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [r9 + rdx + offset]),
         }
         if mask & width.max_value() != width.max_value() {
             let mask = template::swap_within(mask, width) as i32;
@@ -502,24 +579,29 @@ impl Codegen<'_> {
     fn load_value(&mut self, field: Field, mask: u32) {
         let full = match field {
             Field::Packet { offset, width } => {
-                let offset = offset as i32;
+                // Little-endian as loaded, then byte-swapped.
+                self.load_raw(offset, width, width.max_value());
                 match width {
-                    Width::B1 => dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [r9 + offset]),
-                    Width::B2 => dynasm!(self.ops
-                        ; .arch x64
-                        ; movzx eax, WORD [r9 + offset]
-                        ; rol ax, 8
-                    ),
-                    Width::B4 => dynasm!(self.ops
-                        ; .arch x64
-                        ; mov eax, DWORD [r9 + offset]
-                        ; bswap eax
-                    ),
+                    Width::B1 => {}
+                    Width::B2 => dynasm!(self.ops ; .arch x64 ; rol ax, 8),
+                    Width::B4 => dynasm!(self.ops ; .arch x64 ; bswap eax),
                 }
                 width.max_value()
             }
             Field::WireLen => {
                 dynasm!(self.ops ; .arch x64 ; mov eax, r11d);
+                u32::MAX
+            }
+            Field::CapturedFromBase if self.body_shifted => {
+                // max(captured - base, 0) with the base at `r9 + rdx`.
+                let zero = self.zero_slot;
+                self.uses_zero_slot = true;
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov rax, r10
+                    ; sub rax, rdx
+                    ; cmovl eax, DWORD [=>zero]
+                );
                 u32::MAX
             }
             Field::CapturedFromBase => {
@@ -1178,24 +1260,19 @@ impl Codegen<'_> {
                 );
             }
             ShapeStep::Shift(shift) => {
-                self.shift_load(shift, node, checked, next);
-                let inner = self.ops.new_dynamic_label();
-                self.depth += 1;
+                // Nothing after the body backtracks to this base: the shift is an offset in
+                // `rdx` beside `r9`/`r10` instead of a new base saved and restored on the stack.
+                self.predicated_shift(shift, node, checked, next);
+                let outer = core::mem::replace(&mut self.body_shifted, true);
                 self.predicated_steps(
                     &shape[1..],
                     &nodes[1..],
                     entry,
                     parameter,
                     0,
-                    (inner, exceptions),
+                    (next, exceptions),
                 );
-                self.depth -= 1;
-                dynasm!(self.ops
-                    ; .arch x64
-                    ; =>inner
-                    ; pop r10
-                    ; pop r9
-                );
+                self.body_shifted = outer;
             }
             ShapeStep::Accept { rank } => {
                 // `rdi` is the score's low half, or 0: the whole score, or 0.
