@@ -1275,31 +1275,36 @@ impl Codegen<'_> {
                 self.body_shifted = outer;
             }
             ShapeStep::Accept { rank } => {
-                // `rdi` is the score's low half, or 0: the whole score, or 0.
+                // `rdi` is the score's low half, or 0: the whole score, or 0. With exceptions a
+                // zero must leave for them anyway, and past that branch `rdi` is not 0.
                 let high = (u64::from(rank) << 32) as i64;
-                dynasm!(self.ops
-                    ; .arch x64
-                    ; mov rdx, QWORD high
-                    ; or rdx, rdi
-                    ; test rdi, rdi
-                    ; cmovnz rdi, rdx
-                );
                 if exceptions {
                     dynasm!(self.ops
                         ; .arch x64
-                        ; test rdi, rdi
+                        ; test edi, edi
                         ; jz =>next
+                        ; mov rax, QWORD high
+                        ; or rax, rdi
+                    );
+                } else {
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; mov rax, QWORD high
+                        ; or rax, rdi
+                        ; test edi, edi
+                        ; cmovz rax, rdi
                     );
                 }
                 // Scores differ by entry (and patches add some): test the one held.
                 if self.later == 0 {
-                    dynasm!(self.ops ; .arch x64 ; mov rax, rdi);
                     self.return_best_of_rax();
                 } else {
+                    // `rdi` stays as it was: not 0 exactly when the key hit, which is all the
+                    // table's end asks of it.
                     dynasm!(self.ops
                         ; .arch x64
-                        ; cmp rdi, r8
-                        ; cmova r8, rdi
+                        ; cmp rax, r8
+                        ; cmova r8, rax
                     );
                     let later = self.later as i64;
                     let keep_going = self.ops.new_dynamic_label();
