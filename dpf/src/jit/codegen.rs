@@ -116,7 +116,7 @@ pub struct CodegenStats {
 pub struct TemplateTable {
     /// The dispatch node the table implements.
     pub dispatch: NodeIndex,
-    /// Offset of slot 0 in the code; the slot count is the `u32` just before it.
+    /// Offset of slot 0 in the code; the slot count is the `u64` just before it.
     pub offset: usize,
     /// Slot count (any, see [`RangedLayout`]).
     pub slots: usize,
@@ -933,23 +933,21 @@ impl Codegen<'_> {
         dynasm!(self.ops
             ; .arch x64
             ; imul edx, eax, DWORD multiplier
-            // Home slot: the hash scaled to the slot count ([`RangedLayout::home`]).
-            ; mov esi, DWORD [rcx - 4]
-            ; imul rdx, rsi
+            // Home slot: the hash scaled to the slot count ([`RangedLayout::home`]), which is
+            // the `u64` before slot 0 (a 32-bit hash times it fits 64 bits).
+            ; imul rdx, QWORD [rcx - 8]
             ; shr rdx, BYTE 32
             ; =>probe
-            // Entries are packed (any size): slot times size, which fits 32 bits
-            // (`emit_tables` refuses a larger table).
+            // Entries are packed (any size): `rsi` = slot times size, which fits 32 bits
+            // (`emit_tables` refuses a larger table); the entry is at `rcx + rsi`.
             ; imul esi, edx, DWORD entry_size
-            ; add rsi, rcx
             // The score's low half; the rank is added at the accept.
-            ; mov edi, DWORD [rsi + score_offset]
-            ; cmp eax, DWORD [rsi]
+            ; mov edi, DWORD [rcx + rsi + score_offset]
+            ; cmp eax, DWORD [rcx + rsi]
             ; cmovne edi, DWORD [=>zero]
             // Another key in the slot (its score is not the one kept): probe the next slot.
-            ; cmp edi, DWORD [rsi + score_offset]
+            ; cmp edi, DWORD [rcx + rsi + score_offset]
             ; jne =>collision
-            ; xor ecx, ecx
         );
         self.predicated_steps(
             &chain.shape,
@@ -974,7 +972,7 @@ impl Codegen<'_> {
             // Out of line: taken only on a collision, so a patch may put a key in any free slot.
             ; =>collision
             ; add edx, 1
-            ; cmp edx, DWORD [rcx - 4]
+            ; cmp edx, DWORD [rcx - 8]
             ; jb =>probe
             ; xor edx, edx
             ; jmp =>probe
@@ -1220,10 +1218,10 @@ impl Codegen<'_> {
         plan
     }
 
-    /// The shared body of a templated chain: `rsi` points at the entry, `rdi` holds its score
-    /// (0 when the key missed) and `rcx` is 0; each compare that fails clears `rdi` instead of
-    /// branching. `parameter` counts the compares emitted so far. A failed bounds check leaves
-    /// for `next`, where the saved bases are popped and control reaches the table's end.
+    /// The shared body of a templated chain: the entry is at `rcx + rsi`, `rdi` holds its
+    /// score's low half (0 when the key missed); each compare that fails clears `rdi` instead
+    /// of branching. `parameter` counts the compares emitted so far. A failed bounds check
+    /// leaves for `next`, the table's end.
     /// `exceptions`: other keys have code of their own, so a zero score must not return.
     fn predicated_steps(
         &mut self,
@@ -1248,7 +1246,7 @@ impl Codegen<'_> {
                     _ => self.load_value(field, mask),
                 }
                 let offset = entry.parameter_offset(parameter) as i32;
-                dynasm!(self.ops ; .arch x64 ; cmp eax, DWORD [rsi + offset]);
+                dynasm!(self.ops ; .arch x64 ; cmp eax, DWORD [rcx + rsi + offset]);
                 self.clear_unless(op);
                 self.predicated_steps(
                     &shape[1..],
@@ -1321,15 +1319,18 @@ impl Codegen<'_> {
         }
     }
 
-    /// After `cmp eax, value`: `rdi = 0` (from `rcx`) unless `op` holds (unsigned conditions).
+    /// After `cmp eax, value`: `rdi = 0` (from the zero slot: no register to clear first)
+    /// unless `op` holds (unsigned conditions).
     fn clear_unless(&mut self, op: CmpOp) {
+        let zero = self.zero_slot;
+        self.uses_zero_slot = true;
         match op {
-            CmpOp::Eq => dynasm!(self.ops ; .arch x64 ; cmovne rdi, rcx),
-            CmpOp::Ne => dynasm!(self.ops ; .arch x64 ; cmove rdi, rcx),
-            CmpOp::Lt => dynasm!(self.ops ; .arch x64 ; cmovae rdi, rcx),
-            CmpOp::Le => dynasm!(self.ops ; .arch x64 ; cmova rdi, rcx),
-            CmpOp::Gt => dynasm!(self.ops ; .arch x64 ; cmovbe rdi, rcx),
-            CmpOp::Ge => dynasm!(self.ops ; .arch x64 ; cmovb rdi, rcx),
+            CmpOp::Eq => dynasm!(self.ops ; .arch x64 ; cmovne rdi, QWORD [=>zero]),
+            CmpOp::Ne => dynasm!(self.ops ; .arch x64 ; cmove rdi, QWORD [=>zero]),
+            CmpOp::Lt => dynasm!(self.ops ; .arch x64 ; cmovae rdi, QWORD [=>zero]),
+            CmpOp::Le => dynasm!(self.ops ; .arch x64 ; cmova rdi, QWORD [=>zero]),
+            CmpOp::Gt => dynasm!(self.ops ; .arch x64 ; cmovbe rdi, QWORD [=>zero]),
+            CmpOp::Ge => dynasm!(self.ops ; .arch x64 ; cmovb rdi, QWORD [=>zero]),
         }
     }
 
@@ -1426,14 +1427,12 @@ impl Codegen<'_> {
         }
         for table in core::mem::take(&mut self.tables) {
             if let TableEntries::Templates(..) = table.entries {
-                // The header: the slot count, in the `u32` before slot 0.
+                // The header: the slot count, in the `u64` before slot 0 (the probe multiplies by it).
                 let count = u32::try_from(table.slots.len())
                     .map_err(|_| EmitError::RelocationOutOfRange)?;
                 dynasm!(self.ops ; .arch x64 ; .align 16);
-                for _ in 0..3 {
-                    self.ops.push_u32(0);
-                }
-                self.ops.push_u32(count);
+                self.ops.push_u64(0);
+                self.ops.push_u64(u64::from(count));
             }
             dynasm!(self.ops ; .arch x64 ; .align 16 ; =>table.label);
             let start = self.ops.offset();
