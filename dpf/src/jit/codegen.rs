@@ -1034,12 +1034,13 @@ impl Codegen<'_> {
 
     /// A dispatch on a few keys (such as the IP protocol) below each of which there is nothing
     /// but a templated dispatch on one same field (such as the source host) with one same
-    /// chain shape: the table is chosen with `cmov`s and one probe and one body serve them all,
-    /// so the branch on which key it was (as unpredictable as the traffic mix) is gone. The
-    /// tables share a hash (`bits`, multiplier), so only their address differs; each stays
-    /// its own [`TemplateTable`], patched as any other. Keys of a table that have code of
-    /// their own (exceptions) are reached on a miss, through a compare on the first field
-    /// again.
+    /// chain shape: the table is chosen by a selector or `cmov`s (an empty table for a value
+    /// that is none of the keys) and one probe and one body serve them all, so the branch on
+    /// which key it was (as unpredictable as the traffic mix) is gone. The tables share a
+    /// multiplier, and the probe reads each one's slot count, so only their address differs;
+    /// each stays its own [`TemplateTable`], patched as any other. Keys of a table that have
+    /// code of their own (exceptions) are reached on a miss, through a compare on the first
+    /// field again.
     fn selected_tables(
         &mut self,
         (field, mask): (Field, u32),
