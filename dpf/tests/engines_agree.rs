@@ -639,6 +639,73 @@ proptest! {
         check_set(filters, &packets)?;
     }
 
+    /// Templated bodies that shift the base once or twice (the shifts are an offset in a
+    /// register there, not a base saved on the stack), with tests of the bytes captured past
+    /// the shifted base, ordered tests and equalities of every width after each shift; packets
+    /// satisfying a filter, then with one byte changed or cut anywhere (so every bounds check
+    /// after a shift fails somewhere).
+    #[test]
+    fn templated_bodies_with_shifts_agree(
+        keys in 5usize..40,
+        first in shift(),
+        second in prop::option::of(shift()),
+        captured in prop::option::of((op(), 0u32..40)),
+        between in prop::option::of((0u16..12, width())),
+        after in (0u16..12, width(), op()),
+        catch_all in prop::bool::ANY,
+        picks in prop::collection::vec((0usize..48, 0u8..4, 0usize..96, any::<u8>()), 1..24),
+    ) {
+        let mut filters = Vec::new();
+        for i in 0..keys as u32 {
+            let mut steps = vec![Step::eq(2, Width::B2, 100 + i), first.clone()];
+            if let Some((op, value)) = captured {
+                steps.push(Step::Test(Atom { field: Field::CapturedFromBase, mask: u32::MAX, op, value }));
+            }
+            if let Some((offset, width)) = between {
+                steps.push(Step::eq(offset, width, (i * 0x0101_0101 + 3) & width.max_value()));
+            }
+            if let Some(second) = &second {
+                steps.push(second.clone());
+            }
+            let (offset, width, op) = after;
+            steps.push(Step::Test(Atom {
+                field: Field::Packet { offset, width },
+                mask: width.max_value(),
+                op,
+                value: (i * 7 + 1) & width.max_value(),
+            }));
+            filters.push(UnverifiedFilter { id: FilterId(i), steps }.verify().expect("valid"));
+        }
+        if catch_all {
+            // A shorter filter under one key: that key's chain branches (code of its own).
+            filters.push(UnverifiedFilter { id: FilterId(500), steps: vec![Step::eq(2, Width::B2, 103), first.clone()] }.verify().expect("valid"));
+        }
+        let mut packets = Vec::new();
+        for (pick, mode, cut, byte) in picks {
+            let mut data = vec![0u8; 64];
+            if let Some(filter) = filters.get(pick) {
+                satisfy(filter, &mut data);
+            } else {
+                data[2..4].copy_from_slice(&(100 + pick as u16).to_be_bytes());
+            }
+            match mode {
+                1 => { let at = cut % data.len(); data[at] ^= byte | 1; }
+                2 => data.truncate(cut.min(data.len())),
+                3 => data.resize(data.len() + cut % 8, byte),
+                _ => {}
+            }
+            let wire_len = data.len() as u32;
+            packets.push((data, wire_len));
+        }
+        let (bound, trie) = bind_all(filters);
+        let compiled = jit::compile(&trie).unwrap();
+        prop_assert!(compiled.stats().templated_tables >= 1, "{:?}", compiled.stats());
+        let code = ExecutableTrie::new(&compiled).unwrap();
+        for (data, wire_len) in &packets {
+            assert_agree(&bound, &trie, &code, &Packet { data, wire_len: *wire_len })?;
+        }
+    }
+
     #[test]
     fn merged_equals_each_filter_alone(
         (filters, packets) in prop::collection::vec(random_filter(), 1..8).prop_flat_map(packets_for)
@@ -1335,5 +1402,147 @@ fn the_last_filter_id_is_not_mistaken_for_an_empty_slot() {
         assert_eq!(code.classify(&packet), Some(FilterId(ids(i))), "flow {i}");
         assert_eq!(reference_classify(&bound, &packet), Some(FilterId(ids(i))));
         assert_eq!(live.classify(&packet), Some(FilterId(ids(i))));
+    }
+}
+
+/// Hostile binds into a live templated table: keys that all hash to its last slot, so one
+/// probe run grows from the end of the table and wraps to slot 0, up to the fill at which the
+/// table is regenerated; then every other one of them unbound (backward-shift deletion inside
+/// a wrapped run) and bound again. After each change the mapped code (patched in place), the
+/// interpreter and the reference agree on every bound flow, near misses of each (another port,
+/// another protocol) and absent keys of the same home (a miss that walks the whole run). For a
+/// table of the fewest slots and a large one, alone or chosen by the protocol dispatch above.
+#[test]
+fn hostile_keys_in_one_wrapping_probe_run_stay_exact() {
+    use dpf::jit::hash_table::RangedLayout;
+    for (initial, front_end) in [(4u32, false), (4, true), (300, false), (300, true)] {
+        let flow = |host: u32, protocol: u8| Flow {
+            ipv6: false,
+            protocol,
+            host,
+            port: 80,
+            with_source_port: None,
+        };
+        // Whether `slot` of the table `record` describes holds a key (its score is not 0).
+        let occupied = |demux: &Demux, record: &jit::codegen::TemplateTable, slot: usize| {
+            let at = record.offset + slot * record.entry.size + record.entry.score_offset;
+            demux.compiled().code()[at..at + 4] != [0; 4]
+        };
+        // Pseudo-random hosts (with the front end a few UDP flows too: a second table), drawn
+        // again until the first and the last slot of the TCP table (the one with the most
+        // keys) are empty, so the run starts at the end and wraps to slot 0.
+        let (mut flows, mut demux, record) = (1u32..)
+            .find_map(|seed| {
+                let mut flows: Vec<Flow> = (0..initial)
+                    .map(|i| flow((i + seed).wrapping_mul(0x9e37_79b9).rotate_left(7), 6))
+                    .collect();
+                if front_end {
+                    flows.extend((0..2u32).map(|i| flow(0x0c00_0000 + i, 17)));
+                }
+                let filters: Vec<Filter> = flows
+                    .iter()
+                    .zip(0u32..)
+                    .map(|(f, id)| flow_filter(f, id, front_end))
+                    .collect();
+                let demux = Demux::from_filters(filters).unwrap();
+                let record = demux
+                    .compiled()
+                    .templates()
+                    .iter()
+                    .max_by_key(|t| t.keys)
+                    .unwrap()
+                    .clone();
+                let ends_empty =
+                    !occupied(&demux, &record, 0) && !occupied(&demux, &record, record.slots - 1);
+                ends_empty.then_some((flows, demux, record))
+            })
+            .unwrap();
+        let mut code = ExecutableTrie::new(demux.compiled()).unwrap();
+        let last = record.slots - 1;
+        let hostile: Vec<u32> = (0x5000_0000u32..)
+            .filter(|&k| RangedLayout::home(record.slots, record.multiplier, k) == last)
+            .take(record.slots)
+            .collect();
+        let check = |demux: &Demux, code: &ExecutableTrie, flows: &[Flow]| {
+            let bound: Vec<Filter> = demux.trie().filters().map(|(_, f)| f.clone()).collect();
+            let mut packets: Vec<Vec<u8>> = Vec::new();
+            for f in flows {
+                packets.push(f.packet(1, 7));
+                packets.push(Flow { port: 81, ..*f }.packet(0, 7));
+                for protocol in [1u8, 17, 6] {
+                    packets.push(Flow { protocol, ..*f }.packet(0, 7));
+                }
+            }
+            for &k in &hostile[hostile.len() - 8..] {
+                packets.push(flow(k, 6).packet(0, 7));
+                packets.push(flow(k, 17).packet(0, 7));
+            }
+            for data in &packets {
+                assert_agree(&bound, demux.trie(), code, &Packet::whole(data)).unwrap();
+            }
+        };
+        check(&demux, &code, &flows);
+        // Bind hostile keys up to the fill patches may reach (then the table is regenerated).
+        let (num, den) = jit::codegen::PATCHED_LOAD;
+        let mut handles = Vec::new();
+        let mut run = Vec::new();
+        let mut wrapped = false;
+        for (keys, (&k, id)) in (record.keys..).zip(hostile.iter().zip(10_000u32..)) {
+            if (keys + 1) * den > record.slots * num {
+                break;
+            }
+            let f = flow(k, 6);
+            let (handle, update) = demux.insert(flow_filter(&f, id, front_end)).unwrap();
+            assert_eq!(
+                update,
+                Update::Patched,
+                "hostile key {} of {record:?}",
+                run.len()
+            );
+            demux.sync(&mut code).unwrap();
+            flows.push(f);
+            check(&demux, &code, &flows);
+            wrapped |= occupied(&demux, &record, 0);
+            handles.push(handle);
+            run.push((f, id));
+        }
+        assert!(
+            run.len() >= 3,
+            "only {} hostile keys patched into {record:?}",
+            run.len()
+        );
+        assert!(wrapped, "the run did not wrap: {record:?}");
+        // Unbind every other patched one (patches: the run closes up across the wrap), then
+        // bind them again.
+        let mut removed = Vec::new();
+        for (i, handle) in handles.into_iter().enumerate() {
+            if i % 2 == 0 {
+                let (_, update) = demux.remove(handle).unwrap();
+                assert_eq!(update, Update::Patched, "removal {i} of a hostile key");
+                demux.sync(&mut code).unwrap();
+                let (f, id) = run[i];
+                flows.retain(|g| g.host != f.host);
+                removed.push((f, id));
+                check(&demux, &code, &flows);
+                // The removed key's packets must now miss (no stale entry left).
+                let data = f.packet(0, 7);
+                assert_eq!(code.classify(&Packet::whole(&data)), None);
+            }
+        }
+        for (f, id) in removed {
+            demux.insert(flow_filter(&f, id, front_end)).unwrap();
+            demux.sync(&mut code).unwrap();
+            flows.push(f);
+            check(&demux, &code, &flows);
+            let data = f.packet(0, 7);
+            assert_eq!(code.classify(&Packet::whole(&data)), Some(FilterId(id)));
+        }
+        // One more: past the patched fill, the table is generated anew, still exact.
+        let f = flow(hostile[run.len()], 6);
+        let (_, update) = demux.insert(flow_filter(&f, 20_000, front_end)).unwrap();
+        assert_eq!(update, Update::Regenerated);
+        demux.sync(&mut code).unwrap();
+        flows.push(f);
+        check(&demux, &code, &flows);
     }
 }

@@ -7,12 +7,14 @@
 //! - `r11d` = wire length (set up only when some atom reads it)
 //! - `r8`  = best [`Score`] so far (0 = none); returned in `rax`
 //! - `rax`, `rcx`, `rdx`, `rsi`, `rdi` = scratch (`rdi`: a table's address, then in a
-//!   templated body the entry's score, kept or cleared by each compare)
+//!   templated body the entry's score, kept or cleared by each compare; `rdx` in a templated
+//!   body after a shift: how far that shift moved the base from `r9`)
 //!
 //! The code has the trie's shape: a node's test jumps to `next` (its continuation: the next
 //! alternative of its parent) when it fails, and falls into its own alternatives when it holds.
 //! A shift saves `r9`/`r10` on the stack around its subtree, so backtracking to an alternative
-//! finds its base again. Before the second and later alternatives a node compares the best score
+//! finds its base again (inside a templated body nothing backtracks, so a shift there only
+//! sets `rdx`). Before the second and later alternatives a node compares the best score
 //! held with the alternative's bound and skips the rest of the list when nothing there can win.
 //! Templated hash tables are the exception to "jump on failure": their shared body runs for hit
 //! and miss alike and clears the score with `cmov`, because whether a packet's flow is bound is
@@ -47,7 +49,9 @@ pub const MAX_KEY_CODE_CHAIN: usize = 6;
 /// A hash table to lay out after the code, once every target is placed.
 #[derive(Debug)]
 struct PendingTable {
-    label: DynamicLabel,
+    /// Where slot 0 goes in the data (allocated when the table is planned, so code can name
+    /// it as a constant: [`Codegen::allocate_data`]).
+    offset: usize,
     /// Which key is in which slot.
     slots: Vec<Option<usize>>,
     keys: Vec<u32>,
@@ -71,12 +75,14 @@ struct SelectedTables {
 }
 
 /// A 256-entry selector (`u32` table offsets within the data, indexed by a byte) to lay out
-/// at the start of the data, filled in once every table is placed.
+/// in the data.
 #[derive(Debug)]
 struct PendingSelector {
-    label: DynamicLabel,
-    /// Each key (a byte) and its table.
-    entries: Vec<(u32, DynamicLabel)>,
+    /// Where it goes in the data.
+    offset: usize,
+    /// Per byte value: its table's offset in the data (a never-matching empty table for the
+    /// bytes that are no key).
+    entries: Vec<u32>,
 }
 
 /// What a table's entries carry besides the key.
@@ -87,6 +93,9 @@ enum TableEntries {
     /// The key's chain constants and score, for one shared body of code; the index of its
     /// [`TemplateTable`] record.
     Templates(EntryLayout, Vec<Chain>, usize),
+    /// A templated table of one empty slot, which every probe misses: what a table choice
+    /// yields for a key that has no table, so the choice needs no branch.
+    Empty(EntryLayout),
 }
 
 /// Counts of what the generator did, for tests and `--disasm`-style reports.
@@ -114,7 +123,7 @@ pub struct CodegenStats {
 pub struct TemplateTable {
     /// The dispatch node the table implements.
     pub dispatch: NodeIndex,
-    /// Offset of slot 0 in the code; the slot count is the `u32` just before it.
+    /// Offset of slot 0 in the code; the slot count is the `u64` just before it.
     pub offset: usize,
     /// Slot count (any, see [`RangedLayout`]).
     pub slots: usize,
@@ -166,8 +175,10 @@ struct Codegen<'t> {
     zero_slot: DynamicLabel,
     /// Whether any code reads [`Codegen::zero_slot`].
     uses_zero_slot: bool,
-    /// `add rcx, imm32` instructions (their offsets) to fill with a table's data offset.
-    pending_offsets: Vec<(usize, DynamicLabel)>,
+    /// Bytes of data (tables, selectors) allocated so far.
+    data_len: usize,
+    /// The empty tables allocated ([`TableEntries::Empty`]): entry size, offset.
+    empty_tables: Vec<(usize, usize)>,
     /// While emitting a node: the best score anything that may still run after its subtree
     /// can reach. A match at least this good returns at once.
     later: u64,
@@ -175,6 +186,9 @@ struct Codegen<'t> {
     depth: u32,
     /// While emitting a node: no accept can have run on any path to it, so `r8` is 0.
     r8_zero: bool,
+    /// While emitting a templated body after a shift: the base is `r9 + rdx` (and `r10` is
+    /// still the bytes captured from `r9`), see [`Codegen::predicated_shift`].
+    body_shifted: bool,
 }
 
 /// Tables start on a page of their own, so a loader can map them read+write apart from the
@@ -259,10 +273,12 @@ pub fn generate(trie: &Trie) -> Result<GeneratedCode, EmitError> {
         base_slot,
         zero_slot,
         uses_zero_slot: false,
-        pending_offsets: Vec::new(),
+        data_len: 0,
+        empty_tables: Vec::new(),
         later: 0,
         depth: 0,
         r8_zero: true,
+        body_shifted: false,
     };
     let entry = generator.ops.offset();
     dynasm!(generator.ops
@@ -450,13 +466,7 @@ impl Codegen<'_> {
         };
         self.ensure(field_end(field), node, checked, next);
         self.load_value(field, shift.mask);
-        if shift.shift >= 0 {
-            let bits = shift.shift;
-            dynasm!(self.ops ; .arch x64 ; shl eax, BYTE bits);
-        } else {
-            let bits = -shift.shift;
-            dynasm!(self.ops ; .arch x64 ; shr eax, BYTE bits);
-        }
+        self.shift_eax(shift.shift);
         dynasm!(self.ops
             ; .arch x64
             ; push r9
@@ -464,6 +474,66 @@ impl Codegen<'_> {
             ; add r9, rax
             ; sub r10, rax
         );
+    }
+
+    /// A shift inside a templated body: the amount goes into `rdx` (added to it after an
+    /// earlier shift of the body), which later loads, bounds checks and
+    /// [`Field::CapturedFromBase`] add to `r9`/subtract from `r10`
+    /// ([`Codegen::body_shifted`]). A failing load of the amount goes to `next`.
+    fn predicated_shift(
+        &mut self,
+        shift: Shift,
+        node: NodeIndex,
+        checked: u32,
+        next: DynamicLabel,
+    ) {
+        let field = Field::Packet {
+            offset: shift.offset,
+            width: shift.width,
+        };
+        self.ensure(field_end(field), node, checked, next);
+        if self.body_shifted {
+            self.load_value(field, shift.mask);
+            self.shift_eax(shift.shift);
+            dynasm!(self.ops ; .arch x64 ; add rdx, rax);
+            return;
+        }
+        // The first shift loads straight into `edx` (a 32-bit write: the upper half is 0).
+        let offset = shift.offset as i32;
+        match shift.width {
+            Width::B1 => dynasm!(self.ops ; .arch x64 ; movzx edx, BYTE [r9 + offset]),
+            Width::B2 => dynasm!(self.ops
+                ; .arch x64
+                ; movzx edx, WORD [r9 + offset]
+                ; rol dx, 8
+            ),
+            Width::B4 => dynasm!(self.ops
+                ; .arch x64
+                ; mov edx, DWORD [r9 + offset]
+                ; bswap edx
+            ),
+        }
+        if shift.mask != shift.width.max_value() {
+            let mask = shift.mask as i32;
+            dynasm!(self.ops ; .arch x64 ; and edx, DWORD mask);
+        }
+        if shift.shift >= 0 {
+            let bits = shift.shift;
+            dynasm!(self.ops ; .arch x64 ; shl edx, BYTE bits);
+        } else {
+            let bits = -shift.shift;
+            dynasm!(self.ops ; .arch x64 ; shr edx, BYTE bits);
+        }
+    }
+
+    /// `eax <<= bits` (`>>=` for a negative count), as a shift's amount is scaled.
+    fn shift_eax(&mut self, bits: i8) {
+        if bits >= 0 {
+            dynasm!(self.ops ; .arch x64 ; shl eax, BYTE bits);
+        } else {
+            let bits = -bits;
+            dynasm!(self.ops ; .arch x64 ; shr eax, BYTE bits);
+        }
     }
 
     /// Makes sure `end` bytes from the base are captured before a load: when `checked` does not
@@ -475,11 +545,21 @@ impl Codegen<'_> {
         let need = self.need(index).max(end);
         self.stats.bounds_checks += 1;
         let need_imm = need as i32;
-        dynasm!(self.ops
-            ; .arch x64
-            ; cmp r10, DWORD need_imm
-            ; jl =>next
-        );
+        if self.body_shifted {
+            // The base is `r9 + rdx`: `r10 - rdx >= need`, as `r10 >= rdx + need` (signed).
+            dynasm!(self.ops
+                ; .arch x64
+                ; lea rax, [rdx + need_imm]
+                ; cmp r10, rax
+                ; jl =>next
+            );
+        } else {
+            dynasm!(self.ops
+                ; .arch x64
+                ; cmp r10, DWORD need_imm
+                ; jl =>next
+            );
+        }
         need
     }
 
@@ -487,10 +567,17 @@ impl Codegen<'_> {
     /// the width: equal to a natural value `v` exactly when it equals `swap_within(v, width)`.
     fn load_raw(&mut self, offset: u16, width: Width, mask: u32) {
         let offset = offset as i32;
-        match width {
-            Width::B1 => dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [r9 + offset]),
-            Width::B2 => dynasm!(self.ops ; .arch x64 ; movzx eax, WORD [r9 + offset]),
-            Width::B4 => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [r9 + offset]),
+        match (width, self.body_shifted) {
+            (Width::B1, false) => dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [r9 + offset]),
+            (Width::B2, false) => dynasm!(self.ops ; .arch x64 ; movzx eax, WORD [r9 + offset]),
+            (Width::B4, false) => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [r9 + offset]),
+            (Width::B1, true) => {
+                dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [r9 + rdx + offset]);
+            }
+            (Width::B2, true) => {
+                dynasm!(self.ops ; .arch x64 ; movzx eax, WORD [r9 + rdx + offset]);
+            }
+            (Width::B4, true) => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [r9 + rdx + offset]),
         }
         if mask & width.max_value() != width.max_value() {
             let mask = template::swap_within(mask, width) as i32;
@@ -502,24 +589,29 @@ impl Codegen<'_> {
     fn load_value(&mut self, field: Field, mask: u32) {
         let full = match field {
             Field::Packet { offset, width } => {
-                let offset = offset as i32;
+                // Little-endian as loaded, then byte-swapped.
+                self.load_raw(offset, width, width.max_value());
                 match width {
-                    Width::B1 => dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [r9 + offset]),
-                    Width::B2 => dynasm!(self.ops
-                        ; .arch x64
-                        ; movzx eax, WORD [r9 + offset]
-                        ; rol ax, 8
-                    ),
-                    Width::B4 => dynasm!(self.ops
-                        ; .arch x64
-                        ; mov eax, DWORD [r9 + offset]
-                        ; bswap eax
-                    ),
+                    Width::B1 => {}
+                    Width::B2 => dynasm!(self.ops ; .arch x64 ; rol ax, 8),
+                    Width::B4 => dynasm!(self.ops ; .arch x64 ; bswap eax),
                 }
                 width.max_value()
             }
             Field::WireLen => {
                 dynasm!(self.ops ; .arch x64 ; mov eax, r11d);
+                u32::MAX
+            }
+            Field::CapturedFromBase if self.body_shifted => {
+                // max(captured - base, 0) with the base at `r9 + rdx`.
+                let zero = self.zero_slot;
+                self.uses_zero_slot = true;
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov rax, r10
+                    ; sub rax, rdx
+                    ; cmovl eax, DWORD [=>zero]
+                );
                 u32::MAX
             }
             Field::CapturedFromBase => {
@@ -793,22 +885,64 @@ impl Codegen<'_> {
         let multiplier = layout.multiplier;
         let chain = chains[0].clone();
         let table = self.template_table(dispatch, keys, chains, layout);
-        self.table_address(table);
-        self.templated_probe(multiplier, entry, &chain, checked, (miss, exceptions), next);
+        self.data_base();
+        self.templated_probe(
+            (multiplier, table as i32),
+            entry,
+            &chain,
+            checked,
+            (miss, exceptions),
+            next,
+        );
+    }
+
+    /// `rcx` = the start of the data: the base slot's address plus the distance it holds.
+    fn data_base(&mut self) {
+        let slot = self.base_slot;
+        dynasm!(self.ops
+            ; .arch x64
+            ; lea rcx, [=>slot]
+            ; add rcx, QWORD [rcx]
+        );
+    }
+
+    /// Reserves `bytes` of data after `header` bytes (a multiple of 16), starting on 16 bytes;
+    /// returns the offset after the header. Every offset is known when the code naming it is
+    /// emitted; [`Codegen::emit_tables`] lays the data out at these offsets.
+    fn allocate_data(&mut self, header: usize, bytes: usize) -> usize {
+        let start = self.data_len.next_multiple_of(16) + header;
+        self.data_len = start + bytes;
+        start
+    }
+
+    /// The offset of an empty templated table with `entry`'s layout (one per entry size).
+    fn empty_table(&mut self, entry: EntryLayout) -> usize {
+        if let Some(&(_, offset)) = self.empty_tables.iter().find(|(s, _)| *s == entry.size) {
+            return offset;
+        }
+        let offset = self.allocate_data(TEMPLATE_HEADER, entry.size);
+        self.empty_tables.push((entry.size, offset));
+        self.tables.push(PendingTable {
+            offset,
+            slots: vec![None],
+            keys: Vec::new(),
+            entries: TableEntries::Empty(entry),
+        });
+        offset
     }
 
     /// Records a templated table for `dispatch` (laid out after the code by
-    /// [`Codegen::emit_tables`]); returns its label.
+    /// [`Codegen::emit_tables`]); returns its offset in the data.
     fn template_table(
         &mut self,
         dispatch: NodeIndex,
         keys: Vec<u32>,
         chains: Vec<Chain>,
         layout: RangedLayout,
-    ) -> DynamicLabel {
+    ) -> usize {
         self.stats.templated_tables += 1;
         let entry = EntryLayout::new(chains[0].parameters.len());
-        let table = self.ops.new_dynamic_label();
+        let table = self.allocate_data(TEMPLATE_HEADER, layout.slots.len() * entry.size);
         self.templates.push(TemplateTable {
             dispatch,
             offset: 0,
@@ -820,7 +954,7 @@ impl Codegen<'_> {
             keys: keys.len(),
         });
         self.tables.push(PendingTable {
-            label: table,
+            offset: table,
             slots: layout.slots,
             keys,
             entries: TableEntries::Templates(entry, chains, self.templates.len() - 1),
@@ -833,7 +967,7 @@ impl Codegen<'_> {
     /// The slot count is read from the table's header, so one body serves tables of any size.
     fn templated_probe(
         &mut self,
-        multiplier: u32,
+        (multiplier, table): (u32, i32),
         entry: EntryLayout,
         chain: &Chain,
         checked: u32,
@@ -842,7 +976,8 @@ impl Codegen<'_> {
     ) {
         let multiplier = multiplier as i32;
         let entry_size = entry.size as i32;
-        let score_offset = entry.score_offset as i32;
+        let score_offset = table + entry.score_offset as i32;
+        let header = table - 8;
         let probe = self.ops.new_dynamic_label();
         let collision = self.ops.new_dynamic_label();
         let done = self.ops.new_dynamic_label();
@@ -851,28 +986,26 @@ impl Codegen<'_> {
         dynasm!(self.ops
             ; .arch x64
             ; imul edx, eax, DWORD multiplier
-            // Home slot: the hash scaled to the slot count ([`RangedLayout::home`]).
-            ; mov esi, DWORD [rcx - 4]
-            ; imul rdx, rsi
+            // Home slot: the hash scaled to the slot count ([`RangedLayout::home`]), which is
+            // the `u64` before slot 0 (a 32-bit hash times it fits 64 bits).
+            ; imul rdx, QWORD [rcx + header]
             ; shr rdx, BYTE 32
             ; =>probe
-            // Entries are packed (any size): slot times size, which fits 32 bits
-            // (`emit_tables` refuses a larger table).
+            // Entries are packed (any size): `rsi` = slot times size, which fits 32 bits
+            // (`emit_tables` refuses a larger table); the entry is at `rcx + rsi`.
             ; imul esi, edx, DWORD entry_size
-            ; add rsi, rcx
             // The score's low half; the rank is added at the accept.
-            ; mov edi, DWORD [rsi + score_offset]
-            ; cmp eax, DWORD [rsi]
+            ; mov edi, DWORD [rcx + rsi + score_offset]
+            ; cmp eax, DWORD [rcx + rsi + table]
             ; cmovne edi, DWORD [=>zero]
             // Another key in the slot (its score is not the one kept): probe the next slot.
-            ; cmp edi, DWORD [rsi + score_offset]
+            ; cmp edi, DWORD [rcx + rsi + score_offset]
             ; jne =>collision
-            ; xor ecx, ecx
         );
         self.predicated_steps(
             &chain.shape,
             &chain.nodes,
-            entry,
+            (entry, table),
             0,
             checked,
             (done, exceptions),
@@ -892,7 +1025,7 @@ impl Codegen<'_> {
             // Out of line: taken only on a collision, so a patch may put a key in any free slot.
             ; =>collision
             ; add edx, 1
-            ; cmp edx, DWORD [rcx - 4]
+            ; cmp edx, DWORD [rcx + header]
             ; jb =>probe
             ; xor edx, edx
             ; jmp =>probe
@@ -901,12 +1034,13 @@ impl Codegen<'_> {
 
     /// A dispatch on a few keys (such as the IP protocol) below each of which there is nothing
     /// but a templated dispatch on one same field (such as the source host) with one same
-    /// chain shape: the table is chosen with `cmov`s and one probe and one body serve them all,
-    /// so the branch on which key it was (as unpredictable as the traffic mix) is gone. The
-    /// tables share a hash (`bits`, multiplier), so only their address differs; each stays
-    /// its own [`TemplateTable`], patched as any other. Keys of a table that have code of
-    /// their own (exceptions) are reached on a miss, through a compare on the first field
-    /// again.
+    /// chain shape: the table is chosen by a selector or `cmov`s (an empty table for a value
+    /// that is none of the keys) and one probe and one body serve them all, so the branch on
+    /// which key it was (as unpredictable as the traffic mix) is gone. The tables share a
+    /// multiplier, and the probe reads each one's slot count, so only their address differs;
+    /// each stays its own [`TemplateTable`], patched as any other. Keys of a table that have
+    /// code of their own (exceptions) are reached on a miss, through a compare on the first
+    /// field again.
     fn selected_tables(
         &mut self,
         (field, mask): (Field, u32),
@@ -936,20 +1070,14 @@ impl Codegen<'_> {
             tables.push(self.template_table(*child, child_keys, chains, layout));
         }
         self.load_raw(offset, width, mask);
-        let slot = self.base_slot;
-        dynasm!(self.ops
-            ; .arch x64
-            ; lea rdi, [=>slot]
-            ; mov rcx, QWORD [rdi]
-            ; add rcx, rdi
-        );
+        self.data_base();
         // A selector is 1 KB: worth it beside tables at least as large (one load instead of a
         // compare and a `cmov` per key), not beside small ones, which it would outweigh many
         // times (a VLAN with a few flows).
         if width == Width::B1 && table_bytes >= SELECTOR_MIN_TABLE_BYTES {
-            self.choose_table_by_selector(keys, &tables, next);
+            self.choose_table_by_selector(keys, &tables, entry);
         } else {
-            self.choose_table_by_cmov(width, keys, &tables, next);
+            self.choose_table_by_cmov(width, keys, &tables, entry);
         }
         let end = field_end(plan.field);
         let checked = if end <= checked {
@@ -967,7 +1095,7 @@ impl Codegen<'_> {
         self.load_value(plan.field, plan.mask);
         let exceptions = plan.exceptions.iter().any(|(keys, _)| !keys.is_empty());
         let miss = self.ops.new_dynamic_label();
-        self.templated_probe(hash, entry, &chain, checked, (miss, exceptions), next);
+        self.templated_probe((hash, 0), entry, &chain, checked, (miss, exceptions), next);
         if !exceptions {
             return;
         }
@@ -1009,65 +1137,48 @@ impl Codegen<'_> {
     }
 
     /// `rcx` = the table of the key `eax` (a byte, such as the IP protocol) equals, by one load
-    /// from a 256-entry selector in the data holding each key's table offset (0: none); to
-    /// `next` when it is none of them. `rcx` holds the data's start on entry.
-    fn choose_table_by_selector(
-        &mut self,
-        keys: &[u32],
-        tables: &[DynamicLabel],
-        next: DynamicLabel,
-    ) {
-        let selector = self.ops.new_dynamic_label();
+    /// from a 256-entry selector in the data holding each key's table offset, and an empty
+    /// table's (which every probe misses) for the other bytes, so there is no branch on which it
+    /// was. `rcx` holds the data's start on entry.
+    fn choose_table_by_selector(&mut self, keys: &[u32], tables: &[usize], entry: EntryLayout) {
+        let empty = self.empty_table(entry);
+        let mut entries = vec![empty as u32; 256];
+        for (&key, &table) in keys.iter().zip(tables) {
+            entries[key as usize & 0xff] = table as u32;
+        }
+        let offset = self.allocate_data(0, 256 * 4);
+        self.selectors.push(PendingSelector { offset, entries });
+        let selector = offset as i32;
         dynasm!(self.ops
             ; .arch x64
-            // Plus the selector's offset within the data, filled in by `emit_tables`.
-            ; mov esi, DWORD [rcx + rax * 4 + 0x7fff_ffff]
-        );
-        self.pending_offsets.push((self.ops.offset() - 4, selector));
-        self.selectors.push(PendingSelector {
-            label: selector,
-            entries: keys.iter().copied().zip(tables.iter().copied()).collect(),
-        });
-        // None of the keys: rare where this pays (the keys are what the traffic carries).
-        dynasm!(self.ops
-            ; .arch x64
-            ; test esi, esi
-            ; jz =>next
+            ; mov esi, DWORD [rcx + rax * 4 + selector]
             ; add rcx, rsi
         );
     }
 
-    /// `rcx` = the table of the key `eax` (as loaded, of `width`) equals, by a chain of `cmov`;
-    /// to `next` when it is none of them. `rcx` holds the data's start on entry.
+    /// `rcx` = the table of the key `eax` (as loaded, of `width`) equals, by a chain of `cmov`
+    /// starting from an empty table (which every probe misses: no branch when it is none of
+    /// them). `rcx` holds the data's start on entry.
     fn choose_table_by_cmov(
         &mut self,
         width: Width,
         keys: &[u32],
-        tables: &[DynamicLabel],
-        next: DynamicLabel,
+        tables: &[usize],
+        entry: EntryLayout,
     ) {
-        dynasm!(self.ops ; .arch x64 ; xor esi, esi);
+        let empty = self.empty_table(entry) as i32;
+        dynasm!(self.ops ; .arch x64 ; lea rsi, [rcx + empty]);
         for (&key, &table) in keys.iter().zip(tables) {
             let key = template::swap_within(key, width) as i32;
+            let table = table as i32;
             dynasm!(self.ops
                 ; .arch x64
-                // Plus the offset of the table within the data, filled in by `emit_tables`.
-                ; lea rdx, [rcx + 0x7fff_ffff]
-            );
-            self.pending_offsets.push((self.ops.offset() - 4, table));
-            dynasm!(self.ops
-                ; .arch x64
+                ; lea rdx, [rcx + table]
                 ; cmp eax, DWORD key
                 ; cmove rsi, rdx
             );
         }
-        // None of the keys: rare where this pays (the keys are what the traffic carries).
-        dynasm!(self.ops
-            ; .arch x64
-            ; test rsi, rsi
-            ; jz =>next
-            ; mov rcx, rsi
-        );
+        dynasm!(self.ops ; .arch x64 ; mov rcx, rsi);
     }
 
     /// Whether the keys at `key_nodes` (of one dispatch) qualify for
@@ -1138,16 +1249,16 @@ impl Codegen<'_> {
         plan
     }
 
-    /// The shared body of a templated chain: `rsi` points at the entry, `rdi` holds its score
-    /// (0 when the key missed) and `rcx` is 0; each compare that fails clears `rdi` instead of
-    /// branching. `parameter` counts the compares emitted so far. A failed bounds check leaves
-    /// for `next`, where the saved bases are popped and control reaches the table's end.
+    /// The shared body of a templated chain: the entry is at `rcx + rsi`, `rdi` holds its
+    /// score's low half (0 when the key missed); each compare that fails clears `rdi` instead
+    /// of branching. `parameter` counts the compares emitted so far. A failed bounds check
+    /// leaves for `next`, the table's end.
     /// `exceptions`: other keys have code of their own, so a zero score must not return.
     fn predicated_steps(
         &mut self,
         shape: &[ShapeStep],
         nodes: &[NodeIndex],
-        entry: EntryLayout,
+        (entry, table): (EntryLayout, i32),
         parameter: usize,
         checked: u32,
         (next, exceptions): (DynamicLabel, bool),
@@ -1165,64 +1276,64 @@ impl Codegen<'_> {
                     }
                     _ => self.load_value(field, mask),
                 }
-                let offset = entry.parameter_offset(parameter) as i32;
-                dynasm!(self.ops ; .arch x64 ; cmp eax, DWORD [rsi + offset]);
+                let offset = table + entry.parameter_offset(parameter) as i32;
+                dynasm!(self.ops ; .arch x64 ; cmp eax, DWORD [rcx + rsi + offset]);
                 self.clear_unless(op);
                 self.predicated_steps(
                     &shape[1..],
                     &nodes[1..],
-                    entry,
+                    (entry, table),
                     parameter + 1,
                     checked,
                     (next, exceptions),
                 );
             }
             ShapeStep::Shift(shift) => {
-                self.shift_load(shift, node, checked, next);
-                let inner = self.ops.new_dynamic_label();
-                self.depth += 1;
+                // Nothing after the body backtracks to this base: the shift is an offset in
+                // `rdx` beside `r9`/`r10` instead of a new base saved and restored on the stack.
+                self.predicated_shift(shift, node, checked, next);
+                let outer = core::mem::replace(&mut self.body_shifted, true);
                 self.predicated_steps(
                     &shape[1..],
                     &nodes[1..],
-                    entry,
+                    (entry, table),
                     parameter,
                     0,
-                    (inner, exceptions),
+                    (next, exceptions),
                 );
-                self.depth -= 1;
-                dynasm!(self.ops
-                    ; .arch x64
-                    ; =>inner
-                    ; pop r10
-                    ; pop r9
-                );
+                self.body_shifted = outer;
             }
             ShapeStep::Accept { rank } => {
-                // `rdi` is the score's low half, or 0: the whole score, or 0.
+                // `rdi` is the score's low half, or 0: the whole score, or 0. With exceptions a
+                // zero must leave for them anyway, and past that branch `rdi` is not 0.
                 let high = (u64::from(rank) << 32) as i64;
-                dynasm!(self.ops
-                    ; .arch x64
-                    ; mov rdx, QWORD high
-                    ; or rdx, rdi
-                    ; test rdi, rdi
-                    ; cmovnz rdi, rdx
-                );
                 if exceptions {
                     dynasm!(self.ops
                         ; .arch x64
-                        ; test rdi, rdi
+                        ; test edi, edi
                         ; jz =>next
+                        ; mov rax, QWORD high
+                        ; or rax, rdi
+                    );
+                } else {
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; mov rax, QWORD high
+                        ; or rax, rdi
+                        ; test edi, edi
+                        ; cmovz rax, rdi
                     );
                 }
                 // Scores differ by entry (and patches add some): test the one held.
                 if self.later == 0 {
-                    dynasm!(self.ops ; .arch x64 ; mov rax, rdi);
                     self.return_best_of_rax();
                 } else {
+                    // `rdi` stays as it was: not 0 exactly when the key hit, which is all the
+                    // table's end asks of it.
                     dynasm!(self.ops
                         ; .arch x64
-                        ; cmp rdi, r8
-                        ; cmova r8, rdi
+                        ; cmp rax, r8
+                        ; cmova r8, rax
                     );
                     let later = self.later as i64;
                     let keep_going = self.ops.new_dynamic_label();
@@ -1239,15 +1350,18 @@ impl Codegen<'_> {
         }
     }
 
-    /// After `cmp eax, value`: `rdi = 0` (from `rcx`) unless `op` holds (unsigned conditions).
+    /// After `cmp eax, value`: `rdi = 0` (from the zero slot: no register to clear first)
+    /// unless `op` holds (unsigned conditions).
     fn clear_unless(&mut self, op: CmpOp) {
+        let zero = self.zero_slot;
+        self.uses_zero_slot = true;
         match op {
-            CmpOp::Eq => dynasm!(self.ops ; .arch x64 ; cmovne rdi, rcx),
-            CmpOp::Ne => dynasm!(self.ops ; .arch x64 ; cmove rdi, rcx),
-            CmpOp::Lt => dynasm!(self.ops ; .arch x64 ; cmovae rdi, rcx),
-            CmpOp::Le => dynasm!(self.ops ; .arch x64 ; cmova rdi, rcx),
-            CmpOp::Gt => dynasm!(self.ops ; .arch x64 ; cmovbe rdi, rcx),
-            CmpOp::Ge => dynasm!(self.ops ; .arch x64 ; cmovb rdi, rcx),
+            CmpOp::Eq => dynasm!(self.ops ; .arch x64 ; cmovne rdi, QWORD [=>zero]),
+            CmpOp::Ne => dynasm!(self.ops ; .arch x64 ; cmove rdi, QWORD [=>zero]),
+            CmpOp::Lt => dynasm!(self.ops ; .arch x64 ; cmovae rdi, QWORD [=>zero]),
+            CmpOp::Le => dynasm!(self.ops ; .arch x64 ; cmova rdi, QWORD [=>zero]),
+            CmpOp::Gt => dynasm!(self.ops ; .arch x64 ; cmovbe rdi, QWORD [=>zero]),
+            CmpOp::Ge => dynasm!(self.ops ; .arch x64 ; cmovb rdi, QWORD [=>zero]),
         }
     }
 
@@ -1255,7 +1369,7 @@ impl Codegen<'_> {
     fn hash_lookup(&mut self, keys: &[u32], targets: &[DynamicLabel], next: DynamicLabel) {
         self.stats.hash_tables += 1;
         let layout = HashLayout::new(keys);
-        let table = self.ops.new_dynamic_label();
+        let table = self.allocate_data(0, layout.slots.len() * 8);
         let multiplier = layout.multiplier as i32;
         let shift = (32 - layout.bits) as i8;
         let slot_mask = ((1u32 << layout.bits) - 1) as i32;
@@ -1291,7 +1405,7 @@ impl Codegen<'_> {
             ; jmp rsi
         );
         self.tables.push(PendingTable {
-            label: table,
+            offset: table,
             slots: layout.slots,
             keys: keys.to_vec(),
             entries: TableEntries::Jumps(targets.to_vec()),
@@ -1300,24 +1414,29 @@ impl Codegen<'_> {
 
     /// `rcx` = address of `table` (in the data), `rdi` = address of the base slot (in the
     /// code; jump-table targets are relative to it). `rdi` is free: `r9` holds the packet.
-    fn table_address(&mut self, table: DynamicLabel) {
+    fn table_address(&mut self, table: usize) {
         let slot = self.base_slot;
+        let table = table as i32;
         dynasm!(self.ops
             ; .arch x64
             ; lea rdi, [=>slot]
             ; mov rcx, QWORD [rdi]
-            // Plus the offset of the table within the data, filled in by `emit_tables`.
-            ; lea rcx, [rcx + rdi + 0x7fff_ffff]
+            ; lea rcx, [rcx + rdi + table]
         );
-        self.pending_offsets.push((self.ops.offset() - 4, table));
     }
 
-    /// Lays out the base slot and every hash table after the code; every target label is
-    /// placed by now. Returns the slot's offset and where the data starts.
+    /// Lays out the base slot and the data after the code, every table and selector at the
+    /// offset the code was given for it; every target label is placed by now. Returns the
+    /// slot's offset and where the data starts.
     fn emit_tables(&mut self) -> Result<(Option<usize>, usize), EmitError> {
         if self.tables.is_empty() {
             let end = self.ops.offset();
             return Ok((None, end));
+        }
+        // Offsets within the data went into the code as 32-bit displacements (with the entry
+        // offsets added, and slot times entry size computed in 32 bits).
+        if i32::try_from(self.data_len).is_err() {
+            return Err(EmitError::RelocationOutOfRange);
         }
         let slot = self.base_slot;
         dynasm!(self.ops ; .arch x64 ; .align 8 ; =>slot);
@@ -1332,29 +1451,49 @@ impl Codegen<'_> {
         let data_offset = self.ops.offset();
         self.ops
             .patch_u64(slot_offset, (data_offset - slot_offset) as u64);
-        // Selectors first, so no table starts at data offset 0 (a selector's "none").
+        // Tables and selectors in the order of their offsets.
+        let tables = core::mem::take(&mut self.tables);
         let selectors = core::mem::take(&mut self.selectors);
-        let mut selector_starts = Vec::with_capacity(selectors.len());
-        for selector in &selectors {
-            dynasm!(self.ops ; .arch x64 ; .align 16 ; =>selector.label);
-            selector_starts.push(self.ops.offset());
-            for _ in 0..256 {
-                self.ops.push_u32(0);
+        let mut order: Vec<(usize, Option<usize>, Option<usize>)> = tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.offset, Some(i), None))
+            .chain(
+                selectors
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (s.offset, None, Some(i))),
+            )
+            .collect();
+        order.sort_unstable();
+        for (offset, table, selector) in order {
+            let header = match table.map(|i| &tables[i].entries) {
+                Some(TableEntries::Templates(..) | TableEntries::Empty(_)) => TEMPLATE_HEADER,
+                _ => 0,
+            };
+            let start = data_offset + offset;
+            if self.ops.offset() > start - header {
+                return Err(EmitError::RelocationOutOfRange);
             }
-        }
-        for table in core::mem::take(&mut self.tables) {
-            if let TableEntries::Templates(..) = table.entries {
-                // The header: the slot count, in the `u32` before slot 0.
+            while self.ops.offset() < start - header {
+                self.ops.push(0);
+            }
+            if let Some(i) = selector {
+                for &entry in &selectors[i].entries {
+                    self.ops.push_u32(entry);
+                }
+                continue;
+            }
+            let Some(i) = table else { continue };
+            let table = &tables[i];
+            if header != 0 {
+                // The header: the slot count, in the `u64` before slot 0 (the probe
+                // multiplies by it).
                 let count = u32::try_from(table.slots.len())
                     .map_err(|_| EmitError::RelocationOutOfRange)?;
-                dynasm!(self.ops ; .arch x64 ; .align 16);
-                for _ in 0..3 {
-                    self.ops.push_u32(0);
-                }
-                self.ops.push_u32(count);
+                self.ops.push_u64(0);
+                self.ops.push_u64(u64::from(count));
             }
-            dynasm!(self.ops ; .arch x64 ; .align 16 ; =>table.label);
-            let start = self.ops.offset();
             match &table.entries {
                 TableEntries::Jumps(targets) => {
                     for slot in &table.slots {
@@ -1372,12 +1511,14 @@ impl Codegen<'_> {
                         self.ops.push_i32(relative);
                     }
                 }
+                TableEntries::Empty(entry) => {
+                    for _ in 0..entry.size {
+                        self.ops.push(0);
+                    }
+                }
                 TableEntries::Templates(entry, chains, record) => {
                     self.templates[*record].offset = start;
                     let shape = self.templates[*record].shape.clone();
-                    // The probe computes slot times entry size in 32 bits.
-                    u32::try_from(table.slots.len() * entry.size)
-                        .map_err(|_| EmitError::RelocationOutOfRange)?;
                     for slot in &table.slots {
                         let at = self.ops.offset();
                         if let Some(index) = *slot {
@@ -1398,27 +1539,6 @@ impl Codegen<'_> {
                     }
                 }
             }
-        }
-        for (selector, start) in selectors.iter().zip(selector_starts) {
-            for &(key, table) in &selector.entries {
-                let table = self
-                    .ops
-                    .label_offset(table)
-                    .ok_or(EmitError::UndefinedLabel)?;
-                let relative = u32::try_from(table - data_offset)
-                    .map_err(|_| EmitError::RelocationOutOfRange)?;
-                self.ops
-                    .patch_u32(start + 4 * (key as usize & 0xff), relative);
-            }
-        }
-        for (at, table) in core::mem::take(&mut self.pending_offsets) {
-            let start = self
-                .ops
-                .label_offset(table)
-                .ok_or(EmitError::UndefinedLabel)?;
-            let relative =
-                i32::try_from(start - data_offset).map_err(|_| EmitError::RelocationOutOfRange)?;
-            self.ops.patch_u32(at, relative as u32);
         }
         Ok((Some(slot_offset), data_offset))
     }
@@ -1458,6 +1578,9 @@ const SPARSE_TABLE_BYTES: usize = 1024;
 
 /// Fewest slots of a templated table.
 const MIN_TEMPLATED_SLOTS: usize = 4;
+
+/// Bytes before slot 0 of a templated table: a `u64` 0 and the `u64` slot count.
+const TEMPLATE_HEADER: usize = 16;
 
 /// `items` at `positions`, in that order.
 fn pick<T: Copy>(items: &[T], positions: &[usize]) -> Vec<T> {

@@ -130,8 +130,10 @@ impl ExecutableTrie {
         // code forms lies inside it (table offsets within the data come from the generator,
         // and `write_data` only changes bytes inside the data, never its size). (2) The bytes are a function produced by
         // `codegen::generate` with the `DemuxFn` signature: it only reads `data[0..captured_len]`
-        // (every load sits behind a `cmp r10, need` bounds check against `captured_len` minus
-        // the base, shifts only move the base forward by verified amounts), reads its own hash
+        // (every load sits behind a bounds check against `captured_len` minus the base:
+        // `cmp r10, need`, or in a templated body after a shift, whose base is `r9 + rdx`,
+        // `r10 >= rdx + need`; shifts only move the base forward by verified amounts; a table
+        // choice for a value with no table yields an empty table in the data), reads its own hash
         // tables, writes nothing but its own stack (balanced push/pop), uses only caller-saved
         // registers, and terminates (forward jumps only, except the hash probe loop, which stops
         // at an empty slot of a table never full: generation (two thirds at most, one half for a
