@@ -682,9 +682,18 @@ fn ashd_report(
 /// Mean guest instructions from arrival to reply over the pairs between two reports, every
 /// pair (ticked ones too); `None` without a pair.
 fn reply_instructions(before: &bench_ash::Report, after: &bench_ash::Report) -> Option<f64> {
-    let pairs = (after.pairs + after.ticked).checked_sub(before.pairs + before.ticked)?;
-    let cycles = (after.cycles.wrapping_add(after.ticked_cycles))
-        .wrapping_sub(before.cycles.wrapping_add(before.ticked_cycles));
+    // Checked throughout: ashd prints u64::MAX for a counter it could not read, and a
+    // figure from that is no figure.
+    let total = |report: &bench_ash::Report| {
+        Some((
+            report.pairs.checked_add(report.ticked)?,
+            report.cycles.checked_add(report.ticked_cycles)?,
+        ))
+    };
+    let ((pairs_before, cycles_before), (pairs_after, cycles_after)) =
+        (total(before)?, total(after)?);
+    let pairs = pairs_after.checked_sub(pairs_before)?;
+    let cycles = cycles_after.checked_sub(cycles_before)?;
     (pairs > 0).then(|| cycles as f64 / pairs as f64)
 }
 
@@ -1447,6 +1456,15 @@ mod tests {
         // 8 untimed-by-tick pairs of 1,000 and 2 that a tick cut, of 100,000 each.
         let after = report("ashd| ashd: report 1: arrival-to-send 18 18000 4 250000\n");
         assert_eq!(reply_instructions(&before, &after), Some(20_800.0));
+        let unread = report(&format!(
+            "ashd| ashd: report 1: arrival-to-send 18 18000 {} 250000\n",
+            u64::MAX
+        ));
+        assert_eq!(
+            reply_instructions(&before, &unread),
+            None,
+            "an unread counter"
+        );
         assert_eq!(
             reply_instructions(&after, &after),
             None,
