@@ -1338,9 +1338,14 @@ fn ten_thousand_flow_tables_stay_small_and_exact() {
         table_bytes <= 32 * 10_000,
         "{table_bytes} bytes of tables for 10,000 flows"
     );
-    // Each large table: packed words (key, parameters, the score's low half), two thirds full.
+    // Each table too large to be made sparse: packed words (key, parameters, the score's low
+    // half), two thirds full.
     let (num, den) = jit::codegen::GENERATED_LOAD;
-    for table in compiled.templates().iter().filter(|t| t.keys > 100) {
+    let large = |t: &&jit::codegen::TemplateTable| {
+        t.keys * 2 * t.entry.size > jit::codegen::SPARSE_TABLE_BYTES
+    };
+    assert_eq!(compiled.templates().iter().filter(large).count(), 3);
+    for table in compiled.templates().iter().filter(large) {
         assert_eq!(
             table.entry.size,
             4 * (table.entry.parameters + 2),

@@ -134,14 +134,15 @@ impl RangedLayout {
         if slot + 1 == slots { 0 } else { slot + 1 }
     }
 
-    /// Layouts for several tables probed by one piece of code: each of `slots(len)` slots, one
-    /// multiplier for all (the one with the shortest longest probe).
-    pub fn shared(key_sets: &[&[u32]], slots: impl Fn(usize) -> usize) -> Vec<RangedLayout> {
+    /// Layouts for several tables probed by one piece of code: table `i` of `slots[i]` slots,
+    /// one multiplier for all (the one with the shortest longest probe).
+    pub fn shared(key_sets: &[&[u32]], slots: &[usize]) -> Vec<RangedLayout> {
         let mut best: Option<(usize, Vec<RangedLayout>)> = None;
         for multiplier in MULTIPLIERS {
             let layouts: Vec<RangedLayout> = key_sets
                 .iter()
-                .map(|keys| Self::with_multiplier(keys, slots(keys.len()), multiplier))
+                .zip(slots)
+                .map(|(keys, &slots)| Self::with_multiplier(keys, slots, multiplier))
                 .collect();
             let longest = layouts.iter().map(|l| l.longest_probe).max().unwrap_or(0);
             if best.as_ref().is_none_or(|(b, _)| longest < *b) {
@@ -197,7 +198,7 @@ mod tests {
     fn ranged_tables_of_any_size_find_every_key_and_spread_them() {
         let keys: Vec<u32> = (0..5_000u32).map(|i| 0x0a00_0000 + i * 7).collect();
         // 10,001 slots: not a power of two, and odd.
-        let layouts = RangedLayout::shared(&[&keys, &keys[..3]], |n| 2 * n + 1);
+        let layouts = RangedLayout::shared(&[&keys, &keys[..3]], &[10_001, 7]);
         assert_eq!(layouts[0].slots.len(), 10_001);
         assert_eq!(layouts[1].slots.len(), 7);
         for (i, &k) in keys.iter().enumerate() {
