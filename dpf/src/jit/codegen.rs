@@ -1560,7 +1560,8 @@ impl Codegen<'_> {
 /// A packet whose key is absent lands on an occupied slot (and takes the probe loop's branch,
 /// mispredicted as often as not, then probes on until an empty slot) with probability equal to
 /// the load. With 100 flows, 47 of them IPv4 TCP, two thirds full meant 0.44 mispredicted
-/// branches per packet on that loop (callgrind) and one eighth 0.06. Large tables stay packed:
+/// branches per packet on that loop (callgrind) and one eighth 0.06; with 1,000 flows, 0.25 and
+/// (one quarter) 0.11. Large tables stay packed:
 /// at 10,000 flows they must stay well inside L2, which is what two thirds (with packed
 /// entries) buys over one half, and almost every packet there is a hit, which stops at its key.
 pub fn templated_slots(keys: usize, entry_size: usize, sparse_left: &mut usize) -> usize {
@@ -1590,7 +1591,7 @@ pub const PATCHED_LOAD: (usize, usize) = (3, 4);
 const SELECTOR_MIN_TABLE_BYTES: usize = 1024;
 
 /// Largest table [`templated_slots`] makes sparser than it has to be.
-pub const SPARSE_TABLE_BYTES: usize = 8 * 1024;
+pub const SPARSE_TABLE_BYTES: usize = 32 * 1024;
 
 /// Bytes all of a program's sparse tables may take beyond packed ones: a quarter of a 64 KB L1
 /// data cache, so that the tables of a few hundred flows stay in L1 and the 10,000-flow
@@ -1629,8 +1630,14 @@ mod slot_tests {
         // of another flow meets an occupied slot once in 8.
         assert_eq!(templated_slots(47, 12, &mut left), 47 * 8);
         assert_eq!(left, SPARSE_EXTRA_BYTES - (47 * 8 - 71) * 12);
-        // 300 of them: 2 per key (4 would pass 8 KB).
-        assert_eq!(templated_slots(300, 12, &mut left), 600);
+        // 470 of them (1,000 filters): 4 per key (8 would pass 32 KB), from a whole budget,
+        // but 2 from what is left after the 47.
+        let mut fresh = SPARSE_EXTRA_BYTES;
+        assert_eq!(templated_slots(470, 12, &mut fresh), 470 * 4);
+        assert_eq!(fresh, SPARSE_EXTRA_BYTES - (470 * 4 - 705) * 12);
+        assert_eq!(templated_slots(470, 12, &mut left), 470 * 2);
+        // What is left of the whole one (2,284 bytes) buys 2 per key for 200 keys, not 4.
+        assert_eq!(templated_slots(200, 12, &mut fresh), 400);
         // 4,700 (10,000 filters): packed to two thirds.
         assert_eq!(templated_slots(4_700, 12, &mut left), 7_050);
         assert_eq!(templated_slots(1, 12, &mut left), 8);
