@@ -159,7 +159,17 @@ pub fn disassemble(compiled: &CompiledTrie) -> String {
         } else {
             ""
         };
-        let _ = writeln!(text, "{marker}{start:6x}  {bytes:<24} {line}");
+        let end = start + instruction.len();
+        let note = if compiled
+            .data_fixups()
+            .iter()
+            .any(|&at| at >= start && at + 8 <= end)
+        {
+            "  ; the tables' address, written by the loader"
+        } else {
+            ""
+        };
+        let _ = writeln!(text, "{marker}{start:6x}  {bytes:<24} {line}{note}");
     }
     text
 }
@@ -215,5 +225,20 @@ mod tests {
         assert!(text.contains("entry:"), "{text}");
         assert!(text.contains("ret"), "{text}");
         assert!(!text.contains("(bad)"), "{text}");
+    }
+
+    #[test]
+    fn disassembly_names_the_loader_written_table_address() {
+        let trie = Trie::from_filters((0..64).map(|i| port_filter(i, 1000 + i)))
+            .expect("distinct filters merge");
+        let compiled = dpf::jit::compile(&trie).expect("code generation");
+        let fixups = compiled.data_fixups().len();
+        assert!(fixups > 0, "64 ports make a table");
+        let text = disassemble(&compiled);
+        assert_eq!(
+            text.matches("the tables' address").count(),
+            fixups,
+            "{text}"
+        );
     }
 }

@@ -81,8 +81,9 @@ struct PendingSelector {
     /// Where it goes in the data.
     offset: usize,
     /// Per byte value: its table's offset in the data (a never-matching empty table for the
-    /// bytes that are no key).
-    entries: Vec<u32>,
+    /// bytes that are no key), as a `u64` the code adds to the data's address in one
+    /// instruction.
+    entries: Vec<u64>,
 }
 
 /// What a table's entries carry besides the key.
@@ -152,9 +153,9 @@ pub struct GeneratedCode {
     pub stats: CodegenStats,
     /// The templated tables, for patching.
     pub templates: Vec<TemplateTable>,
-    /// Offset of the data-base slot (a `u64`: tables start minus the slot's address), when
-    /// there are tables.
-    pub base_slot: Option<usize>,
+    /// Offsets of the `u64` immediates that must hold the tables' address (see
+    /// [`super::CompiledTrie::data_fixups`]); empty when there are no tables.
+    pub data_fixups: Vec<usize>,
     /// Where the tables start (page-aligned; the code length when there are none).
     pub data_offset: usize,
 }
@@ -168,9 +169,10 @@ struct Codegen<'t> {
     selectors: Vec<PendingSelector>,
     templates: Vec<TemplateTable>,
     stats: CodegenStats,
-    /// The data-base slot after the instructions: a `u64` holding the distance from the slot
-    /// to the start of the tables (the loader rewrites it when it maps the tables elsewhere).
-    base_slot: DynamicLabel,
+    /// A label after the instructions that jump-table targets are relative to.
+    anchor: DynamicLabel,
+    /// Offsets of the `u64` immediates that load the tables' address (the loader writes it).
+    data_fixups: Vec<usize>,
     /// A `u64` 0 after the instructions (readable with them), which a `cmov` can load.
     zero_slot: DynamicLabel,
     /// Whether any code reads [`Codegen::zero_slot`].
@@ -262,7 +264,7 @@ fn reads_wire_len(trie: &Trie) -> bool {
 /// Generates the code for `trie`.
 pub fn generate(trie: &Trie) -> Result<GeneratedCode, EmitError> {
     let mut ops = Emitter::new();
-    let base_slot = ops.new_dynamic_label();
+    let anchor = ops.new_dynamic_label();
     let zero_slot = ops.new_dynamic_label();
     let mut generator = Codegen {
         trie,
@@ -272,7 +274,8 @@ pub fn generate(trie: &Trie) -> Result<GeneratedCode, EmitError> {
         selectors: Vec::new(),
         templates: Vec::new(),
         stats: CodegenStats::default(),
-        base_slot,
+        anchor,
+        data_fixups: Vec::new(),
         zero_slot,
         uses_zero_slot: false,
         data_len: 0,
@@ -303,7 +306,8 @@ pub fn generate(trie: &Trie) -> Result<GeneratedCode, EmitError> {
         ; ret
     );
     let instructions_end = generator.ops.offset();
-    let (base_slot, data_offset) = generator.emit_tables()?;
+    let data_offset = generator.emit_tables()?;
+    let data_fixups = core::mem::take(&mut generator.data_fixups);
     let stats = generator.stats;
     let templates = core::mem::take(&mut generator.templates);
     Ok(GeneratedCode {
@@ -312,7 +316,7 @@ pub fn generate(trie: &Trie) -> Result<GeneratedCode, EmitError> {
         instructions_end,
         stats,
         templates,
-        base_slot,
+        data_fixups,
         data_offset,
     })
 }
@@ -899,14 +903,11 @@ impl Codegen<'_> {
         );
     }
 
-    /// `rcx` = the start of the data: the base slot's address plus the distance it holds.
+    /// `rcx` = the start of the data, as an immediate the loader writes (a fixup): no load on
+    /// the way to a table, which every lookup's chain of dependent loads would wait for.
     fn data_base(&mut self) {
-        let slot = self.base_slot;
-        dynasm!(self.ops
-            ; .arch x64
-            ; lea rcx, [=>slot]
-            ; add rcx, QWORD [rcx]
-        );
+        dynasm!(self.ops ; .arch x64 ; mov rcx, QWORD 0);
+        self.data_fixups.push(self.ops.offset() - 8);
     }
 
     /// Reserves `bytes` of data after `header` bytes (a multiple of 16), starting on 16 bytes;
@@ -1078,7 +1079,7 @@ impl Codegen<'_> {
         }
         self.load_raw(offset, width, mask);
         self.data_base();
-        // A selector is 1 KB: worth it beside tables at least as large (one load instead of a
+        // A selector is 2 KB: worth it beside tables at least as large (one load instead of a
         // compare and a `cmov` per key), not beside small ones, which it would outweigh many
         // times (a VLAN with a few flows).
         if width == Width::B1 && table_bytes >= SELECTOR_MIN_TABLE_BYTES {
@@ -1149,18 +1150,14 @@ impl Codegen<'_> {
     /// was. `rcx` holds the data's start on entry.
     fn choose_table_by_selector(&mut self, keys: &[u32], tables: &[usize], entry: EntryLayout) {
         let empty = self.empty_table(entry);
-        let mut entries = vec![empty as u32; 256];
+        let mut entries = vec![empty as u64; 256];
         for (&key, &table) in keys.iter().zip(tables) {
-            entries[key as usize & 0xff] = table as u32;
+            entries[key as usize & 0xff] = table as u64;
         }
-        let offset = self.allocate_data(0, 256 * 4);
+        let offset = self.allocate_data(0, 256 * 8);
         self.selectors.push(PendingSelector { offset, entries });
         let selector = offset as i32;
-        dynasm!(self.ops
-            ; .arch x64
-            ; mov esi, DWORD [rcx + rax * 4 + selector]
-            ; add rcx, rsi
-        );
+        dynasm!(self.ops ; .arch x64 ; add rcx, QWORD [rcx + rax * 8 + selector]);
     }
 
     /// `rcx` = the table of the key `eax` (as loaded, of `width`) equals, by a chain of `cmov`
@@ -1419,36 +1416,34 @@ impl Codegen<'_> {
         });
     }
 
-    /// `rcx` = address of `table` (in the data), `rdi` = address of the base slot (in the
-    /// code; jump-table targets are relative to it). `rdi` is free: `r9` holds the packet.
+    /// `rcx` = address of `table` (in the data), `rdi` = address of the anchor (in the code;
+    /// jump-table targets are relative to it). `rdi` is free: `r9` holds the packet.
     fn table_address(&mut self, table: usize) {
-        let slot = self.base_slot;
+        let anchor = self.anchor;
         let table = table as i32;
+        self.data_base();
         dynasm!(self.ops
             ; .arch x64
-            ; lea rdi, [=>slot]
-            ; mov rcx, QWORD [rdi]
-            ; lea rcx, [rcx + rdi + table]
+            ; lea rdi, [=>anchor]
+            ; add rcx, DWORD table
         );
     }
 
-    /// Lays out the base slot and the data after the code, every table and selector at the
+    /// Lays out the anchor and the data after the code, every table and selector at the
     /// offset the code was given for it; every target label is placed by now. Returns the
     /// slot's offset and where the data starts.
-    fn emit_tables(&mut self) -> Result<(Option<usize>, usize), EmitError> {
+    fn emit_tables(&mut self) -> Result<usize, EmitError> {
         if self.tables.is_empty() {
-            let end = self.ops.offset();
-            return Ok((None, end));
+            return Ok(self.ops.offset());
         }
         // Offsets within the data went into the code as 32-bit displacements (with the entry
         // offsets added, and slot times entry size computed in 32 bits).
         if i32::try_from(self.data_len).is_err() {
             return Err(EmitError::RelocationOutOfRange);
         }
-        let slot = self.base_slot;
-        dynasm!(self.ops ; .arch x64 ; .align 8 ; =>slot);
-        let slot_offset = self.ops.offset();
-        self.ops.push_u64(0);
+        let anchor = self.anchor;
+        dynasm!(self.ops ; .arch x64 ; .align 8 ; =>anchor);
+        let anchor_offset = self.ops.offset();
         if self.uses_zero_slot {
             let zero = self.zero_slot;
             dynasm!(self.ops ; .arch x64 ; =>zero);
@@ -1456,8 +1451,6 @@ impl Codegen<'_> {
         }
         self.ops.align(DATA_ALIGN, 0);
         let data_offset = self.ops.offset();
-        self.ops
-            .patch_u64(slot_offset, (data_offset - slot_offset) as u64);
         // Tables and selectors in the order of their offsets.
         let tables = core::mem::take(&mut self.tables);
         let selectors = core::mem::take(&mut self.selectors);
@@ -1487,7 +1480,7 @@ impl Codegen<'_> {
             }
             if let Some(i) = selector {
                 for &entry in &selectors[i].entries {
-                    self.ops.push_u32(entry);
+                    self.ops.push_u64(entry);
                 }
                 continue;
             }
@@ -1512,7 +1505,7 @@ impl Codegen<'_> {
                             .ops
                             .label_offset(targets[index])
                             .ok_or(EmitError::UndefinedLabel)?;
-                        let relative = i32::try_from(target as i64 - slot_offset as i64)
+                        let relative = i32::try_from(target as i64 - anchor_offset as i64)
                             .map_err(|_| EmitError::RelocationOutOfRange)?;
                         self.ops.push_u32(table.keys[index]);
                         self.ops.push_i32(relative);
@@ -1547,7 +1540,7 @@ impl Codegen<'_> {
                 }
             }
         }
-        Ok((Some(slot_offset), data_offset))
+        Ok(data_offset)
     }
 }
 
@@ -1586,9 +1579,9 @@ pub const GENERATED_LOAD: (usize, usize) = (2, 3);
 /// Keys over slots, at most, that patching fills a templated table to (then it is regenerated).
 pub const PATCHED_LOAD: (usize, usize) = (3, 4);
 
-/// Tables a selector (256 `u32` offsets, 1 KB) chooses between must take at least as many
+/// Tables a selector (256 `u64` offsets, 2 KB) chooses between must take at least as many
 /// bytes as it does; smaller ones are chosen by `cmov`.
-const SELECTOR_MIN_TABLE_BYTES: usize = 1024;
+const SELECTOR_MIN_TABLE_BYTES: usize = 2048;
 
 /// Largest table [`templated_slots`] makes sparser than it has to be.
 pub const SPARSE_TABLE_BYTES: usize = 32 * 1024;

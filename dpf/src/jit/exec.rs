@@ -3,7 +3,7 @@
 //! The only module of the crate with `unsafe`. The instructions are copied into an anonymous
 //! writable mapping which is then turned read+execute (`make_exec`), so a page is never writable
 //! and executable at once. The hash tables go to a second mapping, read+write and never
-//! executable, which the code finds through its base slot (rewritten here before `make_exec`);
+//! executable, whose address is written into the code's data fixups here before `make_exec`;
 //! adding or removing a templated key then writes a few bytes of that data in place
 //! ([`ExecutableTrie::write_data`]), with no new code and no remapping. The kernel does the same
 //! with its own W^X pages.
@@ -54,24 +54,33 @@ impl ExecutableTrie {
         let (instructions, tables) = code.split_at(data_offset);
         let mut writable = MmapOptions::new().len(instructions.len()).map_anon()?;
         writable.copy_from_slice(instructions);
-        let data = match compiled.base_slot() {
-            Some(slot) if !tables.is_empty() => {
-                if slot + 8 > instructions.len() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "base slot outside the instructions",
-                    ));
-                }
-                // Populated up front: the probes would otherwise fault pages in one by one.
-                let mut data = MmapOptions::new().len(tables.len()).populate().map_anon()?;
-                data.copy_from_slice(tables);
-                let distance = (data.as_ptr() as u64)
-                    .wrapping_sub(writable.as_ptr() as u64)
-                    .wrapping_sub(slot as u64);
-                writable[slot..slot + 8].copy_from_slice(&distance.to_le_bytes());
-                Some(data)
+        let fixups = compiled.data_fixups();
+        if fixups
+            .iter()
+            .any(|&at| at.checked_add(8).is_none_or(|end| end > instructions.len()))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "data fixup outside the instructions",
+            ));
+        }
+        let data = if tables.is_empty() {
+            if !fixups.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "data fixups without tables",
+                ));
             }
-            _ => None,
+            None
+        } else {
+            // Populated up front: the probes would otherwise fault pages in one by one.
+            let mut data = MmapOptions::new().len(tables.len()).populate().map_anon()?;
+            data.copy_from_slice(tables);
+            let address = (data.as_ptr() as u64).to_le_bytes();
+            for &at in fixups {
+                writable[at..at + 8].copy_from_slice(&address);
+            }
+            Some(data)
         };
         let mapping = writable.make_exec()?;
         Ok(ExecutableTrie {
@@ -99,7 +108,7 @@ impl ExecutableTrie {
         Ok(())
     }
 
-    /// The mapped instructions (with the base slot pointing at the mapped tables), for
+    /// The mapped instructions (with the data fixups holding the mapped tables' address), for
     /// disassembly.
     pub fn code(&self) -> &[u8] {
         &self.mapping
@@ -125,9 +134,9 @@ impl ExecutableTrie {
     #[inline]
     pub fn classify_score(&self, packet: &Packet<'_>) -> Score {
         // SAFETY: (1) `entry` is inside the mapping (checked in `new`) and the mapping is
-        // read+execute and lives as long as `self`; so does the data mapping, and the base slot
-        // was set in `new` to the distance from the slot to it, so every table address the
-        // code forms lies inside it (table offsets within the data come from the generator,
+        // read+execute and lives as long as `self`; so does the data mapping, and every data
+        // fixup was set in `new` to its address, so every table address the code forms lies
+        // inside it (table offsets within the data come from the generator,
         // and `write_data` only changes bytes inside the data, never its size). (2) The bytes are a function produced by
         // `codegen::generate` with the `DemuxFn` signature: it only reads `data[0..captured_len]`
         // (every load sits behind a bounds check against `captured_len` minus the base:

@@ -48,7 +48,7 @@ pub struct CompiledTrie {
     stats: CodegenStats,
     /// Templated tables, which [`Demux`] patches in place.
     templates: Vec<codegen::TemplateTable>,
-    base_slot: Option<usize>,
+    data_fixups: Vec<usize>,
     data_offset: usize,
 }
 
@@ -68,16 +68,17 @@ impl CompiledTrie {
         self.instructions_end
     }
 
-    /// Offset of the data-base slot, a `u64` in the code holding the distance from the slot's
-    /// own address to the start of the tables. As generated it points at the tables in
-    /// [`CompiledTrie::code`]; a loader that maps the tables elsewhere (read+write, apart from
-    /// the read+execute code) rewrites it. `None` when there are no tables.
-    pub fn base_slot(&self) -> Option<usize> {
-        self.base_slot
+    /// Offsets in the instructions of the `u64` immediates that must hold the address of the
+    /// tables once mapped: a loader maps the tables (read+write, apart from the read+execute
+    /// code) and writes their address at each before it makes the code executable. As generated
+    /// they are 0, so code that was not loaded cannot reach a table. Empty when there are no
+    /// tables.
+    pub fn data_fixups(&self) -> &[usize] {
+        &self.data_fixups
     }
 
     /// Where the tables (the data) start in [`CompiledTrie::code`]: page-aligned, or the code
-    /// length when there are none. Bytes before it are instructions and the base slot.
+    /// length when there are none. Bytes before it are instructions and the constants they read.
     pub fn data_offset(&self) -> usize {
         self.data_offset
     }
@@ -102,7 +103,7 @@ pub fn compile(trie: &Trie) -> Result<CompiledTrie, EmitError> {
         instructions_end: generated.instructions_end,
         stats: generated.stats,
         templates: generated.templates,
-        base_slot: generated.base_slot,
+        data_fixups: generated.data_fixups,
         data_offset: generated.data_offset,
     })
 }

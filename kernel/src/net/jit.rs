@@ -1,6 +1,6 @@
 //! Generated code in the kernel: dpf's demux code and ash's compiled handlers, instructions on
 //! pages mapped read+execute in the kernel's generated-code region; dpf's hash tables on the
-//! kernel heap (read+write, no-execute), found by the code through its base slot.
+//! kernel heap (read+write, no-execute), whose address is written into the code's data fixups.
 //!
 //! This is one of the kernel's named `unsafe` modules: it runs generated code.
 //!
@@ -36,7 +36,7 @@ type DemuxFn =
 pub struct KernelCode {
     code_address: u64,
     code_frames: Vec<u64>,
-    /// The tables the code reads through its base slot (written only by
+    /// The tables the code reads through its data fixups (written only by
     /// [`KernelCode::write_data`]); `u64` for alignment; never moved or resized while the code
     /// lives.
     tables: Vec<u64>,
@@ -119,8 +119,8 @@ fn map(code_address: u64, image: &[u8]) -> Result<Vec<u64>, InstallError> {
 }
 
 impl KernelCode {
-    /// Copies `compiled` into fresh frames, points its base slot at a heap copy of its
-    /// tables and maps the instructions read+execute.
+    /// Copies `compiled` into fresh frames, writes the address of a heap copy of its tables
+    /// into its data fixups and maps the instructions read+execute.
     pub fn install(compiled: &CompiledTrie) -> Result<KernelCode, InstallError> {
         let code = compiled.code();
         let data_offset = compiled.data_offset();
@@ -138,17 +138,17 @@ impl KernelCode {
         let pages = instructions.len().div_ceil(PAGE_BYTES);
         let code_address = reserve(pages)?;
         let mut image = Vec::from(instructions);
-        if let Some(slot) = compiled.base_slot()
-            && !table_bytes.is_empty()
-        {
-            if slot + 8 > image.len() {
-                release(code_address, pages);
-                return Err(InstallError::BadLayout);
-            }
-            let distance = (tables.as_ptr() as u64)
-                .wrapping_sub(code_address)
-                .wrapping_sub(slot as u64);
-            image[slot..slot + 8].copy_from_slice(&distance.to_le_bytes());
+        let fixups = compiled.data_fixups();
+        let fixups_fit = fixups
+            .iter()
+            .all(|&at| at.checked_add(8).is_some_and(|end| end <= image.len()));
+        if !fixups_fit || (table_bytes.is_empty() && !fixups.is_empty()) {
+            release(code_address, pages);
+            return Err(InstallError::BadLayout);
+        }
+        let address = (tables.as_ptr() as u64).to_le_bytes();
+        for &at in fixups {
+            image[at..at + 8].copy_from_slice(&address);
         }
         let code_frames = map(code_address, &image)?;
         Ok(KernelCode {
@@ -184,7 +184,7 @@ impl KernelCode {
     /// Runs the code on `frame` (its captured length is its wire length); nonzero = match.
     pub fn classify(&self, frame: &[u8]) -> u64 {
         // SAFETY: (1) `code_address + entry` is an instruction of the code `install` mapped
-        // read+execute, live as long as `self`; its base slot holds the distance to `tables`,
+        // read+execute, live as long as `self`; its data fixups hold the address of `tables`,
         // which lives as long as `self` and is never resized, so every table address the code
         // forms lies inside it. (2) The bytes are a function dpf's generator produced with the
         // `DemuxFn` signature from a verified trie: it reads only `frame[..len]` (each load is
