@@ -1586,9 +1586,9 @@ const SELECTOR_MIN_TABLE_BYTES: usize = 2048;
 /// Largest table [`templated_slots`] makes sparser than it has to be.
 pub const SPARSE_TABLE_BYTES: usize = 32 * 1024;
 
-/// Bytes all of a program's sparse tables may take beyond packed ones: a quarter of a 64 KB L1
-/// data cache, so that the tables of a few hundred flows stay in L1 and the 10,000-flow
-/// tables stay at 32 bytes a filter.
+/// Bytes all of a program's sparse tables may take beyond packed ones: half of a 32 KB L1 data
+/// cache, so that the tables of a few hundred flows stay in L1 and the 10,000-flow tables stay
+/// within 32 bytes a filter.
 pub const SPARSE_EXTRA_BYTES: usize = 16 * 1024;
 
 /// Fewest slots of a templated table.
