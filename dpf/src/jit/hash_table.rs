@@ -137,6 +137,8 @@ impl RangedLayout {
     /// Layouts for several tables probed by one piece of code: table `i` of `slots[i]` slots,
     /// one multiplier for all (the one with the shortest longest probe).
     pub fn shared(key_sets: &[&[u32]], slots: &[usize]) -> Vec<RangedLayout> {
+        // A table without its slot count would be dropped by the `zip` below, silently.
+        debug_assert_eq!(key_sets.len(), slots.len(), "one slot count per table");
         let mut best: Option<(usize, Vec<RangedLayout>)> = None;
         for multiplier in MULTIPLIERS {
             let layouts: Vec<RangedLayout> = key_sets
