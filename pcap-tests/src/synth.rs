@@ -98,6 +98,9 @@ pub struct SynthConfig {
     pub ip_options_fraction: f64,
     /// Fraction of IPv4 packets that are non-first fragments.
     pub fragment_fraction: f64,
+    /// Bytes of each packet kept, as a capture with `tcpdump -s` keeps them (the wire length
+    /// stays the whole packet's); `None` keeps whole packets.
+    pub snaplen: Option<usize>,
 }
 
 impl Default for SynthConfig {
@@ -112,6 +115,7 @@ impl Default for SynthConfig {
             vlan_fraction: 0.08,
             ip_options_fraction: 0.03,
             fragment_fraction: 0.02,
+            snaplen: None,
         }
     }
 }
@@ -210,10 +214,14 @@ pub fn generate(config: &SynthConfig) -> SynthTrace {
             later_fragment: flow.src.is_ipv4() && rng.random_bool(config.fragment_fraction),
             payload_len,
         };
-        let data = build_packet(flow, &shape, rng.random());
+        let mut data = build_packet(flow, &shape, rng.random());
+        let wire_len = data.len() as u32;
+        if let Some(snaplen) = config.snaplen {
+            data.truncate(snaplen);
+        }
         ts_nsec += rng.random_range(1_000..50_000);
         packets.push(TracePacket {
-            wire_len: data.len() as u32,
+            wire_len,
             data,
             ts_sec: (ts_nsec / 1_000_000_000) as u32,
             ts_nsec: (ts_nsec % 1_000_000_000) as u32,
@@ -380,6 +388,29 @@ mod tests {
         assert_eq!(a.packets, b.packets);
         let c = generate(&SynthConfig { seed: 1, ..config });
         assert_ne!(a.packets, c.packets);
+    }
+
+    #[test]
+    fn snaplen_keeps_each_packets_first_bytes_and_its_wire_length() {
+        let config = SynthConfig {
+            packets: 2_000,
+            flows: 200,
+            ..SynthConfig::default()
+        };
+        let whole = generate(&config);
+        let snapped = generate(&SynthConfig {
+            snaplen: Some(128),
+            ..config
+        });
+        let mut cut = 0;
+        for (w, s) in whole.packets.iter().zip(&snapped.packets) {
+            assert_eq!(s.wire_len as usize, w.data.len());
+            assert_eq!(s.wire_len, w.wire_len);
+            assert_eq!(s.data[..], w.data[..w.data.len().min(128)]);
+            cut += usize::from(w.data.len() > 128);
+        }
+        assert_eq!(whole.packets.len(), snapped.packets.len());
+        assert!(cut > 0, "some packets are longer than the snap length");
     }
 
     #[test]

@@ -25,8 +25,8 @@ use super::engines::native_hash::NativeHash;
 use super::engines::{Demux, Tally};
 use super::flows;
 use super::packets::PacketArena;
-use super::run::{DRAW_SEED, SYNTH_PACKETS};
-use crate::synth::{self, SynthConfig};
+use super::run::{DRAW_SEED, SYNTH_PACKETS, synth_config};
+use crate::synth;
 
 /// The argument that makes `demux-bench` a callgrind child.
 pub const CHILD_FLAG: &str = "--callgrind-child";
@@ -347,14 +347,11 @@ fn start_instrumentation() {
 
 /// The child's side: builds the job's engine, replays once to warm up, once collected.
 pub fn child(job: &Job) -> Result<(), String> {
-    let trace = synth::generate(&SynthConfig {
-        packets: if job.packets == 0 {
-            SYNTH_PACKETS
-        } else {
-            job.packets
-        },
-        ..SynthConfig::default()
-    });
+    let trace = synth::generate(&synth_config(if job.packets == 0 {
+        SYNTH_PACKETS
+    } else {
+        job.packets
+    }));
     let arena = PacketArena::new(&trace.packets);
     let popular = flows::flows_by_popularity(&trace.packets);
     let drawn = flows::draw(&popular, job.drawn, job.spare, DRAW_SEED);

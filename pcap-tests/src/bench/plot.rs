@@ -25,8 +25,9 @@ fn register_font() {
 }
 
 /// Engines in legend order, each with a fixed colour.
-const ENGINES: [(&str, RGBColor); 12] = [
+const ENGINES: [(&str, RGBColor); 13] = [
     ("dpf-jit", RGBColor(0xd6, 0x27, 0x28)),
+    ("dpf-jit-two-copies", RGBColor(0xf7, 0xb6, 0xd2)),
     ("dpf-interp", RGBColor(0xff, 0x7f, 0x0e)),
     ("dpf-jit-unmerged", RGBColor(0xe3, 0x77, 0xc2)),
     ("native", RGBColor(0x00, 0x00, 0x00)),

@@ -438,6 +438,19 @@ pub fn checks(rows: &[Row], trace: &str, ks: &[usize]) -> Vec<Row> {
         "generated tables over K".into(),
     ));
 
+    // Whether the trace is long enough that the times are not those of a predictor that has
+    // learnt it by heart (see `DpfJitTwoCopies`).
+    out.push(check(
+        &format!("dpf-jit {smallest} filter, two copies in turn / one"),
+        median_of(rows, trace, "dpf-jit-two-copies", smallest)
+            .zip(jit(smallest))
+            .map(|(a, b)| a / b),
+        "<= 1.2",
+        |r| r <= 1.2,
+        "two mapped copies of the code, a pass each: near 1 unless a predictor learnt the trace"
+            .into(),
+    ));
+
     // The targets of round 1.
     let interp_ratios: Vec<(usize, f64)> = ks
         .iter()
@@ -587,6 +600,7 @@ mod tests {
         rows.push(demux("native-hash", 100, 10.0));
         rows.push(demux("native-hash", 10_000, 10.0));
         rows.push(demux("ebpf-map", 10_000, 45.0));
+        rows.push(demux("dpf-jit-two-copies", 1, 17.0));
         let mut size = Row::new(RowKind::Size, "dpf-jit");
         size.trace = Some("synth".into());
         size.filters = Some(10_000);
@@ -611,6 +625,8 @@ mod tests {
             Some("worst at K=10000 (hashbrown lookup on the parsed tuple)")
         );
         assert_eq!(by("ebpf-map / dpf-jit, 10000 filters").ratio, Some(3.0));
+        let learnt = by("dpf-jit 1 filter, two copies in turn / one");
+        assert_eq!((learnt.ratio, learnt.pass), (Some(1.7), Some(false)));
         assert_eq!(by("rte-acl / dpf-jit, 10000 filters").pass, None);
         assert_eq!(
             by("dpf-jit table bytes per filter, 10000 filters").pass,

@@ -69,8 +69,10 @@ struct Args {
         default_value = "1,10,100,1000,10000,100000"
     )]
     filters: Vec<usize>,
-    /// Synthetic packets to replay (default 25,000: about 8.5 MB of records, inside the L3, so
-    /// headers are in cache as a NIC writing into the cache would leave them).
+    /// Synthetic packets to replay, each snapped to its first 128 bytes (default 200,000: about
+    /// 20 MB of records, inside the L3, so headers are in cache as a NIC writing into the cache
+    /// leaves them, and too many for a branch predictor to learn the trace by heart, which it
+    /// does with 25,000).
     #[arg(long, value_name = "N")]
     packets: Option<usize>,
     /// Only these engines (comma-separated names as in the table, `bind` for the bind cost);
