@@ -13,7 +13,10 @@ use pcap_tests::bench::run::{self, Options};
 
 /// Demultiplexing benchmark: which of K flow filters does each packet belong to?
 ///
-/// Packets are held in memory and replayed on one thread. Cells (an engine at a K) are timed
+/// Packets are held in memory and replayed on one thread: 200,000 synthetic ones, each cut to
+/// its first 128 bytes (no filter reads further), as many as it takes for a branch predictor
+/// not to learn the trace by heart over a trial's passes (with 25,000 it did, and the cheap
+/// cells ran about twice as fast as on traffic that does not repeat). Cells (an engine at a K) are timed
 /// in interleaved rounds: every round gives each cell of a phase one trial, starting one cell
 /// later each time, so the host's drift falls on all cells alike; rows report the median over
 /// rounds, its min, max and interquartile range. Beside the times, callgrind replays the same
@@ -29,16 +32,21 @@ use pcap_tests::bench::run::{self, Options};
 ///   rte-acl               parse, then one DPDK rte_acl_classify over a context of K 5-tuple rules
 ///                         (librte-acl23, if installed; EAL without hugepages; up to 10,000);
 ///   native                a hand-written Rust match of the K=1 filter;
+///   dpf-jit-two-copies    dpf-jit at the smallest K mapped twice, a pass through each in
+///                         turn: what a predictor learnt of the trace in one copy is gone by
+///                         its next pass, so its time over dpf-jit's (a target) stays near 1
+///                         unless the trace was learnt by heart;
 ///   dpf-jit-unmerged      one compiled dpf program per filter, in sequence;
 ///   libpcap               pcap_compile (optimised) per filter, bpf_filter, in sequence;
 ///   bpfjit                FreeBSD's cBPF JIT on libpcap's programs, in sequence;
 ///   rbpf-jit              libpcap's programs translated to eBPF, rbpf's x86_64 JIT;
 ///   dpdk-bpf-jit          the same eBPF on DPDK's rte_bpf JIT (librte-bpf23, if installed).
 ///
-/// The first five (and native) form one phase; each sequential engine is a phase of its own,
-/// up to 10,000 filters, stopping at the first filter that accepts and replaying a prefix of
-/// the trace sized from a pilot run (the row's note says so). Every engine must report the
-/// same matches as dpf-interp on the packets it replayed, or the run exits 1.
+/// The first five (with native and dpf-jit-two-copies) form one phase; each sequential engine
+/// is a phase of its own, up to 10,000 filters, stopping at the first filter that accepts and
+/// replaying a prefix of the trace sized from a pilot run (the row's note says so). Every
+/// engine must report the same matches as dpf-interp on the packets it replayed, or the run
+/// exits 1.
 /// Bind cost: one filter inserted into a live set of K and removed, for dpf's live JIT demux
 /// (including new code, mapped) and its interpreter's trie. Sizes: dpf's code and table
 /// bytes per K.
