@@ -28,6 +28,11 @@ struct Args {
     /// RNG seed: the same seed writes the same file.
     #[arg(long, default_value_t = SynthConfig::default().seed)]
     seed: u64,
+    /// Keep only each packet's first N bytes, as `tcpdump -s N` does (the wire length stays the
+    /// whole packet's). `demux-bench` replays 200,000 packets cut to 128 bytes:
+    /// `--packets 200000 --snaplen 128` writes that trace.
+    #[arg(long, value_name = "N")]
+    snaplen: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -36,16 +41,21 @@ fn main() -> ExitCode {
         eprintln!("synth: --flows must be at least 1");
         return ExitCode::from(2);
     }
+    if args.snaplen == Some(0) {
+        eprintln!("synth: --snaplen must be at least 1");
+        return ExitCode::from(2);
+    }
     let trace = generate(&SynthConfig {
         seed: args.seed,
         packets: args.packets,
         flows: args.flows,
+        snaplen: args.snaplen.map(|n| n as usize),
         ..SynthConfig::default()
     });
     let header = PcapHeader {
         datalink: DataLink::ETHERNET,
         ts_resolution: TsResolution::NanoSecond,
-        snaplen: 65_535,
+        snaplen: args.snaplen.unwrap_or(65_535),
         ..PcapHeader::default()
     };
     let result = File::create(&args.output)
