@@ -959,6 +959,39 @@ pub fn machine() -> String {
 mod tests {
     use super::*;
 
+    /// The bench replays packets cut to [`SYNTH_SNAPLEN`]; that must change no verdict of the
+    /// filters it binds (a VLAN tag, 60 bytes of IPv4 header and the ports end by byte 82).
+    #[test]
+    fn cutting_the_synthetic_packets_changes_no_verdict() {
+        let whole = synth::generate(&SynthConfig {
+            snaplen: None,
+            ..synth_config(4_000)
+        });
+        let cut = synth::generate(&synth_config(4_000));
+        let popular = flows::flows_by_popularity(&whole.packets);
+        let drawn = flows::draw(&popular, 400, 0, DRAW_SEED);
+        let trie = dpf_engines::merged_trie(&filters_of(&drawn.flows)).unwrap();
+        let verdict = |p: &TracePacket| {
+            interp::classify(
+                &trie,
+                &dpf::Packet {
+                    data: &p.data,
+                    wire_len: p.wire_len,
+                },
+            )
+        };
+        let (mut matched, mut shortened) = (0, 0);
+        for (w, c) in whole.packets.iter().zip(&cut.packets) {
+            assert_eq!(verdict(w), verdict(c));
+            matched += usize::from(verdict(c).is_some());
+            shortened += usize::from(c.data.len() < w.data.len());
+        }
+        assert!(
+            matched > 1_000 && shortened > 1_000,
+            "{matched} {shortened}"
+        );
+    }
+
     #[test]
     fn utc_date_is_well_formed() {
         let now = utc_now();
