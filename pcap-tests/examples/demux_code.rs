@@ -34,7 +34,8 @@ fn main() {
     let packets: usize = args
         .get(5)
         .and_then(|a| a.parse().ok())
-        .unwrap_or(SYNTH_PACKETS);
+        .unwrap_or(SYNTH_PACKETS)
+        .max(1);
     let trace = synth::generate(&synth_config(packets));
     let popular = flows::flows_by_popularity(&trace.packets);
     let drawn = flows::draw(&popular, 10_000.max(k), 102, 0xf10e_5eed);

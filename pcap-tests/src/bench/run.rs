@@ -100,11 +100,11 @@ impl Options {
 
 /// Synthetic packets replayed. A trial replays the trace over and over, and a branch predictor
 /// learns a short one by heart: with 25,000 packets (the earlier length), dpf-jit at 1 filter
-/// took 3.2 ns/packet replayed alone and 5.5 ns with a second copy of its code replayed in
-/// between, which evicts what the predictor learnt of the first (same bytes, same code, same
+/// took 2.94 ns/packet replayed alone and 5.29-5.32 ns with a second copy of its code replayed
+/// in between (`demux_code`, minima of 10 rounds), which evicts what the predictor learnt of the first (same bytes, same code, same
 /// cache footprint). Its rejections hinge on the ethertype and the source address, which no
 /// predictor can guess on traffic that does not repeat, so the cheap cells looked about twice as
-/// fast as they are. At 200,000 packets the two agree (5.86 and 5.87 ns);
+/// fast as they are. At 200,000 packets the two agree (5.80 and 5.87-5.89 ns);
 /// `demux_code K ROUNDS PREFIX 2` repeats the check.
 pub const SYNTH_PACKETS: usize = 200_000;
 
@@ -418,7 +418,7 @@ fn merged_engines(
                 Err(e) => run.unavailable("dpf-jit", Some(k), &e.to_string()),
             }
         }
-        if k == ks[0] && run.options.wants("dpf-jit") {
+        if k == ks[0] && run.options.wants("dpf-jit-two-copies") {
             match DpfJitTwoCopies::new(&trie) {
                 Ok(copies) => {
                     cells.extend(run.cell("dpf-jit-two-copies", k, Box::new(copies), false))
